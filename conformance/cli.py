@@ -1,0 +1,82 @@
+"""``python -m conformance``: command-line tools that work without pytest.
+
+``profiles`` prints a profile's documented reply codes, as a table or as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from conformance.errors import UsageError
+from conformance.tables import DEFAULT_PROFILE, PROFILES, SUPPLEMENTARY_ROWS, Profile, Row
+
+
+def profile_as_json(profile: Profile) -> dict[str, list[int]]:
+    """The profile's own groups, spelled as in the seed, each a sorted list of codes."""
+    return {group: sorted(row.code_set) for group, row in profile.rows.items()}
+
+
+def _format_row(row: Row, *, show_level: bool = False) -> list[str]:
+    level = f"  {{{row.level}}}" if show_level else ""
+    lines = [f"{row.group}  [{row.citation}]{level}"]
+    for code in row.codes:
+        note = f"  ({code.note})" if code.note else ""
+        lines.append(f"  {code.code}  {code.text}{note}")
+    return lines
+
+
+def format_profile(profile: Profile) -> str:
+    lines = [
+        f"Profile {profile.name}: {profile.title}",
+        f"Weight: {profile.level} ({profile.level_citation})",
+        "",
+    ]
+    for row in profile.rows.values():
+        lines += _format_row(row)
+    extra = [row for group, row in SUPPLEMENTARY_ROWS.items() if group not in profile.rows]
+    if extra:
+        lines += ["", "Not covered by the seed page (supplementary rows, graded by their own "
+                      "citation):"]
+        for row in extra:
+            lines += _format_row(row, show_level=True)
+    return "\n".join(lines)
+
+
+def _profiles_command(args: argparse.Namespace) -> int:
+    profile = PROFILES[args.profile]
+    if args.json:
+        rows = profile_as_json(profile).items()
+        body = ",\n".join(f"  {json.dumps(group)}: {json.dumps(codes)}" for group, codes in rows)
+        print("{\n" + body + "\n}")
+    else:
+        print(format_profile(profile))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m conformance", description="SMTP conformance tools"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    profiles = commands.add_parser("profiles", help="print a profile's documented reply codes")
+    profiles.add_argument(
+        "--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
+        help=f"which profile (default: {DEFAULT_PROFILE})",
+    )
+    profiles.add_argument("--json", action="store_true", help="print one JSON object")
+    profiles.set_defaults(run=_profiles_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return status

@@ -1,0 +1,265 @@
+"""A bounded SMTP client: the thin I/O loop around the sans-IO reply parser.
+
+It sends exact bytes (so malformed commands are possible), reads replies with a deadline
+per reply, notices when the server closes, and records everything in a ``Transcript``.
+Nothing here blocks past its timeout or buffers past the parser's bounds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from conformance.errors import (
+    ConnectionClosed,
+    ReplyFramingError,
+    ReplyTimeout,
+    TargetUnreachable,
+    UsageError,
+)
+from conformance.replies import Limits, Reply, ReplyParser
+from conformance.transcript import Transcript
+
+DEFAULT_PORT = 25
+RECV_SIZE = 64 * 1024
+MAX_PIPELINE = 1000
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, *, default_port: int = DEFAULT_PORT) -> ServerAddress:
+        """``HOST[:PORT]``, with an IPv6 host in brackets: ``[::1]:2525``."""
+        text = text.strip()
+        if not text:
+            raise UsageError("empty server address (expected HOST[:PORT])")
+        if text.startswith("["):
+            host, sep, rest = text[1:].partition("]")
+            if not sep:
+                raise UsageError(f"bad server address {text!r}: missing ']'")
+            if rest and not rest.startswith(":"):
+                raise UsageError(f"bad server address {text!r}: expected ':PORT' after ']'")
+            port_text = rest[1:] if rest else ""
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise UsageError(f"bad server address {text!r}: {host!r} is not IPv6") from None
+        elif text.count(":") > 1:
+            raise UsageError(f"bad server address {text!r}: put an IPv6 address in brackets")
+        else:
+            host, _, port_text = text.partition(":")
+            if not host:
+                raise UsageError(f"bad server address {text!r}: missing host")
+        if ":" in text.rpartition("]")[2] and not port_text:
+            raise UsageError(f"bad server address {text!r}: empty port")
+        port = _parse_port(port_text, text) if port_text else default_port
+        return cls(host, port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _parse_port(port_text: str, whole: str) -> int:
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"bad server address {whole!r}: port must be 1-65535")
+    return int(port_text)
+
+
+class SMTPClient:
+    """One TCP session with an SMTP server.
+
+    ``timeout`` bounds each reply (from the moment we start waiting for it to its last
+    octet) and each send; ``connect_timeout`` bounds the TCP handshake.
+    """
+
+    def __init__(
+        self,
+        address: ServerAddress,
+        *,
+        timeout: float = 10.0,
+        connect_timeout: float | None = None,
+        limits: Limits | None = None,
+        smtputf8: bool = False,
+    ) -> None:
+        if timeout <= 0:
+            raise UsageError("timeout must be positive")
+        self.address = address
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout or timeout
+        self.transcript = Transcript()
+        self.parser = ReplyParser(limits=limits, smtputf8=smtputf8)
+        self.closed_by_server = False
+        self._sock: socket.socket | None = None
+
+    # --- connection ------------------------------------------------------------------------
+
+    def connect(self) -> Reply:
+        """Open the TCP connection and read the greeting."""
+        try:
+            self._sock = socket.create_connection(
+                (self.address.host, self.address.port), timeout=self.connect_timeout
+            )
+        except TimeoutError:
+            raise TargetUnreachable(
+                f"cannot connect to {self.address}: no answer in {self.connect_timeout:g}s"
+            ) from None
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise TargetUnreachable(f"cannot connect to {self.address}: {reason}") from None
+        self.transcript.event(f"connected to {self.address}")
+        return self.read_reply()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> SMTPClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None and not self.closed_by_server
+
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            raise ConnectionClosed("not connected")
+        return self._sock
+
+    # --- sending and receiving -------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Send ``data`` exactly as given (CRLF included by the caller)."""
+        sock = self._socket()
+        self.transcript.client(data)
+        sock.settimeout(self.timeout)
+        try:
+            sock.sendall(data)
+        except TimeoutError:
+            raise ReplyTimeout(f"server did not read our data within {self.timeout:g}s") from None
+        except OSError as error:
+            self._server_closed()
+            raise ConnectionClosed(f"connection lost while sending: {error}") from None
+
+    def read_reply(self, *, timeout: float | None = None) -> Reply:
+        """The next complete reply; raises if it does not arrive within the timeout."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while True:
+            reply = self._next_parsed_reply()
+            if reply is not None:
+                self.transcript.server(reply.raw)
+                return reply
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                partial = self.parser.pending
+                self._record_partial(partial, f"no complete reply within {limit:g}s")
+                raise ReplyTimeout(
+                    f"no complete reply within {limit:g}s"
+                    + (f" (received so far: {partial[:120]!r})" if partial else ""),
+                    partial=partial,
+                )
+            data = self._recv(remaining)
+            if data is None:
+                continue
+            if not data:
+                partial = self.parser.pending
+                self._server_closed()
+                self._record_partial(partial, "server closed the connection")
+                where = "in the middle of a reply" if partial else "instead of replying"
+                raise ConnectionClosed(
+                    f"server closed the connection {where}"
+                    + (f" (received: {partial[:120]!r})" if partial else ""),
+                    partial=partial,
+                )
+            self._feed(data)
+
+    def command(self, data: bytes) -> Reply:
+        """Send one command (exact bytes) and read its reply."""
+        self.send(data)
+        return self.read_reply()
+
+    def pipeline(self, commands: Sequence[bytes]) -> list[Reply]:
+        """Send several commands in one write (RFC 2920), then read one reply for each."""
+        if len(commands) > MAX_PIPELINE:
+            raise UsageError(f"at most {MAX_PIPELINE} commands in one pipeline")
+        self.send(b"".join(commands))
+        return [self.read_reply() for _ in commands]
+
+    def wait_for_close(self, *, timeout: float | None = None) -> bool:
+        """True if the server closes the connection within the timeout (after QUIT or 421).
+
+        Bytes that arrive instead are kept in the transcript; the answer is then False.
+        """
+        if self.closed_by_server:
+            return True
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                data = self._recv(remaining)
+            except ConnectionClosed:
+                return True
+            if data is None:
+                continue
+            if not data:
+                self._server_closed()
+                return True
+            self.transcript.server(data)
+            return False
+        self.transcript.event(f"connection still open after {limit:g}s")
+        return False
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _next_parsed_reply(self) -> Reply | None:
+        try:
+            return self.parser.next_reply()
+        except ReplyFramingError as error:
+            self._record_partial(error.partial, f"unreadable reply: {error}")
+            raise
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed(data)
+        except ReplyFramingError as error:
+            self._record_partial(error.partial, f"unreadable reply: {error}")
+            raise
+
+    def _recv(self, timeout: float) -> bytes | None:
+        """Up to RECV_SIZE bytes; b"" at end of stream; None if nothing came in time."""
+        sock = self._socket()
+        sock.settimeout(max(timeout, 0.001))
+        try:
+            return sock.recv(RECV_SIZE)
+        except TimeoutError:
+            return None
+        except OSError as error:  # reset by peer and the like
+            self._server_closed()
+            raise ConnectionClosed(f"connection lost: {error.strerror or error}") from None
+
+    def _server_closed(self) -> None:
+        if not self.closed_by_server:
+            self.closed_by_server = True
+            self.transcript.event("server closed the connection")
+
+    def _record_partial(self, partial: bytes, why: str) -> None:
+        if partial:
+            self.transcript.server(partial)
+        self.transcript.event(why)

@@ -1,0 +1,53 @@
+"""Error types, split by who is to blame: the tool's user, or the server under test.
+
+Checks and the pytest plugin rely on this split to choose a message and an exit status.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conformance.violations import Violation
+
+
+class ConformanceError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class UsageError(ConformanceError):
+    """The tool was misused: a bad ``--server`` value, an unknown profile, a bad option."""
+
+
+class TargetUnreachable(ConformanceError):
+    """No TCP connection to the server could be made; nothing was tested."""
+
+
+class ServerError(ConformanceError):
+    """The server under test misbehaved: bad framing, silence, an early close.
+
+    ``partial`` holds the bytes of an unfinished reply, if any, for the report.
+    """
+
+    def __init__(self, message: str, *, partial: bytes = b"") -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class ReplyTimeout(ServerError):
+    """No complete reply arrived within the timeout."""
+
+
+class ConnectionClosed(ServerError):
+    """The server closed the connection where a reply was expected."""
+
+
+class ReplyFramingError(ServerError):
+    """The reply stream broke a rule badly enough that replies can no longer be delimited.
+
+    Raised by the sans-IO parser; ``violation`` says which rule, as data.
+    """
+
+    def __init__(self, violation: Violation, *, partial: bytes = b"") -> None:
+        super().__init__(violation.describe(), partial=partial)
+        self.violation = violation

@@ -1,0 +1,86 @@
+"""A session transcript: what the client sent (C:) and the server replied (S:), timed.
+
+Bounded: past ``max_entries`` the oldest entries are dropped and counted, so a long session
+cannot grow memory without limit. Rendering escapes every byte a terminal would hide.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["C", "S", "*"]  # client, server, or an event such as a close
+
+
+@dataclass(frozen=True)
+class Entry:
+    at: float  # seconds since the transcript began
+    direction: Direction
+    data: bytes
+
+
+def escape_line(line: bytes) -> str:
+    """One protocol line as readable text: CRLF dropped, anything unusual escaped."""
+    body = line[:-2] if line.endswith(b"\r\n") else line
+    out = []
+    for byte in body:
+        if 0x20 <= byte < 0x7F and byte != 0x5C:
+            out.append(chr(byte))
+        else:
+            out.append({0x5C: "\\\\", 0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t"}.get(
+                byte, f"\\x{byte:02x}"))
+    return "".join(out)
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Split after each LF, keeping terminators (so a bare LF stays visible as \\n)."""
+    parts = data.split(b"\n")
+    lines = [part + b"\n" for part in parts[:-1]]
+    return [*lines, parts[-1]] if parts[-1] else lines
+
+
+class Transcript:
+    def __init__(self, *, max_entries: int = 5000) -> None:
+        self._entries: deque[Entry] = deque(maxlen=max_entries)
+        self._start = time.monotonic()
+        self.dropped = 0
+
+    def _add(self, direction: Direction, data: bytes) -> None:
+        if len(self._entries) == self._entries.maxlen:
+            self.dropped += 1
+        self._entries.append(Entry(time.monotonic() - self._start, direction, data))
+
+    def client(self, data: bytes) -> None:
+        self._add("C", data)
+
+    def server(self, data: bytes) -> None:
+        self._add("S", data)
+
+    def event(self, text: str) -> None:
+        self._add("*", text.encode())
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def render(self, *, timestamps: bool = True, max_line: int = 200) -> str:
+        """The transcript as ``C: ...`` / ``S: ...`` lines, one per protocol line."""
+        lines = [f"... {self.dropped} earlier entries dropped"] if self.dropped else []
+        for entry in self._entries:
+            stamp = f"{entry.at:8.3f} " if timestamps else ""
+            if entry.direction == "*":
+                lines.append(f"{stamp}*  {entry.data.decode()}")
+                continue
+            for raw in split_lines(entry.data):
+                text = escape_line(raw)
+                if not raw.endswith(b"\r\n"):
+                    text += "  <no CRLF>"
+                if len(text) > max_line:
+                    text = f"{text[:max_line]}... ({len(raw)} octets)"
+                lines.append(f"{stamp}{entry.direction}: {text}")
+        return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Hypothesis strategies for SMTP commands, valid and malformed, built on conformance.grammar."""

@@ -1,0 +1,65 @@
+"""Small misbehaving TCP servers for client tests: each runs a script against one connection.
+
+Bounded: the listening socket and every connection time out, and stop() joins the thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable
+from types import TracebackType
+
+from conformance.client import ServerAddress
+
+Script = Callable[[socket.socket, threading.Event], None]
+
+
+class ScriptedServer:
+    def __init__(self, script: Script) -> None:
+        self._script = script
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        host, port = self._listener.getsockname()[:2]
+        self.address = ServerAddress(host, port)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5.0)
+                with contextlib.suppress(OSError):
+                    self._script(conn, self._stop)
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(timeout=10)
+
+
+def read_line(conn: socket.socket, limit: int = 4096) -> bytes:
+    """One command line from the client (bounded); b"" when the client went away."""
+    data = b""
+    while not data.endswith(b"\n") and len(data) < limit:
+        chunk = conn.recv(1)
+        if not chunk:
+            return data
+        data += chunk
+    return data

@@ -1,0 +1,205 @@
+"""The bounded client against aiosmtpd and against servers that misbehave on purpose."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from conformance.client import ServerAddress, SMTPClient
+from conformance.errors import (
+    ConnectionClosed,
+    ReplyFramingError,
+    ReplyTimeout,
+    TargetUnreachable,
+    UsageError,
+)
+from conformance.reference_server import ReferenceServer
+from tests.scripted_server import ScriptedServer, read_line
+
+TIMEOUT = 0.5
+# Generous: proves "ends within its timeout" without turning machine noise into failures.
+SLACK = 3.0
+
+
+@pytest.fixture(scope="module")
+def aiosmtpd_server():
+    with ReferenceServer() as server:
+        yield server
+
+
+# --- addresses -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [
+        ("127.0.0.1", "127.0.0.1", 25),
+        ("127.0.0.1:2525", "127.0.0.1", 2525),
+        ("localhost:587", "localhost", 587),
+        ("[::1]", "::1", 25),
+        ("[::1]:2525", "::1", 2525),
+    ],
+)
+def test_parses_server_address(text, host, port):
+    address = ServerAddress.parse(text)
+    assert (address.host, address.port) == (host, port)
+    assert ServerAddress.parse(str(address)) == address
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty server address"),
+        (":25", "missing host"),
+        ("host:", "empty port"),
+        ("host:0", "port must be 1-65535"),
+        ("host:70000", "port must be 1-65535"),
+        ("host:smtp", "port must be 1-65535"),
+        ("::1:25", "put an IPv6 address in brackets"),
+        ("[::1", "missing ']'"),
+        ("[::1]25", "expected ':PORT'"),
+        ("[nothost]:25", "is not IPv6"),
+    ],
+)
+def test_rejects_bad_server_address_with_one_line(text, message):
+    with pytest.raises(UsageError, match=message) as caught:
+        ServerAddress.parse(text)
+    assert "\n" not in str(caught.value)
+
+
+def test_unreachable_server_is_a_clear_error():
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    client = SMTPClient(ServerAddress("127.0.0.1", port), timeout=TIMEOUT)
+    with pytest.raises(TargetUnreachable, match=r"cannot connect to 127\.0\.0\.1:\d+"):
+        client.connect()
+
+
+# --- a real server ---------------------------------------------------------------------------
+
+def test_talks_to_aiosmtpd_and_keeps_a_transcript(aiosmtpd_server):
+    with SMTPClient(aiosmtpd_server.address, timeout=5) as client:
+        assert client.connect().code == 220
+        ehlo = client.command(b"EHLO client.example.test\r\n")
+        assert ehlo.code == 250
+        assert ehlo.multiline
+        assert ehlo.well_formed
+        assert client.command(b"QUIT\r\n").code == 221
+        assert client.wait_for_close(timeout=5)
+    text = client.transcript.render(timestamps=False)
+    assert text.splitlines()[:3] == [
+        f"*  connected to {aiosmtpd_server.address}",
+        "S: 220 mx.example.test Python SMTP 1.4.6",
+        "C: EHLO client.example.test",
+    ]
+    assert text.endswith("S: 221 Bye\n*  server closed the connection")
+
+
+def test_pipelined_replies_come_back_in_order(aiosmtpd_server):
+    with SMTPClient(aiosmtpd_server.address, timeout=5) as client:
+        client.connect()
+        replies = client.pipeline([
+            b"EHLO client.example.test\r\n", b"MAIL FROM:<a@example.test>\r\n",
+            b"RCPT TO:<b@example.test>\r\n", b"DATA\r\n",
+        ])
+        assert [r.code for r in replies] == [250, 250, 250, 354]
+        assert client.command(b"hello\r\n.\r\n").code == 250
+
+
+def test_malformed_commands_go_out_as_exact_bytes(aiosmtpd_server):
+    with SMTPClient(aiosmtpd_server.address, timeout=5) as client:
+        client.connect()
+        reply = client.command(b"nOoP  \xff\x00 extra\r\n")
+        assert reply.code in {250, 500}
+    assert b"nOoP  \xff\x00 extra\r\n" in [e.data for e in client.transcript]
+
+
+# --- misbehaving servers ---------------------------------------------------------------------
+
+def never_greets(conn: socket.socket, stop: threading.Event) -> None:
+    stop.wait(10)
+
+
+def stalls_mid_reply(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"220-mx.example.test\r\n220 still typ")
+    stop.wait(10)
+
+
+def floods_without_newline(conn: socket.socket, stop: threading.Event) -> None:
+    conn.settimeout(2.0)
+    block = b"2" * 65536
+    for _ in range(160):  # 10 MB
+        if stop.is_set():
+            return
+        conn.sendall(block)
+
+
+def closes_mid_reply(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"220-mx.example.test\r\n220 half")
+
+
+def bare_lf_replies(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"220 mx.example.test\n")
+    while read_line(conn):
+        conn.sendall(b"250-first\n250 ok\n")
+
+
+def test_server_that_never_greets_times_out():
+    with ScriptedServer(never_greets) as server, SMTPClient(server.address,
+                                                            timeout=TIMEOUT) as client:
+        start = time.monotonic()
+        with pytest.raises(ReplyTimeout, match=r"no complete reply within 0\.5s") as caught:
+            client.connect()
+        assert time.monotonic() - start < TIMEOUT + SLACK
+        assert caught.value.partial == b""
+
+
+def test_server_that_stalls_mid_reply_times_out_with_the_partial_reply():
+    with ScriptedServer(stalls_mid_reply) as server, SMTPClient(server.address,
+                                                                timeout=TIMEOUT) as client:
+        start = time.monotonic()
+        with pytest.raises(ReplyTimeout, match="received so far") as caught:
+            client.connect()
+        assert time.monotonic() - start < TIMEOUT + SLACK
+        assert caught.value.partial == b"220-mx.example.test\r\n220 still typ"
+        assert "S: 220 still typ  <no CRLF>" in client.transcript.render(timestamps=False)
+
+
+def test_server_that_floods_without_newline_hits_the_line_bound():
+    with ScriptedServer(floods_without_newline) as server, SMTPClient(server.address,
+                                                                      timeout=5) as client:
+        with pytest.raises(ReplyFramingError) as caught:
+            client.connect()
+        assert caught.value.violation.rule == "line-bound"
+        assert len(client.parser.pending) == 0
+        assert len(caught.value.partial) <= 1024
+
+
+def test_server_that_closes_mid_reply_is_reported_as_closed():
+    with ScriptedServer(closes_mid_reply) as server, SMTPClient(server.address,
+                                                                timeout=5) as client:
+        with pytest.raises(ConnectionClosed, match="in the middle of a reply") as caught:
+            client.connect()
+        assert caught.value.partial == b"220-mx.example.test\r\n220 half"
+        assert client.closed_by_server
+        assert not client.connected
+
+
+def test_bare_lf_replies_are_returned_with_the_violation():
+    with ScriptedServer(bare_lf_replies) as server, SMTPClient(server.address,
+                                                               timeout=5) as client:
+        greeting = client.connect()
+        assert [v.rule for v in greeting.violations] == ["bare-lf"]
+        reply = client.command(b"NOOP\r\n")
+        assert reply.lines == ("first", "ok")
+        assert {v.rule for v in reply.violations} == {"bare-lf"}
+
+
+def test_wait_for_close_is_false_when_the_server_stays_open(aiosmtpd_server):
+    with SMTPClient(aiosmtpd_server.address, timeout=5) as client:
+        client.connect()
+        assert client.command(b"NOOP\r\n").code == 250
+        assert not client.wait_for_close(timeout=TIMEOUT)
+        assert "connection still open" in client.transcript.render()
