@@ -1,20 +1,43 @@
 """The embedded reference server: aiosmtpd on an ephemeral 127.0.0.1 port, in a thread.
 
-It makes no DNS lookups (its hostname is fixed) and keeps accepted messages in memory.
+It makes no DNS lookups (its hostname is fixed), keeps accepted messages in memory, and is
+configured to conform to a profile. Where stock aiosmtpd would answer with a code the profile
+does not document, it answers with the substitute listed in ``SUBSTITUTES`` instead; those
+are this server's declared deviations from aiosmtpd, not loosened checks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Awaitable
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType, TracebackType
 from typing import Any
 
+import aiosmtpd.smtp
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from conformance import grammar
 from conformance.client import ServerAddress
+from conformance.commands import END_OF_DATA, GREETING
+from conformance.tables import DEFAULT_PROFILE, UNRECOGNISED, Profile, get_profile
+
+# (group, aiosmtpd's code) -> (code sent instead, new text or None to keep aiosmtpd's), used
+# only when the profile does not document aiosmtpd's code for that command.
+SUBSTITUTES: Mapping[tuple[str, int], tuple[int, str | None]] = MappingProxyType({
+    ("MAIL", 503): (501, None),  # "send HELO first", nested MAIL: seed/RFC 821 MAIL has no 503
+    ("MAIL", 553): (501, None),  # malformed address
+    ("MAIL", 555): (501, None),  # unknown MAIL parameter
+    ("RCPT", 555): (501, None),
+    ("QUIT", 501): (500, None),  # QUIT with an argument: the seed's QUIT row is 221, 500
+    ("VRFY", 252): (502, "VRFY not implemented"),  # RFC 821 and the seed have no 252
+})
+# aiosmtpd closes the connection after a few unknown verbs (502, then close); RFC 5321 §3.8
+# says a server answers 500 and waits. The limit is module state in aiosmtpd.
+aiosmtpd.smtp.BOGUS_LIMIT = 1_000_000
+logging.getLogger("mail.log").setLevel(logging.CRITICAL)
 
 SERVER_HOSTNAME = "mx.example.test"
 LOOPBACK = "127.0.0.1"
@@ -35,6 +58,57 @@ class MemoryHandler:
         return "250 Message accepted for delivery"
 
 
+class ProfileSMTP(SMTP):
+    """aiosmtpd's SMTP, answering only with codes the profile documents."""
+
+    def __init__(self, handler: Any, *, profile: Profile, **options: Any) -> None:
+        super().__init__(handler, **options)
+        self.profile = profile
+        self._group = GREETING  # the first push is the greeting
+        self._smtp_methods = {
+            verb: self._tracking(verb, method) for verb, method in self._smtp_methods.items()
+        }
+
+    def _tracking(self, verb: str, method: Callable[[str], Awaitable[None]]) -> Callable[
+            [str], Awaitable[None]]:
+        async def call(arg: str) -> None:
+            self._group = verb
+            try:
+                await method(arg)
+            finally:
+                self._group = UNRECOGNISED
+        return call
+
+    async def push(self, status: str | bytes) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        group = self._group
+        if group == "DATA" and text.startswith("354"):
+            self._group = END_OF_DATA  # the next reply answers the end of the data
+        elif group == GREETING:
+            self._group = UNRECOGNISED
+        await super().push(self._conforming(group, text))
+
+    def _conforming(self, group: str, status: str) -> str:
+        # Reply text must be textstring (RFC 5321 §4.2); aiosmtpd echoes what it was sent.
+        status = "".join(c if ord(c) in grammar.TEXTSTRING_OCTETS else "?" for c in status)
+        code = int(status[:3])
+        row = self.profile.row(group)
+        if row.allows(code):
+            return status
+        substitute, text = SUBSTITUTES.get((group, code), (500, None))
+        if not row.allows(substitute):
+            return status
+        return f"{substitute} {text}" if text else f"{substitute}{status[3:]}"
+
+    async def smtp_HELP(self, arg: str) -> None:
+        await self.push("214 Commands: DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET VRFY")
+
+    async def _not_implemented(self, arg: str) -> None:
+        await self.push("502 Command not implemented")
+
+    smtp_SEND = smtp_SOML = smtp_SAML = smtp_TURN = _not_implemented
+
+
 class _EphemeralController(Controller):
     """aiosmtpd's Controller, bound to port 0; the port the OS chose is read back."""
 
@@ -48,11 +122,16 @@ class _EphemeralController(Controller):
 
         return create()
 
+    def factory(self) -> SMTP:
+        return ProfileSMTP(self.handler, profile=self.profile, **self.SMTP_kwargs)
+
 
 class ReferenceServer:
     """Start with ``with ReferenceServer() as server:``; ``server.address`` is where it listens."""
 
-    def __init__(self, *, handler: Any = None, **smtp_options: Any) -> None:
+    def __init__(self, *, profile: Profile | None = None, handler: Any = None,
+                 **smtp_options: Any) -> None:
+        self.profile = profile or get_profile(DEFAULT_PROFILE)
         self.handler = handler if handler is not None else MemoryHandler()
         self._controller = _EphemeralController(
             self.handler,
@@ -62,6 +141,7 @@ class ReferenceServer:
             ready_timeout=10.0,
             **smtp_options,
         )
+        self._controller.profile = self.profile
         self._address: ServerAddress | None = None
 
     @property

@@ -1,1 +1,35 @@
-"""Hypothesis strategies for SMTP commands, valid and malformed, built on conformance.grammar."""
+"""Hypothesis strategies for SMTP: addresses, commands (valid and malformed), message data.
+
+Every strategy is built on ``conformance.grammar``, so what is generated is exactly what the
+parser and checks accept as valid. Options are keyword-only.
+"""
+
+from strategies.addresses import (
+    address_literals,
+    domains,
+    forward_paths,
+    local_parts,
+    mailboxes,
+    reverse_paths,
+)
+from strategies.commands import (
+    ehlo_commands,
+    esmtp_parameters,
+    helo_commands,
+    mail_commands,
+    malformed_commands,
+    message_bodies,
+    raw_lines,
+    rcpt_commands,
+    simple_commands,
+    unknown_commands,
+    valid_commands,
+    verbs,
+)
+
+__all__ = [
+    "address_literals", "domains", "ehlo_commands", "esmtp_parameters", "forward_paths",
+    "helo_commands", "local_parts", "mail_commands", "mailboxes", "malformed_commands",
+    "message_bodies", "raw_lines", "rcpt_commands", "reverse_paths", "simple_commands",
+    "unknown_commands", "valid_commands", "verbs",
+]

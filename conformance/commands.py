@@ -1,0 +1,81 @@
+"""What the client sends: a ``Command`` (one line, exact bytes) or a ``Message`` (mail data).
+
+Each knows its table group, the row of the reply-code tables its reply is judged against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from conformance.tables import GROUPS, UNRECOGNISED
+
+# Verbs that name a seed group (everything but the pseudo-commands).
+VERBS = frozenset(group for group in GROUPS if group.isupper())
+# The minimum implementation every server must recognise (RFC 5321 §4.5.1).
+MANDATORY_VERBS = frozenset({"EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT",
+                             "VRFY"})
+
+
+def verb_of(line: bytes) -> str:
+    """The verb as a server would read it: the first word, upper-cased (RFC 5321 §2.4)."""
+    first = line.split(b"\r\n", 1)[0].split(b"\n", 1)[0]
+    word = first.split(b" ", 1)[0].strip(b"\r\t")
+    return word.decode("ascii", "replace").upper()
+
+
+def group_of(line: bytes) -> str:
+    """The table group for a command line; unknown verbs fall in the 'unrecognised' row."""
+    verb = verb_of(line)
+    return verb if verb in VERBS else UNRECOGNISED
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command line, exactly as sent. ``valid``: it follows the RFC 5321 §4.1 grammar."""
+
+    line: bytes
+    valid: bool = True
+    group: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.group:
+            object.__setattr__(self, "group", group_of(self.line))
+
+    @classmethod
+    def of(cls, text: str, *, valid: bool = True) -> Command:
+        return cls(text.encode() + b"\r\n", valid)
+
+    @property
+    def verb(self) -> str:
+        return verb_of(self.line)
+
+    @property
+    def verb_as_sent(self) -> str:
+        return self.line.split(b" ", 1)[0].strip(b"\r\n").decode("ascii", "replace")
+
+    def __repr__(self) -> str:
+        return f"Command({self.line!r}{'' if self.valid else ', valid=False'})"
+
+
+@dataclass(frozen=True)
+class Message:
+    """Mail data as the client means it; ``wire`` is what goes out after the 354."""
+
+    content: bytes
+
+    @property
+    def wire(self) -> bytes:
+        """Dot-stuffed (RFC 5321 §4.5.2), CRLF-terminated, ending in <CRLF>.<CRLF>."""
+        body = self.content
+        if body and not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        lines = body.split(b"\r\n")
+        stuffed = b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
+        return stuffed + b".\r\n"
+
+    def __repr__(self) -> str:
+        return f"Message({self.content!r})"
+
+
+GREETING = "connect"
+END_OF_DATA = "received data"

@@ -1,0 +1,115 @@
+"""The session model: states, and a transition table driven by (command group, reply).
+
+Pure: no I/O. It advances from the server's actual replies (a 550 to RCPT adds no recipient,
+RFC 5321 §4.1.4: a rejected command leaves the state unchanged), and draws its own diagram.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from conformance.commands import END_OF_DATA, GREETING
+
+
+class State(enum.Enum):
+    GREETING = "awaiting greeting"
+    INIT = "greeted, no HELO/EHLO"
+    READY = "identified, no transaction"
+    MAIL = "transaction, no recipient"
+    RCPT = "transaction with recipients"
+    DATA = "sending mail data"
+    CLOSED = "closed"
+
+
+S = State
+_OPEN = (S.INIT, S.READY, S.MAIL, S.RCPT)
+
+# (group, state before) -> state after a positive reply (2yz; 3yz for DATA).
+# Anything not listed leaves the state unchanged (RFC 5321 §4.1.4).
+ON_SUCCESS: Mapping[tuple[str, State], State] = MappingProxyType({
+    (GREETING, S.GREETING): S.INIT,                                     # §3.1
+    **{("HELO", s): S.READY for s in _OPEN},                            # §4.1.4: acts as RSET
+    **{("EHLO", s): S.READY for s in _OPEN},                            # §4.1.4
+    **{(verb, s): S.MAIL for verb in ("MAIL", "SEND", "SOML", "SAML")   # §3.3; RFC 821 §4.1.1
+       for s in (S.INIT, S.READY)},
+    ("RCPT", S.MAIL): S.RCPT,                                           # §3.3
+    ("RCPT", S.RCPT): S.RCPT,
+    ("DATA", S.RCPT): S.DATA,                                           # §3.3: 354
+    ("RSET", S.INIT): S.INIT,                                           # §4.1.1.5: no-op
+    **{("RSET", s): S.READY for s in (S.READY, S.MAIL, S.RCPT)},        # §4.1.1.5
+    **{("QUIT", s): S.CLOSED for s in _OPEN},                           # §4.1.1.10: 221
+    **{("TURN", s): S.CLOSED for s in _OPEN},                           # RFC 821: roles swap
+})
+# The reply to the end of mail data, whatever its code, clears the buffers (§4.1.1.4).
+ON_END_OF_DATA = S.READY
+
+
+@dataclass(frozen=True)
+class Session:
+    """What the model knows of one session."""
+
+    state: State = S.GREETING
+    recipients: int = 0  # accepted in the current transaction
+    messages: int = 0  # completed (250 to the end of data) in this session
+    extensions: frozenset[str] = field(default=frozenset())  # EHLO keywords advertised
+
+    @property
+    def open(self) -> bool:
+        return self.state not in (S.GREETING, S.CLOSED)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.state in (S.MAIL, S.RCPT)
+
+
+def is_positive(group: str, code: int) -> bool:
+    """A reply that moves the session on: 354 to DATA, 2yz to anything else (RFC 821 §4.4)."""
+    return code // 100 == (3 if group == "DATA" else 2)
+
+
+def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] = ()) -> Session:
+    """The session after the server answered ``code`` to a command of ``group``."""
+    if code == 421:  # §3.8: the server is closing
+        return replace(session, state=S.CLOSED, recipients=0)
+    if group == END_OF_DATA:
+        done = session.messages + (1 if code == 250 else 0)
+        return replace(session, state=ON_END_OF_DATA, recipients=0, messages=done)
+    if not is_positive(group, code):
+        return session
+    after = ON_SUCCESS.get((group, session.state), session.state)
+    recipients = session.recipients + 1 if group == "RCPT" and after is S.RCPT else (
+        session.recipients if after in (S.RCPT, S.DATA) else 0)
+    extensions = session.extensions
+    if group == "EHLO":
+        extensions = frozenset(line.split(" ", 1)[0].upper() for line in lines[1:])
+    elif group == "HELO":
+        extensions = frozenset()
+    return replace(session, state=after, recipients=recipients, extensions=extensions)
+
+
+def closed(session: Session) -> Session:
+    return replace(session, state=S.CLOSED, recipients=0)
+
+
+def to_dot(*, coverage: Mapping[tuple[str, str], int] | None = None) -> str:
+    """The transition table as a Graphviz DOT digraph (edges: group; counts if given)."""
+    edges: dict[tuple[State, State], list[str]] = {}
+    for (group, before), after in ON_SUCCESS.items():
+        edges.setdefault((before, after), []).append(group)
+    edges.setdefault((S.DATA, ON_END_OF_DATA), []).append(END_OF_DATA)
+    for before in _OPEN:
+        edges.setdefault((before, S.CLOSED), []).append("421")
+    lines = ["digraph smtp_session {", "  rankdir=LR;", "  node [shape=box];"]
+    for state in State:
+        lines.append(f'  {state.name} [label="{state.name}\\n{state.value}"];')
+    for (before, after), groups in edges.items():
+        label = ", ".join(dict.fromkeys(groups))
+        if coverage is not None:
+            seen = sum(coverage.get((before.name, g), 0) for g in groups)
+            label += f" ({seen})"
+        lines.append(f'  {before.name} -> {after.name} [label="{label}"];')
+    lines.append("}")
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""A checked session: the client, the model and the checks, together, without Hypothesis.
+
+Every command goes out through ``send``; its reply is checked against the profile and the
+model's state, then the model advances from what the server actually said.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from conformance.checks import Exchange, failure_type, run_checks
+from conformance.client import ServerAddress, SMTPClient
+from conformance.commands import END_OF_DATA, GREETING, Command, Message
+from conformance.errors import ServerError
+from conformance.model import Session, State, advance, closed
+from conformance.replies import Reply
+from conformance.tables import Profile
+
+# Observed (state, group, code) triples across every session in this process; code 0 when no
+# reply came. Read by coverage tests and reports.
+Coverage = Counter[tuple[str, str, int]]
+
+
+class CheckedSession:
+    def __init__(self, address: ServerAddress, profile: Profile, *, timeout: float = 5.0,
+                 close_timeout: float | None = None, coverage: Coverage | None = None) -> None:
+        self.address = address
+        self.profile = profile
+        self.timeout = timeout
+        self.close_timeout = close_timeout if close_timeout is not None else timeout
+        self.model = Session()
+        self.coverage = coverage if coverage is not None else Counter()
+        self.client = SMTPClient(address, timeout=timeout)
+
+    @property
+    def transcript(self) -> str:
+        return self.client.transcript.render()
+
+    def connect(self) -> Reply | None:
+        self.client = SMTPClient(self.address, timeout=self.timeout)
+        self.model = Session()
+        return self._exchange(GREETING, None, self.client.connect)
+
+    def send(self, command: Command) -> Reply | None:
+        return self._exchange(command.group, command, lambda: self.client.command(command.line))
+
+    def send_message(self, message: Message) -> Reply | None:
+        """After a 354: the message data and its terminating <CRLF>.<CRLF>."""
+        return self._exchange(END_OF_DATA, message, lambda: self.client.command(message.wire))
+
+    def close(self) -> None:
+        self.client.close()
+        self.model = closed(self.model)
+
+    def _exchange(self, group: str, sent: Command | Message | None,
+                  io: Callable[[], Reply]) -> Reply | None:
+        before = self.model
+        reply: Reply | None = None
+        error: ServerError | None = None
+        try:
+            reply = io()
+        except ServerError as failure:
+            error = failure
+        closed_after = None
+        if reply is not None and (reply.code == 421 or (group == "QUIT" and reply.code == 221)):
+            closed_after = self.client.wait_for_close(timeout=self.close_timeout)
+        self.coverage[(before.state.name, group, reply.code if reply else 0)] += 1
+        exchange = Exchange(self.profile, before, group, sent, reply, error, closed_after)
+        findings = run_checks(exchange)
+        if reply is not None:
+            self.model = advance(before, group, reply.code, lines=reply.lines)
+        if error is not None or closed_after is not None or self.model.state is State.CLOSED:
+            self.close()
+        if findings:
+            worst = findings[0]
+            self.close()
+            raise failure_type(worst.check.id)(
+                worst.check, worst.level, worst.complaint, exchange, self.transcript)
+        return reply

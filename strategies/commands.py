@@ -1,0 +1,201 @@
+"""Strategies for SMTP commands and message data, valid and malformed.
+
+Valid commands follow RFC 5321 §4.1.1 exactly (verbs in any case, §2.4). Malformed ones break
+one rule each: a missing or extra argument, stray spaces, missing angle brackets, an overlong
+line, 8-bit or control octets, or an unknown verb.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from conformance import grammar
+from conformance.commands import Command, Message
+from strategies.addresses import address_literals, domains, forward_paths, reverse_paths
+
+SEED_VERBS = ("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "SEND", "SOML", "SAML", "VRFY",
+              "EXPN", "HELP", "NOOP", "QUIT", "TURN")
+
+
+def verbs(verb: str) -> st.SearchStrategy[str]:
+    """``verb`` in upper, lower or mixed case: verbs are case-insensitive (RFC 5321 §2.4)."""
+    return st.one_of(
+        st.just(verb.upper()),
+        st.just(verb.lower()),
+        st.lists(st.booleans(), min_size=len(verb), max_size=len(verb)).map(
+            lambda ups: "".join(c.upper() if up else c.lower() for c, up in zip(verb, ups,
+                                                                                 strict=True))),
+    )
+
+
+def command(verb: str, argument: str = "") -> Command:
+    """``verb [SP argument] CRLF``: named, so failing examples print as ``command(...)``."""
+    return Command.of(f"{verb} {argument}" if argument else verb)
+
+
+def _command(verb: str, argument: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[
+        Command]:
+    if argument is None:
+        return st.builds(command, verbs(verb))
+    return st.builds(command, verbs(verb), argument)
+
+
+def helo_commands() -> st.SearchStrategy[Command]:
+    """``HELO Domain`` (RFC 5321 §4.1.1.1)."""
+    return _command("HELO", domains())
+
+
+def ehlo_commands() -> st.SearchStrategy[Command]:
+    """``EHLO ( Domain / address-literal )`` (RFC 5321 §4.1.1.1)."""
+    return _command("EHLO", st.one_of(domains(), address_literals()))
+
+
+def esmtp_parameters(*, advertised: frozenset[str] = frozenset()) -> st.SearchStrategy[str]:
+    """MAIL parameters for extensions the server advertised (RFC 5321 §4.1.1.11): SIZE, BODY."""
+    options = []
+    if "SIZE" in advertised:
+        options.append(st.integers(0, 10_000).map(lambda n: f"SIZE={n}"))
+    if "8BITMIME" in advertised:
+        options.append(st.sampled_from(["BODY=7BIT", "BODY=8BITMIME"]))
+    if not options:
+        return st.just("")
+    return st.lists(st.one_of(*options), max_size=1, unique_by=lambda p: p.split("=")[0]).map(
+        lambda ps: "".join(f" {p}" for p in ps))
+
+
+def mail_commands(*, advertised: frozenset[str] = frozenset(),
+                  verb: str = "MAIL") -> st.SearchStrategy[Command]:
+    """``MAIL FROM:Reverse-path [SP Mail-parameters]`` (RFC 5321 §4.1.1.2); also SEND/SOML/SAML."""
+    argument = st.builds("FROM:{}{}".format, reverse_paths(),
+                         esmtp_parameters(advertised=advertised))
+    return st.builds(command, verbs(verb), argument)
+
+
+def rcpt_commands(*, domain: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[Command]:
+    """``RCPT TO:Forward-path`` (RFC 5321 §4.1.1.3), to reserved test domains by default."""
+    return st.builds(command, verbs("RCPT"), forward_paths(domain=domain).map("TO:{}".format))
+
+
+def string_arguments() -> st.SearchStrategy[str]:
+    """``String = Atom / Quoted-string`` arguments for VRFY, EXPN, HELP and NOOP."""
+    return st.one_of(st.sampled_from(["postmaster", "user", "list", "MAIL"]),
+                     st.from_regex(grammar.STRING, fullmatch=True).filter(lambda s: len(s) < 64))
+
+
+def simple_commands(verb: str) -> st.SearchStrategy[Command]:
+    """The valid forms of the commands without a path argument (RFC 5321 §4.1.1.4-10)."""
+    if verb in ("VRFY", "EXPN"):
+        return _command(verb, string_arguments())
+    if verb in ("HELP", "NOOP"):
+        return st.one_of(_command(verb), _command(verb, string_arguments()))
+    return _command(verb)  # DATA, RSET, QUIT, TURN
+
+
+def valid_commands(verb: str) -> st.SearchStrategy[Command]:
+    """Any valid command for ``verb``, one of the seed's commands."""
+    if verb == "HELO":
+        return helo_commands()
+    if verb == "EHLO":
+        return ehlo_commands()
+    if verb in ("MAIL", "SEND", "SOML", "SAML"):
+        return mail_commands(verb=verb)
+    if verb == "RCPT":
+        return rcpt_commands()
+    return simple_commands(verb)
+
+
+# --- malformed -------------------------------------------------------------------------------
+
+_NEEDS_ARGUMENT = frozenset({"HELO", "EHLO", "MAIL", "RCPT", "SEND", "SOML", "SAML", "VRFY",
+                             "EXPN"})
+
+def _malformed(line: str | bytes) -> Command:
+    data = line.encode() if isinstance(line, str) else line
+    return Command(data + b"\r\n", valid=False)
+
+
+@st.composite
+def malformed_commands(draw: st.DrawFn, *, verb: str | None = None) -> Command:
+    """A command that breaks one RFC 5321 §4.1 rule, for ``verb`` or any seed verb."""
+    v = verb or draw(st.sampled_from(SEED_VERBS))
+    path = draw(st.sampled_from(["<user@example.test>", "<>", "<postmaster@example.test>"]))
+    keyword = {"MAIL": "FROM:", "SEND": "FROM:", "SOML": "FROM:", "SAML": "FROM:",
+               "RCPT": "TO:"}.get(v, "")
+    argument = f"{keyword}{path}" if keyword else draw(st.sampled_from(
+        ["example.test", "postmaster", "x"]))
+    kind = draw(st.sampled_from([
+        "missing-argument", "extra-argument", "extra-spaces", "no-brackets", "overlong",
+        "eight-bit", "control", "space-after-colon",
+    ]))
+    if kind == "missing-argument" and v not in _NEEDS_ARGUMENT:
+        kind = "extra-argument"
+    if kind == "missing-argument":
+        return _malformed(f"{v}" if not keyword else f"{v} {keyword}")
+    if kind == "extra-argument":
+        extra = draw(st.sampled_from(["extra", "x y z", "=1"]))
+        return _malformed(f"{v} {argument} {extra}" if keyword or v in ("HELO", "EHLO")
+                          else f"{v} {extra}")
+    if kind == "extra-spaces":
+        return _malformed(f"{v}   {argument}")
+    if kind == "no-brackets":
+        return _malformed(f"{v} {keyword}{path.strip('<>') or 'nobody'}")
+    if kind == "overlong":
+        size = draw(st.integers(grammar.MAX_COMMAND_LINE_OCTETS, 2000))
+        return _malformed(f"{v} {keyword}<{'x' * size}@example.test>")
+    if kind == "eight-bit":
+        return _malformed(f"{v} {argument}".encode() + draw(st.binary(min_size=1, max_size=4).map(
+            lambda b: bytes(x | 0x80 for x in b))))
+    if kind == "control":
+        ctl = draw(st.sampled_from([b"\x00", b"\x07", b"\x1b", b"\x7f", b"\x0b"]))
+        return _malformed(f"{v} ".encode() + ctl + argument.encode())
+    return _malformed(f"{v} {keyword} {path}" if keyword else f"{v}:{argument}")
+
+
+def unknown_commands() -> st.SearchStrategy[Command]:
+    """Verbs no server should recognise (RFC 5321 §4.2.4), with or without an argument."""
+    known = {*SEED_VERBS, "STARTTLS", "AUTH", "BDAT", "ETRN", "ATRN", "XCLIENT", "XFORWARD",
+             "BURL", "LHLO", "XEXPS", "VERB", "ONEX", "XUSR", "XQUE"}
+    word = st.from_regex(r"[A-Za-z]{3,8}", fullmatch=True).filter(lambda w: w.upper() not in known)
+    return st.builds(_unknown, word, st.sampled_from(["", "x", "example.test"]))
+
+
+def _unknown(verb: str, argument: str) -> Command:
+    return Command(f"{verb} {argument}".strip().encode() + b"\r\n", valid=False)
+
+
+def _garbage(octets: bytes) -> Command:
+    return Command(octets + b"\r\n", valid=False)
+
+
+def raw_lines() -> st.SearchStrategy[Command]:
+    """Any malformed line: a broken seed command, an unknown verb, or garbage octets."""
+    garbage = st.binary(min_size=0, max_size=40).filter(
+        lambda b: b"\n" not in b and b"\r" not in b).map(_garbage)
+    return st.one_of(malformed_commands(), unknown_commands(), garbage)
+
+
+# --- message data ----------------------------------------------------------------------------
+
+_TEXT_LINE = st.text(st.characters(codec="ascii", min_codepoint=0x20, max_codepoint=0x7E),
+                     max_size=78)
+
+
+def message_bodies(*, eight_bit: bool = True) -> st.SearchStrategy[Message]:
+    """Message content: empty, leading dots (RFC 5321 §4.5.2), long lines up to the 1000-octet
+    limit (§4.5.3.1.6), and 8-bit octets when ``eight_bit``."""
+    line = st.one_of(
+        _TEXT_LINE,
+        _TEXT_LINE.map(lambda t: "." + t),
+        st.just("."),
+        st.integers(0, grammar.MAX_TEXT_LINE_OCTETS - 3).map(lambda n: "y" * n),
+    ).map(str.encode)
+    if eight_bit:
+        line = st.one_of(line, st.binary(min_size=1, max_size=40).map(
+            lambda b: bytes(x | 0x80 for x in b)))
+    headers = st.sampled_from(
+        [b"", b"Subject: conformance test\r\nFrom: <a@example.test>\r\n\r\n"])
+    return st.builds(_message, headers, st.lists(line, max_size=8))
+
+
+def _message(headers: bytes, lines: list[bytes]) -> Message:
+    return Message(headers + b"\r\n".join(lines))
