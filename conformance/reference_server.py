@@ -112,6 +112,8 @@ class ProfileSMTP(SMTP):
 class _EphemeralController(Controller):
     """aiosmtpd's Controller, bound to port 0; the port the OS chose is read back."""
 
+    profile: Profile
+
     def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
         async def create() -> asyncio.AbstractServer:
             server: asyncio.Server = await self.loop.create_server(

@@ -1,0 +1,1 @@
+"""The conformance suite itself, collected by pytest (``pytest --pyargs conformance.suite``)."""

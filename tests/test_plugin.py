@@ -1,0 +1,66 @@
+"""The pytest plugin end to end: options, precedence, clear errors, and coverage of the seed."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from conformance.plugin import EXIT_UNREACHABLE
+from conformance.tables import GROUPS
+
+SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider"]
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("--server=::1:25", "put an IPv6 address in brackets"),
+    ("--server=host:99999", "port must be 1-65535"),
+    ("--smtp-profile=rfc9999", "unknown SMTP profile 'rfc9999'"),
+    ("--smtp-timeout=soon", "--smtp-timeout must be seconds"),
+    ("--smtp-examples=lots", "--smtp-examples must be fast, thorough or a positive number"),
+])
+def test_bad_option_is_a_one_line_usage_error(pytester, option, message):
+    result = pytester.runpytest_subprocess(*SUITE, option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: smtp-conformance: *{message}*"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_unreachable_server_exits_with_its_own_code(pytester):
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    result = pytester.runpytest_subprocess(*SUITE, f"--server=127.0.0.1:{port}")
+    assert result.ret == EXIT_UNREACHABLE
+    result.stdout.fnmatch_lines([f"*smtp-conformance: cannot connect to 127.0.0.1:{port}*"])
+
+
+def test_command_line_beats_environment_beats_ini(pytester, monkeypatch):
+    pytester.makeini("[pytest]\nsmtp_profile = rfc821\nsmtp_timeout = 7\n")
+    monkeypatch.setenv("SMTP_CONFORMANCE_PROFILE", "rfc5321")
+    result = pytester.runpytest(*SUITE, "--co", "--smtp-examples=3")
+    result.stdout.fnmatch_lines(["*profile rfc5321 (SHOULD); timeout 7s; examples 3*"])
+    result = pytester.runpytest(*SUITE, "--co", "--smtp-profile=seed")
+    result.stdout.fnmatch_lines(["*profile seed (MUST); timeout 7s*"])
+
+
+def test_default_run_exercises_all_17_seed_groups(pytester):
+    pytester.makeconftest(
+        "import pytest\n"
+        "@pytest.fixture(autouse=True)\n"
+        "def report_groups(smtp_coverage):\n"
+        "    yield\n"
+        "    groups = sorted({g for (_, g, _) in smtp_coverage})\n"
+        "    print('GROUPS=' + '|'.join(groups))\n"
+    )
+    result = pytester.runpytest(*SUITE, "-s", "--hypothesis-seed=0")
+    result.assert_outcomes(passed=1)
+    line = next(x for x in result.stdout.lines if "GROUPS=" in x)
+    assert set(GROUPS) <= set(line.split("GROUPS=", 1)[1].split("|"))
+
+
+def test_fixtures_give_users_a_connected_client(pytester):
+    pytester.makepyfile(
+        "def test_noop(smtp_client):\n"
+        "    assert smtp_client.command(b'NOOP\\r\\n').code == 250\n"
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -1,0 +1,41 @@
+"""The suite proves it can fail: each fault server fails with its check; clean servers pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.tables import PROFILES
+from tests.fault_server import FAULTS, FaultServer
+
+FAST = ["-p", "no:cacheprovider", "--hypothesis-seed=0", "--smtp-examples=60"]
+
+
+def run_suite(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("--pyargs", "conformance.suite", *FAST, *args)
+
+
+@pytest.mark.parametrize(("fault", "check"), list(FAULTS.items()), ids=list(FAULTS))
+def test_suite_fails_on_fault(pytester, fault, check):
+    timeout = "0.3" if fault == "expn_hangs" else "2"
+    with FaultServer(fault) as server:
+        result = run_suite(pytester, f"--server={server.address}", f"--smtp-timeout={timeout}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    output = result.stdout.str()
+    assert f"[{check}]" in output, output[-3000:]
+    assert "Transcript:" in output
+    assert "Falsifying example:" in output
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_clean_fault_server_passes_every_profile(pytester, profile):
+    with FaultServer() as server:
+        result = run_suite(pytester, f"--server={server.address}", f"--smtp-profile={profile}")
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_embedded_reference_server_passes_every_profile(pytester, profile):
+    result = run_suite(pytester, f"--smtp-profile={profile}")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        f"smtp-conformance: target embedded reference server*profile {profile}*"])
