@@ -1,0 +1,82 @@
+"""The session model, tested directly, and the strategies checked against the grammar."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+
+import strategies as smtp
+from conformance import grammar
+from conformance.commands import Command, Message
+from conformance.model import ON_SUCCESS, Session, State, advance, to_dot
+
+S = State
+
+
+def run(*steps: tuple[str, int]) -> Session:
+    session = Session()
+    for group, code in steps:
+        session = advance(session, group, code)
+    return session
+
+
+@pytest.mark.parametrize(("steps", "state", "recipients"), [
+    ([("connect", 220)], S.INIT, 0),
+    ([("connect", 220), ("EHLO", 250)], S.READY, 0),
+    ([("connect", 220), ("EHLO", 250), ("MAIL", 250), ("RCPT", 550)], S.MAIL, 0),
+    ([("connect", 220), ("EHLO", 250), ("MAIL", 250), ("RCPT", 250), ("RCPT", 251)], S.RCPT, 2),
+    ([("connect", 220), ("EHLO", 250), ("MAIL", 250), ("RCPT", 250), ("RSET", 250)], S.READY, 0),
+    ([("connect", 220), ("EHLO", 250), ("MAIL", 250), ("RCPT", 250), ("HELO", 250)], S.READY, 0),
+    ([("connect", 220), ("HELO", 250), ("MAIL", 250), ("RCPT", 250), ("DATA", 354)], S.DATA, 1),
+    ([("connect", 220), ("HELO", 250), ("MAIL", 250), ("RCPT", 250), ("DATA", 354),
+      ("received data", 554)], S.READY, 0),
+    ([("connect", 220), ("EHLO", 250), ("RCPT", 250)], S.READY, 0),
+    ([("connect", 220), ("EHLO", 250), ("NOOP", 421)], S.CLOSED, 0),
+    ([("connect", 220), ("QUIT", 221)], S.CLOSED, 0),
+    ([("connect", 220), ("RSET", 250)], S.INIT, 0),
+])
+def test_model_advances_from_actual_replies(steps, state, recipients):
+    session = run(*steps)
+    assert (session.state, session.recipients) == (state, recipients)
+
+
+def test_completed_message_is_counted_and_ehlo_keywords_kept():
+    session = advance(Session(state=S.INIT), "EHLO", 250, lines=("mx", "SIZE 10", "8BITMIME"))
+    assert session.extensions == {"SIZE", "8BITMIME"}
+    session = advance(Session(state=S.DATA, recipients=1), "received data", 250)
+    assert session.messages == 1
+
+
+def test_dot_diagram_is_drawn_from_the_table():
+    dot = to_dot(coverage={("READY", "MAIL"): 3})
+    assert dot.startswith("digraph smtp_session {")
+    for (_group, before), after in ON_SUCCESS.items():
+        assert f"{before.name} -> {after.name}" in dot
+    assert 'READY -> MAIL [label="MAIL, SEND, SOML, SAML (3)"]' in dot
+
+
+def test_message_wire_form_is_dot_stuffed_and_terminated():
+    assert Message(b".a\r\nb").wire == b"..a\r\nb\r\n.\r\n"
+    assert Message(b"").wire == b".\r\n"
+
+
+@given(smtp.mail_commands())
+def test_valid_mail_commands_follow_the_grammar(command: Command):
+    path = command.line.decode()[len("MAIL FROM:"):].rstrip("\r\n")
+    assert grammar.is_reverse_path(path)
+
+
+@given(smtp.rcpt_commands())
+def test_valid_rcpt_commands_use_reserved_domains(command: Command):
+    text = command.line.decode().rstrip("\r\n")
+    domain = text.rsplit("@", 1)[-1].rstrip(">") if "@" in text else "postmaster"
+    assert grammar.is_forward_path(text[len("RCPT TO:"):]) or text.upper().endswith(
+        "<POSTMASTER>")
+    assert domain == "postmaster" or domain.startswith("[") or domain.endswith(
+        (".test", ".example", ".invalid", "example.com", "example.net", "localhost"))
+
+
+@given(smtp.raw_lines())
+def test_malformed_lines_are_marked_invalid_and_terminated(command: Command):
+    assert not command.valid
+    assert command.line.endswith(b"\r\n")
