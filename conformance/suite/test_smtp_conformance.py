@@ -12,5 +12,5 @@ from conformance.plugin import SuiteConfig
 
 def test_server_conforms(smtp_config: SuiteConfig, smtp_state_machine: type) -> None:
     """Every reply to every generated session is documented, well formed, and in order."""
-    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+    run_state_machine_as_test(
         smtp_state_machine, settings=smtp_config.hypothesis_settings())
