@@ -40,27 +40,24 @@ class ServerAddress:
         text = text.strip()
         if not text:
             raise UsageError("empty server address (expected HOST[:PORT])")
+        port_text: str | None = None  # None: no port given
         if text.startswith("["):
-            host, sep, rest = text[1:].partition("]")
-            if not sep:
+            host, bracket, rest = text[1:].partition("]")
+            if not bracket:
                 raise UsageError(f"bad server address {text!r}: missing ']'")
             if rest and not rest.startswith(":"):
                 raise UsageError(f"bad server address {text!r}: expected ':PORT' after ']'")
-            port_text = rest[1:] if rest else ""
-            try:
-                ipaddress.IPv6Address(host)
-            except ValueError:
-                raise UsageError(f"bad server address {text!r}: {host!r} is not IPv6") from None
+            if not _is_ipv6(host):
+                raise UsageError(f"bad server address {text!r}: {host!r} is not IPv6")
+            port_text = rest[1:] if rest else None
         elif text.count(":") > 1:
             raise UsageError(f"bad server address {text!r}: put an IPv6 address in brackets")
         else:
-            host, _, port_text = text.partition(":")
-            if not host:
-                raise UsageError(f"bad server address {text!r}: missing host")
-        if ":" in text.rpartition("]")[2] and not port_text:
-            raise UsageError(f"bad server address {text!r}: empty port")
-        port = _parse_port(port_text, text) if port_text else default_port
-        return cls(host, port)
+            host, colon, rest = text.partition(":")
+            port_text = rest if colon else None
+        if not host:
+            raise UsageError(f"bad server address {text!r}: missing host")
+        return cls(host, default_port if port_text is None else _parse_port(port_text, text))
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -68,9 +65,19 @@ class ServerAddress:
 
 
 def _parse_port(port_text: str, whole: str) -> int:
+    if not port_text:
+        raise UsageError(f"bad server address {whole!r}: empty port")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise UsageError(f"bad server address {whole!r}: port must be 1-65535")
     return int(port_text)
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class SMTPClient:

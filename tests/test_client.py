@@ -54,6 +54,7 @@ def test_parses_server_address(text, host, port):
         ("", "empty server address"),
         (":25", "missing host"),
         ("host:", "empty port"),
+        ("[::1]:", "empty port"),
         ("host:0", "port must be 1-65535"),
         ("host:70000", "port must be 1-65535"),
         ("host:smtp", "port must be 1-65535"),
