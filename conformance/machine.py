@@ -8,6 +8,7 @@ a short program of ``state.send_...`` steps, with the transcript in the failure 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import ClassVar
 
 from hypothesis import strategies as st
@@ -36,6 +37,14 @@ def _is_open(machine: SMTPConformance) -> bool:
     return machine.session.model.open
 
 
+def _sends(name: str, commands: st.SearchStrategy[Command]) -> Callable[..., None]:
+    """A rule named ``name`` that sends one command drawn from ``commands``."""
+    def send(self: SMTPConformance, command: Command) -> None:
+        self._send(command)
+    send.__name__ = send.__qualname__ = name  # Hypothesis prints failing steps by this name
+    return precondition(_is_open)(rule(command=commands)(send))
+
+
 class SMTPConformance(RuleBasedStateMachine):
     """Configure with ``configure(address, profile, timeout)``, then run with Hypothesis."""
 
@@ -61,69 +70,29 @@ class SMTPConformance(RuleBasedStateMachine):
         if reply is not None and message is not None and self.session.model.state is State.DATA:
             self.session.send_message(message)
 
-    # --- one rule per seed command -------------------------------------------------------------
+    # --- one rule per seed command (and one for raw lines) -------------------------------------
 
-    @precondition(_is_open)
-    @rule(command=_either("HELO"))
-    def send_helo(self, command: Command) -> None:
-        self._send(command)
-
-    @precondition(_is_open)
-    @rule(command=_either("EHLO"))
-    def send_ehlo(self, command: Command) -> None:
-        self._send(command)
-
-    @precondition(_is_open)
-    @rule(command=_either("MAIL"))
-    def send_mail(self, command: Command) -> None:
-        self._send(command)
-
-    @precondition(_is_open)
-    @rule(command=_either("RCPT"))
-    def send_rcpt(self, command: Command) -> None:
-        self._send(command)
+    send_helo = _sends("send_helo", _either("HELO"))
+    send_ehlo = _sends("send_ehlo", _either("EHLO"))
+    send_mail = _sends("send_mail", _either("MAIL"))
+    send_rcpt = _sends("send_rcpt", _either("RCPT"))
+    send_rset = _sends("send_rset", _either("RSET"))
+    send_send_soml_saml = _sends(
+        "send_send_soml_saml", st.one_of(_either("SEND"), _either("SOML"), _either("SAML")))
+    send_vrfy_expn = _sends("send_vrfy_expn", st.one_of(_either("VRFY"), _either("EXPN")))
+    send_help_noop = _sends("send_help_noop", st.one_of(_either("HELP"), _either("NOOP")))
+    send_turn = _sends("send_turn", _either("TURN"))
+    send_quit = _sends("send_quit", _either("QUIT"))
+    send_raw_line = _sends("send_raw_line", smtp.raw_lines())
 
     @precondition(_is_open)
     @rule(command=_either("DATA"), message=smtp.message_bodies())
     def send_data(self, command: Command, message: Message) -> None:
         self._send(command, message)
 
-    @precondition(_is_open)
-    @rule(command=_either("RSET"))
-    def send_rset(self, command: Command) -> None:
-        self._send(command)
-
-    @precondition(_is_open)
-    @rule(command=st.one_of(_either("SEND"), _either("SOML"), _either("SAML")))
-    def send_send_soml_saml(self, command: Command) -> None:
-        self._send(command)
-
-    @precondition(_is_open)
-    @rule(command=st.one_of(_either("VRFY"), _either("EXPN")))
-    def send_vrfy_expn(self, command: Command) -> None:
-        self._send(command)
-
-    @precondition(_is_open)
-    @rule(command=st.one_of(_either("HELP"), _either("NOOP")))
-    def send_help_noop(self, command: Command) -> None:
-        self._send(command)
-
-    @precondition(_is_open)
-    @rule(command=_either("TURN"))
-    def send_turn(self, command: Command) -> None:
-        self._send(command)
-
-    @precondition(_is_open)
-    @rule(command=_either("QUIT"))
-    def send_quit(self, command: Command) -> None:
-        self._send(command)
-
-    @precondition(_is_open)
-    @rule(command=smtp.raw_lines())
-    def send_raw_line(self, command: Command) -> None:
-        self._send(command)
-
     # --- deep states ---------------------------------------------------------------------------
+    # Hypothesis orders rules by name and shrinks toward the first, so these compound rules are
+    # named to sort after the send_* rules: a failure shrinks to the single command showing it.
 
     @precondition(_is_open)
     @rule(
@@ -132,8 +101,8 @@ class SMTPConformance(RuleBasedStateMachine):
         recipients=st.lists(smtp.rcpt_commands(), min_size=1, max_size=4),
         message=smtp.message_bodies(),
     )
-    def send_transaction(self, hello: Command, mail: Command, recipients: list[Command],
-                         message: Message) -> None:
+    def transaction_complete(self, hello: Command, mail: Command, recipients: list[Command],
+                             message: Message) -> None:
         """A whole valid transaction, so states after a message and after N recipients are
         reached often. Stops early where the server's replies make the next step pointless."""
         if self.session.model.state in (State.INIT, State.MAIL, State.RCPT):
@@ -146,6 +115,34 @@ class SMTPConformance(RuleBasedStateMachine):
             self._send(recipient)
         if self.session.model.state is State.RCPT:
             self._send(Command.of("DATA"), message)
+
+    @precondition(_is_open)
+    @rule(
+        hello=st.one_of(smtp.ehlo_commands(), smtp.helo_commands()),
+        mail=smtp.mail_commands(),
+        recipients=st.lists(smtp.rcpt_commands(), max_size=2),
+        ending=st.one_of(smtp.valid_commands("RSET"), smtp.ehlo_commands(),
+                         smtp.helo_commands()),
+        probe=st.one_of(smtp.rcpt_commands(), st.just(Command.of("DATA"))),
+    )
+    def transaction_interrupted(self, hello: Command, mail: Command,
+                                recipients: list[Command], ending: Command,
+                                probe: Command) -> None:
+        """Open a transaction, end it with RSET, HELO or EHLO (RFC 5321 §4.1.1.5, §4.1.4),
+        then send RCPT or DATA: the server must answer as if no transaction were open."""
+        if self.session.model.state is State.INIT:
+            self._send(hello)
+        if self.session.model.state is State.READY:
+            self._send(mail)
+        for recipient in recipients:
+            if not self.session.model.in_transaction:
+                break
+            self._send(recipient)
+        if not self.session.model.in_transaction:
+            return
+        self._send(ending)
+        if self.session.model.state is State.READY:
+            self._send(probe, Message(b"Subject: must not be delivered\r\n"))
 
     @precondition(lambda machine: not machine.session.model.open)
     @rule()
