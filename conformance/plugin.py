@@ -1,4 +1,4 @@
-"""The pytest plugin: options, the embedded server, fixtures and the report header.
+"""The pytest plugin: options, the embedded server, fixtures, the header and failure reports.
 
 Thin on purpose: everything it offers works without pytest (see conformance.session and
 conformance.machine). Options come from the command line, then the environment, then ini.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 from conformance.client import ServerAddress, SMTPClient
 from conformance.errors import ConformanceError, TargetUnreachable, UsageError
+from conformance.failures import failure_text
 from conformance.machine import SMTPConformance, configure
 from conformance.reference_server import ReferenceServer
 from conformance.session import Coverage
@@ -130,6 +131,18 @@ def pytest_report_header(config: pytest.Config) -> str:
     return (f"smtp-conformance: target {target}; profile {suite.profile.name} "
             f"({suite.profile.level}); timeout {suite.timeout:g}s; "
             f"examples {suite.budget} ({suite.examples} x {suite.steps} steps)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed check reads as its message and the shrunk session, not as our traceback."""
+    report = yield
+    if report.failed and call.excinfo is not None:
+        text = failure_text(call.excinfo.value)
+        if text is not None:
+            report.longrepr = text  # type: ignore[assignment]
+    return report
 
 
 # --- fixtures --------------------------------------------------------------------------------

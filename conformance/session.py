@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from conformance.checks import Exchange, failure_type, run_checks
+from conformance.checks import Exchange, run_checks
 from conformance.client import ServerAddress, SMTPClient
 from conformance.commands import END_OF_DATA, GREETING, Command, Message
 from conformance.errors import ServerError
+from conformance.failures import failure_type
 from conformance.model import Session, State, advance, closed
 from conformance.replies import Reply
 from conformance.tables import Profile
@@ -73,8 +74,6 @@ class CheckedSession:
         if error is not None or closed_after is not None or self.model.state is State.CLOSED:
             self.close()
         if findings:
-            worst = findings[0]
             self.close()
-            raise failure_type(worst.check.id)(
-                worst.check, worst.level, worst.complaint, exchange, self.transcript)
+            raise failure_type(findings[0].check.id)(findings, exchange, self.transcript)
         return reply

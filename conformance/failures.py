@@ -1,0 +1,117 @@
+"""What a failed check raises, and how a failure reads in a report.
+
+One exception type per check id, so Hypothesis shrinks each kind of failure on its own; the
+message names the check, the exchange, the documented set and the transcript.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from conformance.checks import Exchange, Finding
+from conformance.commands import Command, Message
+
+
+class ConformanceFailure(AssertionError):
+    """A check failed. One subclass per check id, so Hypothesis shrinks each one separately."""
+
+    check_id = ""
+
+    def __init__(self, findings: Sequence[Finding], exchange: Exchange, transcript: str) -> None:
+        self.findings = tuple(findings)  # the worst first; the others follow as "Also:"
+        self.check = findings[0].check
+        self.level = findings[0].level
+        self.complaint = findings[0].complaint
+        self.exchange = exchange
+        self.transcript = transcript
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        x = self.exchange
+        sent = "(connection opened)" if x.sent is None else _show(x.sent)
+        received = str(x.reply) if x.reply is not None else f"({type(x.error).__name__})"
+        try:
+            documented = ", ".join(str(c) for c in sorted(x.profile.documented(x.group)))
+        except KeyError:
+            documented = "(no row)"
+        return "\n".join([
+            f"[{self.check.id}] {self.level}: {self.complaint}",
+            f"  Check:      {self.check.id} ({self.check.citation})",
+            f"  Profile:    {x.profile.name}",
+            f"  State:      {x.before.state.name} ({x.before.state.value})",
+            f"  Sent:       {sent}",
+            f"  Received:   {received}",
+            f"  Documented: {documented}  (group {x.group!r})",
+            *(f"  Also:       [{f.check.id}] {f.level}: {f.complaint}" for f in self.findings[1:]),
+            "  Transcript:",
+            *(f"    {line}" for line in self.transcript.splitlines()),
+        ])
+
+
+def _show(sent: Command | Message) -> str:
+    if isinstance(sent, Message):
+        return f"<message data, {len(sent.wire)} octets>"
+    return repr(sent.line)
+
+
+_FAILURE_TYPES: dict[str, type[ConformanceFailure]] = {}
+
+
+def failure_type(check_id: str) -> type[ConformanceFailure]:
+    if check_id not in _FAILURE_TYPES:
+        name = "".join(part.title() for part in check_id.split("_")) + "Failure"
+        _FAILURE_TYPES[check_id] = type(name, (ConformanceFailure,), {"check_id": check_id})
+    return _FAILURE_TYPES[check_id]
+
+
+class _Writer(Protocol):
+    def line(self, s: str = "") -> None: ...
+
+
+@dataclass(frozen=True)
+class _Crash:
+    message: str  # the one line pytest puts in its short summary and JUnit's message
+
+
+@dataclass(frozen=True)
+class FailureText:
+    """A pytest ``longrepr`` that shows only what a server author needs: each failure's
+    message and the shrunk session Hypothesis printed, with no traceback of our internals."""
+
+    text: str
+    reprcrash: _Crash
+
+    def toterminal(self, tw: _Writer) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def failure_text(error: BaseException) -> FailureText | None:
+    """The report for a failed suite run, or None if ``error`` is not (only) check failures,
+    in which case the traceback stays: it is a bug in the tool, not in the server."""
+    failures = _conformance_failures(error)
+    if not failures:
+        return None
+    parts = [str(f) + "".join(f"\n{note}" for note in getattr(f, "__notes__", ()))
+             for f in failures]
+    if len(parts) > 1:
+        parts = [f"--- failure {n} of {len(parts)} ---\n{part}" for n, part in
+                 enumerate(parts, 1)]
+    first = failures[0]
+    return FailureText("\n\n".join(parts),
+                       _Crash(f"[{first.check.id}] {first.level}: {first.complaint}"))
+
+
+def _conformance_failures(error: BaseException) -> list[ConformanceFailure]:
+    if isinstance(error, ConformanceFailure):
+        return [error]
+    if isinstance(error, BaseExceptionGroup):
+        found = [_conformance_failures(e) for e in error.exceptions]
+        if all(found):
+            return [f for group in found for f in group]
+    return []

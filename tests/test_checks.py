@@ -1,0 +1,86 @@
+"""The check registry: every check is proven by a fault, and findings are ordered and shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.checks import CHECKS, Exchange, run_checks
+from conformance.commands import END_OF_DATA, Command, Message
+from conformance.failures import ConformanceFailure, failure_text, failure_type
+from conformance.levels import Level
+from conformance.model import Session, State
+from conformance.replies import Reply
+from conformance.tables import get_profile
+from tests.fault_server import FAULTS
+
+
+def test_every_check_has_a_fault_that_only_it_reports_first() -> None:
+    assert set(FAULTS.values()) == set(CHECKS), "a check with no fault is unverified"
+
+
+@pytest.mark.parametrize("check", list(CHECKS.values()), ids=list(CHECKS))
+def test_every_check_cites_its_source(check) -> None:
+    assert check.citation
+    assert check.run.__doc__ is None or check.run.__doc__.strip()
+
+
+def _end_of_data(profile: str, code: int) -> Exchange:
+    return Exchange(get_profile(profile), Session(state=State.DATA, recipients=1), END_OF_DATA,
+                    Message(b"Subject: t\r\n"), Reply.build(code, "Go on"))
+
+
+def test_the_specific_rule_is_reported_before_the_table() -> None:
+    findings = run_checks(_end_of_data("seed", 354))
+    assert [f.check.id for f in findings] == ["end_of_data_reply_is_final",
+                                              "reply_code_documented"]
+
+
+def test_must_findings_come_before_should_findings() -> None:
+    # Under rfc5321 the table is a SHOULD (§4.3.1); a 3yz after the data is still a MUST.
+    findings = run_checks(_end_of_data("rfc5321", 354))
+    assert [(f.check.id, f.level) for f in findings] == [
+        ("end_of_data_reply_is_final", Level.MUST), ("reply_code_documented", Level.SHOULD)]
+
+
+def test_a_failure_names_every_finding_of_its_exchange() -> None:
+    exchange = _end_of_data("seed", 354)
+    findings = run_checks(exchange)
+    failure = failure_type(findings[0].check.id)(findings, exchange, "S: 354 Go on\n")
+    text = str(failure)
+    assert text.startswith("[end_of_data_reply_is_final] MUST: 354 after the end of mail data")
+    assert "  Also:       [reply_code_documented] MUST: 354 is not documented" in text
+    assert "Documented: 250, 451, 452, 552, 554  (group 'received data')" in text
+    assert type(failure).__name__ == "EndOfDataReplyIsFinalFailure"
+
+
+def test_a_clean_exchange_has_no_findings() -> None:
+    exchange = Exchange(get_profile("seed"), Session(state=State.READY), "NOOP",
+                        Command.of("NOOP"), Reply.build(250, "OK"))
+    assert run_checks(exchange) == []
+
+
+def _failure(code: int) -> ConformanceFailure:
+    exchange = _end_of_data("seed", code)
+    findings = run_checks(exchange)
+    return failure_type(findings[0].check.id)(findings, exchange, "S: ...\n")
+
+
+def test_failure_text_is_the_message_and_hypothesis_notes() -> None:
+    failure = _failure(354)
+    failure.add_note("state = SMTPConformance()")
+    report = failure_text(failure)
+    assert report is not None
+    assert str(report) == f"{failure}\nstate = SMTPConformance()"
+    assert report.reprcrash.message.startswith("[end_of_data_reply_is_final] MUST: 354 after")
+
+
+def test_failure_text_numbers_several_failures() -> None:
+    report = failure_text(ExceptionGroup("two bugs", [_failure(354), _failure(421)]))
+    assert report is not None
+    assert str(report).startswith("--- failure 1 of 2 ---\n[end_of_data_reply_is_final]")
+    assert "\n\n--- failure 2 of 2 ---\n[reply_code_documented] MUST: 421" in str(report)
+
+
+def test_failure_text_keeps_the_traceback_of_anything_else() -> None:
+    assert failure_text(ValueError("a bug in the tool")) is None
+    assert failure_text(ExceptionGroup("mixed", [_failure(354), ValueError("bug")])) is None
