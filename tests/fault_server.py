@@ -26,7 +26,7 @@ FAULTS = {
     "unknown_verb_accepted": "reply_code_documented",
     "rcpt_without_mail_accepted": "rcpt_requires_mail",
     "data_without_rcpt_354": "data_requires_recipient",
-    "rset_keeps_transaction": "rcpt_requires_mail",
+    "rset_keeps_mail_from": "rcpt_requires_mail",
     "bare_lf_replies": "reply_well_formed",
     "ehlo_mixed_codes": "reply_well_formed",
     "noop_no_separator": "reply_well_formed",
@@ -39,6 +39,7 @@ FAULTS = {
     "third_recipient_554": "reply_code_documented",
     "greeting_without_domain": "greeting_names_server",
     "lowercase_verbs_unrecognised": "verb_case_insensitive",
+    "end_of_data_replies_354": "end_of_data_reply_is_final",
 }
 
 
@@ -61,7 +62,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         fault = self.server.fault
-        self.reply("220 ready" if fault == "greeting_without_domain" else
+        self.reply("220" if fault == "greeting_without_domain" else
                    "220 mx.fault.test ESMTP fault server")
         s = _Session()
         while not self.server.stopping.is_set():
@@ -128,13 +129,14 @@ class _Handler(socketserver.StreamRequestHandler):
                         return False
                 s.mail, s.recipients = False, 0
                 s.messages += 1
-                self.reply("250 Message accepted")
+                self.reply("354 Go on" if fault == "end_of_data_replies_354" else
+                           "250 Message accepted")
         elif verb == "RSET":
             if arg:
                 self.reply("501 No arguments allowed")
             else:
-                if fault != "rset_keeps_transaction":
-                    s.mail, s.recipients = False, 0
+                # The fault forgets the recipients but keeps the transaction open.
+                s.mail, s.recipients = fault == "rset_keeps_mail_from", 0
                 self.reply("250 OK")
         elif verb == "NOOP":
             self.reply({"noop_replies_252": "252 fine",

@@ -1,0 +1,64 @@
+"""The README's examples, executed: its commands are the ones CI runs, its output is real."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.fault_server import FaultServer
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider"]
+
+
+def console_blocks() -> list[list[str]]:
+    """Every ```console block of the README, as lists of lines."""
+    return [block.splitlines() for block in re.findall(r"```console\n(.*?)```", README, re.S)]
+
+
+def block_for(command_prefix: str) -> list[str]:
+    return next(block for block in console_blocks() if block[0].startswith(f"$ {command_prefix}"))
+
+
+def normalised(line: str) -> str:
+    """Ports and transcript timestamps differ from run to run."""
+    line = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line)
+    return re.sub(r"^(\s+)\d+\.\d{3} ", r"\1T ", line)
+
+
+def contains_run(lines: list[str], run: list[str]) -> bool:
+    return any(lines[i:i + len(run)] == run for i in range(len(lines)))
+
+
+def test_first_screen_gives_the_two_commands_that_ci_runs() -> None:
+    first_two = console_blocks()[:2]
+    assert first_two == [["$ pip install -e . && pytest"],
+                         ["$ pip install -e '.[test]' && pytest tests"]]
+    ci = (ROOT / ".ci" / "run").read_text()
+    for [command] in first_two:
+        assert f"\n{command.removeprefix('$ ')}\n" in ci
+
+
+def test_embedded_run_example_is_what_the_suite_prints(pytester: pytest.Pytester) -> None:
+    block = next(block for block in console_blocks() if block[0] == "$ pytest")
+    result = pytester.runpytest(*SUITE)
+    result.assert_outcomes(passed=1)
+    header = next(line for line in block if line.startswith("smtp-conformance:"))
+    assert header in result.stdout.lines
+
+
+def test_failure_example_is_what_the_suite_prints(pytester: pytest.Pytester) -> None:
+    block = block_for("pytest --server=")
+    with FaultServer("helo_replies_220") as server:
+        result = pytester.runpytest(*SUITE, f"--server={server.address}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    output = [normalised(line) for line in result.stdout.lines]
+    shown = [normalised(line) for line in block[1:]]
+    # The steps after state.connect() depend on Hypothesis's random seed, so they may differ.
+    fixed = shown[:shown.index("state.connect()") + 1]
+    assert contains_run(output, fixed), "\n".join(output)
+    assert shown[-1] == "state.teardown()"
+    assert output.index(shown[-1]) > output.index(fixed[-1])
