@@ -79,3 +79,10 @@ class Message:
 
 GREETING = "connect"
 END_OF_DATA = "received data"
+
+
+def describe(sent: Command | Message) -> str:
+    """How reports show what was sent: a command's exact bytes, a message's size."""
+    if isinstance(sent, Message):
+        return f"<message data, {len(sent.wire)} octets>"
+    return repr(sent.line)

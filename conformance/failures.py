@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from conformance.checks import Exchange, Finding
-from conformance.commands import Command, Message
+from conformance.commands import describe
 
 
 class ConformanceFailure(AssertionError):
@@ -30,7 +30,7 @@ class ConformanceFailure(AssertionError):
 
     def render(self) -> str:
         x = self.exchange
-        sent = "(connection opened)" if x.sent is None else _show(x.sent)
+        sent = "(connection opened)" if x.sent is None else describe(x.sent)
         received = str(x.reply) if x.reply is not None else f"({type(x.error).__name__})"
         try:
             documented = ", ".join(str(c) for c in sorted(x.profile.documented(x.group)))
@@ -48,12 +48,6 @@ class ConformanceFailure(AssertionError):
             "  Transcript:",
             *(f"    {line}" for line in self.transcript.splitlines()),
         ])
-
-
-def _show(sent: Command | Message) -> str:
-    if isinstance(sent, Message):
-        return f"<message data, {len(sent.wire)} octets>"
-    return repr(sent.line)
 
 
 _FAILURE_TYPES: dict[str, type[ConformanceFailure]] = {}
@@ -91,12 +85,8 @@ class FailureText:
         return self.text
 
 
-def failure_text(error: BaseException) -> FailureText | None:
-    """The report for a failed suite run, or None if ``error`` is not (only) check failures,
-    in which case the traceback stays: it is a bug in the tool, not in the server."""
-    failures = _conformance_failures(error)
-    if not failures:
-        return None
+def failure_text(failures: Sequence[ConformanceFailure]) -> FailureText:
+    """The report of one or more check failures, with the notes Hypothesis added to each."""
     parts = [str(f) + "".join(f"\n{note}" for note in getattr(f, "__notes__", ()))
              for f in failures]
     if len(parts) > 1:
@@ -107,11 +97,13 @@ def failure_text(error: BaseException) -> FailureText | None:
                        _Crash(f"[{first.check.id}] {first.level}: {first.complaint}"))
 
 
-def _conformance_failures(error: BaseException) -> list[ConformanceFailure]:
+def conformance_failures(error: BaseException) -> list[ConformanceFailure]:
+    """The check failures ``error`` consists of; empty if it is (or holds) anything else,
+    which is then a bug in the tool, not the server, and keeps its traceback."""
     if isinstance(error, ConformanceFailure):
         return [error]
     if isinstance(error, BaseExceptionGroup):
-        found = [_conformance_failures(e) for e in error.exceptions]
+        found = [conformance_failures(e) for e in error.exceptions]
         if all(found):
             return [f for group in found for f in group]
     return []

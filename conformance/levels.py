@@ -1,4 +1,4 @@
-"""Requirement levels (RFC 2119) shared by the tables, the reply parser and the checks.
+"""Requirement levels (RFC 2119) shared by the tables, the parser and the checks; verdicts.
 
 A finding is graded by the strength of the rule it breaks, so every rule carries one of these.
 """
@@ -17,3 +17,21 @@ class Level(enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+class Verdict(enum.Enum):
+    """What a finding means for the run."""
+
+    FAIL = "FAIL"  # fails the run
+    WARN = "WARN"  # reported; fails the run only with --smtp-strict
+    INFO = "INFO"  # reported
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def grade(level: Level, *, strict: bool = False) -> Verdict:
+    """MUST fails; SHOULD warns (fails when strict); INFO informs."""
+    if level is Level.MUST or (strict and level is Level.SHOULD):
+        return Verdict.FAIL
+    return Verdict.WARN if level is Level.SHOULD else Verdict.INFO

@@ -7,19 +7,23 @@ conformance.machine). Options come from the command line, then the environment, 
 from __future__ import annotations
 
 import os
-from collections import Counter
+import random
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from conformance.client import ServerAddress, SMTPClient
 from conformance.errors import ConformanceError, TargetUnreachable, UsageError
-from conformance.failures import failure_text
+from conformance.failures import conformance_failures, failure_text
 from conformance.machine import SMTPConformance, configure
+from conformance.record import Coverage, FindingRecord, RunRecord
 from conformance.reference_server import ReferenceServer
-from conformance.session import Coverage
+from conformance.report import RunInfo, document, summary_lines, write_report
 from conformance.tables import DEFAULT_PROFILE, PROFILES, Profile, get_profile
 
 EXIT_UNREACHABLE = 3  # the target could not be reached: nothing was tested
@@ -34,6 +38,7 @@ class Option:
     env: str
     default: str
     help: str
+    flag: bool = False  # takes no value on the command line; "true"/"false" elsewhere
 
 
 OPTIONS = (
@@ -47,7 +52,12 @@ OPTIONS = (
            "seconds to wait for each reply (default 5)"),
     Option("--smtp-examples", "smtp_examples", "SMTP_CONFORMANCE_EXAMPLES", "fast",
            "example budget: 'fast' (60 sessions, CI), 'thorough' (1000), or a number"),
+    Option("--smtp-strict", "smtp_strict", "SMTP_CONFORMANCE_STRICT", "false",
+           "fail on SHOULD findings (WARN) too, not only on MUST findings", flag=True),
+    Option("--smtp-report", "smtp_report", "SMTP_CONFORMANCE_REPORT", "",
+           "write a JSON report of the run to this path (schema: conformance/report.schema.json)"),
 )
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,9 @@ class SuiteConfig:
     examples: int
     steps: int
     budget: str
+    strict: bool = False
+    report: Path | None = None
+    seed: str = ""  # Hypothesis's seed for this run, as --hypothesis-seed takes it
 
     def hypothesis_settings(self) -> settings:
         return settings(
@@ -72,13 +85,17 @@ class SuiteConfig:
 
 
 CONFIG_KEY = pytest.StashKey[SuiteConfig]()
-COVERAGE_KEY = pytest.StashKey[Coverage]()
+RECORD_KEY = pytest.StashKey[RunRecord]()  # on the config: the whole run; on an item: its own
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("smtp-conformance", "SMTP conformance suite")
     for option in OPTIONS:
-        group.addoption(option.name, dest=option.ini, default=None, help=option.help)
+        if option.flag:
+            group.addoption(option.name, dest=option.ini, default=None, help=option.help,
+                            action="store_const", const="true")
+        else:
+            group.addoption(option.name, dest=option.ini, default=None, help=option.help)
         parser.addini(option.ini, help=option.help, default=None)
 
 
@@ -116,12 +133,42 @@ def parse_config(config: pytest.Config) -> SuiteConfig:
         raise pytest.UsageError(
             f"smtp-conformance: --smtp-examples must be fast, thorough or a positive number, "
             f"got {budget!r}")
-    return SuiteConfig(server, profile, timeout, examples, steps, budget)
+    strict_text = values["smtp_strict"].lower()
+    if strict_text not in TRUE + FALSE:
+        raise pytest.UsageError(
+            f"smtp-conformance: --smtp-strict must be true or false, got {strict_text!r}")
+    report = Path(values["smtp_report"]) if values["smtp_report"] else None
+    return SuiteConfig(server, profile, timeout, examples, steps, budget,
+                       strict=strict_text in TRUE, report=report, seed=_seed(config))
+
+
+def _seed(config: pytest.Config) -> str:
+    """--hypothesis-seed if given; else the controller's choice under xdist; else a new one."""
+    given = config.getoption("hypothesis_seed", default=None)
+    if given is not None:
+        return str(given)
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input is not None and "smtp_seed" in worker_input:
+        return str(worker_input["smtp_seed"])
+    return str(random.SystemRandom().randrange(2**32))
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[CONFIG_KEY] = parse_config(config)
-    config.stash[COVERAGE_KEY] = Counter()
+    config.stash[RECORD_KEY] = RunRecord()
+    config.pluginmanager.register(_RunReporter(config), "smtp-conformance-reporter")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistSeed(config.stash[CONFIG_KEY].seed))
+
+
+class _XdistSeed:
+    """Hands the controller's seed to every pytest-xdist worker, so all run the same seed."""
+
+    def __init__(self, seed: str) -> None:
+        self.seed = seed
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["smtp_seed"] = self.seed
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -130,19 +177,64 @@ def pytest_report_header(config: pytest.Config) -> str:
         "embedded reference server (aiosmtpd on 127.0.0.1, ephemeral port)"
     return (f"smtp-conformance: target {target}; profile {suite.profile.name} "
             f"({suite.profile.level}); timeout {suite.timeout:g}s; "
-            f"examples {suite.budget} ({suite.examples} x {suite.steps} steps)")
+            f"examples {suite.budget} ({suite.examples} x {suite.steps} steps); "
+            f"seed {suite.seed}{'; strict' if suite.strict else ''}")
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A failed check reads as its message and the shrunk session, not as our traceback."""
+    """A failed check reads as its message and the shrunk session, not as our traceback; the
+    item's findings and coverage travel on its report (to the xdist controller, too)."""
     report = yield
-    if report.failed and call.excinfo is not None:
-        text = failure_text(call.excinfo.value)
-        if text is not None:
-            report.longrepr = text  # type: ignore[assignment]
+    failures = conformance_failures(call.excinfo.value) if call.excinfo is not None else []
+    if report.failed and failures:
+        report.longrepr = failure_text(failures)  # type: ignore[assignment]
+    record = item.stash.get(RECORD_KEY, None)
+    if record is not None and call.when == "call":
+        strict = item.config.stash[CONFIG_KEY].strict
+        for failure in failures:
+            record.note(FindingRecord.of(failure.findings, failure.exchange, failure.transcript,
+                                         strict=strict))
+        report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
     return report
+
+
+class _RunReporter:
+    """Merges every test report's findings and coverage (the xdist controller's included) into
+    the run's record, and prints the summary and writes the JSON report at the end."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.suite = config.stash[CONFIG_KEY]
+        self.record = config.stash[RECORD_KEY]
+        self.started = datetime.now(UTC)
+        self.is_worker = hasattr(config, "workerinput")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "smtp_conformance", None)
+        if data is not None:
+            self.record.merge(RunRecord.from_json(data))
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.record.coverage and not self.record.findings:
+            return  # the suite did not run
+        terminalreporter.write_sep("=", f"smtp-conformance: profile {self.suite.profile.name}")
+        for line in summary_lines(self.record, self.suite.profile):
+            terminalreporter.write_line(line)
+        seed = self.suite.seed
+        terminalreporter.write_line(f"seed: {seed} (rerun: --hypothesis-seed={seed})")
+        if self.suite.report is not None and not self.is_worker:
+            terminalreporter.write_line(f"report: {self.suite.report}")
+
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        suite = self.suite
+        if suite.report is None or self.is_worker:
+            return
+        target = str(suite.server) if suite.server else "embedded reference server"
+        run = RunInfo(target, suite.profile, suite.strict, suite.seed, suite.examples,
+                      suite.steps, self.started, datetime.now(UTC), int(exitstatus))
+        write_report(suite.report, document(self.record, run))
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -186,14 +278,17 @@ def smtp_client(smtp_server_address: ServerAddress, smtp_config: SuiteConfig) ->
 
 
 @pytest.fixture
-def smtp_state_machine(smtp_server_address: ServerAddress, smtp_config: SuiteConfig,
-                       pytestconfig: pytest.Config) -> type[SMTPConformance]:
-    """The conformance state machine, bound to the target and profile."""
+def smtp_state_machine(request: pytest.FixtureRequest, smtp_server_address: ServerAddress,
+                       smtp_config: SuiteConfig) -> type[SMTPConformance]:
+    """The conformance state machine, bound to the target, profile and seed; its findings
+    and coverage go into this test's report and the run's summary."""
+    record = request.node.stash[RECORD_KEY] = RunRecord()
     return configure(smtp_server_address, smtp_config.profile, timeout=smtp_config.timeout,
-                     coverage=pytestconfig.stash[COVERAGE_KEY])
+                     strict=smtp_config.strict, record=record, seed=int(smtp_config.seed)
+                     if smtp_config.seed.isdigit() else None)
 
 
 @pytest.fixture
 def smtp_coverage(pytestconfig: pytest.Config) -> Coverage:
-    """(state, group, code) triples observed so far in this run."""
-    return pytestconfig.stash[COVERAGE_KEY]
+    """(state, group, code) triples observed so far in this run (code 0: no reply)."""
+    return pytestconfig.stash[RECORD_KEY].coverage

@@ -6,7 +6,6 @@ model's state, then the model advances from what the server actually said.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 
 from conformance.checks import Exchange, run_checks
@@ -14,24 +13,24 @@ from conformance.client import ServerAddress, SMTPClient
 from conformance.commands import END_OF_DATA, GREETING, Command, Message
 from conformance.errors import ServerError
 from conformance.failures import failure_type
+from conformance.levels import Verdict, grade
 from conformance.model import Session, State, advance, closed
+from conformance.record import FindingRecord, RunRecord
 from conformance.replies import Reply
 from conformance.tables import Profile
-
-# Observed (state, group, code) triples across every session in this process; code 0 when no
-# reply came. Read by coverage tests and reports.
-Coverage = Counter[tuple[str, str, int]]
 
 
 class CheckedSession:
     def __init__(self, address: ServerAddress, profile: Profile, *, timeout: float = 5.0,
-                 close_timeout: float | None = None, coverage: Coverage | None = None) -> None:
+                 close_timeout: float | None = None, strict: bool = False,
+                 record: RunRecord | None = None) -> None:
         self.address = address
         self.profile = profile
         self.timeout = timeout
         self.close_timeout = close_timeout if close_timeout is not None else timeout
         self.model = Session()
-        self.coverage = coverage if coverage is not None else Counter()
+        self.strict = strict  # SHOULD findings fail too
+        self.record = record if record is not None else RunRecord()
         self.client = SMTPClient(address, timeout=timeout)
 
     @property
@@ -66,14 +65,17 @@ class CheckedSession:
         closed_after = None
         if reply is not None and (reply.code == 421 or (group == "QUIT" and reply.code == 221)):
             closed_after = self.client.wait_for_close(timeout=self.close_timeout)
-        self.coverage[(before.state.name, group, reply.code if reply else 0)] += 1
+        self.record.coverage[(before.state.name, group, reply.code if reply else 0)] += 1
         exchange = Exchange(self.profile, before, group, sent, reply, error, closed_after)
         findings = run_checks(exchange)
         if reply is not None:
             self.model = advance(before, group, reply.code, lines=reply.lines)
         if error is not None or closed_after is not None or self.model.state is State.CLOSED:
             self.close()
-        if findings:
+        if any(grade(f.level, strict=self.strict) is Verdict.FAIL for f in findings):
             self.close()
             raise failure_type(findings[0].check.id)(findings, exchange, self.transcript)
+        if findings:  # warnings and notes: recorded, and the session goes on
+            self.record.note(FindingRecord.of(findings, exchange, self.transcript,
+                                              strict=self.strict))
         return reply

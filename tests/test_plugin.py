@@ -37,14 +37,28 @@ def test_unreachable_server_exits_with_its_own_code(pytester):
 def test_command_line_beats_environment_beats_ini(pytester, monkeypatch):
     pytester.makeini("[pytest]\nsmtp_profile = rfc821\nsmtp_timeout = 7\nsmtp_examples = 5\n")
     result = pytester.runpytest(*SUITE, "--co")
-    result.stdout.fnmatch_lines(["*profile rfc821 (MUST); timeout 7s; examples 5 (5 x 25 steps)"])
+    result.stdout.fnmatch_lines(
+        ["*profile rfc821 (MUST); timeout 7s; examples 5 (5 x 25 steps); seed *"])
     monkeypatch.setenv("SMTP_CONFORMANCE_PROFILE", "rfc5321")
     monkeypatch.setenv("SMTP_CONFORMANCE_EXAMPLES", "thorough")
     result = pytester.runpytest(*SUITE, "--co")
     result.stdout.fnmatch_lines(
-        ["*profile rfc5321 (SHOULD); timeout 7s; examples thorough (1000 x 50 steps)"])
+        ["*profile rfc5321 (SHOULD); timeout 7s; examples thorough (1000 x 50 steps); seed *"])
     result = pytester.runpytest(*SUITE, "--co", "--smtp-profile=seed", "--smtp-examples=3")
-    result.stdout.fnmatch_lines(["*profile seed (MUST); timeout 7s; examples 3 (3 x 25 steps)"])
+    result.stdout.fnmatch_lines(
+        ["*profile seed (MUST); timeout 7s; examples 3 (3 x 25 steps); seed *"])
+
+
+def test_strict_comes_from_flag_environment_or_ini(pytester, monkeypatch):
+    result = pytester.runpytest(*SUITE, "--co", "--smtp-strict")
+    result.stdout.fnmatch_lines(["smtp-conformance: *; seed *; strict"])
+    monkeypatch.setenv("SMTP_CONFORMANCE_STRICT", "yes")
+    result = pytester.runpytest(*SUITE, "--co")
+    result.stdout.fnmatch_lines(["smtp-conformance: *; seed *; strict"])
+    monkeypatch.setenv("SMTP_CONFORMANCE_STRICT", "maybe")
+    result = pytester.runpytest_subprocess(*SUITE, "--co")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: smtp-conformance: --smtp-strict must be true or false*"])
 
 
 def test_default_run_exercises_all_17_seed_groups(pytester):

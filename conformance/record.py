@@ -1,0 +1,122 @@
+"""What a run found and covered, as plain data that travels on pytest reports and into JSON.
+
+Each test item fills a ``RunRecord``; the plugin attaches it to the item's report (so it
+crosses from pytest-xdist workers to the controller) and merges all of them into one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from conformance.checks import Exchange, Finding
+from conformance.commands import describe
+from conformance.levels import Verdict, grade
+
+Coverage = Counter[tuple[str, str, int]]  # (state, group, code) -> times seen; code 0: no reply
+FindingKey = tuple[str, str, int]  # (check, group, code): one deviation, whatever the state
+
+
+@dataclass(frozen=True)
+class FindingRecord:
+    """One finding, with everything a reader needs to act on it."""
+
+    check: str
+    level: str
+    verdict: str
+    citation: str
+    complaint: str
+    profile: str
+    state: str
+    group: str
+    sent: str | None  # None for the greeting
+    reply_code: int | None  # None when no reply came (timeout, close, framing error)
+    reply_lines: list[str]
+    error: str | None
+    documented: list[int]
+    also: list[str]
+    transcript: list[str]
+    occurrences: int = 1
+
+    @classmethod
+    def of(cls, findings: Sequence[Finding], exchange: Exchange, transcript: str, *,
+           strict: bool = False) -> FindingRecord:
+        first, x = findings[0], exchange
+        try:
+            documented = sorted(x.profile.documented(x.group))
+        except KeyError:
+            documented = []
+        return cls(
+            check=first.check.id, level=str(first.level),
+            verdict=str(grade(first.level, strict=strict)), citation=first.check.citation,
+            complaint=first.complaint, profile=x.profile.name, state=x.before.state.name,
+            group=x.group, sent=None if x.sent is None else describe(x.sent),
+            reply_code=x.reply.code if x.reply else None,
+            reply_lines=list(x.reply.lines) if x.reply else [],
+            error=str(x.error) if x.error else None, documented=documented,
+            also=[f"[{f.check.id}] {f.level}: {f.complaint}" for f in findings[1:]],
+            transcript=transcript.splitlines(),
+        )
+
+    @property
+    def key(self) -> FindingKey:
+        return (self.check, self.group, self.reply_code or 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FindingRecord:
+        return cls(**data)
+
+
+@dataclass
+class RunRecord:
+    """Findings (one per key, the shortest transcript kept) and coverage."""
+
+    findings: dict[FindingKey, FindingRecord] = field(default_factory=dict)
+    coverage: Coverage = field(default_factory=Counter)
+
+    def note(self, record: FindingRecord) -> None:
+        known = self.findings.get(record.key)
+        if known is None:
+            self.findings[record.key] = record
+            return
+        shorter = record if len(record.transcript) < len(known.transcript) else known
+        self.findings[record.key] = FindingRecord(**{
+            **asdict(shorter), "occurrences": known.occurrences + record.occurrences})
+
+    def merge(self, other: RunRecord) -> None:
+        for record in other.findings.values():
+            self.note(record)
+        self.coverage.update(other.coverage)
+
+    def by_verdict(self, verdict: Verdict) -> list[FindingRecord]:
+        return [f for f in self.sorted_findings() if f.verdict == verdict.value]
+
+    def sorted_findings(self) -> list[FindingRecord]:
+        order = {v.value: i for i, v in enumerate(Verdict)}
+        return sorted(self.findings.values(), key=lambda f: (order[f.verdict], f.key))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "findings": [f.to_json() for f in self.sorted_findings()],
+            "coverage": [[s, g, c, n] for (s, g, c), n in sorted(self.coverage.items())],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunRecord:
+        record = cls()
+        for finding in data["findings"]:
+            record.note(FindingRecord.from_json(finding))
+        record.coverage.update({(s, g, c): n for s, g, c, n in data["coverage"]})
+        return record
+
+
+def merged(records: Iterable[RunRecord]) -> RunRecord:
+    total = RunRecord()
+    for record in records:
+        total.merge(record)
+    return total

@@ -1,0 +1,134 @@
+"""The run's results for people and machines: the terminal summary and the JSON report.
+
+Both are built from one merged ``RunRecord``; the JSON follows ``report.schema.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from conformance.levels import Verdict
+from conformance.record import RunRecord
+from conformance.tables import GROUPS, Profile
+
+SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
+REPORT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the report says about the run itself."""
+
+    target: str
+    profile: Profile
+    strict: bool
+    seed: str
+    examples: int
+    steps: int
+    started: datetime
+    finished: datetime
+    exit_status: int
+
+
+def overall(record: RunRecord) -> Verdict | None:
+    """FAIL if anything failed, else WARN if anything warned; None: the server conforms."""
+    verdicts = {f.verdict for f in record.findings.values()}
+    for verdict in (Verdict.FAIL, Verdict.WARN):
+        if verdict.value in verdicts:
+            return verdict
+    return None
+
+
+def codes_by_group(record: RunRecord) -> dict[str, Counter[int]]:
+    """For each command group, how often each reply code was seen (0: no reply)."""
+    seen: dict[str, Counter[int]] = defaultdict(Counter)
+    for (_state, group, code), count in record.coverage.items():
+        seen[group][code] += count
+    return seen
+
+
+def group_coverage(record: RunRecord, profile: Profile) -> dict[str, dict[str, Any]]:
+    """Per group: the documented codes, those elicited, and any seen outside the set."""
+    seen = codes_by_group(record)
+    result = {}
+    for group in (*GROUPS, *sorted(set(seen) - set(GROUPS))):
+        try:
+            documented = sorted(profile.documented(group))
+        except KeyError:
+            documented = []
+        codes = seen.get(group, Counter())
+        result[group] = {
+            "exchanges": sum(codes.values()),
+            "documented": documented,
+            "elicited": sorted(c for c in codes if c in documented),
+            "undocumented": sorted(c for c in codes if c and c not in documented),
+        }
+    return result
+
+
+def document(record: RunRecord, run: RunInfo) -> dict[str, Any]:
+    """The JSON report (see report.schema.json)."""
+    verdict = overall(record)
+    return {
+        "format": REPORT_FORMAT,
+        "tool": {"name": "smtp-conformance", "version": _version()},
+        "target": run.target,
+        "profile": {"name": run.profile.name, "level": str(run.profile.level)},
+        "strict": run.strict,
+        "hypothesis": {"seed": run.seed, "examples": run.examples, "steps": run.steps},
+        "started": run.started.isoformat(timespec="seconds"),
+        "finished": run.finished.isoformat(timespec="seconds"),
+        "exit_status": run.exit_status,
+        "verdict": verdict.value if verdict else "PASS",
+        "counts": {v.value: len(record.by_verdict(v)) for v in Verdict},
+        "findings": [f.to_json() for f in record.sorted_findings()],
+        "coverage": {
+            "triples": [{"state": s, "group": g, "code": c, "count": n}
+                        for (s, g, c), n in sorted(record.coverage.items())],
+            "groups": group_coverage(record, run.profile),
+        },
+    }
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def summary_lines(record: RunRecord, profile: Profile) -> list[str]:
+    """The terminal summary: verdict, findings per check, codes seen per group."""
+    verdict = overall(record)
+    counts = ", ".join(f"{len(record.by_verdict(v))} {v}" for v in Verdict)
+    lines = [f"verdict: {verdict.value if verdict else 'PASS (conforms)'}  ({counts})"]
+    per_check = Counter((f.check, f.verdict) for f in record.findings.values())
+    for (check, verdict_name), count in sorted(per_check.items()):
+        lines.append(f"  {verdict_name:4} {check}: {count}")
+    for finding in record.by_verdict(Verdict.WARN) + record.by_verdict(Verdict.INFO):
+        lines.append(f"  {finding.verdict} [{finding.check}] {finding.complaint} "
+                     f"(state {finding.state}, sent {finding.sent})")
+    coverage = group_coverage(record, profile)
+    exercised = [g for g in GROUPS if coverage[g]["exchanges"]]
+    lines.append(f"seed groups exercised: {len(exercised)}/{len(GROUPS)}")
+    lines.append(f"  {'group':15} {'sent':>5}  {'codes seen (*: not documented)':32} "
+                 "elicited/documented")
+    for group, info in coverage.items():
+        if not info["exchanges"] and group not in GROUPS:
+            continue
+        codes = " ".join(sorted(
+            [str(c) for c in info["elicited"]] + [f"{c}*" for c in info["undocumented"]]))
+        share = f"{len(info['elicited'])}/{len(info['documented'])}"
+        lines.append(f"  {group:15} {info['exchanges']:5}  {codes or '-':32} {share}")
+    return lines
+
+
+def _version() -> str:
+    try:
+        return metadata.version("smtp-conformance")
+    except metadata.PackageNotFoundError:
+        return "unknown"

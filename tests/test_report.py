@@ -1,0 +1,125 @@
+"""Verdicts, exit codes, the JSON report (against its schema), the summary, seeds and xdist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import jsonschema
+import pytest
+
+from conformance.report import SCHEMA_PATH
+from tests.fault_server import FaultServer
+
+SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5"]
+SCHEMA = json.loads(SCHEMA_PATH.read_text())
+
+
+def run_with_report(pytester: pytest.Pytester, *args: str, subprocess: bool = False
+                    ) -> tuple[pytest.RunResult, dict[str, Any]]:
+    path = pytester.path / "report.json"
+    run = pytester.runpytest_subprocess if subprocess else pytester.runpytest
+    result = run(*SUITE, f"--smtp-report={path}", *args)
+    report = json.loads(path.read_text())
+    jsonschema.validate(report, SCHEMA)
+    return result, report
+
+
+def test_conforming_server_passes_with_exit_0_and_a_valid_report(pytester):
+    with FaultServer() as server:
+        result, report = run_with_report(pytester, f"--server={server.address}")
+    assert result.ret == pytest.ExitCode.OK
+    assert (report["verdict"], report["exit_status"], report["findings"]) == ("PASS", 0, [])
+    assert report["target"] == str(server.address)
+    groups = report["coverage"]["groups"]
+    assert all(groups[g]["exchanges"] > 0 for g in ("connect", "HELO", "RCPT", "received data"))
+    assert groups["HELO"]["documented"] == [250, 421, 500, 501, 504, 521]
+    result.stdout.fnmatch_lines(["verdict: PASS (conforms)*", "seed groups exercised: 17/17"])
+
+
+def test_must_violation_fails_with_exit_1_and_is_reported(pytester):
+    with FaultServer("helo_replies_220") as server:
+        result, report = run_with_report(pytester, f"--server={server.address}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert (report["verdict"], report["exit_status"]) == ("FAIL", 1)
+    [finding] = report["findings"]
+    assert finding["check"] == "reply_code_documented"
+    assert (finding["level"], finding["verdict"]) == ("MUST", "FAIL")
+    assert (finding["group"], finding["reply_code"], finding["sent"]) == (
+        "HELO", 220, repr(b"HELO example.test\r\n"))
+    assert finding["documented"] == [250, 421, 500, 501, 504, 521]
+    assert finding["transcript"][-1].endswith("S: 220 hello")  # the shrunk session
+    result.stdout.fnmatch_lines(["verdict: FAIL *", "  FAIL reply_code_documented: 1"])
+
+
+def test_should_violation_warns_and_passes_unless_strict(pytester):
+    # Under rfc5321 the table is a SHOULD (RFC 5321 §4.3.1): 252 to NOOP is a warning.
+    with FaultServer("noop_replies_252") as server:
+        result, report = run_with_report(pytester, f"--server={server.address}",
+                                         "--smtp-profile=rfc5321")
+        assert result.ret == pytest.ExitCode.OK
+        assert report["verdict"] == "WARN"
+        assert {(f["check"], f["verdict"], f["group"], f["reply_code"])
+                for f in report["findings"]} == {("reply_code_documented", "WARN", "NOOP", 252)}
+        result.stdout.fnmatch_lines(["verdict: WARN *", "  WARN [[]reply_code_documented] 252*"])
+
+        result, report = run_with_report(pytester, f"--server={server.address}",
+                                         "--smtp-profile=rfc5321", "--smtp-strict")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert [(f["check"], f["verdict"]) for f in report["findings"]] == [
+        ("reply_code_documented", "FAIL")]
+
+
+def test_same_seed_gives_the_same_sessions(pytester):
+    with FaultServer() as server:
+        runs = [run_with_report(pytester, f"--server={server.address}",
+                                "--hypothesis-seed=1234", "--smtp-examples=20")[1]
+                for _ in range(2)]
+    assert runs[0]["hypothesis"]["seed"] == "1234"
+    assert runs[0]["coverage"] == runs[1]["coverage"]
+
+
+def test_the_run_prints_the_seed_it_chose(pytester):
+    with FaultServer() as server:
+        result = pytester.runpytest(*SUITE, f"--server={server.address}", "--smtp-examples=3")
+    header = next(line for line in result.stdout.lines if line.startswith("smtp-conformance:"))
+    seed = header.rsplit("seed ", 1)[1]
+    assert seed.isdigit()
+    result.stdout.fnmatch_lines([f"seed: {seed} (rerun: --hypothesis-seed={seed})"])
+
+
+def _findings(report: dict[str, Any]) -> list[tuple[str, str, int | None, str]]:
+    return [(f["check"], f["group"], f["reply_code"], f["verdict"]) for f in report["findings"]]
+
+
+@pytest.mark.timeout(300)
+def test_xdist_run_gives_one_merged_report_equal_to_a_serial_run(pytester):
+    pytester.makeconftest("")
+    with FaultServer("third_recipient_554") as server:
+        args = (f"--server={server.address}", "--hypothesis-seed=7")
+        _, serial = run_with_report(pytester, *args, subprocess=True)
+        result, parallel = run_with_report(pytester, *args, "-n", "2", subprocess=True)
+    assert "2 workers" in result.stdout.str()
+    assert parallel["exit_status"] == serial["exit_status"] == 1
+    assert _findings(parallel) == _findings(serial) != []
+
+
+def test_report_path_is_written_even_when_its_directory_is_new(pytester):
+    path: Path = pytester.path / "reports" / "nested" / "run.json"
+    with FaultServer() as server:
+        pytester.runpytest(*SUITE, f"--server={server.address}", "--smtp-examples=3",
+                           f"--smtp-report={path}")
+    jsonschema.validate(json.loads(path.read_text()), SCHEMA)
+
+
+def test_junit_failure_names_the_check_and_carries_the_session(pytester):
+    path = pytester.path / "junit.xml"
+    with FaultServer("helo_replies_220") as server:
+        pytester.runpytest(*SUITE, f"--server={server.address}", f"--junitxml={path}")
+    [failure] = ElementTree.parse(path).getroot().iter("failure")
+    assert failure.get("message", "").startswith(
+        "[reply_code_documented] MUST: 220 is not documented for HELO")
+    assert "Transcript:" in (failure.text or "")
+    assert "state.teardown()" in (failure.text or "")
