@@ -2,7 +2,8 @@
 
     python bench/examples_to_detection.py [--runs N] [--profile NAME] [FAULT ...]
 
-For each fault, runs the state machine (generation only: no shrinking, no example database)
+For each fault, runs the state machine (strict, so SHOULD findings count; generation only: no
+shrinking, no example database)
 ``--runs`` times with fresh random seeds and prints the median and worst number of examples
 until the first failure. A fault whose worst case nears the default budget (60 examples) is
 one the default run may miss: make the strategies reach it sooner.
@@ -63,7 +64,7 @@ def main() -> None:
         with FaultServer(fault) as server:
             for _ in range(args.runs):
                 machine = configure(server.address, get_profile(args.profile),
-                                    timeout=args.timeout)
+                                    timeout=args.timeout, strict=True)
                 count, check = examples_until_failure(machine, args.limit)
                 counts.append(count)
                 checks.add(check or "(not found)")

@@ -18,8 +18,9 @@ def run_suite(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 # A fault is usually found within ten examples (see bench/examples_to_detection.py); the run
-# stops at the first failure, so a larger budget costs time only when a fault hides.
-FAULT_BUDGET = "--smtp-examples=200"
+# stops at the first failure, so a larger budget costs time only when a fault hides. Strict:
+# a fault that breaks a SHOULD (an unrecognised verb accepted) fails the run too.
+FAULT_RUN = ("--smtp-examples=200", "--smtp-strict")
 
 
 # Shrinking a failure re-runs sessions; faults that wait out a timeout make that slow, so the
@@ -30,7 +31,7 @@ def test_suite_fails_on_fault(pytester, fault, check):
     timeout = "0.3" if fault == "expn_hangs" else "0.5"
     with FaultServer(fault) as server:
         result = run_suite(pytester, f"--server={server.address}", f"--smtp-timeout={timeout}",
-                           FAULT_BUDGET)
+                           *FAULT_RUN)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     output = result.stdout.str()
     first = next(line for line in result.stdout.lines if FINDING.match(line))
