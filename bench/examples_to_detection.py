@@ -22,6 +22,7 @@ from hypothesis.stateful import run_state_machine_as_test
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from conformance.failures import ConformanceFailure
+from conformance.grading import Policy
 from conformance.machine import SMTPConformance, configure
 from conformance.tables import PROFILES, get_profile
 from tests.fault_server import FAULTS, FaultServer
@@ -64,7 +65,8 @@ def main() -> None:
         with FaultServer(fault) as server:
             for _ in range(args.runs):
                 machine = configure(server.address, get_profile(args.profile),
-                                    timeout=args.timeout, strict=True)
+                                    timeout=args.timeout,
+                                    policy=Policy(strict=True))
                 count, check = examples_until_failure(machine, args.limit)
                 counts.append(count)
                 checks.add(check or "(not found)")

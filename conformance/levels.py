@@ -25,6 +25,7 @@ class Verdict(enum.Enum):
     FAIL = "FAIL"  # fails the run
     WARN = "WARN"  # reported; fails the run only with --smtp-strict
     INFO = "INFO"  # reported
+    KNOWN = "KNOWN"  # listed in the baseline: reported, never fails
 
     def __str__(self) -> str:
         return self.value

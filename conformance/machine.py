@@ -21,6 +21,7 @@ from hypothesis.stateful import (
 import strategies as smtp
 from conformance.client import ServerAddress
 from conformance.commands import Command, Message
+from conformance.grading import Policy
 from conformance.model import State
 from conformance.record import RunRecord
 from conformance.session import CheckedSession
@@ -51,13 +52,13 @@ class SMTPConformance(RuleBasedStateMachine):
     address: ClassVar[ServerAddress]
     profile: ClassVar[Profile]
     timeout: ClassVar[float] = 5.0
-    strict: ClassVar[bool] = False
+    policy: ClassVar[Policy] = Policy()
     record: ClassVar[RunRecord]
 
     def __init__(self) -> None:
         super().__init__()
         self.session = CheckedSession(self.address, self.profile, timeout=self.timeout,
-                                      strict=self.strict, record=self.record)
+                                      policy=self.policy, record=self.record)
 
     @initialize()
     def connect(self) -> None:
@@ -155,12 +156,13 @@ class SMTPConformance(RuleBasedStateMachine):
 
 
 def configure(address: ServerAddress, profile: Profile, *, timeout: float,
-              strict: bool = False, record: RunRecord | None = None,
+              policy: Policy | None = None, record: RunRecord | None = None,
               seed: int | None = None) -> type[SMTPConformance]:
     """A state machine class bound to one server, profile and timeout."""
     return type("SMTPConformance", (SMTPConformance,), {
         "address": address, "profile": profile, "timeout": timeout,
-        "strict": strict, "record": record if record is not None else RunRecord(),
+        "policy": policy if policy is not None else Policy(),
+        "record": record if record is not None else RunRecord(),
         # Read by Hypothesis, as @seed(...) would set it: the same seed, the same sessions.
         "_hypothesis_internal_use_seed": seed,
     })

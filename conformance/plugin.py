@@ -9,19 +9,25 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
+from conformance.baseline import Baseline
+from conformance.baseline import from_run as from_baseline_run
+from conformance.baseline import load as load_baseline
+from conformance.baseline import write as write_baseline
 from conformance.client import ServerAddress, SMTPClient
 from conformance.errors import ConformanceError, TargetUnreachable, UsageError
 from conformance.failures import conformance_failures, failure_text
+from conformance.grading import Policy
+from conformance.levels import Verdict
 from conformance.machine import SMTPConformance, configure
-from conformance.record import Coverage, FindingRecord, RunRecord
+from conformance.record import Coverage, RunRecord, records_for
 from conformance.reference_server import ReferenceServer
 from conformance.report import RunInfo, document, summary_lines, write_report
 from conformance.tables import DEFAULT_PROFILE, PROFILES, Profile, get_profile
@@ -56,6 +62,10 @@ OPTIONS = (
            "fail on SHOULD findings (WARN) too, not only on MUST findings", flag=True),
     Option("--smtp-report", "smtp_report", "SMTP_CONFORMANCE_REPORT", "",
            "write a JSON report of the run to this path (schema: conformance/report.schema.json)"),
+    Option("--smtp-baseline", "smtp_baseline", "SMTP_CONFORMANCE_BASELINE", "",
+           "JSON file of accepted deviations: they are reported as KNOWN and never fail"),
+    Option("--smtp-baseline-write", "smtp_baseline_write", "SMTP_CONFORMANCE_BASELINE_WRITE", "",
+           "survey mode: fail nothing, and write every finding of the run to this baseline file"),
 )
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -71,6 +81,14 @@ class SuiteConfig:
     strict: bool = False
     report: Path | None = None
     seed: str = ""  # Hypothesis's seed for this run, as --hypothesis-seed takes it
+    baseline: Baseline | None = None
+    baseline_write: Path | None = None
+    today: date = field(default_factory=date.today)
+
+    @property
+    def policy(self) -> Policy:
+        known = self.baseline.known(self.today) if self.baseline else frozenset()
+        return Policy(strict=self.strict, known=known, survey=self.baseline_write is not None)
 
     def hypothesis_settings(self) -> settings:
         return settings(
@@ -138,8 +156,16 @@ def parse_config(config: pytest.Config) -> SuiteConfig:
         raise pytest.UsageError(
             f"smtp-conformance: --smtp-strict must be true or false, got {strict_text!r}")
     report = Path(values["smtp_report"]) if values["smtp_report"] else None
+    try:
+        baseline = load_baseline(Path(values["smtp_baseline"])) if values["smtp_baseline"] \
+            else None
+    except UsageError as error:
+        raise pytest.UsageError(f"smtp-conformance: {error}") from None
+    baseline_write = Path(values["smtp_baseline_write"]) if values["smtp_baseline_write"] \
+        else None
     return SuiteConfig(server, profile, timeout, examples, steps, budget,
-                       strict=strict_text in TRUE, report=report, seed=_seed(config))
+                       strict=strict_text in TRUE, report=report, seed=_seed(config),
+                       baseline=baseline, baseline_write=baseline_write)
 
 
 def _seed(config: pytest.Config) -> str:
@@ -192,10 +218,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         report.longrepr = failure_text(failures)  # type: ignore[assignment]
     record = item.stash.get(RECORD_KEY, None)
     if record is not None and call.when == "call":
-        strict = item.config.stash[CONFIG_KEY].strict
+        policy = item.config.stash[CONFIG_KEY].policy
         for failure in failures:
-            record.note(FindingRecord.of(failure.findings, failure.exchange, failure.transcript,
-                                         strict=strict))
+            for finding in records_for(failure.findings, failure.exchange, failure.transcript,
+                                       policy):
+                record.note(finding)
         report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
     return report
 
@@ -222,19 +249,52 @@ class _RunReporter:
         terminalreporter.write_sep("=", f"smtp-conformance: profile {self.suite.profile.name}")
         for line in summary_lines(self.record, self.suite.profile):
             terminalreporter.write_line(line)
+        for line in self.baseline_lines():
+            terminalreporter.write_line(line)
         seed = self.suite.seed
         terminalreporter.write_line(f"seed: {seed} (rerun: --hypothesis-seed={seed})")
         if self.suite.report is not None and not self.is_worker:
             terminalreporter.write_line(f"report: {self.suite.report}")
 
+    def baseline_lines(self) -> list[str]:
+        suite = self.suite
+        lines = []
+        if suite.baseline is not None:
+            known = len(self.record.by_verdict(Verdict.KNOWN))
+            stale = suite.baseline.stale(self.record, suite.today)
+            expired = suite.baseline.expired(suite.today)
+            lines.append(f"baseline: {known} known, {len(stale)} stale, {len(expired)} expired")
+            lines += [f"  stale (not seen in this run): {e.describe()}" for e in stale]
+            lines += [f"  expired (no longer accepted): {e.describe()}" for e in expired]
+        if suite.baseline_write is not None and not self.is_worker:
+            written = from_baseline_run(self.record, suite.today, suite.baseline)
+            lines.append(f"baseline written: {suite.baseline_write} "
+                         f"({len(written.entries)} entries)")
+        return lines
+
+    def baseline_summary(self) -> dict[str, Any] | None:
+        suite = self.suite
+        if suite.baseline is None:
+            return None
+        return {
+            "known": len(self.record.by_verdict(Verdict.KNOWN)),
+            "stale": [e.to_json() for e in suite.baseline.stale(self.record, suite.today)],
+            "expired": [e.to_json() for e in suite.baseline.expired(suite.today)],
+        }
+
     def pytest_sessionfinish(self, exitstatus: int) -> None:
         suite = self.suite
-        if suite.report is None or self.is_worker:
+        if self.is_worker:
+            return
+        if suite.baseline_write is not None:
+            write_baseline(from_baseline_run(self.record, suite.today, suite.baseline),
+                           suite.baseline_write)
+        if suite.report is None:
             return
         target = str(suite.server) if suite.server else "embedded reference server"
         run = RunInfo(target, suite.profile, suite.strict, suite.seed, suite.examples,
                       suite.steps, self.started, datetime.now(UTC), int(exitstatus))
-        write_report(suite.report, document(self.record, run))
+        write_report(suite.report, document(self.record, run, self.baseline_summary()))
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -284,7 +344,7 @@ def smtp_state_machine(request: pytest.FixtureRequest, smtp_server_address: Serv
     and coverage go into this test's report and the run's summary."""
     record = request.node.stash[RECORD_KEY] = RunRecord()
     return configure(smtp_server_address, smtp_config.profile, timeout=smtp_config.timeout,
-                     strict=smtp_config.strict, record=record, seed=int(smtp_config.seed)
+                     policy=smtp_config.policy, record=record, seed=int(smtp_config.seed)
                      if smtp_config.seed.isdigit() else None)
 
 

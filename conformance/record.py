@@ -13,10 +13,10 @@ from typing import Any
 
 from conformance.checks import Exchange, Finding
 from conformance.commands import describe
-from conformance.levels import Verdict, grade
+from conformance.grading import FindingKey, Policy
+from conformance.levels import Verdict
 
 Coverage = Counter[tuple[str, str, int]]  # (state, group, code) -> times seen; code 0: no reply
-FindingKey = tuple[str, str, int]  # (check, group, code): one deviation, whatever the state
 
 
 @dataclass(frozen=True)
@@ -41,18 +41,19 @@ class FindingRecord:
     occurrences: int = 1
 
     @classmethod
-    def of(cls, findings: Sequence[Finding], exchange: Exchange, transcript: str, *,
-           strict: bool = False) -> FindingRecord:
+    def of(cls, findings: Sequence[Finding], exchange: Exchange, transcript: str,
+           verdict: Verdict) -> FindingRecord:
+        """The record of ``findings[0]``; the others on the same exchange go under ``also``."""
         first, x = findings[0], exchange
         try:
             documented = sorted(x.profile.documented(x.group))
         except KeyError:
             documented = []
         return cls(
-            check=first.check.id, level=str(first.level),
-            verdict=str(grade(first.level, strict=strict)), citation=first.check.citation,
-            complaint=first.complaint, profile=x.profile.name, state=x.before.state.name,
-            group=x.group, sent=None if x.sent is None else describe(x.sent),
+            check=first.check.id, level=str(first.level), verdict=str(verdict),
+            citation=first.check.citation, complaint=first.complaint, profile=x.profile.name,
+            state=x.before.state.name, group=x.group,
+            sent=None if x.sent is None else describe(x.sent),
             reply_code=x.reply.code if x.reply else None,
             reply_lines=list(x.reply.lines) if x.reply else [],
             error=str(x.error) if x.error else None, documented=documented,
@@ -113,6 +114,13 @@ class RunRecord:
             record.note(FindingRecord.from_json(finding))
         record.coverage.update({(s, g, c): n for s, g, c, n in data["coverage"]})
         return record
+
+
+def records_for(findings: Sequence[Finding], exchange: Exchange, transcript: str,
+                policy: Policy) -> list[FindingRecord]:
+    """One record per finding, each graded by ``policy``."""
+    return [FindingRecord.of([f, *(o for o in findings if o is not f)], exchange, transcript,
+                             policy.verdict(f, exchange)) for f in findings]
 
 
 def merged(records: Iterable[RunRecord]) -> RunRecord:

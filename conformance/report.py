@@ -72,8 +72,9 @@ def group_coverage(record: RunRecord, profile: Profile) -> dict[str, dict[str, A
     return result
 
 
-def document(record: RunRecord, run: RunInfo) -> dict[str, Any]:
-    """The JSON report (see report.schema.json)."""
+def document(record: RunRecord, run: RunInfo,
+             baseline: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON report (see report.schema.json); ``baseline``: known, stale and expired."""
     verdict = overall(record)
     return {
         "format": REPORT_FORMAT,
@@ -88,6 +89,7 @@ def document(record: RunRecord, run: RunInfo) -> dict[str, Any]:
         "verdict": verdict.value if verdict else "PASS",
         "counts": {v.value: len(record.by_verdict(v)) for v in Verdict},
         "findings": [f.to_json() for f in record.sorted_findings()],
+        "baseline": baseline,
         "coverage": {
             "triples": [{"state": s, "group": g, "code": c, "count": n}
                         for (s, g, c), n in sorted(record.coverage.items())],

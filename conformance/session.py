@@ -13,23 +13,23 @@ from conformance.client import ServerAddress, SMTPClient
 from conformance.commands import END_OF_DATA, GREETING, Command, Message
 from conformance.errors import ServerError
 from conformance.failures import failure_type
-from conformance.levels import Verdict, grade
+from conformance.grading import Policy
 from conformance.model import Session, State, advance, closed
-from conformance.record import FindingRecord, RunRecord
+from conformance.record import RunRecord, records_for
 from conformance.replies import Reply
 from conformance.tables import Profile
 
 
 class CheckedSession:
     def __init__(self, address: ServerAddress, profile: Profile, *, timeout: float = 5.0,
-                 close_timeout: float | None = None, strict: bool = False,
+                 close_timeout: float | None = None, policy: Policy | None = None,
                  record: RunRecord | None = None) -> None:
         self.address = address
         self.profile = profile
         self.timeout = timeout
         self.close_timeout = close_timeout if close_timeout is not None else timeout
         self.model = Session()
-        self.strict = strict  # SHOULD findings fail too
+        self.policy = policy if policy is not None else Policy()
         self.record = record if record is not None else RunRecord()
         self.client = SMTPClient(address, timeout=timeout)
 
@@ -72,10 +72,16 @@ class CheckedSession:
             self.model = advance(before, group, reply.code, lines=reply.lines)
         if error is not None or closed_after is not None or self.model.state is State.CLOSED:
             self.close()
-        if any(grade(f.level, strict=self.strict) is Verdict.FAIL for f in findings):
+        failing = [f for f in findings if self.policy.fails(self.policy.verdict(f, exchange))]
+        if failing:  # the failure leads with what fails; the rest follow as "Also:"
             self.close()
-            raise failure_type(findings[0].check.id)(findings, exchange, self.transcript)
-        if findings:  # warnings and notes: recorded, and the session goes on
-            self.record.note(FindingRecord.of(findings, exchange, self.transcript,
-                                              strict=self.strict))
+            ordered = [*failing, *(f for f in findings if f not in failing)]
+            raise failure_type(failing[0].check.id)(ordered, exchange, self.transcript)
+        # Warnings, notes and known deviations are recorded. After a deviation the model can
+        # no longer be sure what state the server is in, so the session ends here (the state
+        # machine reconnects) rather than report the consequences as findings of their own.
+        for record in records_for(findings, exchange, self.transcript, self.policy):
+            self.record.note(record)
+        if findings:
+            self.close()
         return reply

@@ -1,0 +1,117 @@
+"""Baselines: deviations a team has accepted, so CI fails only on new findings.
+
+A baseline file is JSON: ``{"format": 1, "entries": [{"check": ..., "command": ..., "code":
+..., "reason": ..., "expires": "YYYY-MM-DD" | null}]}``. An entry matches findings with the
+same check, command group and reply code (0: no reply). Expired entries match nothing; entries
+the run never met are reported as stale, so an exemption cannot outlive the bug it covers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from conformance.errors import UsageError
+from conformance.grading import FindingKey
+from conformance.levels import Verdict
+from conformance.record import RunRecord
+
+BASELINE_FORMAT = 1
+WRITTEN_REASON = "recorded from a run on {day}: say why this deviation is accepted"
+
+
+@dataclass(frozen=True)
+class Entry:
+    check: str
+    command: str
+    code: int
+    reason: str
+    expires: date | None = None
+
+    @property
+    def key(self) -> FindingKey:
+        return (self.check, self.command, self.code)
+
+    def expired(self, today: date) -> bool:
+        return self.expires is not None and self.expires < today
+
+    def describe(self) -> str:
+        until = f", expires {self.expires}" if self.expires else ""
+        return f"[{self.check}] {self.command} {self.code or 'no reply'} ({self.reason}{until})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "command": self.command, "code": self.code,
+                "reason": self.reason,
+                "expires": self.expires.isoformat() if self.expires else None}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    entries: tuple[Entry, ...]
+
+    def known(self, today: date) -> frozenset[FindingKey]:
+        """The keys this baseline accepts today."""
+        return frozenset(e.key for e in self.entries if not e.expired(today))
+
+    def expired(self, today: date) -> list[Entry]:
+        return [e for e in self.entries if e.expired(today)]
+
+    def stale(self, record: RunRecord, today: date) -> list[Entry]:
+        """Live entries that matched nothing in this run."""
+        seen = {key for key, f in record.findings.items() if f.verdict == Verdict.KNOWN.value}
+        return [e for e in self.entries if not e.expired(today) and e.key not in seen]
+
+
+def load(path: Path) -> Baseline:
+    """Read a baseline file; any problem is a one-line UsageError."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise UsageError(f"cannot read baseline {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise UsageError(f"baseline {path} is not JSON: {error}") from None
+    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT or \
+            not isinstance(data.get("entries"), list):
+        raise UsageError(f"baseline {path}: expected {{\"format\": {BASELINE_FORMAT}, "
+                         f"\"entries\": [...]}}")
+    return Baseline(tuple(_entry(path, n, item) for n, item in enumerate(data["entries"], 1)))
+
+
+def _entry(path: Path, number: int, item: object) -> Entry:
+    where = f"baseline {path}, entry {number}"
+    if not isinstance(item, dict):
+        raise UsageError(f"{where}: expected an object")
+    try:
+        check, command, code = item["check"], item["command"], item["code"]
+        reason, expires = item.get("reason", ""), item.get("expires")
+    except KeyError as missing:
+        raise UsageError(f"{where}: missing {missing}") from None
+    if not (isinstance(check, str) and isinstance(command, str) and isinstance(code, int)
+            and isinstance(reason, str) and reason.strip()):
+        raise UsageError(f"{where}: check and command are strings, code an integer, and a "
+                         f"non-empty reason is required")
+    try:
+        day = date.fromisoformat(expires) if expires is not None else None
+    except (TypeError, ValueError):
+        raise UsageError(f"{where}: expires must be YYYY-MM-DD or null") from None
+    return Entry(check, command, code, reason, day)
+
+
+def from_run(record: RunRecord, today: date, previous: Baseline | None = None) -> Baseline:
+    """A baseline accepting every FAIL, WARN and KNOWN finding of ``record``; entries of
+    ``previous`` keep their reason and expiry."""
+    wanted = {Verdict.FAIL.value, Verdict.WARN.value, Verdict.KNOWN.value}
+    kept = {e.key: e for e in previous.entries} if previous else {}
+    reason = WRITTEN_REASON.format(day=today.isoformat())
+    return Baseline(tuple(kept.get(f.key) or Entry(*f.key, reason)
+                          for f in record.sorted_findings() if f.verdict in wanted))
+
+
+def write(baseline: Baseline, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"format": BASELINE_FORMAT,
+                                "entries": [e.to_json() for e in baseline.entries]},
+                               indent=2) + "\n")
