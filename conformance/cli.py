@@ -1,6 +1,7 @@
 """``python -m conformance``: command-line tools that work without pytest.
 
-``profiles`` prints a profile's documented reply codes, as a table or as JSON.
+``profiles`` prints a profile's documented reply codes, as a table or as JSON; ``replay``
+re-sends a saved failing session to a server and checks the replies again.
 """
 
 from __future__ import annotations
@@ -9,9 +10,19 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from conformance.errors import UsageError
-from conformance.tables import DEFAULT_PROFILE, PROFILES, SUPPLEMENTARY_ROWS, Profile, Row
+from conformance import replay
+from conformance.client import ServerAddress
+from conformance.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
+from conformance.tables import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    SUPPLEMENTARY_ROWS,
+    Profile,
+    Row,
+    get_profile,
+)
 
 
 def profile_as_json(profile: Profile) -> dict[str, list[int]]:
@@ -56,6 +67,26 @@ def _profiles_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_command(args: argparse.Namespace) -> int:
+    script = replay.load(Path(args.file))
+    address = ServerAddress.parse(args.server)
+    profile = get_profile(args.profile) if args.profile else None
+    try:
+        session, failure = replay.replay(script, address, timeout=args.timeout, profile=profile)
+    except TargetUnreachable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if failure is None:
+        print(session.transcript)
+        print(f"did not reproduce: every reply passed the checks (recorded: [{script.check}])")
+        return 0
+    print(failure)
+    same = "the same check" if failure.check.id == script.check else \
+        f"a different check (recorded: [{script.check}])"
+    print(f"reproduced: [{failure.check.id}] failed, {same}")
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m conformance", description="SMTP conformance tools"
@@ -68,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profiles.add_argument("--json", action="store_true", help="print one JSON object")
     profiles.set_defaults(run=_profiles_command)
+    again = commands.add_parser("replay", help="re-send a saved failing session and re-check it")
+    again.add_argument("file", help="a replay file the suite saved (see the failure message)")
+    again.add_argument("--server", required=True, help="HOST[:PORT] to send it to")
+    again.add_argument("--timeout", type=float, default=5.0, help="seconds per reply (5)")
+    again.add_argument("--profile", choices=sorted(PROFILES),
+                       help="check against this profile (default: the recorded one)")
+    again.set_defaults(run=_replay_command)
     return parser
 
 

@@ -73,6 +73,12 @@ class Message:
         stuffed = b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
         return stuffed + b".\r\n"
 
+    @classmethod
+    def from_wire(cls, wire: bytes) -> Message:
+        """A message whose ``wire`` is ``wire``: the terminator dropped, dots unstuffed."""
+        lines = wire.removesuffix(b".\r\n").split(b"\r\n")
+        return cls(b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines))
+
     def __repr__(self) -> str:
         return f"Message({self.content!r})"
 
@@ -86,3 +92,8 @@ def describe(sent: Command | Message) -> str:
     if isinstance(sent, Message):
         return f"<message data, {len(sent.wire)} octets>"
     return repr(sent.line)
+
+
+# One thing the client sent in a session: its command group (END_OF_DATA for message data)
+# and the exact bytes. A session's steps are enough to replay it.
+Step = tuple[str, bytes]

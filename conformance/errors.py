@@ -11,6 +11,10 @@ if TYPE_CHECKING:
     from conformance.violations import Violation
 
 
+# The exit status when the target cannot be reached: nothing was tested, so neither pass nor
+# fail. pytest's own statuses are 0-5; this one is distinct from all of them.
+EXIT_UNREACHABLE = 6
+
 class ConformanceError(Exception):
     """Base class of every error this package raises on purpose."""
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from conformance.checks import Exchange, Finding
-from conformance.commands import describe
+from conformance.commands import Step, describe
 
 
 class ConformanceFailure(AssertionError):
@@ -19,8 +19,10 @@ class ConformanceFailure(AssertionError):
 
     check_id = ""
 
-    def __init__(self, findings: Sequence[Finding], exchange: Exchange, transcript: str) -> None:
+    def __init__(self, findings: Sequence[Finding], exchange: Exchange, transcript: str,
+                 steps: Sequence[Step] = ()) -> None:
         self.findings = tuple(findings)  # the worst first; the others follow as "Also:"
+        self.steps = tuple(steps)  # what the client sent in this session, to replay it
         self.check = findings[0].check
         self.level = findings[0].level
         self.complaint = findings[0].complaint
@@ -85,10 +87,13 @@ class FailureText:
         return self.text
 
 
-def failure_text(failures: Sequence[ConformanceFailure]) -> FailureText:
-    """The report of one or more check failures, with the notes Hypothesis added to each."""
+def failure_text(failures: Sequence[ConformanceFailure],
+                 footers: Sequence[str] = ()) -> FailureText:
+    """The report of one or more check failures, with the notes Hypothesis added to each,
+    and each failure's footer (how to replay it), if given."""
     parts = [str(f) + "".join(f"\n{note}" for note in getattr(f, "__notes__", ()))
-             for f in failures]
+             + (f"\n{footers[n]}" if n < len(footers) else "")
+             for n, f in enumerate(failures)]
     if len(parts) > 1:
         parts = [f"--- failure {n} of {len(parts)} ---\n{part}" for n, part in
                  enumerate(parts, 1)]

@@ -106,10 +106,11 @@ def to_dot(*, coverage: Mapping[tuple[str, str], int] | None = None) -> str:
     for state in State:
         lines.append(f'  {state.name} [label="{state.name}\\n{state.value}"];')
     for (before, after), groups in edges.items():
-        label = ", ".join(dict.fromkeys(groups))
+        label, style = ", ".join(dict.fromkeys(groups)), ""
         if coverage is not None:
             seen = sum(coverage.get((before.name, g), 0) for g in groups)
             label += f" ({seen})"
-        lines.append(f'  {before.name} -> {after.name} [label="{label}"];')
+            style = "" if seen else ", style=dashed, color=gray"  # never taken in this run
+        lines.append(f'  {before.name} -> {after.name} [label="{label}"{style}];')
     lines.append("}")
     return "\n".join(lines)

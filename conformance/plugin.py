@@ -6,6 +6,7 @@ conformance.machine). Options come from the command line, then the environment, 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from collections.abc import Generator, Iterator
@@ -17,22 +18,27 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
+from conformance import replay
 from conformance.baseline import Baseline
 from conformance.baseline import from_run as from_baseline_run
 from conformance.baseline import load as load_baseline
 from conformance.baseline import write as write_baseline
 from conformance.client import ServerAddress, SMTPClient
-from conformance.errors import ConformanceError, TargetUnreachable, UsageError
-from conformance.failures import conformance_failures, failure_text
+from conformance.errors import (
+    EXIT_UNREACHABLE,
+    ConformanceError,
+    TargetUnreachable,
+    UsageError,
+)
+from conformance.failures import ConformanceFailure, conformance_failures, failure_text
 from conformance.grading import Policy
 from conformance.levels import Verdict
 from conformance.machine import SMTPConformance, configure
 from conformance.record import Coverage, RunRecord, records_for
 from conformance.reference_server import ReferenceServer
-from conformance.report import RunInfo, document, summary_lines, write_report
+from conformance.report import RunInfo, document, summary_lines, write_diagram, write_report
 from conformance.tables import DEFAULT_PROFILE, PROFILES, Profile, get_profile
 
-EXIT_UNREACHABLE = 3  # the target could not be reached: nothing was tested
 # Named example budgets: (examples, steps per example).
 BUDGETS = {"fast": (60, 25), "thorough": (1000, 50)}
 
@@ -62,6 +68,9 @@ OPTIONS = (
            "fail on SHOULD findings (WARN) too, not only on MUST findings", flag=True),
     Option("--smtp-report", "smtp_report", "SMTP_CONFORMANCE_REPORT", "",
            "write a JSON report of the run to this path (schema: conformance/report.schema.json)"),
+    Option("--smtp-failures-dir", "smtp_failures_dir", "SMTP_CONFORMANCE_FAILURES_DIR", "",
+           "where failing sessions are saved for replay (default: .smtp-conformance/failures "
+           "under the rootdir)"),
     Option("--smtp-baseline", "smtp_baseline", "SMTP_CONFORMANCE_BASELINE", "",
            "JSON file of accepted deviations: they are reported as KNOWN and never fail"),
     Option("--smtp-baseline-write", "smtp_baseline_write", "SMTP_CONFORMANCE_BASELINE_WRITE", "",
@@ -83,6 +92,7 @@ class SuiteConfig:
     seed: str = ""  # Hypothesis's seed for this run, as --hypothesis-seed takes it
     baseline: Baseline | None = None
     baseline_write: Path | None = None
+    failures_dir: Path | None = None
     today: date = field(default_factory=date.today)
 
     @property
@@ -104,6 +114,7 @@ class SuiteConfig:
 
 CONFIG_KEY = pytest.StashKey[SuiteConfig]()
 RECORD_KEY = pytest.StashKey[RunRecord]()  # on the config: the whole run; on an item: its own
+ADDRESS_KEY = pytest.StashKey[ServerAddress]()  # on an item: the server its machine talks to
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -165,7 +176,9 @@ def parse_config(config: pytest.Config) -> SuiteConfig:
         else None
     return SuiteConfig(server, profile, timeout, examples, steps, budget,
                        strict=strict_text in TRUE, report=report, seed=_seed(config),
-                       baseline=baseline, baseline_write=baseline_write)
+                       baseline=baseline, baseline_write=baseline_write,
+                       failures_dir=Path(values["smtp_failures_dir"])
+                       if values["smtp_failures_dir"] else None)
 
 
 def _seed(config: pytest.Config) -> str:
@@ -214,17 +227,38 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     item's findings and coverage travel on its report (to the xdist controller, too)."""
     report = yield
     failures = conformance_failures(call.excinfo.value) if call.excinfo is not None else []
-    if report.failed and failures:
-        report.longrepr = failure_text(failures)  # type: ignore[assignment]
     record = item.stash.get(RECORD_KEY, None)
-    if record is not None and call.when == "call":
-        policy = item.config.stash[CONFIG_KEY].policy
-        for failure in failures:
-            for finding in records_for(failure.findings, failure.exchange, failure.transcript,
-                                       policy):
-                record.note(finding)
-        report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
+    if record is None or call.when != "call":
+        return report
+    suite = item.config.stash[CONFIG_KEY]
+    replays = [_save_replay(item, suite, failure) for failure in failures]
+    if report.failed and failures:
+        report.longrepr = failure_text(  # type: ignore[assignment]
+            failures, [_replay_hint(path, failure, item.stash[ADDRESS_KEY])
+                       for path, failure in zip(replays, failures, strict=True)])
+    for path, failure in zip(replays, failures, strict=True):
+        for finding in records_for(failure.findings, failure.exchange, failure.transcript,
+                                   suite.policy):
+            record.note(dataclasses.replace(finding, replay=str(path)))
+    report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
     return report
+
+
+def _save_replay(item: pytest.Item, suite: SuiteConfig, failure: ConformanceFailure) -> Path:
+    directory = suite.failures_dir or item.config.rootpath / ".smtp-conformance" / "failures"
+    path = directory / replay.file_name(failure)
+    replay.save(replay.script_of(failure), path)
+    return path
+
+
+def _replay_hint(path: Path, failure: ConformanceFailure, address: ServerAddress) -> str:
+    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    return "\n".join([
+        "Replay (same bytes, same checks):",
+        f"  python -m conformance replay {shown} --server={address}",
+        "By hand (sends everything at once):",
+        f"  {replay.printf_reproducer(failure.steps, address)}",
+    ])
 
 
 class _RunReporter:
@@ -294,7 +328,10 @@ class _RunReporter:
         target = str(suite.server) if suite.server else "embedded reference server"
         run = RunInfo(target, suite.profile, suite.strict, suite.seed, suite.examples,
                       suite.steps, self.started, datetime.now(UTC), int(exitstatus))
-        write_report(suite.report, document(self.record, run, self.baseline_summary()))
+        dot_path = suite.report.with_suffix(".dot")
+        svg_path = write_diagram(self.record, dot_path)
+        write_report(suite.report, document(self.record, run, self.baseline_summary(),
+                                            (dot_path, svg_path)))
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -343,6 +380,7 @@ def smtp_state_machine(request: pytest.FixtureRequest, smtp_server_address: Serv
     """The conformance state machine, bound to the target, profile and seed; its findings
     and coverage go into this test's report and the run's summary."""
     record = request.node.stash[RECORD_KEY] = RunRecord()
+    request.node.stash[ADDRESS_KEY] = smtp_server_address
     return configure(smtp_server_address, smtp_config.profile, timeout=smtp_config.timeout,
                      policy=smtp_config.policy, record=record, seed=int(smtp_config.seed)
                      if smtp_config.seed.isdigit() else None)

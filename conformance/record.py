@@ -39,6 +39,7 @@ class FindingRecord:
     also: list[str]
     transcript: list[str]
     occurrences: int = 1
+    replay: str | None = None  # the saved session, for python -m conformance replay
 
     @classmethod
     def of(cls, findings: Sequence[Finding], exchange: Exchange, transcript: str,

@@ -1,11 +1,14 @@
-"""The run's results for people and machines: the terminal summary and the JSON report.
+"""The run's results for people and machines: the terminal summary, the JSON report and the
+state diagram with the run's coverage drawn on it.
 
-Both are built from one merged ``RunRecord``; the JSON follows ``report.schema.json``.
+All are built from one merged ``RunRecord``; the JSON follows ``report.schema.json``.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +16,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from conformance.commands import END_OF_DATA
 from conformance.levels import Verdict
+from conformance.model import is_positive, to_dot
 from conformance.record import RunRecord
 from conformance.tables import GROUPS, Profile
 
@@ -72,9 +77,10 @@ def group_coverage(record: RunRecord, profile: Profile) -> dict[str, dict[str, A
     return result
 
 
-def document(record: RunRecord, run: RunInfo,
-             baseline: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON report (see report.schema.json); ``baseline``: known, stale and expired."""
+def document(record: RunRecord, run: RunInfo, baseline: dict[str, Any] | None = None,
+             diagram: tuple[Path, Path | None] | None = None) -> dict[str, Any]:
+    """The JSON report (see report.schema.json); ``baseline``: known, stale and expired;
+    ``diagram``: the DOT file and the SVG file (None without Graphviz)."""
     verdict = overall(record)
     return {
         "format": REPORT_FORMAT,
@@ -90,12 +96,43 @@ def document(record: RunRecord, run: RunInfo,
         "counts": {v.value: len(record.by_verdict(v)) for v in Verdict},
         "findings": [f.to_json() for f in record.sorted_findings()],
         "baseline": baseline,
+        "diagram": None if diagram is None else {
+            "dot": str(diagram[0]), "svg": str(diagram[1]) if diagram[1] else None},
         "coverage": {
             "triples": [{"state": s, "group": g, "code": c, "count": n}
                         for (s, g, c), n in sorted(record.coverage.items())],
             "groups": group_coverage(record, run.profile),
         },
     }
+
+
+def transitions_taken(record: RunRecord) -> dict[tuple[str, str], int]:
+    """How often each edge of the model's diagram was taken: (state, group) for a positive
+    reply, (state, END_OF_DATA) for any reply to the data, (state, "421") for a 421."""
+    taken: Counter[tuple[str, str]] = Counter()
+    for (state, group, code), count in record.coverage.items():
+        if code == 421:
+            taken[(state, "421")] += count
+        elif group == END_OF_DATA or (code and is_positive(group, code)):
+            taken[(state, group)] += count
+    return dict(taken)
+
+
+def write_diagram(record: RunRecord, dot_path: Path) -> Path | None:
+    """The state diagram with this run's counts on its edges, as DOT; also as SVG (returned)
+    when Graphviz's ``dot`` is installed."""
+    dot_path.parent.mkdir(parents=True, exist_ok=True)
+    dot_path.write_text(to_dot(coverage=transitions_taken(record)) + "\n")
+    dot = shutil.which("dot")
+    if dot is None:
+        return None
+    svg_path = dot_path.with_suffix(".svg")
+    try:
+        subprocess.run([dot, "-Tsvg", "-o", str(svg_path), str(dot_path)], check=True,
+                       capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return svg_path
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from conformance.checks import Exchange, run_checks
 from conformance.client import ServerAddress, SMTPClient
-from conformance.commands import END_OF_DATA, GREETING, Command, Message
+from conformance.commands import END_OF_DATA, GREETING, Command, Message, Step
 from conformance.errors import ServerError
 from conformance.failures import failure_type
 from conformance.grading import Policy
@@ -32,6 +32,7 @@ class CheckedSession:
         self.policy = policy if policy is not None else Policy()
         self.record = record if record is not None else RunRecord()
         self.client = SMTPClient(address, timeout=timeout)
+        self.steps: list[Step] = []  # this session's, since the last connect
 
     @property
     def transcript(self) -> str:
@@ -40,13 +41,16 @@ class CheckedSession:
     def connect(self) -> Reply | None:
         self.client = SMTPClient(self.address, timeout=self.timeout)
         self.model = Session()
+        self.steps = []
         return self._exchange(GREETING, None, self.client.connect)
 
     def send(self, command: Command) -> Reply | None:
+        self.steps.append((command.group, command.line))
         return self._exchange(command.group, command, lambda: self.client.command(command.line))
 
     def send_message(self, message: Message) -> Reply | None:
         """After a 354: the message data and its terminating <CRLF>.<CRLF>."""
+        self.steps.append((END_OF_DATA, message.wire))
         return self._exchange(END_OF_DATA, message, lambda: self.client.command(message.wire))
 
     def close(self) -> None:
@@ -76,7 +80,8 @@ class CheckedSession:
         if failing:  # the failure leads with what fails; the rest follow as "Also:"
             self.close()
             ordered = [*failing, *(f for f in findings if f not in failing)]
-            raise failure_type(failing[0].check.id)(ordered, exchange, self.transcript)
+            raise failure_type(failing[0].check.id)(ordered, exchange, self.transcript,
+                                                    self.steps)
         # Warnings, notes and known deviations are recorded. After a deviation the model can
         # no longer be sure what state the server is in, so the session ends here (the state
         # machine reconnects) rather than report the consequences as findings of their own.

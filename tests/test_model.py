@@ -52,12 +52,18 @@ def test_dot_diagram_is_drawn_from_the_table():
     assert dot.startswith("digraph smtp_session {")
     for (_group, before), after in ON_SUCCESS.items():
         assert f"{before.name} -> {after.name}" in dot
-    assert 'READY -> MAIL [label="MAIL, SEND, SOML, SAML (3)"]' in dot
+    assert 'READY -> MAIL [label="MAIL, SEND, SOML, SAML (3)"];' in dot
+    assert 'MAIL -> RCPT [label="RCPT (0)", style=dashed, color=gray];' in dot  # never taken
 
 
 def test_message_wire_form_is_dot_stuffed_and_terminated():
     assert Message(b".a\r\nb").wire == b"..a\r\nb\r\n.\r\n"
     assert Message(b"").wire == b".\r\n"
+
+
+@given(smtp.message_bodies())
+def test_a_message_is_recovered_from_its_wire_form(message: Message):
+    assert Message.from_wire(message.wire).wire == message.wire
 
 
 @given(smtp.mail_commands())

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from conformance.plugin import EXIT_UNREACHABLE
+from conformance.errors import EXIT_UNREACHABLE
 from conformance.tables import GROUPS
 
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider"]

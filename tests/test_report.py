@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -123,3 +126,18 @@ def test_junit_failure_names_the_check_and_carries_the_session(pytester):
         "[reply_code_documented] MUST: 220 is not documented for HELO")
     assert "Transcript:" in (failure.text or "")
     assert "state.teardown()" in (failure.text or "")
+
+
+def test_report_links_the_state_diagram_with_this_runs_counts(pytester):
+    with FaultServer() as server:
+        _, report = run_with_report(pytester, f"--server={server.address}",
+                                    "--smtp-examples=20")
+    dot = Path(report["diagram"]["dot"]).read_text()
+    assert dot.startswith("digraph smtp_session {")
+    helo = re.search(r'INIT -> READY \[label="HELO, EHLO \((\d+)\)"\]', dot)
+    assert helo is not None
+    assert int(helo.group(1)) > 0
+    if shutil.which("dot") is None and not os.environ.get("CI"):
+        assert report["diagram"]["svg"] is None  # Graphviz absent: DOT only
+        return
+    assert "<svg" in Path(report["diagram"]["svg"]).read_text()

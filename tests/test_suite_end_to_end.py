@@ -23,12 +23,15 @@ def run_suite(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 FAULT_RUN = ("--smtp-examples=200", "--smtp-strict")
 
 
+WAITS_OUT_A_TIMEOUT = {"expn_hangs", "quit_keeps_connection", "vrfy_421_keeps_connection"}
+
+
 # Shrinking a failure re-runs sessions; faults that wait out a timeout make that slow, so the
 # reply timeout is short here and the pytest-timeout backstop generous.
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(("fault", "check"), list(FAULTS.items()), ids=list(FAULTS))
 def test_suite_fails_on_fault(pytester, fault, check):
-    timeout = "0.3" if fault == "expn_hangs" else "0.5"
+    timeout = "0.3" if fault in WAITS_OUT_A_TIMEOUT else "0.5"
     with FaultServer(fault) as server:
         result = run_suite(pytester, f"--server={server.address}", f"--smtp-timeout={timeout}",
                            *FAULT_RUN)

@@ -1,0 +1,94 @@
+"""Saved failing sessions replay the same way; the printf reproducer sends the same bytes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.client import ServerAddress
+from conformance.replay import Script, load, printf_reproducer, save
+from tests.fault_server import FAULTS, FaultServer
+
+SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5",
+         "--smtp-strict", "--smtp-examples=200"]
+# A fault early in a session, one after N recipients, one after a message, a framing fault.
+REPLAYED = ["helo_replies_220", "third_recipient_554", "mail_fails_after_message",
+            "end_of_data_replies_354", "bare_lf_replies"]
+
+
+def replay_cli(path: Path, server: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "conformance", "replay", str(path),
+                           f"--server={server}", "--timeout=0.5", *extra],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("fault", REPLAYED)
+def test_replaying_a_saved_failure_fails_the_same_way(pytester, fault):
+    failures = pytester.path / "failures"
+    report = pytester.path / "report.json"
+    with FaultServer(fault) as server:
+        result = pytester.runpytest(*SUITE, f"--server={server.address}",
+                                    f"--smtp-failures-dir={failures}", f"--smtp-report={report}")
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
+        [saved] = json.loads(report.read_text())["findings"][:1]
+        assert saved["check"] == FAULTS[fault]
+        result.stdout.fnmatch_lines([
+            "Replay (same bytes, same checks):",
+            f"  python -m conformance replay *{Path(saved['replay']).name} "
+            f"--server={server.address}"])
+        replayed = replay_cli(Path(saved["replay"]), str(server.address))
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+    assert f"reproduced: [{FAULTS[fault]}] failed, the same check" in replayed.stdout
+
+
+def test_replay_against_a_conforming_server_does_not_reproduce(tmp_path):
+    path = tmp_path / "s.json"
+    save(Script("seed", "reply_code_documented", (("HELO", b"HELO example.test\r\n"),)), path)
+    with FaultServer() as server:
+        replayed = replay_cli(path, str(server.address))
+    assert replayed.returncode == 0
+    assert "did not reproduce" in replayed.stdout
+    assert "C: HELO example.test" in replayed.stdout
+
+
+def test_replay_of_an_unreachable_server_exits_6_with_one_line(tmp_path):
+    path = tmp_path / "s.json"
+    save(Script("seed", "x", (("NOOP", b"NOOP\r\n"),)), path)
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    replayed = replay_cli(path, f"127.0.0.1:{port}")
+    assert replayed.returncode == 6
+    assert replayed.stderr.count("\n") == 1
+    assert "cannot connect" in replayed.stderr
+
+
+@pytest.mark.parametrize("content", ["{", '{"format": 1}', '{"format": 9, "steps": []}'])
+def test_replay_of_a_bad_file_is_a_one_line_usage_error(tmp_path, content):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    replayed = replay_cli(path, "127.0.0.1:25")
+    assert replayed.returncode == 2
+    assert replayed.stderr.startswith("error: ")
+    assert replayed.stderr.count("\n") == 1
+
+
+def test_replay_file_keeps_every_octet(tmp_path):
+    steps = (("unrecognised", bytes(range(256)) + b"\r\n"), ("received data", b".\r\n"))
+    path = tmp_path / "octets.json"
+    save(Script("rfc5321", "reply_well_formed", steps), path)
+    assert load(path) == Script("rfc5321", "reply_well_formed", steps)
+
+
+def test_printf_reproducer_sends_exactly_the_session_bytes_then_quit():
+    steps = (("HELO", b"HELO 100% 'quoted' \\ back\r\n"), ("unrecognised", b"\x01\xff\tX\r\n"))
+    line = printf_reproducer(steps, ServerAddress("127.0.0.1", 2525))
+    assert line.endswith(" | nc -w 5 127.0.0.1 2525")
+    printf = line.rsplit(" | nc", 1)[0]
+    sent = subprocess.run(["sh", "-c", printf], capture_output=True, timeout=10, check=True)
+    assert sent.stdout == b"".join(data for _, data in steps) + b"QUIT\r\n"
