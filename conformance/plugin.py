@@ -237,6 +237,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
             failures, [_replay_hint(path, failure, item.stash[ADDRESS_KEY])
                        for path, failure in zip(replays, failures, strict=True)])
     for path, failure in zip(replays, failures, strict=True):
+        item.user_properties.append(("smtp_check", failure.check.id))  # JUnit <property>
         for finding in records_for(failure.findings, failure.exchange, failure.transcript,
                                    suite.policy):
             record.note(dataclasses.replace(finding, replay=str(path)))

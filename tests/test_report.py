@@ -99,14 +99,24 @@ def _findings(report: dict[str, Any]) -> list[tuple[str, str, int | None, str]]:
 
 @pytest.mark.timeout(300)
 def test_xdist_run_gives_one_merged_report_equal_to_a_serial_run(pytester):
-    pytester.makeconftest("")
+    # A second item, as a user's own test reusing the fixtures: -n 2 runs one on each worker.
+    pytester.makepyfile(test_users_own_run="""
+        from hypothesis.stateful import run_state_machine_as_test
+
+        def test_users_own_run(smtp_state_machine, smtp_config):
+            run_state_machine_as_test(smtp_state_machine,
+                                      settings=smtp_config.hypothesis_settings())
+    """)
     with FaultServer("third_recipient_554") as server:
-        args = (f"--server={server.address}", "--hypothesis-seed=7")
+        args = (f"--server={server.address}", "--hypothesis-seed=7", "test_users_own_run.py")
         _, serial = run_with_report(pytester, *args, subprocess=True)
         result, parallel = run_with_report(pytester, *args, "-n", "2", subprocess=True)
-    assert "2 workers" in result.stdout.str()
+    result.stdout.fnmatch_lines(["*2 workers*", "*2 failed*"])
     assert parallel["exit_status"] == serial["exit_status"] == 1
     assert _findings(parallel) == _findings(serial) != []
+    assert [f["occurrences"] for f in parallel["findings"]] == [
+        f["occurrences"] for f in serial["findings"]]
+    assert parallel["findings"][0]["occurrences"] == 2  # one from each item, merged
 
 
 def test_report_path_is_written_even_when_its_directory_is_new(pytester):
@@ -126,6 +136,9 @@ def test_junit_failure_names_the_check_and_carries_the_session(pytester):
         "[reply_code_documented] MUST: 220 is not documented for HELO")
     assert "Transcript:" in (failure.text or "")
     assert "state.teardown()" in (failure.text or "")
+    properties = {p.get("name"): p.get("value")
+                  for p in ElementTree.parse(path).getroot().iter("property")}
+    assert properties == {"smtp_check": "reply_code_documented"}
 
 
 def test_report_links_the_state_diagram_with_this_runs_counts(pytester):
