@@ -148,6 +148,9 @@ def reply_code_documented(x: Exchange) -> Complaint | None:
     row = x.profile.row(x.group)
     if row.allows(x.reply.code):
         return None
+    if x.reply.code == 421:  # the RFC 821 table omits it for QUIT, TURN and the end of data
+        return (f"421 is not in the {x.profile.name} row for {x.group} [{row.citation}], but "
+                f"RFC 821 §4.3 and RFC 5321 §3.8 allow 421 for any command"), Level.INFO
     return f"{x.reply.code} is not documented for {x.group} [{row.citation}]", row.level
 
 

@@ -46,6 +46,42 @@ def _sends(name: str, commands: st.SearchStrategy[Command]) -> Callable[..., Non
     return precondition(_is_open)(rule(command=commands)(send))
 
 
+def _complete_rule(recipients: st.SearchStrategy[Command]) -> Callable[..., None]:
+    @precondition(_is_open)
+    @rule(hello=st.one_of(smtp.ehlo_commands(), smtp.helo_commands()),
+          mail=smtp.mail_commands(), recipients=st.lists(recipients, min_size=1, max_size=4),
+          message=smtp.message_bodies())
+    def transaction_complete(self: SMTPConformance, hello: Command, mail: Command,
+                             recipients: list[Command], message: Message) -> None:
+        self._complete_transaction(hello, mail, recipients, message)
+    return transaction_complete
+
+
+def _interrupt_rule(recipients: st.SearchStrategy[Command]) -> Callable[..., None]:
+    @precondition(_is_open)
+    @rule(hello=st.one_of(smtp.ehlo_commands(), smtp.helo_commands()),
+          mail=smtp.mail_commands(), recipients=st.lists(recipients, max_size=2),
+          ending=st.one_of(smtp.valid_commands("RSET"), smtp.ehlo_commands(),
+                           smtp.helo_commands()),
+          probe=st.one_of(recipients, st.just(Command.of("DATA"))))
+    def transaction_interrupted(self: SMTPConformance, hello: Command, mail: Command,
+                                recipients: list[Command], ending: Command,
+                                probe: Command) -> None:
+        self._interrupt_transaction(hello, mail, recipients, ending, probe)
+    return transaction_interrupted
+
+
+def _recipient_rules(domain: str) -> dict[str, Callable[..., None]]:
+    """The rules that send RCPT, with every generated recipient in ``domain``."""
+    recipients = smtp.rcpt_commands(domain=st.just(domain))
+    return {
+        "send_rcpt": _sends("send_rcpt", st.one_of(
+            recipients, recipients, smtp.malformed_commands(verb="RCPT"))),
+        "transaction_complete": _complete_rule(recipients),
+        "transaction_interrupted": _interrupt_rule(recipients),
+    }
+
+
 class SMTPConformance(RuleBasedStateMachine):
     """Configure with ``configure(address, profile, timeout)``, then run with Hypothesis."""
 
@@ -53,12 +89,14 @@ class SMTPConformance(RuleBasedStateMachine):
     profile: ClassVar[Profile]
     timeout: ClassVar[float] = 5.0
     policy: ClassVar[Policy] = Policy()
+    deliver: ClassVar[bool] = True
     record: ClassVar[RunRecord]
 
     def __init__(self) -> None:
         super().__init__()
         self.session = CheckedSession(self.address, self.profile, timeout=self.timeout,
-                                      policy=self.policy, record=self.record)
+                                      policy=self.policy, record=self.record,
+                                      deliver=self.deliver)
 
     @initialize()
     def connect(self) -> None:
@@ -99,15 +137,11 @@ class SMTPConformance(RuleBasedStateMachine):
     # Hypothesis orders rules by name and shrinks toward the first, so these compound rules are
     # named to sort after the send_* rules: a failure shrinks to the single command showing it.
 
-    @precondition(_is_open)
-    @rule(
-        hello=st.one_of(smtp.ehlo_commands(), smtp.helo_commands()),
-        mail=smtp.mail_commands(),
-        recipients=st.lists(smtp.rcpt_commands(), min_size=1, max_size=4),
-        message=smtp.message_bodies(),
-    )
-    def transaction_complete(self, hello: Command, mail: Command, recipients: list[Command],
-                             message: Message) -> None:
+    transaction_complete = _complete_rule(smtp.rcpt_commands())
+    transaction_interrupted = _interrupt_rule(smtp.rcpt_commands())
+
+    def _complete_transaction(self, hello: Command, mail: Command, recipients: list[Command],
+                              message: Message) -> None:
         """A whole valid transaction, so states after a message and after N recipients are
         reached often. Stops early where the server's replies make the next step pointless."""
         if self.session.model.state in (State.INIT, State.MAIL, State.RCPT):
@@ -121,18 +155,8 @@ class SMTPConformance(RuleBasedStateMachine):
         if self.session.model.state is State.RCPT:
             self._send(Command.of("DATA"), message)
 
-    @precondition(_is_open)
-    @rule(
-        hello=st.one_of(smtp.ehlo_commands(), smtp.helo_commands()),
-        mail=smtp.mail_commands(),
-        recipients=st.lists(smtp.rcpt_commands(), max_size=2),
-        ending=st.one_of(smtp.valid_commands("RSET"), smtp.ehlo_commands(),
-                         smtp.helo_commands()),
-        probe=st.one_of(smtp.rcpt_commands(), st.just(Command.of("DATA"))),
-    )
-    def transaction_interrupted(self, hello: Command, mail: Command,
-                                recipients: list[Command], ending: Command,
-                                probe: Command) -> None:
+    def _interrupt_transaction(self, hello: Command, mail: Command, recipients: list[Command],
+                               ending: Command, probe: Command) -> None:
         """Open a transaction, end it with RSET, HELO or EHLO (RFC 5321 §4.1.1.5, §4.1.4),
         then send RCPT or DATA: the server must answer as if no transaction were open."""
         if self.session.model.state is State.INIT:
@@ -157,12 +181,14 @@ class SMTPConformance(RuleBasedStateMachine):
 
 def configure(address: ServerAddress, profile: Profile, *, timeout: float,
               policy: Policy | None = None, record: RunRecord | None = None,
-              seed: int | None = None) -> type[SMTPConformance]:
+              seed: int | None = None, deliver: bool = True,
+              rcpt_domain: str | None = None) -> type[SMTPConformance]:
     """A state machine class bound to one server, profile and timeout."""
     return type("SMTPConformance", (SMTPConformance,), {
         "address": address, "profile": profile, "timeout": timeout,
-        "policy": policy if policy is not None else Policy(),
+        "policy": policy if policy is not None else Policy(), "deliver": deliver,
         "record": record if record is not None else RunRecord(),
         # Read by Hypothesis, as @seed(...) would set it: the same seed, the same sessions.
         "_hypothesis_internal_use_seed": seed,
+        **(_recipient_rules(rcpt_domain) if rcpt_domain else {}),
     })

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from conformance import replay
+from conformance import grammar, replay
 from conformance.baseline import Baseline
 from conformance.baseline import from_run as from_baseline_run
 from conformance.baseline import load as load_baseline
@@ -66,6 +66,12 @@ OPTIONS = (
            "example budget: 'fast' (60 sessions, CI), 'thorough' (1000), or a number"),
     Option("--smtp-strict", "smtp_strict", "SMTP_CONFORMANCE_STRICT", "false",
            "fail on SHOULD findings (WARN) too, not only on MUST findings", flag=True),
+    Option("--smtp-deliver", "smtp_deliver", "SMTP_CONFORMANCE_DELIVER", "false",
+           "complete messages (send the final <CRLF>.<CRLF>); without it a message is never "
+           "completed and nothing is delivered (always on for the embedded server)", flag=True),
+    Option("--smtp-rcpt-domain", "smtp_rcpt_domain", "SMTP_CONFORMANCE_RCPT_DOMAIN", "",
+           "domain of every generated recipient (default: names reserved for testing, "
+           "RFC 2606: example.test, example.com, ...)"),
     Option("--smtp-report", "smtp_report", "SMTP_CONFORMANCE_REPORT", "",
            "write a JSON report of the run to this path (schema: conformance/report.schema.json)"),
     Option("--smtp-failures-dir", "smtp_failures_dir", "SMTP_CONFORMANCE_FAILURES_DIR", "",
@@ -88,12 +94,20 @@ class SuiteConfig:
     steps: int
     budget: str
     strict: bool = False
+    deliver: bool = False  # asked for; see ``delivers``
+    rcpt_domain: str | None = None  # None: the strategies' reserved test domains
     report: Path | None = None
     seed: str = ""  # Hypothesis's seed for this run, as --hypothesis-seed takes it
     baseline: Baseline | None = None
     baseline_write: Path | None = None
     failures_dir: Path | None = None
     today: date = field(default_factory=date.today)
+
+    @property
+    def delivers(self) -> bool:
+        """Messages are completed only when asked, or to the embedded server (which keeps
+        nothing)."""
+        return self.deliver or self.server is None
 
     @property
     def policy(self) -> Policy:
@@ -162,10 +176,11 @@ def parse_config(config: pytest.Config) -> SuiteConfig:
         raise pytest.UsageError(
             f"smtp-conformance: --smtp-examples must be fast, thorough or a positive number, "
             f"got {budget!r}")
-    strict_text = values["smtp_strict"].lower()
-    if strict_text not in TRUE + FALSE:
-        raise pytest.UsageError(
-            f"smtp-conformance: --smtp-strict must be true or false, got {strict_text!r}")
+    strict, deliver = _flag(values, "smtp_strict"), _flag(values, "smtp_deliver")
+    rcpt_domain = values["smtp_rcpt_domain"] or None
+    if rcpt_domain is not None and not grammar.is_domain(rcpt_domain):
+        raise pytest.UsageError(f"smtp-conformance: --smtp-rcpt-domain must be a domain name "
+                                f"(RFC 5321 §4.1.2), got {rcpt_domain!r}")
     report = Path(values["smtp_report"]) if values["smtp_report"] else None
     try:
         baseline = load_baseline(Path(values["smtp_baseline"])) if values["smtp_baseline"] \
@@ -175,10 +190,19 @@ def parse_config(config: pytest.Config) -> SuiteConfig:
     baseline_write = Path(values["smtp_baseline_write"]) if values["smtp_baseline_write"] \
         else None
     return SuiteConfig(server, profile, timeout, examples, steps, budget,
-                       strict=strict_text in TRUE, report=report, seed=_seed(config),
+                       strict=strict, deliver=deliver, rcpt_domain=rcpt_domain,
+                       report=report, seed=_seed(config),
                        baseline=baseline, baseline_write=baseline_write,
                        failures_dir=Path(values["smtp_failures_dir"])
                        if values["smtp_failures_dir"] else None)
+
+
+def _flag(values: dict[str, str], name: str) -> bool:
+    text = values[name].lower()
+    if text not in TRUE + FALSE:
+        raise pytest.UsageError(f"smtp-conformance: --{name.replace('_', '-')} must be true "
+                                f"or false, got {text!r}")
+    return text in TRUE
 
 
 def _seed(config: pytest.Config) -> str:
@@ -217,7 +241,8 @@ def pytest_report_header(config: pytest.Config) -> str:
     return (f"smtp-conformance: target {target}; profile {suite.profile.name} "
             f"({suite.profile.level}); timeout {suite.timeout:g}s; "
             f"examples {suite.budget} ({suite.examples} x {suite.steps} steps); "
-            f"seed {suite.seed}{'; strict' if suite.strict else ''}")
+            f"seed {suite.seed}{'; strict' if suite.strict else ''}"
+            f"{'' if suite.delivers else '; safe mode (messages are not completed)'}")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -383,8 +408,9 @@ def smtp_state_machine(request: pytest.FixtureRequest, smtp_server_address: Serv
     record = request.node.stash[RECORD_KEY] = RunRecord()
     request.node.stash[ADDRESS_KEY] = smtp_server_address
     return configure(smtp_server_address, smtp_config.profile, timeout=smtp_config.timeout,
-                     policy=smtp_config.policy, record=record, seed=int(smtp_config.seed)
-                     if smtp_config.seed.isdigit() else None)
+                     policy=smtp_config.policy, record=record, deliver=smtp_config.delivers,
+                     rcpt_domain=smtp_config.rcpt_domain,
+                     seed=int(smtp_config.seed) if smtp_config.seed.isdigit() else None)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from conformance.tables import Profile
 class CheckedSession:
     def __init__(self, address: ServerAddress, profile: Profile, *, timeout: float = 5.0,
                  close_timeout: float | None = None, policy: Policy | None = None,
-                 record: RunRecord | None = None) -> None:
+                 record: RunRecord | None = None, deliver: bool = True) -> None:
         self.address = address
         self.profile = profile
         self.timeout = timeout
@@ -33,6 +33,10 @@ class CheckedSession:
         self.record = record if record is not None else RunRecord()
         self.client = SMTPClient(address, timeout=timeout)
         self.steps: list[Step] = []  # this session's, since the last connect
+        # False: safe mode. A message is never completed: after the 354 the connection is
+        # closed instead of sending the data, so the server aborts the transaction (§4.1.1.4)
+        # and nothing is delivered.
+        self.deliver = deliver
 
     @property
     def transcript(self) -> str:
@@ -49,7 +53,11 @@ class CheckedSession:
         return self._exchange(command.group, command, lambda: self.client.command(command.line))
 
     def send_message(self, message: Message) -> Reply | None:
-        """After a 354: the message data and its terminating <CRLF>.<CRLF>."""
+        """After a 354: the message data and its terminating <CRLF>.<CRLF> (in safe mode,
+        nothing: the connection is closed instead)."""
+        if not self.deliver:
+            self.close()
+            return None
         self.steps.append((END_OF_DATA, message.wire))
         return self._exchange(END_OF_DATA, message, lambda: self.client.command(message.wire))
 

@@ -51,9 +51,10 @@ def local_parts(*, quoted: bool = True) -> st.SearchStrategy[str]:
 
 def mailboxes(*, domain: st.SearchStrategy[str] | None = None,
               quoted: bool = True, literals: bool = True) -> st.SearchStrategy[str]:
-    """``Local-part "@" ( Domain / address-literal )`` within RFC 5321 §4.5.3.1 limits."""
+    """``Local-part "@" ( Domain / address-literal )`` within RFC 5321 §4.5.3.1 limits; with
+    ``domain``, always in one of its domains (no address literals)."""
     where = domain if domain is not None else domains()
-    if literals:
+    if literals and domain is None:
         where = st.one_of(where, address_literals())
     return st.builds(lambda local, dom: f"{local}@{dom}", local_parts(quoted=quoted),
                      where).filter(grammar.is_mailbox)

@@ -10,6 +10,7 @@ import socket
 import socketserver
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -74,6 +75,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     line = self.rfile.readline(MAX_LINE + 1)
                 self.reply("500 Line too long")
                 continue
+            self.server.received.append(line)
             text = line.rstrip(b"\r\n").decode("latin-1")
             verb_sent, _, arg = text.partition(" ")
             verb = verb_sent.upper()
@@ -170,6 +172,7 @@ class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     fault: str | None
     stopping: threading.Event
+    received: deque[bytes]  # command lines, newest last (bounded)
 
 
 class FaultServer:
@@ -181,6 +184,8 @@ class FaultServer:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fault = fault
         self._server.stopping = threading.Event()
+        self.received: deque[bytes] = deque(maxlen=100_000)
+        self._server.received = self.received
         self.address = ServerAddress("127.0.0.1", self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)

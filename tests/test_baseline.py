@@ -15,7 +15,8 @@ from conformance.errors import UsageError
 from conformance.report import SCHEMA_PATH
 from tests.fault_server import FaultServer
 
-SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5"]
+SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5",
+         "--smtp-deliver"]
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 HELO_220 = {"check": "reply_code_documented", "command": "HELO", "code": 220,
             "reason": "our HELO says 220, tracked in BUG-1", "expires": None}

@@ -80,11 +80,20 @@ def test_failure_text_is_the_message_and_hypothesis_notes() -> None:
 
 def test_failure_text_numbers_several_failures() -> None:
     report = failure_text(conformance_failures(
-        ExceptionGroup("two bugs", [_failure(354), _failure(421)])))
+        ExceptionGroup("two bugs", [_failure(354), _failure(551)])))
     assert str(report).startswith("--- failure 1 of 2 ---\n[end_of_data_reply_is_final]")
-    assert "\n\n--- failure 2 of 2 ---\n[reply_code_documented] MUST: 421" in str(report)
+    assert "\n\n--- failure 2 of 2 ---\n[reply_code_documented] MUST: 551" in str(report)
 
 
 def test_failure_text_keeps_the_traceback_of_anything_else() -> None:
     assert conformance_failures(ValueError("a bug in the tool")) == []
     assert conformance_failures(ExceptionGroup("mixed", [_failure(354), ValueError("x")])) == []
+
+
+@pytest.mark.parametrize("profile", ["seed", "rfc821"])
+def test_421_outside_the_table_is_only_a_note(profile: str) -> None:
+    exchange = Exchange(get_profile(profile), Session(state=State.READY), "QUIT",
+                        Command.of("QUIT"), Reply.build(421, "too many errors"))
+    [finding] = run_checks(exchange)
+    assert (finding.check.id, finding.level) == ("reply_code_documented", Level.INFO)
+    assert "RFC 821 §4.3 and RFC 5321 §3.8 allow 421 for any command" in finding.complaint

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
 
 from conformance.errors import EXIT_UNREACHABLE
 from conformance.tables import GROUPS
+from tests.fault_server import FaultServer
 
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider"]
 
@@ -82,3 +84,21 @@ def test_fixtures_give_users_a_connected_client(pytester):
         "    assert smtp_client.command(b'NOOP\\r\\n').code == 250\n"
     )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_rcpt_domain_puts_every_generated_recipient_there(pytester):
+    with FaultServer() as server:
+        result = pytester.runpytest(*SUITE, f"--server={server.address}", "--smtp-examples=30",
+                                    "--smtp-rcpt-domain=mx.rcpt.test")
+    result.assert_outcomes(passed=1)
+    valid = re.compile(rb"RCPT TO:(<[^>]{1,254}>)\r\n", re.I)  # a path within §4.5.3.1.3
+    recipients = {m.group(1) for line in server.received if (m := valid.fullmatch(line))}
+    assert recipients, "no valid RCPT was sent"
+    assert all(r.lower() == b"<postmaster>" or r.lower().endswith(b"@mx.rcpt.test>")
+               for r in recipients), recipients
+
+
+def test_rcpt_domain_must_be_a_domain(pytester):
+    result = pytester.runpytest_subprocess(*SUITE, "--co", "--smtp-rcpt-domain=not a domain")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: smtp-conformance: --smtp-rcpt-domain must be a domain*"])

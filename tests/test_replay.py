@@ -15,7 +15,7 @@ from conformance.replay import Script, load, printf_reproducer, save
 from tests.fault_server import FAULTS, FaultServer
 
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5",
-         "--smtp-strict", "--smtp-examples=200"]
+         "--smtp-deliver", "--smtp-strict", "--smtp-examples=200"]
 # A fault early in a session, one after N recipients, one after a message, a framing fault.
 REPLAYED = ["helo_replies_220", "third_recipient_554", "mail_fails_after_message",
             "end_of_data_replies_354", "bare_lf_replies"]

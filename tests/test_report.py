@@ -16,7 +16,8 @@ import pytest
 from conformance.report import SCHEMA_PATH
 from tests.fault_server import FaultServer
 
-SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5"]
+SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5",
+         "--smtp-deliver"]
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
 
