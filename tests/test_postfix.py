@@ -1,0 +1,62 @@
+"""Against a real Postfix: safe by default, delivering only when asked, and every finding
+explained by a per-profile baseline whose entries are documented in docs/postfix.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.tables import PROFILES
+from tests.postfix_instance import TEMPLATES, PostfixInstance
+
+pytestmark = [pytest.mark.postfix, pytest.mark.timeout(600)]
+SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider"]
+
+
+def run(pytester: pytest.Pytester, postfix: PostfixInstance, *args: str
+        ) -> tuple[pytest.RunResult, dict[str, Any]]:
+    report = pytester.path / "report.json"
+    result = pytester.runpytest(*SUITE, f"--server={postfix.address}",
+                                f"--smtp-report={report}", *args)
+    return result, json.loads(report.read_text())
+
+
+def data_accepted(report: dict[str, Any]) -> int:
+    """How often the server answered DATA with 354 in this run."""
+    return sum(t["count"] for t in report["coverage"]["triples"]
+               if (t["group"], t["code"]) == ("DATA", 354))
+
+
+def mailbox_size(postfix: PostfixInstance) -> int:
+    return postfix.mailbox.stat().st_size if postfix.mailbox.exists() else 0
+
+
+def test_safe_mode_never_completes_a_message(pytester, postfix):
+    before, size = postfix.messages_received(), mailbox_size(postfix)
+    result, report = run(pytester, postfix, "--smtp-baseline-write=seen.json")
+    result.stdout.fnmatch_lines(["smtp-conformance: *; safe mode (messages are not completed)"])
+    assert data_accepted(report) > 0  # transactions did reach the data phase...
+    assert report["coverage"]["groups"]["received data"]["exchanges"] == 0  # ...and stopped
+    assert postfix.messages_received() == before
+    assert mailbox_size(postfix) == size
+
+
+def test_deliver_mode_completes_messages(pytester, postfix):
+    before, size = postfix.messages_received(), mailbox_size(postfix)
+    _, report = run(pytester, postfix, "--smtp-deliver", "--smtp-baseline-write=seen.json")
+    assert report["coverage"]["groups"]["received data"]["exchanges"] > 0
+    assert postfix.messages_received() > before
+    postfix.wait_for_mailbox(larger_than=size)  # delivered to the sink (postmaster)
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_every_finding_against_postfix_is_a_documented_deviation(pytester, postfix, profile):
+    baseline: Path = TEMPLATES / f"baseline-{profile}.json"
+    result, report = run(pytester, postfix, f"--smtp-profile={profile}",
+                         f"--smtp-baseline={baseline}")
+    unexplained = [f for f in report["findings"] if f["verdict"] in ("FAIL", "WARN")]
+    assert unexplained == [], result.stdout.str()[-4000:]
+    assert result.ret == pytest.ExitCode.OK
