@@ -75,11 +75,19 @@ def reply_within_timeout(x: Exchange) -> Complaint | None:
     return str(x.error) if isinstance(x.error, ReplyTimeout) else None
 
 
-@check("no_silent_close", level=Level.MUST, citation="RFC 5321 §3.8")
+# RFC 5321 §7.8 lets a server under attack close after repeated failed commands; it SHOULD
+# still send 421 first (§3.8). Below this many 5yz replies, a silent close breaks the MUST.
+ERRORS_BEFORE_GIVING_UP = 3
+
+
+@check("no_silent_close", level=Level.MUST, citation="RFC 5321 §3.8, §7.8")
 def no_silent_close(x: Exchange) -> Complaint | None:
-    if isinstance(x.error, ConnectionClosed):
-        return f"the server closed the connection without 221 or 421: {x.error}"
-    return None
+    if not isinstance(x.error, ConnectionClosed):
+        return None
+    if x.before.errors >= ERRORS_BEFORE_GIVING_UP:
+        return (f"the server closed the connection without 421 after {x.before.errors} error "
+                f"replies (§7.8 allows giving up; §3.8: send 421 first): {x.error}"), Level.SHOULD
+    return f"the server closed the connection without 221 or 421: {x.error}"
 
 
 @check("quit_closes", level=Level.MUST, citation="RFC 5321 §4.1.1.10")

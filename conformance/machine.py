@@ -24,7 +24,7 @@ from conformance.commands import Command, Message
 from conformance.grading import Policy
 from conformance.model import State
 from conformance.record import RunRecord
-from conformance.session import CheckedSession
+from conformance.session import CheckedSession, Pacer
 from conformance.tables import Profile
 
 
@@ -90,13 +90,14 @@ class SMTPConformance(RuleBasedStateMachine):
     timeout: ClassVar[float] = 5.0
     policy: ClassVar[Policy] = Policy()
     deliver: ClassVar[bool] = True
+    pacer: ClassVar[Pacer] = Pacer()
     record: ClassVar[RunRecord]
 
     def __init__(self) -> None:
         super().__init__()
         self.session = CheckedSession(self.address, self.profile, timeout=self.timeout,
                                       policy=self.policy, record=self.record,
-                                      deliver=self.deliver)
+                                      deliver=self.deliver, pacer=self.pacer)
 
     @initialize()
     def connect(self) -> None:
@@ -182,11 +183,13 @@ class SMTPConformance(RuleBasedStateMachine):
 def configure(address: ServerAddress, profile: Profile, *, timeout: float,
               policy: Policy | None = None, record: RunRecord | None = None,
               seed: int | None = None, deliver: bool = True,
-              rcpt_domain: str | None = None) -> type[SMTPConformance]:
+              rcpt_domain: str | None = None, rate: float | None = None
+              ) -> type[SMTPConformance]:
     """A state machine class bound to one server, profile and timeout."""
     return type("SMTPConformance", (SMTPConformance,), {
         "address": address, "profile": profile, "timeout": timeout,
         "policy": policy if policy is not None else Policy(), "deliver": deliver,
+        "pacer": Pacer(rate),
         "record": record if record is not None else RunRecord(),
         # Read by Hypothesis, as @seed(...) would set it: the same seed, the same sessions.
         "_hypothesis_internal_use_seed": seed,

@@ -55,6 +55,7 @@ class Session:
     recipients: int = 0  # accepted in the current transaction
     messages: int = 0  # completed (250 to the end of data) in this session
     extensions: frozenset[str] = field(default=frozenset())  # EHLO keywords advertised
+    errors: int = 0  # 5yz replies so far in this session (RFC 5321 §7.8 lets a server give up)
 
     @property
     def open(self) -> bool:
@@ -74,6 +75,8 @@ def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] =
     """The session after the server answered ``code`` to a command of ``group``."""
     if code == 421:  # §3.8: the server is closing
         return replace(session, state=S.CLOSED, recipients=0)
+    if code // 100 == 5:
+        session = replace(session, errors=session.errors + 1)
     if group == END_OF_DATA:
         done = session.messages + (1 if code == 250 else 0)
         return replace(session, state=ON_END_OF_DATA, recipients=0, messages=done)

@@ -72,6 +72,9 @@ OPTIONS = (
     Option("--smtp-rcpt-domain", "smtp_rcpt_domain", "SMTP_CONFORMANCE_RCPT_DOMAIN", "",
            "domain of every generated recipient (default: names reserved for testing, "
            "RFC 2606: example.test, example.com, ...)"),
+    Option("--smtp-rate", "smtp_rate", "SMTP_CONFORMANCE_RATE", "",
+           "at most this many commands (and connections) per second, for production servers "
+           "(default: no limit)"),
     Option("--smtp-report", "smtp_report", "SMTP_CONFORMANCE_REPORT", "",
            "write a JSON report of the run to this path (schema: conformance/report.schema.json)"),
     Option("--smtp-failures-dir", "smtp_failures_dir", "SMTP_CONFORMANCE_FAILURES_DIR", "",
@@ -96,6 +99,7 @@ class SuiteConfig:
     strict: bool = False
     deliver: bool = False  # asked for; see ``delivers``
     rcpt_domain: str | None = None  # None: the strategies' reserved test domains
+    rate: float | None = None  # commands per second; None: no limit
     report: Path | None = None
     seed: str = ""  # Hypothesis's seed for this run, as --hypothesis-seed takes it
     baseline: Baseline | None = None
@@ -178,6 +182,7 @@ def parse_config(config: pytest.Config) -> SuiteConfig:
             f"got {budget!r}")
     strict, deliver = _flag(values, "smtp_strict"), _flag(values, "smtp_deliver")
     rcpt_domain = values["smtp_rcpt_domain"] or None
+    rate = _rate(values["smtp_rate"])
     if rcpt_domain is not None and not grammar.is_domain(rcpt_domain):
         raise pytest.UsageError(f"smtp-conformance: --smtp-rcpt-domain must be a domain name "
                                 f"(RFC 5321 §4.1.2), got {rcpt_domain!r}")
@@ -190,11 +195,24 @@ def parse_config(config: pytest.Config) -> SuiteConfig:
     baseline_write = Path(values["smtp_baseline_write"]) if values["smtp_baseline_write"] \
         else None
     return SuiteConfig(server, profile, timeout, examples, steps, budget,
-                       strict=strict, deliver=deliver, rcpt_domain=rcpt_domain,
+                       strict=strict, deliver=deliver, rcpt_domain=rcpt_domain, rate=rate,
                        report=report, seed=_seed(config),
                        baseline=baseline, baseline_write=baseline_write,
                        failures_dir=Path(values["smtp_failures_dir"])
                        if values["smtp_failures_dir"] else None)
+
+
+def _rate(text: str) -> float | None:
+    if not text:
+        return None
+    try:
+        rate = float(text)
+        if not 0 < rate <= 100_000:
+            raise ValueError
+    except ValueError:
+        raise pytest.UsageError(f"smtp-conformance: --smtp-rate must be commands per second "
+                                f"(a positive number), got {text!r}") from None
+    return rate
 
 
 def _flag(values: dict[str, str], name: str) -> bool:
@@ -242,7 +260,8 @@ def pytest_report_header(config: pytest.Config) -> str:
             f"({suite.profile.level}); timeout {suite.timeout:g}s; "
             f"examples {suite.budget} ({suite.examples} x {suite.steps} steps); "
             f"seed {suite.seed}{'; strict' if suite.strict else ''}"
-            f"{'' if suite.delivers else '; safe mode (messages are not completed)'}")
+            f"{'' if suite.delivers else '; safe mode (messages are not completed)'}"
+            f"{f'; at most {suite.rate:g} commands/s' if suite.rate else ''}")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -409,7 +428,7 @@ def smtp_state_machine(request: pytest.FixtureRequest, smtp_server_address: Serv
     request.node.stash[ADDRESS_KEY] = smtp_server_address
     return configure(smtp_server_address, smtp_config.profile, timeout=smtp_config.timeout,
                      policy=smtp_config.policy, record=record, deliver=smtp_config.delivers,
-                     rcpt_domain=smtp_config.rcpt_domain,
+                     rcpt_domain=smtp_config.rcpt_domain, rate=smtp_config.rate,
                      seed=int(smtp_config.seed) if smtp_config.seed.isdigit() else None)
 
 

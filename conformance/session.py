@@ -6,6 +6,7 @@ model's state, then the model advances from what the server actually said.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from conformance.checks import Exchange, run_checks
@@ -20,10 +21,32 @@ from conformance.replies import Reply
 from conformance.tables import Profile
 
 
+class Pacer:
+    """At most ``rate`` commands (connections count too) per second, for production servers;
+    ``None``: as fast as the server answers. One pacer may serve many sessions."""
+
+    def __init__(self, rate: float | None = None, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = 1 / rate if rate else 0.0
+        self.clock, self.sleep = clock, sleep
+        self.next_due = float("-inf")
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = self.clock()
+        if now < self.next_due:
+            self.sleep(self.next_due - now)
+            now = self.next_due
+        self.next_due = now + self.interval
+
+
 class CheckedSession:
     def __init__(self, address: ServerAddress, profile: Profile, *, timeout: float = 5.0,
                  close_timeout: float | None = None, policy: Policy | None = None,
-                 record: RunRecord | None = None, deliver: bool = True) -> None:
+                 record: RunRecord | None = None, deliver: bool = True,
+                 pacer: Pacer | None = None) -> None:
         self.address = address
         self.profile = profile
         self.timeout = timeout
@@ -37,6 +60,7 @@ class CheckedSession:
         # closed instead of sending the data, so the server aborts the transaction (§4.1.1.4)
         # and nothing is delivered.
         self.deliver = deliver
+        self.pacer = pacer if pacer is not None else Pacer()
 
     @property
     def transcript(self) -> str:
@@ -67,6 +91,7 @@ class CheckedSession:
 
     def _exchange(self, group: str, sent: Command | Message | None,
                   io: Callable[[], Reply]) -> Reply | None:
+        self.pacer.wait()
         before = self.model
         reply: Reply | None = None
         error: ServerError | None = None

@@ -6,6 +6,7 @@ import pytest
 
 from conformance.checks import CHECKS, Exchange, run_checks
 from conformance.commands import END_OF_DATA, Command, Message
+from conformance.errors import ConnectionClosed
 from conformance.failures import (
     ConformanceFailure,
     conformance_failures,
@@ -97,3 +98,12 @@ def test_421_outside_the_table_is_only_a_note(profile: str) -> None:
     [finding] = run_checks(exchange)
     assert (finding.check.id, finding.level) == ("reply_code_documented", Level.INFO)
     assert "RFC 821 §4.3 and RFC 5321 §3.8 allow 421 for any command" in finding.complaint
+
+
+@pytest.mark.parametrize(("errors", "level"), [(0, Level.MUST), (2, Level.MUST),
+                                                (3, Level.SHOULD), (20, Level.SHOULD)])
+def test_silent_close_after_repeated_errors_is_only_a_should(errors: int, level: Level) -> None:
+    exchange = Exchange(get_profile("seed"), Session(state=State.READY, errors=errors), "NOOP",
+                        Command.of("NOOP"), error=ConnectionClosed("closed by the server"))
+    [finding] = run_checks(exchange)
+    assert (finding.check.id, finding.level) == ("no_silent_close", level)

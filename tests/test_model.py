@@ -86,3 +86,10 @@ def test_valid_rcpt_commands_use_reserved_domains(command: Command):
 def test_malformed_lines_are_marked_invalid_and_terminated(command: Command):
     assert not command.valid
     assert command.line.endswith(b"\r\n")
+
+
+def test_error_replies_are_counted_per_session():
+    session = advance(advance(Session(state=State.READY), "NOOP", 500), "MAIL", 250)
+    assert (session.errors, session.state) == (1, State.MAIL)
+    assert advance(session, "RCPT", 550).errors == 2
+    assert advance(session, "RCPT", 450).errors == 1  # a 4yz is not a protocol error

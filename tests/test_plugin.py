@@ -20,6 +20,7 @@ SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider"]
     ("--smtp-profile=rfc9999", "unknown SMTP profile 'rfc9999'"),
     ("--smtp-timeout=soon", "--smtp-timeout must be seconds"),
     ("--smtp-examples=lots", "--smtp-examples must be fast, thorough or a positive number"),
+    ("--smtp-rate=0", "--smtp-rate must be commands per second"),
 ])
 def test_bad_option_is_a_one_line_usage_error(pytester, option, message):
     result = pytester.runpytest_subprocess(*SUITE, option)
@@ -49,6 +50,11 @@ def test_command_line_beats_environment_beats_ini(pytester, monkeypatch):
     result = pytester.runpytest(*SUITE, "--co", "--smtp-profile=seed", "--smtp-examples=3")
     result.stdout.fnmatch_lines(
         ["*profile seed (MUST); timeout 7s; examples 3 (3 x 25 steps); seed *"])
+
+
+def test_header_names_the_rate_limit(pytester):
+    result = pytester.runpytest(*SUITE, "--co", "--smtp-rate=2.5")
+    result.stdout.fnmatch_lines(["smtp-conformance: *; at most 2.5 commands/s"])
 
 
 def test_strict_comes_from_flag_environment_or_ini(pytester, monkeypatch):
