@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from hypothesis.errors import FlakyFailure
+
 from conformance.checks import Exchange, Finding
 from conformance.commands import Step, describe
 
@@ -112,3 +114,21 @@ def conformance_failures(error: BaseException) -> list[ConformanceFailure]:
         if all(found):
             return [f for group in found for f in group]
     return []
+
+
+def unreproduced_failures(error: BaseException) -> list[ConformanceFailure]:
+    """The check failures inside a Hypothesis ``FlakyFailure``: a session that failed once and
+    was answered differently when replayed (the server is not deterministic)."""
+    if not isinstance(error, FlakyFailure):
+        return []
+    found: list[ConformanceFailure] = []
+
+    def collect(inner: BaseException) -> None:
+        if isinstance(inner, ConformanceFailure):
+            found.append(inner)
+        elif isinstance(inner, BaseExceptionGroup):
+            for each in inner.exceptions:
+                collect(each)
+
+    collect(error)
+    return found

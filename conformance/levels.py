@@ -26,6 +26,7 @@ class Verdict(enum.Enum):
     WARN = "WARN"  # reported; fails the run only with --smtp-strict
     INFO = "INFO"  # reported
     KNOWN = "KNOWN"  # listed in the baseline: reported, never fails
+    INCONCLUSIVE = "INCONCLUSIVE"  # seen once, not when the same session was replayed
 
     def __str__(self) -> str:
         return self.value

@@ -30,7 +30,12 @@ from conformance.errors import (
     TargetUnreachable,
     UsageError,
 )
-from conformance.failures import ConformanceFailure, conformance_failures, failure_text
+from conformance.failures import (
+    ConformanceFailure,
+    conformance_failures,
+    failure_text,
+    unreproduced_failures,
+)
 from conformance.grading import Policy
 from conformance.levels import Verdict
 from conformance.machine import SMTPConformance, configure
@@ -275,6 +280,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     if record is None or call.when != "call":
         return report
     suite = item.config.stash[CONFIG_KEY]
+    unreproduced = unreproduced_failures(call.excinfo.value) if call.excinfo else []
+    if unreproduced:
+        _inconclusive(report, record, unreproduced, suite.policy)
+        return report
     replays = [_save_replay(item, suite, failure) for failure in failures]
     if report.failed and failures:
         report.longrepr = failure_text(  # type: ignore[assignment]
@@ -287,6 +296,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
             record.note(dataclasses.replace(finding, replay=str(path)))
     report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
     return report
+
+
+def _inconclusive(report: pytest.TestReport, record: RunRecord,
+                  failures: list[ConformanceFailure], policy: Policy) -> None:
+    """The server answered a session differently when Hypothesis ran it again: not a
+    conformance failure to report as FAIL, but a finding to show with its evidence."""
+    for failure in failures:
+        for finding in records_for(failure.findings, failure.exchange, failure.transcript,
+                                   policy):
+            record.note(dataclasses.replace(
+                finding, verdict=Verdict.INCONCLUSIVE.value,
+                complaint=f"{finding.complaint} (seen once; the same session, replayed, "
+                          f"was answered differently)"))
+    report.outcome, report.longrepr = "passed", None
+    report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
 
 
 def _save_replay(item: pytest.Item, suite: SuiteConfig, failure: ConformanceFailure) -> Path:

@@ -42,9 +42,10 @@ class RunInfo:
 
 
 def overall(record: RunRecord) -> Verdict | None:
-    """FAIL if anything failed, else WARN if anything warned; None: the server conforms."""
+    """FAIL if anything failed, else WARN if anything warned, else INCONCLUSIVE if a finding
+    did not reproduce; None: the server conforms."""
     verdicts = {f.verdict for f in record.findings.values()}
-    for verdict in (Verdict.FAIL, Verdict.WARN):
+    for verdict in (Verdict.FAIL, Verdict.WARN, Verdict.INCONCLUSIVE):
         if verdict.value in verdicts:
             return verdict
     return None
@@ -148,9 +149,12 @@ def summary_lines(record: RunRecord, profile: Profile) -> list[str]:
     per_check = Counter((f.check, f.verdict) for f in record.findings.values())
     for (check, verdict_name), count in sorted(per_check.items()):
         lines.append(f"  {verdict_name:4} {check}: {count}")
-    for finding in record.by_verdict(Verdict.WARN) + record.by_verdict(Verdict.INFO):
+    shown = (Verdict.WARN, Verdict.INCONCLUSIVE, Verdict.INFO)
+    for finding in [f for verdict in shown for f in record.by_verdict(verdict)]:
+        sent = finding.sent if finding.sent is None or len(finding.sent) <= 60 else \
+            f"{finding.sent[:57]}..."
         lines.append(f"  {finding.verdict} [{finding.check}] {finding.complaint} "
-                     f"(state {finding.state}, sent {finding.sent})")
+                     f"(state {finding.state}, sent {sent})")
     coverage = group_coverage(record, profile)
     exercised = [g for g in GROUPS if coverage[g]["exchanges"]]
     lines.append(f"seed groups exercised: {len(exercised)}/{len(GROUPS)}")

@@ -10,7 +10,7 @@ import socket
 import socketserver
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -41,6 +41,10 @@ FAULTS = {
     "greeting_without_domain": "greeting_names_server",
     "lowercase_verbs_unrecognised": "verb_case_insensitive",
     "end_of_data_replies_354": "end_of_data_reply_is_final",
+}
+# Faults that do not reproduce: the run must call them INCONCLUSIVE, never FAIL.
+NONDETERMINISTIC = {
+    "helo_220_once": "reply_code_documented",  # only the server's third HELO ever gets 220
 }
 
 
@@ -92,6 +96,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.reply("501 Syntax: HELO/EHLO domain")
             elif fault == "helo_replies_220" and verb == "HELO":
                 self.reply("220 hello")
+            elif fault == "helo_220_once" and verb == "HELO" and self.server.count("HELO") == 3:
+                self.reply("220 hello, this once")
             elif verb == "EHLO":
                 s.greeted, s.mail, s.recipients = True, False, 0
                 self.reply("250-mx.fault.test\r\n251 8BITMIME" if fault == "ehlo_mixed_codes"
@@ -173,19 +179,27 @@ class _Server(socketserver.ThreadingTCPServer):
     fault: str | None
     stopping: threading.Event
     received: deque[bytes]  # command lines, newest last (bounded)
+    counts: Counter[str]  # commands seen, by verb, over the server's life
+    lock: threading.Lock
+
+    def count(self, verb: str) -> int:
+        with self.lock:
+            self.counts[verb] += 1
+            return self.counts[verb]
 
 
 class FaultServer:
     """``with FaultServer("expn_hangs") as server:`` ... ``server.address``."""
 
     def __init__(self, fault: str | None = None) -> None:
-        if fault is not None and fault not in FAULTS:
+        if fault is not None and fault not in FAULTS and fault not in NONDETERMINISTIC:
             raise ValueError(f"unknown fault {fault!r}")
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fault = fault
         self._server.stopping = threading.Event()
         self.received: deque[bytes] = deque(maxlen=100_000)
         self._server.received = self.received
+        self._server.counts, self._server.lock = Counter(), threading.Lock()
         self.address = ServerAddress("127.0.0.1", self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)

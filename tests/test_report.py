@@ -155,3 +155,17 @@ def test_report_links_the_state_diagram_with_this_runs_counts(pytester):
         assert report["diagram"]["svg"] is None  # Graphviz absent: DOT only
         return
     assert "<svg" in Path(report["diagram"]["svg"]).read_text()
+
+
+def test_a_failure_that_does_not_reproduce_is_inconclusive_not_fail(pytester):
+    # The server answers 220 to its third HELO only: Hypothesis cannot replay the failure.
+    with FaultServer("helo_220_once") as server:
+        result, report = run_with_report(pytester, f"--server={server.address}")
+    assert result.ret == pytest.ExitCode.OK
+    assert "Flaky" not in result.stdout.str()
+    assert report["verdict"] == "INCONCLUSIVE"
+    [finding] = report["findings"]
+    assert (finding["check"], finding["verdict"]) == ("reply_code_documented", "INCONCLUSIVE")
+    assert finding["transcript"][-1].endswith("S: 220 hello, this once")  # the evidence
+    result.stdout.fnmatch_lines(["verdict: INCONCLUSIVE *",
+                                 "  INCONCLUSIVE [[]reply_code_documented] 220 *replayed*"])
