@@ -1,7 +1,8 @@
 """``python -m conformance``: command-line tools that work without pytest.
 
 ``profiles`` prints a profile's documented reply codes, as a table or as JSON; ``replay``
-re-sends a saved failing session to a server and checks the replies again.
+re-sends a saved failing session to a server and checks the replies again; ``matrix`` runs
+the suite against several servers and profiles and writes a conformance matrix.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conformance import replay
+from conformance import matrix, replay
 from conformance.client import ServerAddress
 from conformance.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
 from conformance.tables import (
@@ -87,6 +88,17 @@ def _replay_command(args: argparse.Namespace) -> int:
     return 1
 
 
+def _matrix_command(args: argparse.Namespace) -> int:
+    targets = [matrix.Target.parse(text) for text in args.target]
+    result = matrix.make(targets, args.profile or list(PROFILES), Path(args.out),
+                         examples=args.examples, seed=args.seed, timeout=args.timeout,
+                         deliver=args.deliver, rcpt_domain=args.rcpt_domain)
+    for column in result["columns"]:
+        print(f"{column['target']:>12} / {column['profile']:8} {column['verdict']}")
+    print(f"wrote {Path(args.out) / 'matrix.md'} and {Path(args.out) / 'matrix.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m conformance", description="SMTP conformance tools"
@@ -106,6 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--profile", choices=sorted(PROFILES),
                        help="check against this profile (default: the recorded one)")
     again.set_defaults(run=_replay_command)
+    grid = commands.add_parser("matrix", help="run the suite against servers x profiles and "
+                                              "write a Markdown and a JSON matrix")
+    grid.add_argument("--target", action="append", required=True, metavar="NAME=HOST:PORT",
+                      help="a server to run against (repeatable); NAME=embedded for the "
+                           "embedded reference server")
+    grid.add_argument("--profile", action="append", choices=sorted(PROFILES),
+                      help="repeatable (default: every profile)")
+    grid.add_argument("--examples", type=int, default=60, help="sessions per run (60)")
+    grid.add_argument("--seed", type=int, default=0, help="Hypothesis seed for every run (0)")
+    grid.add_argument("--timeout", type=float, default=5.0, help="seconds per reply (5)")
+    grid.add_argument("--deliver", action="store_true", help="complete messages (see README)")
+    grid.add_argument("--rcpt-domain", help="domain of every generated recipient")
+    grid.add_argument("--out", required=True, help="directory for matrix.md, matrix.json and "
+                                                   "transcripts/")
+    grid.set_defaults(run=_matrix_command)
     return parser
 
 
