@@ -55,8 +55,10 @@ def test_deliver_mode_completes_messages(pytester, postfix):
 @pytest.mark.parametrize("profile", list(PROFILES))
 def test_every_finding_against_postfix_is_a_documented_deviation(pytester, postfix, profile):
     baseline: Path = TEMPLATES / f"baseline-{profile}.json"
+    # A fixed seed: CI gates on the same sessions every time. The baselines were surveyed with
+    # --smtp-examples=thorough under other seeds, so they cover more than these sessions meet.
     result, report = run(pytester, postfix, f"--smtp-profile={profile}",
-                         f"--smtp-baseline={baseline}")
+                         f"--smtp-baseline={baseline}", "--hypothesis-seed=0")
     unexplained = [f for f in report["findings"] if f["verdict"] in ("FAIL", "WARN")]
     assert unexplained == [], result.stdout.str()[-4000:]
     assert result.ret == pytest.ExitCode.OK
