@@ -63,8 +63,18 @@ class PostfixInstance:
             subprocess.run(["postfix", "-c", str(self.conf), "stop"], capture_output=True,
                            timeout=30, check=False)
 
-    def messages_received(self) -> int:
-        """Messages Postfix accepted into its queue (cleanup logs one message-id each)."""
+    def messages_received(self, *, settle: float = 1.0, timeout: float = 15.0) -> int:
+        """Messages Postfix accepted into its queue (cleanup logs one message-id each). The
+        log is written asynchronously (postlogd), so first wait, bounded, until it has not
+        grown for ``settle`` seconds."""
+        deadline, last, stable_since = time.monotonic() + timeout, -1, time.monotonic()
+        while time.monotonic() < deadline:
+            size = self.log.stat().st_size if self.log.exists() else 0
+            if size != last:
+                last, stable_since = size, time.monotonic()
+            elif time.monotonic() - stable_since >= settle:
+                break
+            time.sleep(0.1)
         if not self.log.exists():
             return 0
         return sum("/cleanup[" in line and "message-id=" in line
