@@ -49,6 +49,25 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Status:
+    """What a baseline did in one run: findings it matched, entries it did not meet."""
+
+    known: int
+    stale: list[Entry]  # live entries the run never met
+    expired: list[Entry]  # entries past their date, which matched nothing
+
+    def lines(self) -> list[str]:
+        return [f"baseline: {self.known} known, {len(self.stale)} stale, "
+                f"{len(self.expired)} expired",
+                *(f"  stale (not seen in this run): {e.describe()}" for e in self.stale),
+                *(f"  expired (no longer accepted): {e.describe()}" for e in self.expired)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"known": self.known, "stale": [e.to_json() for e in self.stale],
+                "expired": [e.to_json() for e in self.expired]}
+
+
+@dataclass(frozen=True)
 class Baseline:
     entries: tuple[Entry, ...]
 
@@ -59,10 +78,12 @@ class Baseline:
     def expired(self, today: date) -> list[Entry]:
         return [e for e in self.entries if e.expired(today)]
 
-    def stale(self, record: RunRecord, today: date) -> list[Entry]:
-        """Live entries that matched nothing in this run."""
-        seen = {key for key, f in record.findings.items() if f.verdict == Verdict.KNOWN.value}
-        return [e for e in self.entries if not e.expired(today) and e.key not in seen]
+    def status(self, record: RunRecord, today: date) -> Status:
+        known = record.by_verdict(Verdict.KNOWN)
+        seen = {f.key for f in known}
+        return Status(len(known),
+                      [e for e in self.entries if not e.expired(today) and e.key not in seen],
+                      self.expired(today))
 
 
 def load(path: Path) -> Baseline:

@@ -36,10 +36,7 @@ class ConformanceFailure(AssertionError):
         x = self.exchange
         sent = "(connection opened)" if x.sent is None else describe(x.sent)
         received = str(x.reply) if x.reply is not None else f"({type(x.error).__name__})"
-        try:
-            documented = ", ".join(str(c) for c in sorted(x.profile.documented(x.group)))
-        except KeyError:
-            documented = "(no row)"
+        documented = ", ".join(str(c) for c in sorted(x.profile.documented(x.group)))
         return "\n".join([
             f"[{self.check.id}] {self.level}: {self.complaint}",
             f"  Check:      {self.check.id} ({self.check.citation})",

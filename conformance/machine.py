@@ -28,10 +28,11 @@ from conformance.session import CheckedSession, Pacer
 from conformance.tables import Profile
 
 
-def _either(verb: str) -> st.SearchStrategy[Command]:
-    """Mostly valid commands for ``verb``, sometimes a malformed one."""
-    return st.one_of(smtp.valid_commands(verb), smtp.valid_commands(verb),
-                     smtp.malformed_commands(verb=verb))
+def _either(verb: str, valid: st.SearchStrategy[Command] | None = None
+            ) -> st.SearchStrategy[Command]:
+    """Mostly valid commands for ``verb`` (``valid``, by default any), sometimes malformed."""
+    valid = valid if valid is not None else smtp.valid_commands(verb)
+    return st.one_of(valid, valid, smtp.malformed_commands(verb=verb))
 
 
 def _is_open(machine: SMTPConformance) -> bool:
@@ -75,8 +76,7 @@ def _recipient_rules(domain: str) -> dict[str, Callable[..., None]]:
     """The rules that send RCPT, with every generated recipient in ``domain``."""
     recipients = smtp.rcpt_commands(domain=st.just(domain))
     return {
-        "send_rcpt": _sends("send_rcpt", st.one_of(
-            recipients, recipients, smtp.malformed_commands(verb="RCPT"))),
+        "send_rcpt": _sends("send_rcpt", _either("RCPT", recipients)),
         "transaction_complete": _complete_rule(recipients),
         "transaction_interrupted": _interrupt_rule(recipients),
     }

@@ -291,11 +291,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                        for path, failure in zip(replays, failures, strict=True)])
     for path, failure in zip(replays, failures, strict=True):
         item.user_properties.append(("smtp_check", failure.check.id))  # JUnit <property>
-        for finding in records_for(failure.findings, failure.exchange, failure.transcript,
-                                   suite.policy):
-            record.note(dataclasses.replace(finding, replay=str(path)))
+        _note(record, failure, suite.policy, replay=str(path))
     report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
     return report
+
+
+def _note(record: RunRecord, failure: ConformanceFailure, policy: Policy, *,
+          replay: str | None = None, verdict: Verdict | None = None, remark: str = "") -> None:
+    """Record each finding of ``failure``; ``verdict`` overrides the policy's grading and
+    ``remark`` is appended to the complaint."""
+    for finding in records_for(failure.findings, failure.exchange, failure.transcript, policy):
+        record.note(dataclasses.replace(
+            finding, replay=replay, verdict=str(verdict) if verdict else finding.verdict,
+            complaint=finding.complaint + remark))
 
 
 def _inconclusive(report: pytest.TestReport, record: RunRecord,
@@ -303,12 +311,8 @@ def _inconclusive(report: pytest.TestReport, record: RunRecord,
     """The server answered a session differently when Hypothesis ran it again: not a
     conformance failure to report as FAIL, but a finding to show with its evidence."""
     for failure in failures:
-        for finding in records_for(failure.findings, failure.exchange, failure.transcript,
-                                   policy):
-            record.note(dataclasses.replace(
-                finding, verdict=Verdict.INCONCLUSIVE.value,
-                complaint=f"{finding.complaint} (seen once; the same session, replayed, "
-                          f"was answered differently)"))
+        _note(record, failure, policy, verdict=Verdict.INCONCLUSIVE,
+              remark=" (seen once; the same session, replayed, was answered differently)")
     report.outcome, report.longrepr = "passed", None
     report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
 
@@ -340,6 +344,7 @@ class _RunReporter:
         self.record = config.stash[RECORD_KEY]
         self.started = datetime.now(UTC)
         self.is_worker = hasattr(config, "workerinput")
+        self.written: Baseline | None = None  # the baseline --smtp-baseline-write wrote
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, "smtp_conformance", None)
@@ -352,46 +357,25 @@ class _RunReporter:
         terminalreporter.write_sep("=", f"smtp-conformance: profile {self.suite.profile.name}")
         for line in summary_lines(self.record, self.suite.profile):
             terminalreporter.write_line(line)
-        for line in self.baseline_lines():
-            terminalreporter.write_line(line)
+        suite = self.suite
+        if suite.baseline is not None:
+            for line in suite.baseline.status(self.record, suite.today).lines():
+                terminalreporter.write_line(line)
+        if self.written is not None:  # written at session finish, which runs first
+            terminalreporter.write_line(f"baseline written: {suite.baseline_write} "
+                                        f"({len(self.written.entries)} entries)")
         seed = self.suite.seed
         terminalreporter.write_line(f"seed: {seed} (rerun: --hypothesis-seed={seed})")
         if self.suite.report is not None and not self.is_worker:
             terminalreporter.write_line(f"report: {self.suite.report}")
-
-    def baseline_lines(self) -> list[str]:
-        suite = self.suite
-        lines = []
-        if suite.baseline is not None:
-            known = len(self.record.by_verdict(Verdict.KNOWN))
-            stale = suite.baseline.stale(self.record, suite.today)
-            expired = suite.baseline.expired(suite.today)
-            lines.append(f"baseline: {known} known, {len(stale)} stale, {len(expired)} expired")
-            lines += [f"  stale (not seen in this run): {e.describe()}" for e in stale]
-            lines += [f"  expired (no longer accepted): {e.describe()}" for e in expired]
-        if suite.baseline_write is not None and not self.is_worker:
-            written = from_baseline_run(self.record, suite.today, suite.baseline)
-            lines.append(f"baseline written: {suite.baseline_write} "
-                         f"({len(written.entries)} entries)")
-        return lines
-
-    def baseline_summary(self) -> dict[str, Any] | None:
-        suite = self.suite
-        if suite.baseline is None:
-            return None
-        return {
-            "known": len(self.record.by_verdict(Verdict.KNOWN)),
-            "stale": [e.to_json() for e in suite.baseline.stale(self.record, suite.today)],
-            "expired": [e.to_json() for e in suite.baseline.expired(suite.today)],
-        }
 
     def pytest_sessionfinish(self, exitstatus: int) -> None:
         suite = self.suite
         if self.is_worker:
             return
         if suite.baseline_write is not None:
-            write_baseline(from_baseline_run(self.record, suite.today, suite.baseline),
-                           suite.baseline_write)
+            self.written = from_baseline_run(self.record, suite.today, suite.baseline)
+            write_baseline(self.written, suite.baseline_write)
         if suite.report is None:
             return
         target = str(suite.server) if suite.server else "embedded reference server"
@@ -399,7 +383,9 @@ class _RunReporter:
                       suite.steps, self.started, datetime.now(UTC), int(exitstatus))
         dot_path = suite.report.with_suffix(".dot")
         svg_path = write_diagram(self.record, dot_path)
-        write_report(suite.report, document(self.record, run, self.baseline_summary(),
+        status = suite.baseline.status(self.record, suite.today) if suite.baseline else None
+        write_report(suite.report, document(self.record, run,
+                                            status.to_json() if status else None,
                                             (dot_path, svg_path)))
 
 

@@ -7,7 +7,7 @@ crosses from pytest-xdist workers to the controller) and merges all of them into
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,10 +46,6 @@ class FindingRecord:
            verdict: Verdict) -> FindingRecord:
         """The record of ``findings[0]``; the others on the same exchange go under ``also``."""
         first, x = findings[0], exchange
-        try:
-            documented = sorted(x.profile.documented(x.group))
-        except KeyError:
-            documented = []
         return cls(
             check=first.check.id, level=str(first.level), verdict=str(verdict),
             citation=first.check.citation, complaint=first.complaint, profile=x.profile.name,
@@ -57,7 +53,8 @@ class FindingRecord:
             sent=None if x.sent is None else describe(x.sent),
             reply_code=x.reply.code if x.reply else None,
             reply_lines=list(x.reply.lines) if x.reply else [],
-            error=str(x.error) if x.error else None, documented=documented,
+            error=str(x.error) if x.error else None,
+            documented=sorted(x.profile.documented(x.group)),
             also=[f"[{f.check.id}] {f.level}: {f.complaint}" for f in findings[1:]],
             transcript=transcript.splitlines(),
         )
@@ -123,9 +120,3 @@ def records_for(findings: Sequence[Finding], exchange: Exchange, transcript: str
     return [FindingRecord.of([f, *(o for o in findings if o is not f)], exchange, transcript,
                              policy.verdict(f, exchange)) for f in findings]
 
-
-def merged(records: Iterable[RunRecord]) -> RunRecord:
-    total = RunRecord()
-    for record in records:
-        total.merge(record)
-    return total

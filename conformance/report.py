@@ -64,10 +64,7 @@ def group_coverage(record: RunRecord, profile: Profile) -> dict[str, dict[str, A
     seen = codes_by_group(record)
     result = {}
     for group in (*GROUPS, *sorted(set(seen) - set(GROUPS))):
-        try:
-            documented = sorted(profile.documented(group))
-        except KeyError:
-            documented = []
+        documented = sorted(profile.documented(group))
         codes = seen.get(group, Counter())
         result[group] = {
             "exchanges": sum(codes.values()),

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from conformance import cli
+from conformance.commands import END_OF_DATA, GREETING, VERBS
 from conformance.errors import UsageError
 from conformance.levels import Level
 from conformance.tables import (
@@ -157,3 +158,10 @@ def test_profiles_table_shows_texts_citations_and_supplements(capsys):
     assert "  354  Start mail input; end with <CRLF>.<CRLF>" in out
     assert "Not covered by the seed page" in out
     assert "unrecognised  [RFC 5321 §4.2.4" in out
+
+
+@pytest.mark.parametrize("profile", list(PROFILES.values()), ids=list(PROFILES))
+def test_every_group_a_session_can_meet_has_a_row(profile) -> None:
+    # Reports and checks look rows up without a fallback: a missing one would be a bug here.
+    for group in (*VERBS, GREETING, END_OF_DATA, UNRECOGNISED):
+        assert profile.documented(group)
