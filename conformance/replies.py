@@ -79,7 +79,8 @@ class ReplyParser:
         self.limits = limits or Limits()
         self.smtputf8 = smtputf8
         self._buffer = bytearray()
-        self._lines: list[bytes] = []  # raw lines of the reply in progress
+        # The reply in progress: its raw lines, their texts, what they broke, its code.
+        self._lines: list[bytes] = []
         self._texts: list[str] = []
         self._violations: list[Violation] = []
         self._code = 0
@@ -108,7 +109,7 @@ class ReplyParser:
         violation = Violation(rule, detail, offending[:200], line=len(self._lines))
         error = ReplyFramingError(violation, partial=self.pending[:1024])
         self._buffer.clear()
-        self._lines.clear()
+        self._start_reply()
         return error
 
     def _check_unterminated_line(self) -> None:
@@ -202,9 +203,12 @@ class ReplyParser:
         reply = Reply(
             self._code, tuple(self._texts), b"".join(self._lines), tuple(self._violations)
         )
+        self._start_reply()
+        return reply
+
+    def _start_reply(self) -> None:
         self._lines, self._texts, self._violations = [], [], []
         self._code = self._reply_octets = 0
-        return reply
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -18,6 +18,7 @@ class Rule:
     level: Level
     section: str
     summary: str
+    fatal: bool = False  # the stream can no longer be split into replies
 
 
 _RULES = (
@@ -40,16 +41,17 @@ _RULES = (
          "a reply code should be followed by SP (and text), not end the line"),
     # Fatal: framing is lost, so the connection can no longer be read as SMTP.
     Rule("no-reply-code", Level.MUST, "RFC 5321 §4.2",
-         "every reply line must begin with a three-digit reply code"),
+         "every reply line must begin with a three-digit reply code", fatal=True),
     Rule("line-bound", Level.MUST, "RFC 5321 §4.5.3.1.5",
-         "reply line exceeds the parser's hard bound; the rest was not read"),
+         "reply line exceeds the parser's hard bound; the rest was not read", fatal=True),
     Rule("lines-bound", Level.MUST, "RFC 5321 §4.2.1",
-         "multiline reply exceeds the parser's hard bound on lines"),
+         "multiline reply exceeds the parser's hard bound on lines", fatal=True),
     Rule("reply-bound", Level.MUST, "RFC 5321 §4.2.1",
-         "reply exceeds the parser's hard bound on octets"),
+         "reply exceeds the parser's hard bound on octets", fatal=True),
 )
 
 RULES: MappingProxyType[str, Rule] = MappingProxyType({rule.id: rule for rule in _RULES})
+FATAL_RULES = frozenset(rule.id for rule in _RULES if rule.fatal)
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,14 @@ _BULLET = "\u2022"
 _RUN = re.compile(r"(?:^|(?<=\s))([2-5]\d\d) (.*?)(?=\s+[2-5]\d\d |\Z)")
 
 
-def seed_path() -> Path:
-    """The seed page: $SMTP_CONFORMANCE_SHARED/seed, else ../shared/seed beside the checkout."""
+def shared_dir() -> Path:
+    """$SMTP_CONFORMANCE_SHARED, else ../shared beside the checkout (read-only facts)."""
     shared = os.environ.get("SMTP_CONFORMANCE_SHARED")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[2] / "shared"
-    return base / "seed" / SEED_NAME
+    return Path(shared) if shared else Path(__file__).resolve().parents[2] / "shared"
+
+
+def seed_path() -> Path:
+    return shared_dir() / "seed" / SEED_NAME
 
 
 def parse_seed_page(text: str) -> dict[str, list[tuple[int, str]]]:

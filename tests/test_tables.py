@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -18,17 +19,27 @@ from conformance.tables import (
     UNRECOGNISED,
     get_profile,
 )
+from tests.reference_page import ReferenceRow, parse_reference_table, reference_path
 from tests.seed_page import parse_seed_page, seed_path
+
+
+def read_shared(path: Path) -> str:
+    """A file from ../shared: missing fails in CI and skips locally."""
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared reference file missing in CI: {path}")
+        pytest.skip(f"{path} not found (set SMTP_CONFORMANCE_SHARED)")
+    return path.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
 def seed_page() -> dict[str, list[tuple[int, str]]]:
-    path = seed_path()
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"seed page missing in CI: {path}")
-        pytest.skip(f"seed page not found at {path} (set SMTP_CONFORMANCE_SHARED)")
-    return parse_seed_page(path.read_text(encoding="utf-8"))
+    return parse_seed_page(read_shared(seed_path()))
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, ReferenceRow]:
+    return parse_reference_table(read_shared(reference_path()))
 
 
 def test_seed_page_has_17_groups_and_111_entries(seed_page):
@@ -58,6 +69,44 @@ def test_seed_page_parser_handles_run_together_codes():
         "RCPT": [(250, "Fine"), (251, "User not local; will forward to <x>"),
                  (503, "Bad [rfc1846]"), (421, "Bye")],
         "NOOP": [(200, "(see rfc876)"), (250, "OK")],
+    }
+
+
+def codes_in_order(row) -> tuple[int, ...]:
+    return tuple(code.code for code in row.codes)
+
+
+def test_reference_table_has_a_row_for_every_seed_group(reference):
+    assert tuple(reference) == GROUPS
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_profile_matches_the_reference_table_cell_by_cell(reference, group):
+    facts = reference[group]
+    assert codes_in_order(PROFILES["seed"].rows[group]) == facts.seed
+    if facts.rfc821 is None:
+        assert group not in PROFILES["rfc821"].rows
+    else:
+        assert codes_in_order(PROFILES["rfc821"].rows[group]) == facts.rfc821
+    rfc5321 = PROFILES["rfc5321"].rows[group]
+    assert codes_in_order(rfc5321) == facts.rfc5321_effective
+    printed = tuple(code.code for code in rfc5321.codes if not code.note)
+    if facts.rfc5321_printed is None:  # not in §4.3.2: the RFC 821 model (App. F)
+        assert "App. F" in rfc5321.citation
+        assert printed == facts.rfc821
+    else:
+        assert printed == facts.rfc5321_printed
+
+
+def test_reference_table_parser_reads_classes_and_absent_cells():
+    page = (
+        "| command | seed (page order) | RFC 821 §4.3 | RFC 5321 §4.3.2 (literal) | eff |\n"
+        "|---|---|---|---|---|\n"
+        "| **EHLO** | 250, 550 | — | S: 250<br>E: 504, 550 | 250, 504, 550, 421 |\n"
+        "\nafter the table\n"
+    )
+    assert parse_reference_table(page) == {
+        "EHLO": ReferenceRow((250, 550), None, (250, 504, 550), (250, 504, 550, 421)),
     }
 
 
