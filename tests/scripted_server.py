@@ -17,10 +17,11 @@ Script = Callable[[socket.socket, threading.Event], None]
 
 
 class ScriptedServer:
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, *, host: str = "127.0.0.1") -> None:
         self._script = script
         self._stop = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server((host, 0), family=family)
         self._listener.settimeout(0.2)
         host, port = self._listener.getsockname()[:2]
         self.address = ServerAddress(host, port)

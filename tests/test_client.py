@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -118,6 +120,8 @@ def test_malformed_commands_go_out_as_exact_bytes(aiosmtpd_server):
 
 
 # --- misbehaving servers ---------------------------------------------------------------------
+# Each script plays one bad server on one connection; every test must end within the client's
+# timeout (plus slack for a busy machine) with a specific error.
 
 def never_greets(conn: socket.socket, stop: threading.Event) -> None:
     stop.wait(10)
@@ -126,6 +130,15 @@ def never_greets(conn: socket.socket, stop: threading.Event) -> None:
 def stalls_mid_reply(conn: socket.socket, stop: threading.Event) -> None:
     conn.sendall(b"220-mx.example.test\r\n220 still typ")
     stop.wait(10)
+
+
+def trickles_a_byte_at_a_time(conn: socket.socket, stop: threading.Event) -> None:
+    """Never finishes a line, but is never silent for long: a per-recv timeout never fires."""
+    conn.sendall(b"220-")
+    for _ in range(200):  # 10 s, then close
+        if stop.wait(0.05):
+            return
+        conn.sendall(b"x")
 
 
 def floods_without_newline(conn: socket.socket, stop: threading.Event) -> None:
@@ -137,8 +150,19 @@ def floods_without_newline(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(block)
 
 
+def endless_multiline_reply(conn: socket.socket, stop: threading.Event) -> None:
+    conn.settimeout(2.0)
+    block = b"220-more to come\r\n" * 1000
+    while not stop.is_set():
+        conn.sendall(block)
+
+
 def closes_mid_reply(conn: socket.socket, stop: threading.Event) -> None:
     conn.sendall(b"220-mx.example.test\r\n220 half")
+
+
+def closes_without_greeting(conn: socket.socket, stop: threading.Event) -> None:
+    pass
 
 
 def bare_lf_replies(conn: socket.socket, stop: threading.Event) -> None:
@@ -147,40 +171,76 @@ def bare_lf_replies(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(b"250-first\n250 ok\n")
 
 
+def greets_and_never_reads(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"220 mx.example.test\r\n")
+    stop.wait(10)
+
+
+def greets_and_answers(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"220 mx.example.test\r\n")
+    while line := read_line(conn):
+        if line.upper().startswith(b"QUIT"):
+            conn.sendall(b"221 bye\r\n")
+            return  # the connection is closed behind us
+        conn.sendall(b"250 ok\r\n")
+
+
+@contextlib.contextmanager
+def ends_within(limit: float) -> Iterator[None]:
+    start = time.monotonic()
+    yield
+    assert time.monotonic() - start < limit + SLACK
+
+
+@contextlib.contextmanager
+def talking_to(script, *, host: str = "127.0.0.1",
+               timeout: float = TIMEOUT) -> Iterator[SMTPClient]:
+    with ScriptedServer(script, host=host) as server, SMTPClient(server.address,
+                                                                 timeout=timeout) as client:
+        yield client
+
+
 def test_server_that_never_greets_times_out():
-    with ScriptedServer(never_greets) as server, SMTPClient(server.address,
-                                                            timeout=TIMEOUT) as client:
-        start = time.monotonic()
+    with talking_to(never_greets) as client, ends_within(TIMEOUT):
         with pytest.raises(ReplyTimeout, match=r"no complete reply within 0\.5s") as caught:
             client.connect()
-        assert time.monotonic() - start < TIMEOUT + SLACK
         assert caught.value.partial == b""
 
 
 def test_server_that_stalls_mid_reply_times_out_with_the_partial_reply():
-    with ScriptedServer(stalls_mid_reply) as server, SMTPClient(server.address,
-                                                                timeout=TIMEOUT) as client:
-        start = time.monotonic()
+    with talking_to(stalls_mid_reply) as client, ends_within(TIMEOUT):
         with pytest.raises(ReplyTimeout, match="received so far") as caught:
             client.connect()
-        assert time.monotonic() - start < TIMEOUT + SLACK
         assert caught.value.partial == b"220-mx.example.test\r\n220 still typ"
         assert "S: 220 still typ  <no CRLF>" in client.transcript.render(timestamps=False)
 
 
+def test_server_that_trickles_bytes_still_times_out_on_the_whole_reply():
+    with talking_to(trickles_a_byte_at_a_time) as client, ends_within(TIMEOUT):
+        with pytest.raises(ReplyTimeout) as caught:
+            client.connect()
+        assert caught.value.partial.startswith(b"220-x")
+
+
 def test_server_that_floods_without_newline_hits_the_line_bound():
-    with ScriptedServer(floods_without_newline) as server, SMTPClient(server.address,
-                                                                      timeout=5) as client:
+    with talking_to(floods_without_newline) as client, ends_within(TIMEOUT):
         with pytest.raises(ReplyFramingError) as caught:
             client.connect()
         assert caught.value.violation.rule == "line-bound"
-        assert len(client.parser.pending) == 0
+        assert client.parser.pending == b""
         assert len(caught.value.partial) <= 1024
 
 
+def test_server_with_an_endless_multiline_reply_hits_the_lines_bound():
+    with talking_to(endless_multiline_reply) as client, ends_within(TIMEOUT):
+        with pytest.raises(ReplyFramingError) as caught:
+            client.connect()
+        assert caught.value.violation.rule == "lines-bound"
+        assert client.parser.pending == b""
+
+
 def test_server_that_closes_mid_reply_is_reported_as_closed():
-    with ScriptedServer(closes_mid_reply) as server, SMTPClient(server.address,
-                                                                timeout=5) as client:
+    with talking_to(closes_mid_reply) as client, ends_within(TIMEOUT):
         with pytest.raises(ConnectionClosed, match="in the middle of a reply") as caught:
             client.connect()
         assert caught.value.partial == b"220-mx.example.test\r\n220 half"
@@ -188,14 +248,46 @@ def test_server_that_closes_mid_reply_is_reported_as_closed():
         assert not client.connected
 
 
+def test_server_that_closes_without_greeting_is_reported_as_closed():
+    with talking_to(closes_without_greeting) as client, ends_within(TIMEOUT):
+        with pytest.raises(ConnectionClosed, match="instead of replying") as caught:
+            client.connect()
+        assert caught.value.partial == b""
+
+
 def test_bare_lf_replies_are_returned_with_the_violation():
-    with ScriptedServer(bare_lf_replies) as server, SMTPClient(server.address,
-                                                               timeout=5) as client:
+    with talking_to(bare_lf_replies) as client, ends_within(2 * TIMEOUT):
         greeting = client.connect()
         assert [v.rule for v in greeting.violations] == ["bare-lf"]
         reply = client.command(b"NOOP\r\n")
         assert reply.lines == ("first", "ok")
         assert {v.rule for v in reply.violations} == {"bare-lf"}
+
+
+def test_sending_to_a_server_that_never_reads_times_out():
+    # More than the loopback socket buffers hold, so the write cannot complete.
+    with talking_to(greets_and_never_reads) as client, ends_within(TIMEOUT):
+        client.connect()
+        with pytest.raises(ReplyTimeout, match="did not read our data"):
+            client.send(b"x" * (64 * 1024 * 1024))
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
+def test_talks_over_ipv6_to_a_bracketed_address():
+    with talking_to(greets_and_answers, host="::1", timeout=5) as client:
+        assert str(client.address).startswith("[::1]:")
+        assert ServerAddress.parse(str(client.address)) == client.address
+        assert client.connect().code == 220
+        assert [r.code for r in client.pipeline([b"NOOP\r\n", b"QUIT\r\n"])] == [250, 221]
+        assert client.wait_for_close(timeout=5)
 
 
 def test_wait_for_close_is_false_when_the_server_stays_open(aiosmtpd_server):
