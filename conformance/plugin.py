@@ -39,9 +39,11 @@ from conformance.failures import (
 from conformance.grading import Policy
 from conformance.levels import Verdict
 from conformance.machine import SMTPConformance, configure
+from conformance.minimise import Minimised, minimise
 from conformance.record import Coverage, RunRecord, records_for
 from conformance.reference_server import ReferenceServer
 from conformance.report import RunInfo, document, summary_lines, write_diagram, write_report
+from conformance.session import Pacer
 from conformance.tables import DEFAULT_PROFILE, PROFILES, Profile, get_profile
 
 # Named example budgets: (examples, steps per example).
@@ -284,11 +286,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     if unreproduced:
         _inconclusive(report, record, unreproduced, suite.policy)
         return report
-    replays = [_save_replay(item, suite, failure) for failure in failures]
+    address = item.stash[ADDRESS_KEY]  # set with the record, by the state machine fixture
+    shortest = [_shortest(failure, address, suite) for failure in failures]
+    replays = [_save_replay(item, suite, failure, script)
+               for failure, (script, _) in zip(failures, shortest, strict=True)]
     if report.failed and failures:
         report.longrepr = failure_text(  # type: ignore[assignment]
-            failures, [_replay_hint(path, failure, item.stash[ADDRESS_KEY])
-                       for path, failure in zip(replays, failures, strict=True)])
+            failures, [_replay_hint(path, script, address, minimal)
+                       for path, (script, minimal) in zip(replays, shortest, strict=True)])
     for path, failure in zip(replays, failures, strict=True):
         item.user_properties.append(("smtp_check", failure.check.id))  # JUnit <property>
         _note(record, failure, suite.policy, replay=str(path))
@@ -317,20 +322,39 @@ def _inconclusive(report: pytest.TestReport, record: RunRecord,
     report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
 
 
-def _save_replay(item: pytest.Item, suite: SuiteConfig, failure: ConformanceFailure) -> Path:
+def _shortest(failure: ConformanceFailure, address: ServerAddress, suite: SuiteConfig
+              ) -> tuple[replay.Script, Minimised | None]:
+    """The failing session to save and show: the shortest part of it that, replayed, fails
+    the same way (``None`` beside it when no step could be dropped)."""
+    script = replay.script_of(failure)
+    minimal = minimise(script, address, timeout=suite.timeout, pacer=Pacer(suite.rate))
+    if minimal is None or len(minimal.script.steps) == len(script.steps):
+        return script, None
+    return minimal.script, minimal
+
+
+def _save_replay(item: pytest.Item, suite: SuiteConfig, failure: ConformanceFailure,
+                 script: replay.Script) -> Path:
     directory = suite.failures_dir or item.config.rootpath / ".smtp-conformance" / "failures"
     path = directory / replay.file_name(failure)
-    replay.save(replay.script_of(failure), path)
+    replay.save(script, path)
     return path
 
 
-def _replay_hint(path: Path, failure: ConformanceFailure, address: ServerAddress) -> str:
+def _replay_hint(path: Path, script: replay.Script, address: ServerAddress,
+                 minimal: Minimised | None) -> str:
     shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    shortest = [] if minimal is None else [
+        f"Shortest session found ({len(minimal.script.steps)} of the "
+        f"{minimal.original_steps} steps; replayed, it fails the same way):",
+        *(f"    {line}" for line in minimal.failure.transcript.splitlines()),
+    ]
     return "\n".join([
+        *shortest,
         "Replay (same bytes, same checks):",
         f"  python -m conformance replay {shown} --server={address}",
         "By hand (sends everything at once):",
-        f"  {replay.printf_reproducer(failure.steps, address)}",
+        f"  {replay.printf_reproducer(script.steps, address)}",
     ])
 
 

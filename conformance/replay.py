@@ -18,7 +18,7 @@ from conformance.commands import END_OF_DATA, Command, Message, Step
 from conformance.errors import UsageError
 from conformance.failures import ConformanceFailure
 from conformance.grading import Policy
-from conformance.session import CheckedSession
+from conformance.session import CheckedSession, Pacer
 from conformance.tables import Profile, get_profile
 
 REPLAY_FORMAT = 1
@@ -39,10 +39,16 @@ def script_of(failure: ConformanceFailure) -> Script:
     return Script(failure.exchange.profile.name, failure.check.id, failure.steps)
 
 
-def file_name(failure: ConformanceFailure) -> str:
+def failure_key(failure: ConformanceFailure) -> tuple[str, str, int]:
+    """What makes two failures the same: the check, the command group and the reply code
+    (0: no reply)."""
     x = failure.exchange
-    code = x.reply.code if x.reply else 0
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{failure.check.id}-{x.group}-{code}.json")
+    return failure.check.id, x.group, x.reply.code if x.reply else 0
+
+
+def file_name(failure: ConformanceFailure) -> str:
+    check, group, code = failure_key(failure)
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{check}-{group}-{code}.json")
 
 
 def save(script: Script, path: Path) -> None:
@@ -65,11 +71,12 @@ def load(path: Path) -> Script:
 
 
 def replay(script: Script, address: ServerAddress, *, timeout: float,
-           profile: Profile | None = None) -> tuple[CheckedSession, ConformanceFailure | None]:
+           profile: Profile | None = None, pacer: Pacer | None = None
+           ) -> tuple[CheckedSession, ConformanceFailure | None]:
     """Send the script's steps in order, checking every reply; stop at the first failure.
     Every finding fails here (strict), since the point is to see the recorded one again."""
     session = CheckedSession(address, profile or get_profile(script.profile), timeout=timeout,
-                             policy=Policy(strict=True))
+                             policy=Policy(strict=True), pacer=pacer)
     try:
         session.connect()
         for group, data in script.steps:

@@ -92,3 +92,38 @@ def test_printf_reproducer_sends_exactly_the_session_bytes_then_quit():
     printf = line.rsplit(" | nc", 1)[0]
     sent = subprocess.run(["sh", "-c", printf], capture_output=True, timeout=10, check=True)
     assert sent.stdout == b"".join(data for _, data in steps) + b"QUIT\r\n"
+
+
+A_LONG_FAILING_SESSION = '''
+from conformance.commands import Command
+from conformance.session import CheckedSession
+
+
+def test_long_session(smtp_config, smtp_state_machine, smtp_server_address):
+    # As a test of a user's own would: any check failure raised in a test that uses the
+    # state machine fixture is reported by the plugin.
+    session = CheckedSession(smtp_server_address, smtp_config.profile, timeout=0.5)
+    session.connect()
+    for line in [b"EHLO a.example.test", b"NOOP", b"HELP", b"EHLO b.example.test",
+                 b"NOOP", b"HELO c.example.test"]:
+        session.send(Command(line + b"\\r\\n"))
+'''
+
+
+def test_the_saved_and_shown_session_is_the_shortest_that_fails(pytester):
+    pytester.makepyfile(A_LONG_FAILING_SESSION)
+    failures = pytester.path / "failures"
+    with FaultServer("helo_replies_220") as server:
+        result = pytester.runpytest("-p", "no:cacheprovider", "--smtp-timeout=0.5",
+                                    f"--server={server.address}",
+                                    f"--smtp-failures-dir={failures}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    [saved] = failures.iterdir()
+    assert load(saved).steps == (("HELO", b"HELO c.example.test\r\n"),)
+    result.stdout.fnmatch_lines([
+        "Shortest session found (1 of the 6 steps; replayed, it fails the same way):",
+        "*C: HELO c.example.test",
+        "*S: 220 hello",
+        "Replay (same bytes, same checks):",
+        "*printf 'HELO c.example.test\\r\\nQUIT\\r\\n' | nc *",
+    ])

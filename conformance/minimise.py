@@ -1,0 +1,110 @@
+"""The shortest session that still fails the same way: delta debugging over a failing one.
+
+Hypothesis shrinks the program it generated, but not always to the end: a redundant EHLO or
+an earlier transaction can stay in. Here the recorded steps are replayed against the same
+server with parts left out, and a shorter session is kept whenever it fails the same check,
+on the same command, with the same reply code (``failure_key``). It stops when no single
+step can be dropped (ddmin, Zeller and Hildebrandt, 2002), or when its budget of replays or
+time runs out: on a slow or nondeterministic server the result is then less minimal, never
+wrong, since every session it returns failed when it was replayed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from conformance.client import ServerAddress
+from conformance.commands import END_OF_DATA, Step
+from conformance.errors import ServerError
+from conformance.failures import ConformanceFailure
+from conformance.replay import Script, failure_key, replay
+from conformance.session import Pacer
+
+Unit = tuple[Step, ...]  # steps that are kept or dropped together
+
+
+@dataclass(frozen=True)
+class Minimised:
+    script: Script
+    failure: ConformanceFailure  # what the shortest session's replay raised
+    original_steps: int
+    replays: int
+
+
+def units_of(steps: Sequence[Step]) -> list[Unit]:
+    """The steps, with each message kept together with the DATA command before it: a message
+    sent without its DATA would be read as commands, and a DATA without its message would
+    make the server read the next commands as mail."""
+    units: list[Unit] = []
+    for step in steps:
+        if step[0] == END_OF_DATA and units and units[-1][-1][0] == "DATA":
+            units[-1] = (*units[-1], step)
+        else:
+            units.append((step,))
+    return units
+
+
+class _Budget:
+    def __init__(self, replays: int, seconds: float, clock: Callable[[], float]) -> None:
+        self.replays_left = replays
+        self.deadline = clock() + seconds
+        self.clock = clock
+        self.used = 0
+
+    def spend(self) -> bool:
+        """True if one more replay is allowed (and counts it)."""
+        if self.replays_left <= 0 or self.clock() >= self.deadline:
+            return False
+        self.replays_left -= 1
+        self.used += 1
+        return True
+
+
+def minimise(script: Script, address: ServerAddress, *, timeout: float,
+             pacer: Pacer | None = None, max_replays: int = 50, seconds: float = 30.0,
+             clock: Callable[[], float] = time.monotonic) -> Minimised | None:
+    """The shortest part of ``script`` found that fails like the whole; None if the whole
+    script, replayed, does not fail the same way (the server is not deterministic) or the
+    budget does not allow even that replay."""
+    budget = _Budget(max_replays, seconds, clock)
+
+    def run(units: Sequence[Unit]) -> ConformanceFailure | None:
+        steps = tuple(step for unit in units for step in unit)
+        try:
+            _, failure = replay(Script(script.profile, script.check, steps), address,
+                                timeout=timeout, pacer=pacer)
+        except ServerError:  # unreachable now: this candidate tells nothing
+            return None
+        return failure
+
+    units = units_of(script.steps)
+    if not budget.spend() or (best := run(units)) is None:
+        return None
+    key = failure_key(best)
+    parts = 2
+    while units:
+        size = math.ceil(len(units) / parts)
+        for start in range(0, len(units), size):
+            if not budget.spend():
+                return _result(script, units, best, budget)
+            candidate = units[:start] + units[start + size:]
+            failure = run(candidate)
+            if failure is not None and failure_key(failure) == key:
+                units, best = candidate, failure
+                parts = max(parts - 1, 2)
+                break
+        else:
+            if size == 1:  # no single unit can be dropped: 1-minimal
+                break
+            parts = min(parts * 2, len(units))
+    return _result(script, units, best, budget)
+
+
+def _result(script: Script, units: Sequence[Unit], failure: ConformanceFailure,
+            budget: _Budget) -> Minimised:
+    steps = tuple(step for unit in units for step in unit)
+    return Minimised(Script(script.profile, script.check, steps), failure,
+                     len(script.steps), budget.used)

@@ -1,0 +1,129 @@
+"""Delta debugging over failing sessions, against real (fault-injected) servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+
+from conformance.commands import END_OF_DATA, Message, Step
+from conformance.minimise import minimise, units_of
+from conformance.replay import Script, failure_key
+from tests.fault_server import FaultServer
+from tests.scripted_server import ScriptedServer, read_line
+
+TIMEOUT = 0.5
+MESSAGE = (END_OF_DATA, Message(b"Subject: t\r\n\r\nhello").wire)
+
+
+def step(group: str, line: str) -> Step:
+    return group, f"{line}\r\n".encode()
+
+
+EHLO = step("EHLO", "EHLO client.example.test")
+NOOP = step("NOOP", "NOOP")
+HELP = step("HELP", "HELP")
+MAIL = step("MAIL", "MAIL FROM:<a@example.test>")
+RCPT = step("RCPT", "RCPT TO:<b@example.test>")
+DATA = step("DATA", "DATA")
+HELO = step("HELO", "HELO client.example.test")
+
+
+def test_a_message_stays_with_its_data_command():
+    assert units_of([EHLO, DATA, MESSAGE, NOOP, MESSAGE]) == [
+        (EHLO,), (DATA, MESSAGE), (NOOP,), (MESSAGE,)]
+
+
+def test_redundant_commands_are_dropped():
+    script = Script("seed", "reply_code_documented", (EHLO, EHLO, NOOP, HELP, NOOP, HELO))
+    with FaultServer("helo_replies_220") as server:
+        result = minimise(script, server.address, timeout=TIMEOUT)
+    assert result is not None
+    assert result.script.steps == (HELO,)
+    assert failure_key(result.failure) == ("reply_code_documented", "HELO", 220)
+    assert result.failure.transcript.endswith("S: 220 hello")
+    assert result.original_steps == 6
+
+
+def test_the_steps_a_deep_fault_needs_are_kept():
+    noise = [NOOP, EHLO, HELP]
+    steps = [EHLO, *noise, MAIL, NOOP, RCPT, *noise[:1], RCPT, HELP, RCPT]
+    script = Script("seed", "reply_code_documented", tuple(steps))
+    with FaultServer("third_recipient_554") as server:
+        result = minimise(script, server.address, timeout=TIMEOUT)
+    assert result is not None
+    assert result.script.steps == (MAIL, RCPT, RCPT, RCPT)
+
+
+def test_a_message_and_its_data_are_kept_or_dropped_together():
+    steps = (EHLO, MAIL, RCPT, NOOP, DATA, MESSAGE, NOOP, MAIL)
+    script = Script("seed", "reply_code_documented", steps)
+    with FaultServer("mail_fails_after_message") as server:
+        result = minimise(script, server.address, timeout=TIMEOUT)
+    assert result is not None
+    assert result.script.steps == (MAIL, RCPT, DATA, MESSAGE, MAIL)
+    assert failure_key(result.failure) == ("reply_code_documented", "MAIL", 550)
+
+
+def test_a_failure_at_the_greeting_needs_no_step_at_all():
+    script = Script("seed", "greeting_names_server", (EHLO, NOOP))
+    with FaultServer("greeting_without_domain") as server:
+        result = minimise(script, server.address, timeout=TIMEOUT)
+    assert result is not None
+    assert result.script.steps == ()
+
+
+def test_a_session_that_does_not_fail_again_gives_nothing():
+    script = Script("seed", "reply_code_documented", (EHLO, HELO))
+    with FaultServer() as server:
+        assert minimise(script, server.address, timeout=TIMEOUT) is None
+
+
+def test_a_minimal_session_is_left_as_it_is():
+    steps = (MAIL, RCPT, RCPT, RCPT)
+    script = Script("seed", "reply_code_documented", steps)
+    with FaultServer("third_recipient_554") as server:
+        result = minimise(script, server.address, timeout=TIMEOUT)
+    assert result is not None
+    assert result.script.steps == steps
+    assert result.replays > 1
+
+
+def two_bugs(conn: socket.socket, stop: threading.Event) -> None:
+    """HELO after NOOP gets 220; VRFY as the first command gets 252 (another failure)."""
+    conn.sendall(b"220 mx.example.test\r\n")
+    seen: list[bytes] = []
+    while line := read_line(conn):
+        verb = line.split()[0].upper() if line.split() else b""
+        if verb == b"HELO":
+            conn.sendall(b"220 hello\r\n" if b"NOOP" in seen else b"250 mx.example.test\r\n")
+        elif verb == b"VRFY":
+            conn.sendall(b"502 no\r\n" if seen else b"252 maybe\r\n")
+        else:
+            conn.sendall(b"250 ok\r\n")
+        seen.append(verb)
+
+
+def test_a_different_failure_is_not_taken_for_the_recorded_one():
+    vrfy = step("VRFY", "VRFY postmaster")
+    script = Script("seed", "reply_code_documented", (NOOP, vrfy, HELO))
+    with ScriptedServer(two_bugs) as server:
+        result = minimise(script, server.address, timeout=TIMEOUT)
+    # Dropping the NOOP makes VRFY fail instead (252): a failure, but not the recorded one.
+    assert result is not None
+    assert result.script.steps == (NOOP, HELO)
+    assert failure_key(result.failure) == ("reply_code_documented", "HELO", 220)
+
+
+def test_the_budget_bounds_the_replays_and_the_time():
+    script = Script("seed", "reply_code_documented", (EHLO, EHLO, NOOP, HELP, NOOP, HELO))
+    with FaultServer("helo_replies_220") as server:
+        once = minimise(script, server.address, timeout=TIMEOUT, max_replays=1)
+        assert once is not None
+        assert (once.script, once.replays) == (script, 1)
+        assert minimise(script, server.address, timeout=TIMEOUT, max_replays=0) is None
+        ticks = itertools.count(step=10.0)  # every look at the clock: 10 s later
+        late = minimise(script, server.address, timeout=TIMEOUT, seconds=15.0,
+                        clock=lambda: next(ticks))
+        assert late is not None
+        assert late.replays == 1
