@@ -28,11 +28,13 @@ from conformance.session import CheckedSession, Pacer
 from conformance.tables import Profile
 
 
-def _either(verb: str, valid: st.SearchStrategy[Command] | None = None
-            ) -> st.SearchStrategy[Command]:
-    """Mostly valid commands for ``verb`` (``valid``, by default any), sometimes malformed."""
+def _either(verb: str, valid: st.SearchStrategy[Command] | None = None,
+            malformed: st.SearchStrategy[Command] | None = None) -> st.SearchStrategy[Command]:
+    """Mostly valid commands for ``verb`` (``valid``, by default any), sometimes malformed
+    (``malformed``, by default any)."""
     valid = valid if valid is not None else smtp.valid_commands(verb)
-    return st.one_of(valid, valid, smtp.malformed_commands(verb=verb))
+    malformed = malformed if malformed is not None else smtp.malformed_commands(verb=verb)
+    return st.one_of(valid, valid, malformed)
 
 
 def _is_open(machine: SMTPConformance) -> bool:
@@ -75,8 +77,9 @@ def _interrupt_rule(recipients: st.SearchStrategy[Command]) -> Callable[..., Non
 def _recipient_rules(domain: str) -> dict[str, Callable[..., None]]:
     """The rules that send RCPT, with every generated recipient in ``domain``."""
     recipients = smtp.rcpt_commands(domain=st.just(domain))
+    malformed = smtp.malformed_commands(verb="RCPT", domain=domain)
     return {
-        "send_rcpt": _sends("send_rcpt", _either("RCPT", recipients)),
+        "send_rcpt": _sends("send_rcpt", _either("RCPT", recipients, malformed)),
         "transaction_complete": _complete_rule(recipients),
         "transaction_interrupted": _interrupt_rule(recipients),
     }

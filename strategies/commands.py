@@ -115,10 +115,12 @@ def _malformed(line: str | bytes) -> Command:
 
 
 @st.composite
-def malformed_commands(draw: st.DrawFn, *, verb: str | None = None) -> Command:
-    """A command that breaks one RFC 5321 §4.1 rule, for ``verb`` or any seed verb."""
+def malformed_commands(draw: st.DrawFn, *, verb: str | None = None,
+                       domain: str = "example.test") -> Command:
+    """A command that breaks one RFC 5321 §4.1 rule, for ``verb`` or any seed verb; any
+    mailbox in it is in ``domain``."""
     v = verb or draw(st.sampled_from(SEED_VERBS))
-    path = draw(st.sampled_from(["<user@example.test>", "<>", "<postmaster@example.test>"]))
+    path = draw(st.sampled_from([f"<user@{domain}>", "<>", f"<postmaster@{domain}>"]))
     keyword = {"MAIL": "FROM:", "SEND": "FROM:", "SOML": "FROM:", "SAML": "FROM:",
                "RCPT": "TO:"}.get(v, "")
     argument = f"{keyword}{path}" if keyword else draw(st.sampled_from(
@@ -141,7 +143,7 @@ def malformed_commands(draw: st.DrawFn, *, verb: str | None = None) -> Command:
         return _malformed(f"{v} {keyword}{path.strip('<>') or 'nobody'}")
     if kind == "overlong":
         size = draw(st.integers(grammar.MAX_COMMAND_LINE_OCTETS, 2000))
-        return _malformed(f"{v} {keyword}<{'x' * size}@example.test>")
+        return _malformed(f"{v} {keyword}<{'x' * size}@{domain}>")
     if kind == "eight-bit":
         return _malformed(f"{v} {argument}".encode() + draw(st.binary(min_size=1, max_size=4).map(
             lambda b: bytes(x | 0x80 for x in b))))
