@@ -75,11 +75,12 @@ def _interrupt_rule(recipients: st.SearchStrategy[Command]) -> Callable[..., Non
 
 
 def _recipient_rules(domain: str) -> dict[str, Callable[..., None]]:
-    """The rules that send RCPT, with every generated recipient in ``domain``."""
+    """The rules that send RCPT (raw lines included), with every recipient in ``domain``."""
     recipients = smtp.rcpt_commands(domain=st.just(domain))
     malformed = smtp.malformed_commands(verb="RCPT", domain=domain)
     return {
         "send_rcpt": _sends("send_rcpt", _either("RCPT", recipients, malformed)),
+        "send_raw_line": _sends("send_raw_line", smtp.raw_lines(domain=domain)),
         "transaction_complete": _complete_rule(recipients),
         "transaction_interrupted": _interrupt_rule(recipients),
     }

@@ -169,11 +169,12 @@ def _garbage(octets: bytes) -> Command:
     return Command(octets + b"\r\n", valid=False)
 
 
-def raw_lines() -> st.SearchStrategy[Command]:
-    """Any malformed line: a broken seed command, an unknown verb, or garbage octets."""
+def raw_lines(*, domain: str = "example.test") -> st.SearchStrategy[Command]:
+    """Any malformed line: a broken seed command (any mailbox in ``domain``), an unknown verb,
+    or garbage octets."""
     garbage = st.binary(min_size=0, max_size=40).filter(
         lambda b: b"\n" not in b and b"\r" not in b).map(_garbage)
-    return st.one_of(malformed_commands(), unknown_commands(), garbage)
+    return st.one_of(malformed_commands(domain=domain), unknown_commands(), garbage)
 
 
 # --- message data ----------------------------------------------------------------------------

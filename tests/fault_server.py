@@ -74,12 +74,12 @@ class _Handler(socketserver.StreamRequestHandler):
             line = self.rfile.readline(MAX_LINE + 1)
             if not line:
                 return
+            self.server.received.append(line)  # an overlong line: its first MAX_LINE octets
             if not line.endswith(b"\n") or len(line) > 512:
                 while line and not line.endswith(b"\n"):
                     line = self.rfile.readline(MAX_LINE + 1)
                 self.reply("500 Line too long")
                 continue
-            self.server.received.append(line)
             text = line.rstrip(b"\r\n").decode("latin-1")
             verb_sent, _, arg = text.partition(" ")
             verb = verb_sent.upper()
@@ -178,7 +178,7 @@ class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     fault: str | None
     stopping: threading.Event
-    received: deque[bytes]  # command lines, newest last (bounded)
+    received: deque[bytes]  # command lines (overlong ones cut), newest last (bounded)
     counts: Counter[str]  # commands seen, by verb, over the server's life
     lock: threading.Lock
 
