@@ -64,18 +64,19 @@ class _Budget:
 
 
 def minimise(script: Script, address: ServerAddress, *, timeout: float,
-             pacer: Pacer | None = None, max_replays: int = 50, seconds: float = 30.0,
-             clock: Callable[[], float] = time.monotonic) -> Minimised | None:
+             pacer: Pacer | None = None, deliver: bool = True, max_replays: int = 50,
+             seconds: float = 30.0, clock: Callable[[], float] = time.monotonic
+             ) -> Minimised | None:
     """The shortest part of ``script`` found that fails like the whole; None if the whole
     script, replayed, does not fail the same way (the server is not deterministic) or the
-    budget does not allow even that replay."""
+    budget does not allow even that replay. ``deliver=False``: no message is completed."""
     budget = _Budget(max_replays, seconds, clock)
 
     def run(units: Sequence[Unit]) -> ConformanceFailure | None:
         steps = tuple(step for unit in units for step in unit)
         try:
             _, failure = replay(Script(script.profile, script.check, steps), address,
-                                timeout=timeout, pacer=pacer)
+                                timeout=timeout, pacer=pacer, deliver=deliver)
         except ServerError:  # unreachable now: this candidate tells nothing
             return None
         return failure

@@ -18,6 +18,7 @@ from conformance.commands import END_OF_DATA, Command, Message, Step
 from conformance.errors import UsageError
 from conformance.failures import ConformanceFailure
 from conformance.grading import Policy
+from conformance.model import State
 from conformance.session import CheckedSession, Pacer
 from conformance.tables import Profile, get_profile
 
@@ -71,16 +72,22 @@ def load(path: Path) -> Script:
 
 
 def replay(script: Script, address: ServerAddress, *, timeout: float,
-           profile: Profile | None = None, pacer: Pacer | None = None
+           profile: Profile | None = None, pacer: Pacer | None = None, deliver: bool = True
            ) -> tuple[CheckedSession, ConformanceFailure | None]:
     """Send the script's steps in order, checking every reply; stop at the first failure.
-    Every finding fails here (strict), since the point is to see the recorded one again."""
+    Every finding fails here (strict), since the point is to see the recorded one again.
+
+    A message is only ever sent as recorded: if the server asks for mail data (354) where
+    the script has none, the replay stops there, so that later lines are never read as a
+    message; ``deliver=False`` closes the connection instead of sending any message."""
     session = CheckedSession(address, profile or get_profile(script.profile), timeout=timeout,
-                             policy=Policy(strict=True), pacer=pacer)
+                             policy=Policy(strict=True), pacer=pacer, deliver=deliver)
     try:
         session.connect()
         for group, data in script.steps:
             if not session.model.open:
+                break
+            if session.model.state is State.DATA and group != END_OF_DATA:
                 break
             if group == END_OF_DATA:
                 session.send_message(Message.from_wire(data))

@@ -127,3 +127,11 @@ def test_the_budget_bounds_the_replays_and_the_time():
                         clock=lambda: next(ticks))
         assert late is not None
         assert late.replays == 1
+
+
+def test_in_safe_mode_no_replay_completes_a_message():
+    # The failure needs a completed message; without delivery it cannot be seen again.
+    script = Script("seed", "reply_code_documented", (MAIL, RCPT, DATA, MESSAGE, MAIL))
+    with FaultServer("mail_fails_after_message") as server:
+        assert minimise(script, server.address, timeout=TIMEOUT, deliver=False) is None
+        assert minimise(script, server.address, timeout=TIMEOUT, deliver=True) is not None

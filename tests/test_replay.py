@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conformance.client import ServerAddress
-from conformance.replay import Script, load, printf_reproducer, save
+from conformance.replay import Script, load, printf_reproducer, replay, save
 from tests.fault_server import FAULTS, FaultServer
 
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5",
@@ -127,3 +127,26 @@ def test_the_saved_and_shown_session_is_the_shortest_that_fails(pytester):
         "Replay (same bytes, same checks):",
         "*printf 'HELO c.example.test\\r\\nQUIT\\r\\n' | nc *",
     ])
+
+
+TRANSACTION = (("MAIL", b"MAIL FROM:<a@example.test>\r\n"),
+               ("RCPT", b"RCPT TO:<b@example.test>\r\n"), ("DATA", b"DATA\r\n"))
+
+
+def test_replay_never_sends_lines_as_a_message_the_script_does_not_have():
+    # Recorded where DATA got 503; if the server now answers 354, the "." must not follow.
+    steps = (*TRANSACTION, ("unrecognised", b".\r\n"))
+    with FaultServer() as server:
+        session, failure = replay(Script("seed", "x", steps), server.address, timeout=0.5)
+    assert failure is None
+    assert session.transcript.splitlines()[-1].endswith("S: 354 End data with <CRLF>.<CRLF>")
+
+
+def test_replay_in_safe_mode_never_completes_a_message():
+    steps = (*TRANSACTION, ("received data", b"hello\r\n.\r\n"))
+    with FaultServer() as server:
+        session, failure = replay(Script("seed", "x", steps), server.address, timeout=0.5,
+                                  deliver=False)
+    assert failure is None
+    assert "Message accepted" not in session.transcript
+    assert "C: hello" not in session.transcript
