@@ -104,10 +104,14 @@ class ReplyParser:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _fail(self, rule: str, detail: str, offending: bytes) -> ReplyFramingError:
-        """The error to raise when framing is lost; what was buffered is dropped."""
+    def _fail(self, rule: str, detail: str, offending: bytes, *, taken: bytes = b""
+              ) -> ReplyFramingError:
+        """The error to raise when framing is lost; what was buffered is dropped. ``taken``:
+        the line already taken from the buffer that broke the rule (so the error's partial
+        bytes are everything unreplied, in order)."""
         violation = Violation(rule, detail, offending[:200], line=len(self._lines))
-        error = ReplyFramingError(violation, partial=self.pending[:1024])
+        partial = b"".join(self._lines) + taken + bytes(self._buffer)
+        error = ReplyFramingError(violation, partial=partial[:1024])
         self._buffer.clear()
         self._start_reply()
         return error
@@ -147,7 +151,8 @@ class ReplyParser:
             self._note("bare-lf", "line ends in LF without CR", raw_line[-80:])
         code_bytes = content[:3]
         if len(code_bytes) < 3 or not code_bytes.isdigit():
-            raise self._fail("no-reply-code", "line does not start with three digits", raw_line)
+            raise self._fail("no-reply-code", "line does not start with three digits", raw_line,
+                             taken=raw_line)
         code = int(code_bytes)
         if self._lines:
             if code != self._code:

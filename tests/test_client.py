@@ -165,6 +165,10 @@ def closes_without_greeting(conn: socket.socket, stop: threading.Event) -> None:
     pass
 
 
+def speaks_http(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+
 def bare_lf_replies(conn: socket.socket, stop: threading.Event) -> None:
     conn.sendall(b"220 mx.example.test\n")
     while read_line(conn):
@@ -233,6 +237,16 @@ def test_server_that_floods_hits_a_hard_bound(script, bound):
         assert caught.value.violation.rule == bound
         assert client.parser.pending == b""
         assert len(caught.value.partial) <= 1024
+
+
+def test_server_that_is_not_smtp_is_unreadable_and_shown_as_sent():
+    with talking_to(speaks_http) as client, ends_within(TIMEOUT):
+        with pytest.raises(ReplyFramingError) as caught:
+            client.connect()
+        assert caught.value.violation.rule == "no-reply-code"
+        assert caught.value.partial.startswith(b"HTTP/1.1 400 Bad Request\r\nContent-Length")
+    assert client.transcript.render(timestamps=False).splitlines()[1:4] == [
+        "S: HTTP/1.1 400 Bad Request", "S: Content-Length: 0", "S: "]
 
 
 def test_server_that_closes_mid_reply_is_reported_as_closed():

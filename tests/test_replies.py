@@ -125,6 +125,7 @@ def test_rejects_line_without_reply_code(feed, data):
     with pytest.raises(ReplyFramingError) as caught:
         feed(ReplyParser(), data)
     assert caught.value.violation.rule == "no-reply-code"
+    assert caught.value.partial == data  # the unreadable line included
 
 
 @pytest.mark.parametrize("feed", FEEDERS.values(), ids=list(FEEDERS))
