@@ -27,6 +27,15 @@ class TargetUnreachable(ConformanceError):
     """No TCP connection to the server could be made; nothing was tested."""
 
 
+class TargetLost(BaseException):
+    """The server stopped accepting connections in the middle of a run.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: Hypothesis lets it through at once
+    instead of shrinking it as a failure of the server, and the plugin ends the run with
+    ``EXIT_UNREACHABLE``.
+    """
+
+
 class ServerError(ConformanceError):
     """The server under test misbehaved: bad framing, silence, an early close.
 

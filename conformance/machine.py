@@ -21,6 +21,7 @@ from hypothesis.stateful import (
 import strategies as smtp
 from conformance.client import ServerAddress
 from conformance.commands import Command, Message
+from conformance.errors import TargetLost, TargetUnreachable
 from conformance.grading import Policy
 from conformance.model import State
 from conformance.record import RunRecord
@@ -105,7 +106,7 @@ class SMTPConformance(RuleBasedStateMachine):
 
     @initialize()
     def connect(self) -> None:
-        self.session.connect()
+        self._connect()
 
     def teardown(self) -> None:
         self.session.close()
@@ -181,7 +182,13 @@ class SMTPConformance(RuleBasedStateMachine):
     @precondition(lambda machine: not machine.session.model.open)
     @rule()
     def reconnect(self) -> None:
-        self.session.connect()
+        self._connect()
+
+    def _connect(self) -> None:
+        try:
+            self.session.connect()
+        except TargetUnreachable as error:  # it answered when the run began
+            raise TargetLost(str(error)) from None
 
 
 def configure(address: ServerAddress, profile: Profile, *, timeout: float,

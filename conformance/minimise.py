@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from conformance.client import ServerAddress
 from conformance.commands import END_OF_DATA, Step
-from conformance.errors import ServerError
+from conformance.errors import ServerError, TargetUnreachable
 from conformance.failures import ConformanceFailure
 from conformance.replay import Script, failure_key, replay
 from conformance.session import Pacer
@@ -77,7 +77,7 @@ def minimise(script: Script, address: ServerAddress, *, timeout: float,
         try:
             _, failure = replay(Script(script.profile, script.check, steps), address,
                                 timeout=timeout, pacer=pacer, deliver=deliver)
-        except ServerError:  # unreachable now: this candidate tells nothing
+        except (ServerError, TargetUnreachable):  # this candidate tells nothing
             return None
         return failure
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.errors import FlakyStrategyDefinition
 
 from conformance import grammar, replay
 from conformance.baseline import Baseline
@@ -27,6 +28,7 @@ from conformance.client import ServerAddress, SMTPClient
 from conformance.errors import (
     EXIT_UNREACHABLE,
     ConformanceError,
+    TargetLost,
     TargetUnreachable,
     UsageError,
 )
@@ -40,7 +42,7 @@ from conformance.grading import Policy
 from conformance.levels import Verdict
 from conformance.machine import SMTPConformance, configure
 from conformance.minimise import Minimised, minimise
-from conformance.record import Coverage, RunRecord, records_for
+from conformance.record import Coverage, RunError, RunRecord, records_for
 from conformance.reference_server import ReferenceServer
 from conformance.report import RunInfo, document, summary_lines, write_diagram, write_report
 from conformance.session import Pacer
@@ -282,10 +284,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     if record is None or call.when != "call":
         return report
     suite = item.config.stash[CONFIG_KEY]
-    unreproduced = unreproduced_failures(call.excinfo.value) if call.excinfo else []
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, TargetLost | TargetUnreachable | FlakyStrategyDefinition):
+        _stopped_by_server(report, record, item, suite)
+        return report
+    unreproduced = unreproduced_failures(error) if error is not None else []
     if unreproduced:
         _inconclusive(report, record, unreproduced, suite.policy)
         return report
+    if error is not None and not failures:  # a bug of ours: its traceback stays
+        first_line = (str(error).splitlines() or [""])[0]
+        record.errors.append(RunError(f"the suite stopped: {type(error).__name__}: "
+                                      f"{first_line}"))
     address = item.stash[ADDRESS_KEY]  # set with the record, by the state machine fixture
     shortest = [_shortest(failure, address, suite) for failure in failures]
     replays = [_save_replay(item, suite, failure, script)
@@ -309,6 +319,27 @@ def _note(record: RunRecord, failure: ConformanceFailure, policy: Policy, *,
         record.note(dataclasses.replace(
             finding, replay=replay, verdict=str(verdict) if verdict else finding.verdict,
             complaint=finding.complaint + remark))
+
+
+def _stopped_by_server(report: pytest.TestReport, record: RunRecord, item: pytest.Item,
+                       suite: SuiteConfig) -> None:
+    """The run cannot go on: the server went away, or it answered the same session differently
+    from one replay to the next, so Hypothesis could not follow it. A one-line error, no
+    traceback; if the server is gone, the run stops there with EXIT_UNREACHABLE."""
+    address = item.stash[ADDRESS_KEY]
+    gone = _unreachable(address, suite.timeout)
+    if gone:
+        error = RunError(f"the server stopped accepting connections during the run: {gone}",
+                         unreachable=True)
+    else:
+        error = RunError("the server answered the same commands differently from one session "
+                         "to the next (it is not deterministic, or its state changed during "
+                         "the run), so the sessions could not be replayed")
+    record.errors.append(error)
+    report.longrepr = f"smtp-conformance: {error.message}"
+    report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
+    if error.unreachable:  # nothing after this can reach it either
+        item.session.shouldstop = error.message
 
 
 def _inconclusive(report: pytest.TestReport, record: RunRecord,
@@ -377,7 +408,8 @@ class _RunReporter:
             self.record.merge(RunRecord.from_json(data))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if not self.record.coverage and not self.record.findings:
+        record = self.record
+        if not (record.coverage or record.findings or record.errors):
             return  # the suite did not run
         terminalreporter.write_sep("=", f"smtp-conformance: profile {self.suite.profile.name}")
         for line in summary_lines(self.record, self.suite.profile):
@@ -394,10 +426,12 @@ class _RunReporter:
         if self.suite.report is not None and not self.is_worker:
             terminalreporter.write_line(f"report: {self.suite.report}")
 
-    def pytest_sessionfinish(self, exitstatus: int) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         suite = self.suite
         if self.is_worker:
             return
+        if any(error.unreachable for error in self.record.errors):
+            session.exitstatus = exitstatus = EXIT_UNREACHABLE
         if suite.baseline_write is not None:
             self.written = from_baseline_run(self.record, suite.today, suite.baseline)
             write_baseline(self.written, suite.baseline_write)
@@ -434,15 +468,22 @@ def smtp_server_address(smtp_config: SuiteConfig) -> Iterator[ServerAddress]:
 
 
 def _require_reachable(address: ServerAddress, timeout: float) -> None:
+    if gone := _unreachable(address, timeout):
+        pytest.exit(f"smtp-conformance: {gone}", returncode=EXIT_UNREACHABLE)
+
+
+def _unreachable(address: ServerAddress, timeout: float) -> str | None:
+    """Why no connection to ``address`` can be made; None if one can."""
     probe = SMTPClient(address, timeout=timeout)
     try:
         probe.connect()
     except TargetUnreachable as error:
-        pytest.exit(f"smtp-conformance: {error}", returncode=EXIT_UNREACHABLE)
+        return str(error)
     except ConformanceError:
         pass  # it answered, badly: that is for the checks to report
     finally:
         probe.close()
+    return None
 
 
 @pytest.fixture

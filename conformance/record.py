@@ -71,12 +71,23 @@ class FindingRecord:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class RunError:
+    """Why a run did not finish: the server went away (``unreachable``), or it answered the
+    same session differently on replay, or the suite itself failed."""
+
+    message: str
+    unreachable: bool = False
+
+
 @dataclass
 class RunRecord:
-    """Findings (one per key, the shortest transcript kept) and coverage."""
+    """Findings (one per key, the shortest transcript kept), coverage, and anything that
+    stopped the run before it finished."""
 
     findings: dict[FindingKey, FindingRecord] = field(default_factory=dict)
     coverage: Coverage = field(default_factory=Counter)
+    errors: list[RunError] = field(default_factory=list)
 
     def note(self, record: FindingRecord) -> None:
         known = self.findings.get(record.key)
@@ -91,6 +102,7 @@ class RunRecord:
         for record in other.findings.values():
             self.note(record)
         self.coverage.update(other.coverage)
+        self.errors += [error for error in other.errors if error not in self.errors]
 
     def by_verdict(self, verdict: Verdict) -> list[FindingRecord]:
         return [f for f in self.sorted_findings() if f.verdict == verdict.value]
@@ -103,6 +115,7 @@ class RunRecord:
         return {
             "findings": [f.to_json() for f in self.sorted_findings()],
             "coverage": [[s, g, c, n] for (s, g, c), n in sorted(self.coverage.items())],
+            "errors": [asdict(error) for error in self.errors],
         }
 
     @classmethod
@@ -111,6 +124,7 @@ class RunRecord:
         for finding in data["findings"]:
             record.note(FindingRecord.from_json(finding))
         record.coverage.update({(s, g, c): n for s, g, c, n in data["coverage"]})
+        record.errors = [RunError(**error) for error in data["errors"]]
         return record
 
 

@@ -79,7 +79,6 @@ def document(record: RunRecord, run: RunInfo, baseline: dict[str, Any] | None = 
              diagram: tuple[Path, Path | None] | None = None) -> dict[str, Any]:
     """The JSON report (see report.schema.json); ``baseline``: known, stale and expired;
     ``diagram``: the DOT file and the SVG file (None without Graphviz)."""
-    verdict = overall(record)
     return {
         "format": REPORT_FORMAT,
         "tool": {"name": "smtp-conformance", "version": _version()},
@@ -90,7 +89,8 @@ def document(record: RunRecord, run: RunInfo, baseline: dict[str, Any] | None = 
         "started": run.started.isoformat(timespec="seconds"),
         "finished": run.finished.isoformat(timespec="seconds"),
         "exit_status": run.exit_status,
-        "verdict": verdict.value if verdict else "PASS",
+        "verdict": run_verdict(record),
+        "errors": [error.message for error in record.errors],
         "counts": {v.value: len(record.by_verdict(v)) for v in Verdict},
         "findings": [f.to_json() for f in record.sorted_findings()],
         "baseline": baseline,
@@ -138,11 +138,25 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
 
 
+INCOMPLETE = "INCOMPLETE"
+
+
+def run_verdict(record: RunRecord) -> str:
+    """The run's verdict: INCOMPLETE if it did not finish (whatever it found before), else
+    the worst finding's, else PASS."""
+    if record.errors:
+        return INCOMPLETE
+    verdict = overall(record)
+    return verdict.value if verdict else "PASS"
+
+
 def summary_lines(record: RunRecord, profile: Profile) -> list[str]:
     """The terminal summary: verdict, findings per check, codes seen per group."""
-    verdict = overall(record)
+    verdict = run_verdict(record)
     counts = ", ".join(f"{len(record.by_verdict(v))} {v}" for v in Verdict)
-    lines = [f"verdict: {verdict.value if verdict else 'PASS (conforms)'}  ({counts})"]
+    labels = {"PASS": "PASS (conforms)", INCOMPLETE: "INCOMPLETE (the run did not finish)"}
+    lines = [f"verdict: {labels.get(verdict, verdict)}  ({counts})"]
+    lines += [f"  ERROR {error.message}" for error in record.errors]
     per_check = Counter((f.check, f.verdict) for f in record.findings.values())
     for (check, verdict_name), count in sorted(per_check.items()):
         lines.append(f"  {verdict_name:4} {check}: {count}")

@@ -6,6 +6,7 @@ import itertools
 import socket
 import threading
 
+from conformance.client import ServerAddress
 from conformance.commands import END_OF_DATA, Message, Step
 from conformance.minimise import minimise, units_of
 from conformance.replay import Script, failure_key
@@ -135,3 +136,10 @@ def test_in_safe_mode_no_replay_completes_a_message():
     with FaultServer("mail_fails_after_message") as server:
         assert minimise(script, server.address, timeout=TIMEOUT, deliver=False) is None
         assert minimise(script, server.address, timeout=TIMEOUT, deliver=True) is not None
+
+
+def test_a_server_that_has_gone_away_gives_nothing():
+    script = Script("seed", "reply_code_documented", (EHLO, HELO))
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        address = ServerAddress("127.0.0.1", probe.getsockname()[1])
+    assert minimise(script, address, timeout=TIMEOUT) is None

@@ -6,6 +6,8 @@ import json
 import os
 import re
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -170,3 +172,69 @@ def test_a_failure_that_does_not_reproduce_is_inconclusive_not_fail(pytester):
     assert finding["transcript"][-1].endswith("S: 220 hello, this once")  # the evidence
     result.stdout.fnmatch_lines(["verdict: INCONCLUSIVE *",
                                  "  INCONCLUSIVE [[]reply_code_documented] 220 *replayed*"])
+
+
+# --- runs that do not finish -----------------------------------------------------------------
+
+def stop_after(server: FaultServer, lines: int) -> threading.Thread:
+    """Stop ``server`` (its port then refuses connections) once it has read ``lines``."""
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while len(server.received) < lines and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.__exit__(None, None, None)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_server_that_goes_away_mid_run_ends_it_with_exit_6_and_one_line(pytester):
+    with FaultServer() as server:
+        stopper = stop_after(server, 300)
+        result, report = run_with_report(pytester, f"--server={server.address}",
+                                         "--smtp-examples=1000")
+        stopper.join()
+    assert result.ret == 6
+    message = (f"the server stopped accepting connections during the run: cannot connect to "
+               f"{server.address}: Connection refused")
+    assert (report["verdict"], report["exit_status"], report["errors"]) == (
+        "INCOMPLETE", 6, [message])
+    result.stdout.fnmatch_lines([f"smtp-conformance: {message}",
+                                 "verdict: INCOMPLETE (the run did not finish)*",
+                                 f"  ERROR {message}"])
+    assert "Traceback" not in result.stdout.str()
+    assert "hypothesis.errors" not in result.stdout.str()
+
+
+RAISES = '''
+import pytest
+from hypothesis.errors import FlakyStrategyDefinition
+
+
+def test_raises(smtp_state_machine):
+    raise {error}
+'''
+
+
+def test_server_that_answers_differently_on_replay_ends_the_run_with_one_line(pytester):
+    pytester.makepyfile(RAISES.format(error='FlakyStrategyDefinition("Inconsistent data")'))
+    with FaultServer() as server:
+        result = pytester.runpytest("-p", "no:cacheprovider", f"--server={server.address}",
+                                    f"--smtp-report={pytester.path / 'report.json'}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    report = json.loads((pytester.path / "report.json").read_text())
+    jsonschema.validate(report, SCHEMA)
+    assert report["verdict"] == "INCOMPLETE"
+    [error] = report["errors"]
+    assert error.startswith("the server answered the same commands differently")
+    result.stdout.fnmatch_lines([f"smtp-conformance: {error}", "verdict: INCOMPLETE *"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_a_bug_of_ours_keeps_its_traceback_and_the_run_is_incomplete(pytester):
+    pytester.makepyfile(RAISES.format(error='ValueError("boom")'))
+    with FaultServer() as server:
+        result = pytester.runpytest("-p", "no:cacheprovider", f"--server={server.address}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*raise ValueError*", "verdict: INCOMPLETE *",
+                                 "  ERROR the suite stopped: ValueError: boom"])
