@@ -292,7 +292,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     if unreproduced:
         _inconclusive(report, record, unreproduced, suite.policy)
         return report
-    if error is not None and not failures:  # a bug of ours: its traceback stays
+    if report.failed and not failures:  # a bug of ours: its traceback stays
         first_line = (str(error).splitlines() or [""])[0]
         record.errors.append(RunError(f"the suite stopped: {type(error).__name__}: "
                                       f"{first_line}"))

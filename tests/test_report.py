@@ -238,3 +238,11 @@ def test_a_bug_of_ours_keeps_its_traceback_and_the_run_is_incomplete(pytester):
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*raise ValueError*", "verdict: INCOMPLETE *",
                                  "  ERROR the suite stopped: ValueError: boom"])
+
+
+def test_a_skipped_test_using_the_fixtures_leaves_the_run_complete(pytester):
+    pytester.makepyfile(RAISES.format(error='pytest.skip.Exception("not today")'))
+    with FaultServer() as server:
+        result = pytester.runpytest("-p", "no:cacheprovider", f"--server={server.address}")
+    result.assert_outcomes(skipped=1)
+    assert "INCOMPLETE" not in result.stdout.str()
