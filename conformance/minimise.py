@@ -20,6 +20,7 @@ from conformance.client import ServerAddress
 from conformance.commands import END_OF_DATA, Step
 from conformance.errors import ServerError, TargetUnreachable
 from conformance.failures import ConformanceFailure
+from conformance.grading import FindingKey
 from conformance.replay import Script, failure_key, replay
 from conformance.session import Pacer
 
@@ -64,12 +65,13 @@ class _Budget:
 
 
 def minimise(script: Script, address: ServerAddress, *, timeout: float,
-             pacer: Pacer | None = None, deliver: bool = True, max_replays: int = 50,
-             seconds: float = 30.0, clock: Callable[[], float] = time.monotonic
-             ) -> Minimised | None:
-    """The shortest part of ``script`` found that fails like the whole; None if the whole
-    script, replayed, does not fail the same way (the server is not deterministic) or the
-    budget does not allow even that replay. ``deliver=False``: no message is completed."""
+             key: FindingKey | None = None, pacer: Pacer | None = None, deliver: bool = True,
+             max_replays: int = 50, seconds: float = 30.0,
+             clock: Callable[[], float] = time.monotonic) -> Minimised | None:
+    """The shortest part of ``script`` found that fails like the whole: with ``key`` (the
+    failure as recorded), or else as the whole script's replay fails. None if the replay of
+    the whole script does not fail that way (the server is not deterministic) or the budget
+    does not allow even that replay. ``deliver=False``: no message is completed."""
     budget = _Budget(max_replays, seconds, clock)
 
     def run(units: Sequence[Unit]) -> ConformanceFailure | None:
@@ -84,7 +86,9 @@ def minimise(script: Script, address: ServerAddress, *, timeout: float,
     units = units_of(script.steps)
     if not budget.spend() or (best := run(units)) is None:
         return None
-    key = failure_key(best)
+    key = key or failure_key(best)
+    if failure_key(best) != key:
+        return None
     parts = 2
     while units:
         size = math.ceil(len(units) / parts)

@@ -358,8 +358,8 @@ def _shortest(failure: ConformanceFailure, address: ServerAddress, suite: SuiteC
     """The failing session to save and show: the shortest part of it that, replayed, fails
     the same way (``None`` beside it when no step could be dropped)."""
     script = replay.script_of(failure)
-    minimal = minimise(script, address, timeout=suite.timeout, pacer=Pacer(suite.rate),
-                       deliver=suite.delivers)
+    minimal = minimise(script, address, timeout=suite.timeout, key=replay.failure_key(failure),
+                       pacer=Pacer(suite.rate), deliver=suite.delivers)
     if minimal is None or len(minimal.script.steps) == len(script.steps):
         return script, None
     return minimal.script, minimal

@@ -17,7 +17,7 @@ from conformance.client import ServerAddress
 from conformance.commands import END_OF_DATA, Command, Message, Step
 from conformance.errors import UsageError
 from conformance.failures import ConformanceFailure
-from conformance.grading import Policy
+from conformance.grading import FindingKey, Policy, finding_key
 from conformance.model import State
 from conformance.session import CheckedSession, Pacer
 from conformance.tables import Profile, get_profile
@@ -40,11 +40,9 @@ def script_of(failure: ConformanceFailure) -> Script:
     return Script(failure.exchange.profile.name, failure.check.id, failure.steps)
 
 
-def failure_key(failure: ConformanceFailure) -> tuple[str, str, int]:
-    """What makes two failures the same: the check, the command group and the reply code
-    (0: no reply)."""
-    x = failure.exchange
-    return failure.check.id, x.group, x.reply.code if x.reply else 0
+def failure_key(failure: ConformanceFailure) -> FindingKey:
+    """What makes two failures the same: the check, the command group and the reply code."""
+    return finding_key(failure.findings[0], failure.exchange)
 
 
 def file_name(failure: ConformanceFailure) -> str:

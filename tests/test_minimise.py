@@ -143,3 +143,15 @@ def test_a_server_that_has_gone_away_gives_nothing():
     with socket.create_server(("127.0.0.1", 0)) as probe:
         address = ServerAddress("127.0.0.1", probe.getsockname()[1])
     assert minimise(script, address, timeout=TIMEOUT) is None
+
+
+def test_a_replay_that_fails_otherwise_than_recorded_gives_nothing():
+    # Recorded: the HELO got 220. Replayed against a server where it does not, the session
+    # fails another way (NOOP 252): that is not the failure to cut down.
+    script = Script("seed", "reply_code_documented", (NOOP, HELO))
+    recorded = ("reply_code_documented", "HELO", 220)
+    with FaultServer("noop_replies_252") as server:
+        assert minimise(script, server.address, timeout=TIMEOUT, key=recorded) is None
+        other = minimise(script, server.address, timeout=TIMEOUT)
+    assert other is not None
+    assert failure_key(other.failure) == ("reply_code_documented", "NOOP", 252)
