@@ -16,7 +16,14 @@ from conformance.errors import ConnectionClosed, ReplyFramingError, ReplyTimeout
 from conformance.levels import Level
 from conformance.model import Session, State, is_positive
 from conformance.replies import Reply
-from conformance.tables import Profile
+from conformance.tables import (
+    CLOSING,
+    COMMAND_UNRECOGNISED,
+    SERVICE_NOT_AVAILABLE,
+    SERVICE_READY,
+    START_MAIL_INPUT,
+    Profile,
+)
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ def no_silent_close(x: Exchange) -> Complaint | None:
 
 @check("quit_closes", level=Level.MUST, citation="RFC 5321 §4.1.1.10")
 def quit_closes(x: Exchange) -> Complaint | None:
-    if x.group == "QUIT" and x.reply is not None and x.reply.code == 221 and \
+    if x.group == "QUIT" and x.reply is not None and x.reply.code == CLOSING and \
             x.closed_after is False:
         return "the server replied 221 to QUIT but kept the connection open"
     return None
@@ -100,7 +107,8 @@ def quit_closes(x: Exchange) -> Complaint | None:
 
 @check("closes_after_421", level=Level.MUST, citation="RFC 5321 §3.8")
 def closes_after_421(x: Exchange) -> Complaint | None:
-    if x.reply is not None and x.reply.code == 421 and x.closed_after is False:
+    if x.reply is not None and x.reply.code == SERVICE_NOT_AVAILABLE and \
+            x.closed_after is False:
         return "the server replied 421 but kept the connection open"
     return None
 
@@ -116,7 +124,7 @@ def rcpt_requires_mail(x: Exchange) -> Complaint | None:
 @check("data_requires_recipient", level=Level.MUST, citation="RFC 5321 §3.3, §4.1.4")
 def data_requires_recipient(x: Exchange) -> Complaint | None:
     if x.group == "DATA" and x.reply is not None and x.before.state is not State.RCPT and \
-            x.reply.code == 354:
+            x.reply.code == START_MAIL_INPUT:
         return "354 to DATA with no accepted recipient (expected 503 or 554)"
     return None
 
@@ -126,14 +134,15 @@ def verb_case_insensitive(x: Exchange) -> Complaint | None:
     sent = x.sent
     if not isinstance(sent, Command) or not sent.valid or x.reply is None:
         return None
-    if sent.verb in MANDATORY_VERBS and sent.verb_as_sent != sent.verb and x.reply.code == 500:
+    if sent.verb in MANDATORY_VERBS and sent.verb_as_sent != sent.verb and \
+            x.reply.code == COMMAND_UNRECOGNISED:
         return f"500 to {sent.verb_as_sent!r}: verbs are case-insensitive"
     return None
 
 
 @check("greeting_names_server", level=Level.MUST, citation="RFC 5321 §4.2, §4.3.1")
 def greeting_names_server(x: Exchange) -> Complaint | None:
-    if x.group != GREETING or x.reply is None or x.reply.code != 220:
+    if x.group != GREETING or x.reply is None or x.reply.code != SERVICE_READY:
         return None
     first = x.reply.lines[0].split(" ", 1)[0]
     if grammar.is_domain(first) or grammar.is_address_literal(first):
@@ -156,7 +165,8 @@ def reply_code_documented(x: Exchange) -> Complaint | None:
     row = x.profile.row(x.group)
     if row.allows(x.reply.code):
         return None
-    if x.reply.code == 421:  # the RFC 821 table omits it for QUIT, TURN and the end of data
+    # The RFC 821 table omits 421 for QUIT, TURN and the end of data.
+    if x.reply.code == SERVICE_NOT_AVAILABLE:
         return (f"421 is not in the {x.profile.name} row for {x.group} [{row.citation}], but "
                 f"RFC 821 §4.3 and RFC 5321 §3.8 allow 421 for any command"), Level.INFO
     return f"{x.reply.code} is not documented for {x.group} [{row.citation}]", row.level

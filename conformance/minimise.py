@@ -75,10 +75,9 @@ def minimise(script: Script, address: ServerAddress, *, timeout: float,
     budget = _Budget(max_replays, seconds, clock)
 
     def run(units: Sequence[Unit]) -> ConformanceFailure | None:
-        steps = tuple(step for unit in units for step in unit)
         try:
-            _, failure = replay(Script(script.profile, script.check, steps), address,
-                                timeout=timeout, pacer=pacer, deliver=deliver)
+            _, failure = replay(_script(script, units), address, timeout=timeout, pacer=pacer,
+                                deliver=deliver)
         except (ServerError, TargetUnreachable):  # this candidate tells nothing
             return None
         return failure
@@ -108,8 +107,11 @@ def minimise(script: Script, address: ServerAddress, *, timeout: float,
     return _result(script, units, best, budget)
 
 
+def _script(script: Script, units: Sequence[Unit]) -> Script:
+    """``script`` with only the steps in ``units``."""
+    return Script(script.profile, script.check, tuple(step for unit in units for step in unit))
+
+
 def _result(script: Script, units: Sequence[Unit], failure: ConformanceFailure,
             budget: _Budget) -> Minimised:
-    steps = tuple(step for unit in units for step in unit)
-    return Minimised(Script(script.profile, script.check, steps), failure,
-                     len(script.steps), budget.used)
+    return Minimised(_script(script, units), failure, len(script.steps), budget.used)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from conformance.commands import END_OF_DATA, GREETING
+from conformance.tables import OK, SERVICE_NOT_AVAILABLE
 
 
 class State(enum.Enum):
@@ -73,12 +74,12 @@ def is_positive(group: str, code: int) -> bool:
 
 def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] = ()) -> Session:
     """The session after the server answered ``code`` to a command of ``group``."""
-    if code == 421:  # §3.8: the server is closing
+    if code == SERVICE_NOT_AVAILABLE:  # §3.8: the server is closing
         return replace(session, state=S.CLOSED, recipients=0)
     if code // 100 == 5:
         session = replace(session, errors=session.errors + 1)
     if group == END_OF_DATA:
-        done = session.messages + (1 if code == 250 else 0)
+        done = session.messages + (1 if code == OK else 0)
         return replace(session, state=ON_END_OF_DATA, recipients=0, messages=done)
     if not is_positive(group, code):
         return session
@@ -104,7 +105,7 @@ def to_dot(*, coverage: Mapping[tuple[str, str], int] | None = None) -> str:
         edges.setdefault((before, after), []).append(group)
     edges.setdefault((S.DATA, ON_END_OF_DATA), []).append(END_OF_DATA)
     for before in _OPEN:
-        edges.setdefault((before, S.CLOSED), []).append("421")
+        edges.setdefault((before, S.CLOSED), []).append(str(SERVICE_NOT_AVAILABLE))
     lines = ["digraph smtp_session {", "  rankdir=LR;", "  node [shape=box];"]
     for state in State:
         lines.append(f'  {state.name} [label="{state.name}\\n{state.value}"];')

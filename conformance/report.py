@@ -20,10 +20,11 @@ from conformance.commands import END_OF_DATA
 from conformance.levels import Verdict
 from conformance.model import is_positive, to_dot
 from conformance.record import RunRecord
-from conformance.tables import GROUPS, Profile
+from conformance.tables import GROUPS, SERVICE_NOT_AVAILABLE, Profile
 
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 REPORT_FORMAT = 1
+INCOMPLETE = "INCOMPLETE"  # the run verdict when it did not finish
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,8 @@ def transitions_taken(record: RunRecord) -> dict[tuple[str, str], int]:
     reply, (state, END_OF_DATA) for any reply to the data, (state, "421") for a 421."""
     taken: Counter[tuple[str, str]] = Counter()
     for (state, group, code), count in record.coverage.items():
-        if code == 421:
-            taken[(state, "421")] += count
+        if code == SERVICE_NOT_AVAILABLE:
+            taken[(state, str(code))] += count
         elif group == END_OF_DATA or (code and is_positive(group, code)):
             taken[(state, group)] += count
     return dict(taken)
@@ -136,9 +137,6 @@ def write_diagram(record: RunRecord, dot_path: Path) -> Path | None:
 def write_report(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
-
-
-INCOMPLETE = "INCOMPLETE"
 
 
 def run_verdict(record: RunRecord) -> str:

@@ -18,7 +18,7 @@ from conformance.grading import Policy
 from conformance.model import Session, State, advance, closed
 from conformance.record import RunRecord, records_for
 from conformance.replies import Reply
-from conformance.tables import Profile
+from conformance.tables import CLOSING, SERVICE_NOT_AVAILABLE, Profile
 
 
 class Pacer:
@@ -100,7 +100,8 @@ class CheckedSession:
         except ServerError as failure:
             error = failure
         closed_after = None
-        if reply is not None and (reply.code == 421 or (group == "QUIT" and reply.code == 221)):
+        if reply is not None and (reply.code == SERVICE_NOT_AVAILABLE or
+                                  (group == "QUIT" and reply.code == CLOSING)):
             closed_after = self.client.wait_for_close(timeout=self.close_timeout)
         self.record.coverage[(before.state.name, group, reply.code if reply else 0)] += 1
         exchange = Exchange(self.profile, before, group, sent, reply, error, closed_after)

@@ -73,6 +73,15 @@ class Profile:
         return self.row(group).code_set
 
 
+# --- Reply codes the model and the checks act on (RFC 5321 §4.2.2, §4.2.3) ------------------
+
+SERVICE_READY = 220  # the greeting
+CLOSING = 221  # to QUIT, then close (§4.1.1.10)
+OK = 250
+START_MAIL_INPUT = 354  # to DATA: send the message
+SERVICE_NOT_AVAILABLE = 421  # any time, then close (§3.8)
+COMMAND_UNRECOGNISED = 500
+
 # --- Code texts ------------------------------------------------------------------------------
 
 # RFC 821 §4.2.2 numeric order list (RFC 5321 §4.2.3 keeps these texts).
