@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.errors import UsageError
-from conformance.grading import FindingKey
+from conformance.grading import BaselineKey
 from conformance.levels import Verdict
 from conformance.record import RunRecord
 
@@ -32,7 +32,7 @@ class Entry:
     expires: date | None = None
 
     @property
-    def key(self) -> FindingKey:
+    def key(self) -> BaselineKey:
         return (self.check, self.command, self.code)
 
     def expired(self, today: date) -> bool:
@@ -71,7 +71,7 @@ class Status:
 class Baseline:
     entries: tuple[Entry, ...]
 
-    def known(self, today: date) -> frozenset[FindingKey]:
+    def known(self, today: date) -> frozenset[BaselineKey]:
         """The keys this baseline accepts today."""
         return frozenset(e.key for e in self.entries if not e.expired(today))
 
@@ -80,7 +80,7 @@ class Baseline:
 
     def status(self, record: RunRecord, today: date) -> Status:
         known = record.by_verdict(Verdict.KNOWN)
-        seen = {f.key for f in known}
+        seen = {f.key.baseline_key for f in known}
         return Status(len(known),
                       [e for e in self.entries if not e.expired(today) and e.key not in seen],
                       self.expired(today))
@@ -127,8 +127,9 @@ def from_run(record: RunRecord, today: date, previous: Baseline | None = None) -
     wanted = {Verdict.FAIL.value, Verdict.WARN.value, Verdict.KNOWN.value}
     kept = {e.key: e for e in previous.entries} if previous else {}
     reason = WRITTEN_REASON.format(day=today.isoformat())
-    return Baseline(tuple(kept.get(f.key) or Entry(*f.key, reason)
-                          for f in record.sorted_findings() if f.verdict in wanted))
+    keys = dict.fromkeys(f.key.baseline_key for f in record.sorted_findings()
+                         if f.verdict in wanted)  # a MUST and a SHOULD finding: one entry
+    return Baseline(tuple(kept.get(key) or Entry(*key, reason) for key in keys))
 
 
 def write(baseline: Baseline, path: Path) -> None:

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from conformance import grammar
-from conformance.commands import END_OF_DATA, GREETING, MANDATORY_VERBS, Command, Message
+from conformance.commands import Command, Message
 from conformance.errors import ConnectionClosed, ReplyFramingError, ReplyTimeout, ServerError
 from conformance.levels import Level
 from conformance.model import Session, State, is_positive
@@ -19,8 +18,8 @@ from conformance.replies import Reply
 from conformance.tables import (
     CLOSING,
     COMMAND_UNRECOGNISED,
+    NOT_IMPLEMENTED,
     SERVICE_NOT_AVAILABLE,
-    SERVICE_READY,
     START_MAIL_INPUT,
     Profile,
 )
@@ -37,6 +36,12 @@ class Exchange:
     reply: Reply | None = None
     error: ServerError | None = None
     closed_after: bool | None = None  # probed only after 221 to QUIT and after 421
+    # Seconds the reply (or the close after 221/421) took, when longer than the timeout.
+    late: float | None = None
+    timeout: float = 0.0  # the run's per-reply timeout
+    # A control probe: this command is the plain form of the one just before it, which was
+    # refused; here are that command and its reply (sent in the same state).
+    variant_of: tuple[Command, Reply] | None = None
 
 
 Complaint = str | tuple[str, Level]  # a message, optionally with a level for this instance
@@ -49,18 +54,25 @@ class Check:
     level: Level | None  # None: the level of the profile row the reply is judged against
     citation: str
     run: CheckFunction
+    # Timing evidence: a replay answered in time does not refute it, so a finding that does
+    # not reproduce is INCONCLUSIVE rather than an intermittent deviation.
+    timing: bool = False
+    # Per run: the finding stands only if no exchange of the run refuted it (``refuted_by``).
+    refuted_by: Callable[[Exchange], bool] | None = None
 
 
 _REGISTRY: dict[str, Check] = {}
 
 
-def check(id: str, *, level: Level | None, citation: str) -> Callable[[CheckFunction],
-                                                                      CheckFunction]:
+def check(id: str, *, level: Level | None, citation: str, timing: bool = False,
+          refuted_by: Callable[[Exchange], bool] | None = None
+          ) -> Callable[[CheckFunction], CheckFunction]:
     """Register ``function`` as a check. A new check is one decorated function."""
     def register(function: CheckFunction) -> CheckFunction:
         if id in _REGISTRY:
             raise ValueError(f"check {id!r} registered twice")
-        _REGISTRY[id] = Check(id, level, citation, function)
+        _REGISTRY[id] = Check(id, level, citation, function, timing=timing,
+                              refuted_by=refuted_by)
         return function
     return register
 
@@ -77,9 +89,20 @@ def reply_well_formed(x: Exchange) -> Complaint | None:
     return "; ".join(v.describe() for v in x.reply.violations), worst
 
 
-@check("reply_within_timeout", level=Level.MUST, citation="RFC 5321 §4.2, §4.5.3.2")
-def reply_within_timeout(x: Exchange) -> Complaint | None:
+@check("command_answered", level=Level.MUST, citation="RFC 5321 §4.2, §4.5.3.2", timing=True)
+def command_answered(x: Exchange) -> Complaint | None:
+    """No reply at all, even after the longer confirmation wait."""
     return str(x.error) if isinstance(x.error, ReplyTimeout) else None
+
+
+# RFC 5321 §4.5.3.2 gives a client minutes per command, so a late reply is not a broken one;
+# it is reported, and the session ends (a tarpit slows the commands after it too).
+@check("reply_within_timeout", level=Level.SHOULD, citation="RFC 5321 §4.5.3.2", timing=True)
+def reply_within_timeout(x: Exchange) -> Complaint | None:
+    if x.late is None:
+        return None
+    what = "closed the connection" if x.closed_after else "replied"
+    return f"the server {what} after {x.late:.1f}s (the run's timeout is {x.timeout:g}s)"
 
 
 # RFC 5321 §7.8 lets a server under attack close after repeated failed commands; it SHOULD
@@ -129,32 +152,59 @@ def data_requires_recipient(x: Exchange) -> Complaint | None:
     return None
 
 
-@check("verb_case_insensitive", level=Level.MUST, citation="RFC 5321 §2.4, §4.5.1")
+@check("verb_case_insensitive", level=Level.MUST, citation="RFC 5321 §2.4")
 def verb_case_insensitive(x: Exchange) -> Complaint | None:
+    """Differential: the same command with the verb in upper case, sent right after in the
+    same state, succeeded where the case variant was refused as unrecognised."""
+    if x.variant_of is None or x.reply is None or not is_positive(x.group, x.reply.code):
+        return None
+    variant, refusal = x.variant_of
+    if variant.verb_as_sent == variant.verb or \
+            refusal.code not in (COMMAND_UNRECOGNISED, NOT_IMPLEMENTED):
+        return None
+    return (f"{refusal.code} to {variant.verb_as_sent!r} but {x.reply.code} to {variant.verb!r}:"
+            f" verbs are case-insensitive")
+
+
+@check("noop_ignores_parameter", level=Level.SHOULD, citation="RFC 5321 §4.1.1.9")
+def noop_ignores_parameter(x: Exchange) -> Complaint | None:
+    """Differential: a bare NOOP succeeded right after a NOOP with a parameter was refused."""
+    if x.group != "NOOP" or x.variant_of is None or x.reply is None or \
+            not is_positive("NOOP", x.reply.code):
+        return None
+    variant, refusal = x.variant_of
+    if variant.verb_as_sent != variant.verb:
+        return None  # a case variant: verb_case_insensitive speaks for it
+    return (f"{refusal.code} to {variant.line.rstrip()!r} but {x.reply.code} to a bare NOOP: "
+            f"a server should ignore NOOP's parameter")
+
+
+def _minimum_verb_sent(x: Exchange) -> Command | None:
+    """The command, if it is a valid one, with its verb in upper case, of a verb in the
+    profile's minimum implementation, and it was answered."""
     sent = x.sent
-    if not isinstance(sent, Command) or not sent.valid or x.reply is None:
+    if not isinstance(sent, Command) or not sent.valid or x.reply is None or \
+            sent.verb not in x.profile.minimum_verbs or sent.verb_as_sent != sent.verb:
         return None
-    if sent.verb in MANDATORY_VERBS and sent.verb_as_sent != sent.verb and \
-            x.reply.code == COMMAND_UNRECOGNISED:
-        return f"500 to {sent.verb_as_sent!r}: verbs are case-insensitive"
-    return None
+    return sent
 
 
-@check("greeting_names_server", level=Level.MUST, citation="RFC 5321 §4.2, §4.3.1")
-def greeting_names_server(x: Exchange) -> Complaint | None:
-    if x.group != GREETING or x.reply is None or x.reply.code != SERVICE_READY:
+def _implemented(x: Exchange) -> bool:
+    return _minimum_verb_sent(x) is not None and x.reply is not None and \
+        x.reply.code not in (COMMAND_UNRECOGNISED, NOT_IMPLEMENTED)
+
+
+@check("minimum_implementation", level=Level.MUST, citation="RFC 821 §4.5.1; RFC 5321 §4.5.1",
+       refuted_by=_implemented)
+def minimum_implementation(x: Exchange) -> Complaint | None:
+    """A command every receiver must implement was refused as unknown or not implemented, and
+    (per run) no valid form of it was ever answered otherwise."""
+    sent = _minimum_verb_sent(x)
+    if sent is None or x.reply is None or \
+            x.reply.code not in (COMMAND_UNRECOGNISED, NOT_IMPLEMENTED):
         return None
-    first = x.reply.lines[0].split(" ", 1)[0]
-    if grammar.is_domain(first) or grammar.is_address_literal(first):
-        return None
-    return f"220 greeting must begin with the server's domain or address literal, got {first!r}"
-
-
-@check("end_of_data_reply_is_final", level=Level.MUST, citation="RFC 821 §4.4; RFC 5321 §4.2.5")
-def end_of_data_reply_is_final(x: Exchange) -> Complaint | None:
-    if x.group == END_OF_DATA and x.reply is not None and x.reply.first_digit not in (2, 4, 5):
-        return f"{x.reply.code} after the end of mail data: only a final reply may follow"
-    return None
+    return (f"{sent.verb} is answered {x.reply.code} whatever its form: it is part of the "
+            f"minimum implementation [{x.profile.minimum_citation}]")
 
 
 # Last: a check above names the specific rule when a code is also outside the table.
@@ -163,13 +213,20 @@ def reply_code_documented(x: Exchange) -> Complaint | None:
     if x.reply is None:
         return None
     row = x.profile.row(x.group)
-    if row.allows(x.reply.code):
+    code = x.reply.code
+    if row.allows(code):
         return None
     # The RFC 821 table omits 421 for QUIT, TURN and the end of data.
-    if x.reply.code == SERVICE_NOT_AVAILABLE:
+    if code == SERVICE_NOT_AVAILABLE:
         return (f"421 is not in the {x.profile.name} row for {x.group} [{row.citation}], but "
                 f"RFC 821 §4.3 and RFC 5321 §3.8 allow 421 for any command"), Level.INFO
-    return f"{x.reply.code} is not documented for {x.group} [{row.citation}]", row.level
+    message = f"{code} is not documented for {x.group} [{row.citation}]"
+    if code // 100 not in {c // 100 for c in row.code_set}:
+        # RFC 5321 §4.2.1: a client acts on the first digit, so a reply of a class the row
+        # never has is read as something else entirely, under any profile.
+        return (f"{message}, nor is any {code // 100}yz reply (RFC 5321 §4.2.1: clients act "
+                f"on the first digit)"), Level.MUST
+    return message, row.level
 
 
 CHECKS: MappingProxyType[str, Check] = MappingProxyType(_REGISTRY)
@@ -182,6 +239,11 @@ class Finding:
     check: Check
     level: Level
     complaint: str
+
+
+def refuted_checks(exchange: Exchange) -> list[str]:
+    """The per-run checks that ``exchange`` refutes for its command group."""
+    return [c.id for c in CHECKS.values() if c.refuted_by is not None and c.refuted_by(exchange)]
 
 
 def run_checks(exchange: Exchange) -> list[Finding]:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conformance import matrix, replay
+from conformance import failures, matrix, replay
 from conformance.client import ServerAddress
 from conformance.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
 from conformance.tables import (
@@ -73,18 +73,19 @@ def _replay_command(args: argparse.Namespace) -> int:
     address = ServerAddress.parse(args.server)
     profile = get_profile(args.profile) if args.profile else None
     try:
-        session, failure = replay.replay(script, address, timeout=args.timeout, profile=profile)
+        replayed = replay.replay(script, address, timeout=args.timeout, profile=profile)
     except TargetUnreachable as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    if failure is None:
-        print(session.transcript)
+    finding = replayed.first()
+    if finding is None:
+        print(replayed.transcript)
         print(f"did not reproduce: every reply passed the checks (recorded: [{script.check}])")
         return 0
-    print(failure)
-    same = "the same check" if failure.check.id == script.check else \
+    print(failures.render(finding))
+    same = "the same check" if finding.check == script.check else \
         f"a different check (recorded: [{script.check}])"
-    print(f"reproduced: [{failure.check.id}] failed, {same}")
+    print(f"reproduced: [{finding.check}] failed, {same}")
     return 1
 
 

@@ -108,8 +108,9 @@ class SMTPClient:
 
     # --- connection ------------------------------------------------------------------------
 
-    def connect(self) -> Reply:
-        """Open the TCP connection and read the greeting."""
+    def connect(self, *, greeting_timeout: float | None = None) -> Reply:
+        """Open the TCP connection and read the greeting (within ``greeting_timeout``, by
+        default the reply timeout)."""
         try:
             self._sock = socket.create_connection(
                 (self.address.host, self.address.port), timeout=self.connect_timeout
@@ -122,7 +123,7 @@ class SMTPClient:
             reason = error.strerror or str(error)
             raise TargetUnreachable(f"cannot connect to {self.address}: {reason}") from None
         self.transcript.event(f"connected to {self.address}")
-        return self.read_reply()
+        return self.read_reply(timeout=greeting_timeout)
 
     def close(self) -> None:
         if self._sock is not None:

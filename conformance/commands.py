@@ -11,9 +11,6 @@ from conformance.tables import GROUPS, UNRECOGNISED
 
 # Verbs that name a seed group (everything but the pseudo-commands).
 VERBS = frozenset(group for group in GROUPS if group.isupper())
-# The minimum implementation every server must recognise (RFC 5321 §4.5.1).
-MANDATORY_VERBS = frozenset({"EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT",
-                             "VRFY"})
 
 
 def verb_of(line: bytes) -> str:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 # fail. pytest's own statuses are 0-5; this one is distinct from all of them.
 EXIT_UNREACHABLE = 6
 
+
 class ConformanceError(Exception):
     """Base class of every error this package raises on purpose."""
 
@@ -64,3 +65,11 @@ class ReplyFramingError(ServerError):
     def __init__(self, violation: Violation, *, partial: bytes = b"") -> None:
         super().__init__(violation.describe(), partial=partial)
         self.violation = violation
+
+
+class StopRun(BaseException):
+    """The run stops exploring: its time budget is spent, or fail-fast saw a failure.
+
+    A ``BaseException`` for the same reason as ``TargetLost``: Hypothesis passes it through
+    at once, and the runner reports what was found so far.
+    """

@@ -1,7 +1,7 @@
-"""What a failed check raises, and how a failure reads in a report.
+"""How the findings that fail a run read in a report, and the exception that carries them.
 
-One exception type per check id, so Hypothesis shrinks each kind of failure on its own; the
-message names the check, the exchange, the documented set and the transcript.
+The run records findings and goes on; at its end, the failing ones (each with its shortest
+session) are raised together as one ``RunFailed``, rendered without a traceback.
 """
 
 from __future__ import annotations
@@ -10,55 +10,66 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from hypothesis.errors import FlakyFailure
-
-from conformance.checks import Exchange, Finding
-from conformance.commands import Step, describe
-
-
-class ConformanceFailure(AssertionError):
-    """A check failed. One subclass per check id, so Hypothesis shrinks each one separately."""
-
-    check_id = ""
-
-    def __init__(self, findings: Sequence[Finding], exchange: Exchange, transcript: str,
-                 steps: Sequence[Step] = ()) -> None:
-        self.findings = tuple(findings)  # the worst first; the others follow as "Also:"
-        self.steps = tuple(steps)  # what the client sent in this session, to replay it
-        self.check = findings[0].check
-        self.level = findings[0].level
-        self.complaint = findings[0].complaint
-        self.exchange = exchange
-        self.transcript = transcript
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        x = self.exchange
-        sent = "(connection opened)" if x.sent is None else describe(x.sent)
-        received = str(x.reply) if x.reply is not None else f"({type(x.error).__name__})"
-        documented = ", ".join(str(c) for c in sorted(x.profile.documented(x.group)))
-        return "\n".join([
-            f"[{self.check.id}] {self.level}: {self.complaint}",
-            f"  Check:      {self.check.id} ({self.check.citation})",
-            f"  Profile:    {x.profile.name}",
-            f"  State:      {x.before.state.name} ({x.before.state.value})",
-            f"  Sent:       {sent}",
-            f"  Received:   {received}",
-            f"  Documented: {documented}  (group {x.group!r})",
-            *(f"  Also:       [{f.check.id}] {f.level}: {f.complaint}" for f in self.findings[1:]),
-            "  Transcript:",
-            *(f"    {line}" for line in self.transcript.splitlines()),
-        ])
+from conformance.model import State
+from conformance.record import FindingRecord
+from conformance.transcript import escape_text
 
 
-_FAILURE_TYPES: dict[str, type[ConformanceFailure]] = {}
+def render(finding: FindingRecord) -> str:
+    """One finding as a server author reads it: the rule, the exchange, the session."""
+    f = finding
+    sent = "(connection opened)" if f.sent is None else f.sent
+    if f.reply_code is not None:
+        received = " / ".join(escape_text(f"{f.reply_code} {line}".rstrip())
+                              for line in f.reply_lines or [""])
+    else:
+        received = f"(no reply: {f.error})" if f.error else "(no reply)"
+    documented = ", ".join(str(c) for c in f.documented)
+    seen = f"{f.occurrences} time(s) in this run"
+    if f.intermittent:
+        seen += "; a replay of the same session was answered differently (intermittent)"
+    shortened = "" if f.minimised_from is None else \
+        f", shortest found: {len(f.steps)} of {f.minimised_from} steps"
+    return "\n".join([
+        f"[{f.check}] {f.level}: {f.complaint}",
+        f"  Check:      {f.check} ({f.citation})",
+        f"  Profile:    {f.profile}",
+        f"  State:      {f.state} ({State[f.state].value})",
+        f"  Sent:       {sent}",
+        f"  Received:   {received}",
+        f"  Documented: {documented}  (group {f.group!r})",
+        *(f"  Also:       {also}" for also in f.also),
+        f"  Seen:       {seen}",
+        f"  Transcript{shortened}:",
+        *(f"    {line}" for line in f.transcript),
+    ])
 
 
-def failure_type(check_id: str) -> type[ConformanceFailure]:
-    if check_id not in _FAILURE_TYPES:
-        name = "".join(part.title() for part in check_id.split("_")) + "Failure"
-        _FAILURE_TYPES[check_id] = type(name, (ConformanceFailure,), {"check_id": check_id})
-    return _FAILURE_TYPES[check_id]
+class RunFailed(AssertionError):
+    """The run found deviations that fail it, each with its own shortest session, or it
+    could not finish (``errors``: one line each)."""
+
+    def __init__(self, findings: Sequence[FindingRecord], footers: Sequence[str] = (),
+                 errors: Sequence[str] = ()) -> None:
+        self.findings = tuple(findings)
+        self.footers = tuple(footers)
+        self.errors = tuple(errors)
+        super().__init__(self.text())
+
+    def text(self) -> str:
+        parts = [render(f) + (f"\n{self.footers[n]}" if n < len(self.footers) else "")
+                 for n, f in enumerate(self.findings)]
+        if len(parts) > 1:
+            parts = [f"--- failure {n} of {len(parts)} ---\n{part}"
+                     for n, part in enumerate(parts, 1)]
+        return "\n\n".join([*(f"smtp-conformance: {error}" for error in self.errors), *parts])
+
+    def headline(self) -> str:
+        if not self.findings:
+            return f"smtp-conformance: {self.errors[0]}"
+        first = self.findings[0]
+        more = f" (and {len(self.findings) - 1} more)" if len(self.findings) > 1 else ""
+        return f"[{first.check}] {first.level}: {first.complaint}{more}"
 
 
 class _Writer(Protocol):
@@ -72,8 +83,8 @@ class _Crash:
 
 @dataclass(frozen=True)
 class FailureText:
-    """A pytest ``longrepr`` that shows only what a server author needs: each failure's
-    message and the shrunk session Hypothesis printed, with no traceback of our internals."""
+    """A pytest ``longrepr`` that shows only what a server author needs: each failing
+    finding and its session, with no traceback of our internals."""
 
     text: str
     reprcrash: _Crash
@@ -86,46 +97,5 @@ class FailureText:
         return self.text
 
 
-def failure_text(failures: Sequence[ConformanceFailure],
-                 footers: Sequence[str] = ()) -> FailureText:
-    """The report of one or more check failures, with the notes Hypothesis added to each,
-    and each failure's footer (how to replay it), if given."""
-    parts = [str(f) + "".join(f"\n{note}" for note in getattr(f, "__notes__", ()))
-             + (f"\n{footers[n]}" if n < len(footers) else "")
-             for n, f in enumerate(failures)]
-    if len(parts) > 1:
-        parts = [f"--- failure {n} of {len(parts)} ---\n{part}" for n, part in
-                 enumerate(parts, 1)]
-    first = failures[0]
-    return FailureText("\n\n".join(parts),
-                       _Crash(f"[{first.check.id}] {first.level}: {first.complaint}"))
-
-
-def conformance_failures(error: BaseException) -> list[ConformanceFailure]:
-    """The check failures ``error`` consists of; empty if it is (or holds) anything else,
-    which is then a bug in the tool, not the server, and keeps its traceback."""
-    if isinstance(error, ConformanceFailure):
-        return [error]
-    if isinstance(error, BaseExceptionGroup):
-        found = [conformance_failures(e) for e in error.exceptions]
-        if all(found):
-            return [f for group in found for f in group]
-    return []
-
-
-def unreproduced_failures(error: BaseException) -> list[ConformanceFailure]:
-    """The check failures inside a Hypothesis ``FlakyFailure``: a session that failed once and
-    was answered differently when replayed (the server is not deterministic)."""
-    if not isinstance(error, FlakyFailure):
-        return []
-    found: list[ConformanceFailure] = []
-
-    def collect(inner: BaseException) -> None:
-        if isinstance(inner, ConformanceFailure):
-            found.append(inner)
-        elif isinstance(inner, BaseExceptionGroup):
-            for each in inner.exceptions:
-                collect(each)
-
-    collect(error)
-    return found
+def failure_text(failed: RunFailed) -> FailureText:
+    return FailureText(failed.text(), _Crash(failed.headline()))

@@ -1,12 +1,14 @@
 """The Hypothesis state machine: strategies choose commands, the checked session runs them.
 
-One TCP session per example (and a fresh one after QUIT or 421). Preconditions read only the
-model, so runs are deterministic for a deterministic server. A failing example is printed as
-a short program of ``state.send_...`` steps, with the transcript in the failure message.
+Findings are recorded, never raised, so one run explores its whole budget and reports every
+deviation it meets. No rule has a precondition: what Hypothesis draws never depends on the
+server's answers (a step reconnects by itself when the last session ended), so its replays
+cannot break on a server that answers differently from one session to the next.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -14,18 +16,17 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
-    precondition,
     rule,
 )
 
 import strategies as smtp
 from conformance.client import ServerAddress
 from conformance.commands import Command, Message
-from conformance.errors import TargetLost, TargetUnreachable
+from conformance.errors import StopRun, TargetLost, TargetUnreachable
 from conformance.grading import Policy
 from conformance.model import State
 from conformance.record import RunRecord
-from conformance.session import CheckedSession, Pacer
+from conformance.session import Adaptation, CheckedSession, Pacer
 from conformance.tables import Profile
 
 
@@ -38,20 +39,15 @@ def _either(verb: str, valid: st.SearchStrategy[Command] | None = None,
     return st.one_of(valid, valid, malformed)
 
 
-def _is_open(machine: SMTPConformance) -> bool:
-    return machine.session.model.open
-
-
 def _sends(name: str, commands: st.SearchStrategy[Command]) -> Callable[..., None]:
     """A rule named ``name`` that sends one command drawn from ``commands``."""
     def send(self: SMTPConformance, command: Command) -> None:
         self._send(command)
-    send.__name__ = send.__qualname__ = name  # Hypothesis prints failing steps by this name
-    return precondition(_is_open)(rule(command=commands)(send))
+    send.__name__ = send.__qualname__ = name  # Hypothesis prints steps by this name
+    return rule(command=commands)(send)
 
 
 def _complete_rule(recipients: st.SearchStrategy[Command]) -> Callable[..., None]:
-    @precondition(_is_open)
     @rule(hello=st.one_of(smtp.ehlo_commands(), smtp.helo_commands()),
           mail=smtp.mail_commands(), recipients=st.lists(recipients, min_size=1, max_size=4),
           message=smtp.message_bodies())
@@ -62,7 +58,6 @@ def _complete_rule(recipients: st.SearchStrategy[Command]) -> Callable[..., None
 
 
 def _interrupt_rule(recipients: st.SearchStrategy[Command]) -> Callable[..., None]:
-    @precondition(_is_open)
     @rule(hello=st.one_of(smtp.ehlo_commands(), smtp.helo_commands()),
           mail=smtp.mail_commands(), recipients=st.lists(recipients, max_size=2),
           ending=st.one_of(smtp.valid_commands("RSET"), smtp.ehlo_commands(),
@@ -97,24 +92,43 @@ class SMTPConformance(RuleBasedStateMachine):
     deliver: ClassVar[bool] = True
     pacer: ClassVar[Pacer] = Pacer()
     record: ClassVar[RunRecord]
+    adaptation: ClassVar[Adaptation]  # one per run, shared by its sessions
+    fail_fast: ClassVar[bool] = False
+    deadline: ClassVar[float] = float("inf")  # time.monotonic() at which exploring stops
 
     def __init__(self) -> None:
         super().__init__()
         self.session = CheckedSession(self.address, self.profile, timeout=self.timeout,
                                       policy=self.policy, record=self.record,
-                                      deliver=self.deliver, pacer=self.pacer)
+                                      deliver=self.deliver, pacer=self.pacer,
+                                      adaptation=self.adaptation, fail_fast=self.fail_fast)
 
     @initialize()
     def connect(self) -> None:
-        self._connect()
+        self._open()
 
     def teardown(self) -> None:
         self.session.close()
 
+    def _open(self) -> None:
+        """Connect if the last session ended; the run stops when its budget is spent."""
+        if time.monotonic() >= self.deadline:
+            raise StopRun("the run's time budget was spent")
+        try:
+            self.session.ensure_open()
+        except TargetUnreachable as error:  # it answered when the run began
+            raise TargetLost(str(error)) from None
+
     def _send(self, command: Command, message: Message | None = None) -> None:
-        reply = self.session.send(command)
-        if reply is not None and message is not None and self.session.model.state is State.DATA:
-            self.session.send_message(message)
+        """Send ``command``; after a 354, the message if there is one, else end the session
+        (lines meant as commands are never sent as mail data)."""
+        self._open()
+        self.session.send(command)
+        if self.session.model.state is State.DATA:
+            if message is not None:
+                self.session.send_message(message)
+            else:
+                self.session.close()
 
     # --- one rule per seed command (and one for raw lines) -------------------------------------
 
@@ -134,7 +148,6 @@ class SMTPConformance(RuleBasedStateMachine):
     send_quit = _sends("send_quit", _either("QUIT"))
     send_raw_line = _sends("send_raw_line", smtp.raw_lines())
 
-    @precondition(_is_open)
     @rule(command=_either("DATA"), message=smtp.message_bodies())
     def send_data(self, command: Command, message: Message) -> None:
         self._send(command, message)
@@ -150,6 +163,7 @@ class SMTPConformance(RuleBasedStateMachine):
                               message: Message) -> None:
         """A whole valid transaction, so states after a message and after N recipients are
         reached often. Stops early where the server's replies make the next step pointless."""
+        self._open()
         if self.session.model.state in (State.INIT, State.MAIL, State.RCPT):
             self._send(hello)
         if self.session.model.state is State.READY:
@@ -165,6 +179,7 @@ class SMTPConformance(RuleBasedStateMachine):
                                ending: Command, probe: Command) -> None:
         """Open a transaction, end it with RSET, HELO or EHLO (RFC 5321 §4.1.1.5, §4.1.4),
         then send RCPT or DATA: the server must answer as if no transaction were open."""
+        self._open()
         if self.session.model.state is State.INIT:
             self._send(hello)
         if self.session.model.state is State.READY:
@@ -179,28 +194,19 @@ class SMTPConformance(RuleBasedStateMachine):
         if self.session.model.state is State.READY:
             self._send(probe, Message(b"Subject: must not be delivered\r\n"))
 
-    @precondition(lambda machine: not machine.session.model.open)
-    @rule()
-    def reconnect(self) -> None:
-        self._connect()
-
-    def _connect(self) -> None:
-        try:
-            self.session.connect()
-        except TargetUnreachable as error:  # it answered when the run began
-            raise TargetLost(str(error)) from None
-
-
 def configure(address: ServerAddress, profile: Profile, *, timeout: float,
               policy: Policy | None = None, record: RunRecord | None = None,
               seed: int | None = None, deliver: bool = True,
-              rcpt_domain: str | None = None, rate: float | None = None
+              rcpt_domain: str | None = None, rate: float | None = None,
+              fail_fast: bool = False, deadline: float = float("inf")
               ) -> type[SMTPConformance]:
-    """A state machine class bound to one server, profile and timeout."""
+    """A state machine class bound to one server, profile and timeout; ``deadline``
+    (``time.monotonic()``) ends its exploration."""
     return type("SMTPConformance", (SMTPConformance,), {
         "address": address, "profile": profile, "timeout": timeout,
         "policy": policy if policy is not None else Policy(), "deliver": deliver,
-        "pacer": Pacer(rate),
+        "pacer": Pacer(rate), "adaptation": Adaptation(), "fail_fast": fail_fast,
+        "deadline": deadline,
         "record": record if record is not None else RunRecord(),
         # Read by Hypothesis, as @seed(...) would set it: the same seed, the same sessions.
         "_hypothesis_internal_use_seed": seed,

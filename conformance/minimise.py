@@ -1,12 +1,11 @@
 """The shortest session that still fails the same way: delta debugging over a failing one.
 
-Hypothesis shrinks the program it generated, but not always to the end: a redundant EHLO or
-an earlier transaction can stay in. Here the recorded steps are replayed against the same
-server with parts left out, and a shorter session is kept whenever it fails the same check,
-on the same command, with the same reply code (``failure_key``). It stops when no single
-step can be dropped (ddmin, Zeller and Hildebrandt, 2002), or when its budget of replays or
-time runs out: on a slow or nondeterministic server the result is then less minimal, never
-wrong, since every session it returns failed when it was replayed.
+The run records each finding with the session that led to it; here those steps are replayed
+against the same server with parts left out, and a shorter session is kept whenever it shows
+the same finding: the same check, level, command and reply code (its ``FindingKey``). It
+stops when no single step can be dropped (ddmin, Zeller and Hildebrandt, 2002), or when its
+budget of replays or time runs out: on a slow or nondeterministic server the result is then
+less minimal, never wrong, since every session it returns showed the finding on replay.
 """
 
 from __future__ import annotations
@@ -19,9 +18,9 @@ from dataclasses import dataclass
 from conformance.client import ServerAddress
 from conformance.commands import END_OF_DATA, Step
 from conformance.errors import ServerError, TargetUnreachable
-from conformance.failures import ConformanceFailure
 from conformance.grading import FindingKey
-from conformance.replay import Script, failure_key, replay
+from conformance.record import FindingRecord
+from conformance.replay import Script, replay
 from conformance.session import Pacer
 
 Unit = tuple[Step, ...]  # steps that are kept or dropped together
@@ -30,7 +29,7 @@ Unit = tuple[Step, ...]  # steps that are kept or dropped together
 @dataclass(frozen=True)
 class Minimised:
     script: Script
-    failure: ConformanceFailure  # what the shortest session's replay raised
+    finding: FindingRecord  # what the shortest session's replay found
     original_steps: int
     replays: int
 
@@ -64,29 +63,24 @@ class _Budget:
         return True
 
 
-def minimise(script: Script, address: ServerAddress, *, timeout: float,
-             key: FindingKey | None = None, pacer: Pacer | None = None, deliver: bool = True,
+def minimise(script: Script, address: ServerAddress, *, timeout: float, key: FindingKey,
+             pacer: Pacer | None = None, deliver: bool = True,
              max_replays: int = 50, seconds: float = 30.0,
              clock: Callable[[], float] = time.monotonic) -> Minimised | None:
-    """The shortest part of ``script`` found that fails like the whole: with ``key`` (the
-    failure as recorded), or else as the whole script's replay fails. None if the replay of
-    the whole script does not fail that way (the server is not deterministic) or the budget
-    does not allow even that replay. ``deliver=False``: no message is completed."""
+    """The shortest part of ``script`` found that shows the finding ``key`` again. None if a
+    replay of the whole script does not show it (the server is not deterministic) or the
+    budget does not allow even that replay. ``deliver=False``: no message is completed."""
     budget = _Budget(max_replays, seconds, clock)
 
-    def run(units: Sequence[Unit]) -> ConformanceFailure | None:
+    def run(units: Sequence[Unit]) -> FindingRecord | None:
         try:
-            _, failure = replay(_script(script, units), address, timeout=timeout, pacer=pacer,
-                                deliver=deliver)
+            return replay(_script(script, units), address, timeout=timeout, pacer=pacer,
+                          deliver=deliver).first(key)
         except (ServerError, TargetUnreachable):  # this candidate tells nothing
             return None
-        return failure
 
     units = units_of(script.steps)
     if not budget.spend() or (best := run(units)) is None:
-        return None
-    key = key or failure_key(best)
-    if failure_key(best) != key:
         return None
     parts = 2
     while units:
@@ -95,9 +89,9 @@ def minimise(script: Script, address: ServerAddress, *, timeout: float,
             if not budget.spend():
                 return _result(script, units, best, budget)
             candidate = units[:start] + units[start + size:]
-            failure = run(candidate)
-            if failure is not None and failure_key(failure) == key:
-                units, best = candidate, failure
+            found = run(candidate)
+            if found is not None:
+                units, best = candidate, found
                 parts = max(parts - 1, 2)
                 break
         else:
@@ -112,6 +106,6 @@ def _script(script: Script, units: Sequence[Unit]) -> Script:
     return Script(script.profile, script.check, tuple(step for unit in units for step in unit))
 
 
-def _result(script: Script, units: Sequence[Unit], failure: ConformanceFailure,
+def _result(script: Script, units: Sequence[Unit], finding: FindingRecord,
             budget: _Budget) -> Minimised:
-    return Minimised(_script(script, units), failure, len(script.steps), budget.used)
+    return Minimised(_script(script, units), finding, len(script.steps), budget.used)

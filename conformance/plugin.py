@@ -1,56 +1,42 @@
-"""The pytest plugin: options, the embedded server, fixtures, the header and failure reports.
+"""The pytest plugin: options, the embedded server, fixtures, the header and the report hooks.
 
-Thin on purpose: everything it offers works without pytest (see conformance.session and
-conformance.machine). Options come from the command line, then the environment, then ini.
+Thin on purpose: the run itself is conformance.runner's. Options come from the command line,
+then the environment, then ini. Inert in a pytest run that neither collects a test using its
+fixtures nor is given one of its options: no header, no option checks, nothing changed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import FlakyStrategyDefinition
 
-from conformance import grammar, replay
+from conformance import grammar
 from conformance.baseline import Baseline
 from conformance.baseline import from_run as from_baseline_run
 from conformance.baseline import load as load_baseline
 from conformance.baseline import write as write_baseline
 from conformance.client import ServerAddress, SMTPClient
-from conformance.errors import (
-    EXIT_UNREACHABLE,
-    ConformanceError,
-    TargetLost,
-    TargetUnreachable,
-    UsageError,
-)
-from conformance.failures import (
-    ConformanceFailure,
-    conformance_failures,
-    failure_text,
-    unreproduced_failures,
-)
-from conformance.grading import Policy
-from conformance.levels import Verdict
+from conformance.errors import EXIT_UNREACHABLE, TargetLost, TargetUnreachable, UsageError
+from conformance.failures import RunFailed, failure_text
 from conformance.machine import SMTPConformance, configure
-from conformance.minimise import Minimised, minimise
-from conformance.record import Coverage, RunError, RunRecord, records_for
+from conformance.record import Coverage, RunError, RunRecord
 from conformance.reference_server import ReferenceServer
 from conformance.report import RunInfo, document, summary_lines, write_diagram, write_report
-from conformance.session import Pacer
-from conformance.tables import DEFAULT_PROFILE, PROFILES, Profile, get_profile
+from conformance.runner import BUDGETS, Run, RunSettings, replay_hint, unreachable
+from conformance.runner import run as run_engine
+from conformance.tables import DEFAULT_PROFILE, PROFILES, get_profile
 
-# Named example budgets: (examples, steps per example).
-BUDGETS = {"fast": (60, 25), "thorough": (1000, 50)}
-
+SuiteConfig = RunSettings  # the name the fixtures and users' type hints know
+FIXTURES = frozenset({"smtp_config", "smtp_server_address", "smtp_client",
+                      "smtp_state_machine", "smtp_coverage", "smtp_run"})
 
 @dataclass(frozen=True)
 class Option:
@@ -70,9 +56,16 @@ OPTIONS = (
            f"documented reply codes to check against: {', '.join(PROFILES)} "
            f"(default {DEFAULT_PROFILE})"),
     Option("--smtp-timeout", "smtp_timeout", "SMTP_CONFORMANCE_TIMEOUT", "5",
-           "seconds to wait for each reply (default 5)"),
+           "seconds to wait for each reply (default 5); a reply later than this is a SHOULD "
+           "finding, none within 6 times this a MUST finding"),
     Option("--smtp-examples", "smtp_examples", "SMTP_CONFORMANCE_EXAMPLES", "fast",
            "example budget: 'fast' (60 sessions, CI), 'thorough' (1000), or a number"),
+    Option("--smtp-budget", "smtp_budget", "SMTP_CONFORMANCE_BUDGET", "",
+           "seconds the whole run may take, minimising included (default: 2 per example, at "
+           "least 60); when spent, the findings so far are reported"),
+    Option("--smtp-fail-fast", "smtp_fail_fast", "SMTP_CONFORMANCE_FAIL_FAST", "false",
+           "stop exploring at the first failing finding (default: explore the whole budget "
+           "and report every deviation)", flag=True),
     Option("--smtp-strict", "smtp_strict", "SMTP_CONFORMANCE_STRICT", "false",
            "fail on SHOULD findings (WARN) too, not only on MUST findings", flag=True),
     Option("--smtp-deliver", "smtp_deliver", "SMTP_CONFORMANCE_DELIVER", "false",
@@ -96,52 +89,10 @@ OPTIONS = (
 )
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
-
-@dataclass(frozen=True)
-class SuiteConfig:
-    server: ServerAddress | None  # None: the embedded reference server
-    profile: Profile
-    timeout: float
-    examples: int
-    steps: int
-    budget: str
-    strict: bool = False
-    deliver: bool = False  # asked for; see ``delivers``
-    rcpt_domain: str | None = None  # None: the strategies' reserved test domains
-    rate: float | None = None  # commands per second; None: no limit
-    report: Path | None = None
-    seed: str = ""  # Hypothesis's seed for this run, as --hypothesis-seed takes it
-    baseline: Baseline | None = None
-    baseline_write: Path | None = None
-    failures_dir: Path | None = None
-    today: date = field(default_factory=date.today)
-
-    @property
-    def delivers(self) -> bool:
-        """Messages are completed only when asked, or to the embedded server (which keeps
-        nothing)."""
-        return self.deliver or self.server is None
-
-    @property
-    def policy(self) -> Policy:
-        known = self.baseline.known(self.today) if self.baseline else frozenset()
-        return Policy(strict=self.strict, known=known, survey=self.baseline_write is not None)
-
-    def hypothesis_settings(self) -> settings:
-        return settings(
-            max_examples=self.examples,
-            stateful_step_count=self.steps,
-            deadline=None,  # network round trips; the per-reply timeout is the bound
-            # The explain phase re-runs failures under a tracer: slow, and our failure
-            # message already says what happened.
-            phases=[phase for phase in Phase if phase is not Phase.explain],
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        )
-
-
-CONFIG_KEY = pytest.StashKey[SuiteConfig]()
+CONFIG_KEY = pytest.StashKey[RunSettings]()
+SEED_KEY = pytest.StashKey[str]()
 RECORD_KEY = pytest.StashKey[RunRecord]()  # on the config: the whole run; on an item: its own
-ADDRESS_KEY = pytest.StashKey[ServerAddress]()  # on an item: the server its machine talks to
+ADDRESS_KEY = pytest.StashKey[ServerAddress]()  # on an item: the server its run talks to
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -155,31 +106,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(option.ini, help=option.help, default=None)
 
 
-def _value(config: pytest.Config, option: Option) -> str:
-    """Command line, then environment, then ini, then the default."""
+def _given(config: pytest.Config, option: Option) -> str | None:
+    """Command line, then environment, then ini; None if none gives it. An empty value
+    given on the command line or in the environment counts as given."""
     given = config.getoption(option.ini)
     if given is None:
         given = os.environ.get(option.env)
     if given is None:
-        given = config.getini(option.ini)
-    return str(given) if given not in (None, "") else option.default
+        given = config.getini(option.ini) or None
+    return None if given is None else str(given)
 
 
-def parse_config(config: pytest.Config) -> SuiteConfig:
+def _value(config: pytest.Config, option: Option) -> str:
+    given = _given(config, option)
+    return option.default if given is None else given
+
+
+def parse_config(config: pytest.Config) -> RunSettings:
     values = {option.ini: _value(config, option) for option in OPTIONS}
+    server_given = _given(config, OPTIONS[0])
     try:
+        if server_given is not None and not server_given.strip():
+            raise UsageError("--server was given an empty value (is the variable behind it "
+                             "set?); leave it out to test the embedded reference server")
         server = ServerAddress.parse(values["smtp_server"]) if values["smtp_server"] else None
         profile = get_profile(values["smtp_profile"])
     except UsageError as error:
         raise pytest.UsageError(f"smtp-conformance: {error}") from None
-    try:
-        timeout = float(values["smtp_timeout"])
-        if not 0 < timeout <= 3600:
-            raise ValueError
-    except ValueError:
-        raise pytest.UsageError(
-            f"smtp-conformance: --smtp-timeout must be seconds in (0, 3600], "
-            f"got {values['smtp_timeout']!r}") from None
+    timeout = _seconds(values, "smtp_timeout", upper=3600)
     budget = values["smtp_examples"]
     if budget in BUDGETS:
         examples, steps = BUDGETS[budget]
@@ -189,7 +143,7 @@ def parse_config(config: pytest.Config) -> SuiteConfig:
         raise pytest.UsageError(
             f"smtp-conformance: --smtp-examples must be fast, thorough or a positive number, "
             f"got {budget!r}")
-    strict, deliver = _flag(values, "smtp_strict"), _flag(values, "smtp_deliver")
+    seconds = _seconds(values, "smtp_budget", upper=7 * 86400) if values["smtp_budget"] else 0.0
     rcpt_domain = values["smtp_rcpt_domain"] or None
     rate = _rate(values["smtp_rate"])
     if rcpt_domain is not None and not grammar.is_domain(rcpt_domain):
@@ -203,12 +157,28 @@ def parse_config(config: pytest.Config) -> SuiteConfig:
         raise pytest.UsageError(f"smtp-conformance: {error}") from None
     baseline_write = Path(values["smtp_baseline_write"]) if values["smtp_baseline_write"] \
         else None
-    return SuiteConfig(server, profile, timeout, examples, steps, budget,
-                       strict=strict, deliver=deliver, rcpt_domain=rcpt_domain, rate=rate,
-                       report=report, seed=_seed(config),
-                       baseline=baseline, baseline_write=baseline_write,
+    return RunSettings(server, profile, timeout, examples, steps, budget, seconds=seconds,
+                       strict=_flag(values, "smtp_strict"),
+                       deliver=_flag(values, "smtp_deliver"),
+                       fail_fast=_flag(values, "smtp_fail_fast"),
+                       rcpt_domain=rcpt_domain, rate=rate, report=report,
+                       seed=config.stash[SEED_KEY], baseline=baseline,
+                       baseline_write=baseline_write,
                        failures_dir=Path(values["smtp_failures_dir"])
                        if values["smtp_failures_dir"] else None)
+
+
+def _seconds(values: dict[str, str], name: str, *, upper: float) -> float:
+    text = values[name]
+    try:
+        seconds = float(text)
+        if not 0 < seconds <= upper:
+            raise ValueError
+    except ValueError:
+        raise pytest.UsageError(
+            f"smtp-conformance: --{name.replace('_', '-')} must be seconds in (0, {upper:g}], "
+            f"got {text!r}") from None
+    return seconds
 
 
 def _rate(text: str) -> float | None:
@@ -243,12 +213,25 @@ def _seed(config: pytest.Config) -> str:
     return str(random.SystemRandom().randrange(2**32))
 
 
+def settings_of(config: pytest.Config) -> RunSettings:
+    """The suite's settings, parsed the first time they are needed."""
+    if CONFIG_KEY not in config.stash:
+        config.stash[CONFIG_KEY] = parse_config(config)
+    return config.stash[CONFIG_KEY]
+
+
+def _active(config: pytest.Config) -> bool:
+    return CONFIG_KEY in config.stash
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[CONFIG_KEY] = parse_config(config)
+    config.stash[SEED_KEY] = _seed(config)
     config.stash[RECORD_KEY] = RunRecord()
+    if any(config.getoption(option.ini) is not None for option in OPTIONS):
+        settings_of(config)  # an option of ours was given: check them all now
     config.pluginmanager.register(_RunReporter(config), "smtp-conformance-reporter")
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_XdistSeed(config.stash[CONFIG_KEY].seed))
+        config.pluginmanager.register(_XdistSeed(config.stash[SEED_KEY]))
 
 
 class _XdistSeed:
@@ -261,142 +244,84 @@ class _XdistSeed:
         node.workerinput["smtp_seed"] = self.seed
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    suite = config.stash[CONFIG_KEY]
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test using the fixtures makes the plugin active; the run's own budget, not
+    pytest-timeout, ends each such test (the backstop is set past it)."""
+    ours = [item for item in items if FIXTURES & set(getattr(item, "fixturenames", ()))]
+    if not ours:
+        return
+    suite = settings_of(config)
+    for item in ours:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(suite.time_budget + 120))
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    if not _active(config):
+        return []
+    suite = settings_of(config)
     target = str(suite.server) if suite.server else \
         "embedded reference server (aiosmtpd on 127.0.0.1, ephemeral port)"
-    return (f"smtp-conformance: target {target}; profile {suite.profile.name} "
+    return [f"smtp-conformance: target {target}; profile {suite.profile.name} "
             f"({suite.profile.level}); timeout {suite.timeout:g}s; "
-            f"examples {suite.budget} ({suite.examples} x {suite.steps} steps); "
-            f"seed {suite.seed}{'; strict' if suite.strict else ''}"
+            f"examples {suite.budget_name} ({suite.examples} x {suite.steps} steps); "
+            f"budget {suite.time_budget:g}s; hypothesis-seed {suite.seed}"
+            f"{'; strict' if suite.strict else ''}{'; fail-fast' if suite.fail_fast else ''}"
             f"{'' if suite.delivers else '; safe mode (messages are not completed)'}"
-            f"{f'; at most {suite.rate:g} commands/s' if suite.rate else ''}")
+            f"{f'; at most {suite.rate:g} commands/s' if suite.rate else ''}"]
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A failed check reads as its message and the shrunk session, not as our traceback; the
-    item's findings and coverage travel on its report (to the xdist controller, too)."""
+    """Failing findings read as findings, not as our traceback; the item's record travels
+    on its report (to the xdist controller, too)."""
     report = yield
-    failures = conformance_failures(call.excinfo.value) if call.excinfo is not None else []
     record = item.stash.get(RECORD_KEY, None)
-    if record is None or call.when != "call":
+    if record is None or call.when == "setup":
         return report
-    suite = item.config.stash[CONFIG_KEY]
     error = call.excinfo.value if call.excinfo is not None else None
-    if isinstance(error, TargetLost | TargetUnreachable | FlakyStrategyDefinition):
-        _stopped_by_server(report, record, item, suite)
-        return report
-    unreproduced = unreproduced_failures(error) if error is not None else []
-    if unreproduced:
-        _inconclusive(report, record, unreproduced, suite.policy)
-        return report
-    if report.failed and not failures:  # a bug of ours: its traceback stays
+    if isinstance(error, RunFailed):
+        report.longrepr = failure_text(error)  # type: ignore[assignment]
+        for finding in error.findings:
+            item.user_properties.append(("smtp_check", finding.check))  # JUnit <property>
+    elif isinstance(error, TargetLost | TargetUnreachable | FlakyStrategyDefinition):
+        _stopped_by_server(report, record, item, error)
+    elif report.failed and error is not None:  # a bug of ours: its traceback stays
         first_line = (str(error).splitlines() or [""])[0]
         record.errors.append(RunError(f"the suite stopped: {type(error).__name__}: "
                                       f"{first_line}"))
-    address = item.stash[ADDRESS_KEY]  # set with the record, by the state machine fixture
-    shortest = [_shortest(failure, address, suite) for failure in failures]
-    replays = [_save_replay(item, suite, failure, script)
-               for failure, (script, _) in zip(failures, shortest, strict=True)]
-    if report.failed and failures:
-        report.longrepr = failure_text(  # type: ignore[assignment]
-            failures, [_replay_hint(path, script, address, minimal)
-                       for path, (script, minimal) in zip(replays, shortest, strict=True)])
-    for path, failure in zip(replays, failures, strict=True):
-        item.user_properties.append(("smtp_check", failure.check.id))  # JUnit <property>
-        _note(record, failure, suite.policy, replay=str(path))
-    report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
+    if unreachable_error := next((e for e in record.errors if e.unreachable), None):
+        item.session.shouldstop = unreachable_error.message  # nothing after can reach it
+    if call.when == "teardown":  # the record is complete once the fixtures are torn down
+        report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
     return report
 
 
-def _note(record: RunRecord, failure: ConformanceFailure, policy: Policy, *,
-          replay: str | None = None, verdict: Verdict | None = None, remark: str = "") -> None:
-    """Record each finding of ``failure``; ``verdict`` overrides the policy's grading and
-    ``remark`` is appended to the complaint."""
-    for finding in records_for(failure.findings, failure.exchange, failure.transcript, policy):
-        record.note(dataclasses.replace(
-            finding, replay=replay, verdict=str(verdict) if verdict else finding.verdict,
-            complaint=finding.complaint + remark))
-
-
 def _stopped_by_server(report: pytest.TestReport, record: RunRecord, item: pytest.Item,
-                       suite: SuiteConfig) -> None:
-    """The run cannot go on: the server went away, or it answered the same session differently
-    from one replay to the next, so Hypothesis could not follow it. A one-line error, no
-    traceback; if the server is gone, the run stops there with EXIT_UNREACHABLE."""
+                       error: BaseException) -> None:
+    """A user's own run cannot go on: the server went away, or it answered the same session
+    differently from one replay to the next. A one-line error, no traceback."""
+    suite = settings_of(item.config)
     address = item.stash[ADDRESS_KEY]
-    gone = _unreachable(address, suite.timeout)
+    gone = unreachable(address, suite.timeout)
     if gone:
-        error = RunError(f"the server stopped accepting connections during the run: {gone}",
-                         unreachable=True)
+        stopped = RunError(f"the server stopped accepting connections during the run: {gone}",
+                           unreachable=True)
     else:
-        error = RunError("the server answered the same commands differently from one session "
-                         "to the next (it is not deterministic, or its state changed during "
-                         "the run), so the sessions could not be replayed")
-    record.errors.append(error)
-    report.longrepr = f"smtp-conformance: {error.message}"
-    report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
-    if error.unreachable:  # nothing after this can reach it either
-        item.session.shouldstop = error.message
-
-
-def _inconclusive(report: pytest.TestReport, record: RunRecord,
-                  failures: list[ConformanceFailure], policy: Policy) -> None:
-    """The server answered a session differently when Hypothesis ran it again: not a
-    conformance failure to report as FAIL, but a finding to show with its evidence."""
-    for failure in failures:
-        _note(record, failure, policy, verdict=Verdict.INCONCLUSIVE,
-              remark=" (seen once; the same session, replayed, was answered differently)")
-    report.outcome, report.longrepr = "passed", None
-    report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
-
-
-def _shortest(failure: ConformanceFailure, address: ServerAddress, suite: SuiteConfig
-              ) -> tuple[replay.Script, Minimised | None]:
-    """The failing session to save and show: the shortest part of it that, replayed, fails
-    the same way (``None`` beside it when no step could be dropped)."""
-    script = replay.script_of(failure)
-    minimal = minimise(script, address, timeout=suite.timeout, key=replay.failure_key(failure),
-                       pacer=Pacer(suite.rate), deliver=suite.delivers)
-    if minimal is None or len(minimal.script.steps) == len(script.steps):
-        return script, None
-    return minimal.script, minimal
-
-
-def _save_replay(item: pytest.Item, suite: SuiteConfig, failure: ConformanceFailure,
-                 script: replay.Script) -> Path:
-    directory = suite.failures_dir or item.config.rootpath / ".smtp-conformance" / "failures"
-    path = directory / replay.file_name(failure)
-    replay.save(script, path)
-    return path
-
-
-def _replay_hint(path: Path, script: replay.Script, address: ServerAddress,
-                 minimal: Minimised | None) -> str:
-    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-    shortest = [] if minimal is None else [
-        f"Shortest session found ({len(minimal.script.steps)} of the "
-        f"{minimal.original_steps} steps; replayed, it fails the same way):",
-        *(f"    {line}" for line in minimal.failure.transcript.splitlines()),
-    ]
-    return "\n".join([
-        *shortest,
-        "Replay (same bytes, same checks):",
-        f"  python -m conformance replay {shown} --server={address}",
-        "By hand (sends everything at once):",
-        f"  {replay.printf_reproducer(script.steps, address)}",
-    ])
+        stopped = RunError("the server answered the same commands differently from one "
+                           "session to the next, so the sessions could not be replayed "
+                           f"({type(error).__name__})")
+    record.errors.append(stopped)
+    report.longrepr = f"smtp-conformance: {stopped.message}"
 
 
 class _RunReporter:
-    """Merges every test report's findings and coverage (the xdist controller's included) into
-    the run's record, and prints the summary and writes the JSON report at the end."""
+    """Merges every test report's record (the xdist controller's included) into the run's,
+    and prints the summary and writes the JSON report at the end."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.suite = config.stash[CONFIG_KEY]
         self.record = config.stash[RECORD_KEY]
         self.started = datetime.now(UTC)
         self.is_worker = hasattr(config, "workerinput")
@@ -409,27 +334,28 @@ class _RunReporter:
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         record = self.record
-        if not (record.coverage or record.findings or record.errors):
+        if not _active(self.config) or not (record.coverage or record.findings or
+                                             record.errors):
             return  # the suite did not run
-        terminalreporter.write_sep("=", f"smtp-conformance: profile {self.suite.profile.name}")
-        for line in summary_lines(self.record, self.suite.profile):
+        suite = settings_of(self.config)
+        terminalreporter.write_sep("=", f"smtp-conformance: profile {suite.profile.name}")
+        for line in summary_lines(self.record, suite.profile):
             terminalreporter.write_line(line)
-        suite = self.suite
         if suite.baseline is not None:
             for line in suite.baseline.status(self.record, suite.today).lines():
                 terminalreporter.write_line(line)
         if self.written is not None:  # written at session finish, which runs first
             terminalreporter.write_line(f"baseline written: {suite.baseline_write} "
                                         f"({len(self.written.entries)} entries)")
-        seed = self.suite.seed
-        terminalreporter.write_line(f"seed: {seed} (rerun: --hypothesis-seed={seed})")
-        if self.suite.report is not None and not self.is_worker:
-            terminalreporter.write_line(f"report: {self.suite.report}")
+        seed = suite.seed
+        terminalreporter.write_line(f"hypothesis-seed: {seed} (rerun: --hypothesis-seed={seed})")
+        if suite.report is not None and not self.is_worker:
+            terminalreporter.write_line(f"report: {suite.report}")
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        suite = self.suite
-        if self.is_worker:
+        if self.is_worker or not _active(self.config):
             return
+        suite = settings_of(self.config)
         if any(error.unreachable for error in self.record.errors):
             session.exitstatus = exitstatus = EXIT_UNREACHABLE
         if suite.baseline_write is not None:
@@ -451,43 +377,25 @@ class _RunReporter:
 # --- fixtures --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def smtp_config(pytestconfig: pytest.Config) -> SuiteConfig:
-    """The suite's settings: target, profile, timeout and example budget."""
-    return pytestconfig.stash[CONFIG_KEY]
+def smtp_config(pytestconfig: pytest.Config) -> RunSettings:
+    """The suite's settings: target, profile, timeout, budgets."""
+    return settings_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")
-def smtp_server_address(smtp_config: SuiteConfig) -> Iterator[ServerAddress]:
+def smtp_server_address(smtp_config: RunSettings) -> Iterator[ServerAddress]:
     """The server under test; starts the embedded reference server when none was given."""
     if smtp_config.server is not None:
-        _require_reachable(smtp_config.server, smtp_config.timeout)
+        if gone := unreachable(smtp_config.server, smtp_config.timeout):
+            pytest.exit(f"smtp-conformance: {gone}", returncode=EXIT_UNREACHABLE)
         yield smtp_config.server
         return
     with ReferenceServer(profile=smtp_config.profile) as server:
         yield server.address
 
 
-def _require_reachable(address: ServerAddress, timeout: float) -> None:
-    if gone := _unreachable(address, timeout):
-        pytest.exit(f"smtp-conformance: {gone}", returncode=EXIT_UNREACHABLE)
-
-
-def _unreachable(address: ServerAddress, timeout: float) -> str | None:
-    """Why no connection to ``address`` can be made; None if one can."""
-    probe = SMTPClient(address, timeout=timeout)
-    try:
-        probe.connect()
-    except TargetUnreachable as error:
-        return str(error)
-    except ConformanceError:
-        pass  # it answered, badly: that is for the checks to report
-    finally:
-        probe.close()
-    return None
-
-
 @pytest.fixture
-def smtp_client(smtp_server_address: ServerAddress, smtp_config: SuiteConfig) -> Iterator[
+def smtp_client(smtp_server_address: ServerAddress, smtp_config: RunSettings) -> Iterator[
         SMTPClient]:
     """A client connected to the server under test, greeting already read."""
     with SMTPClient(smtp_server_address, timeout=smtp_config.timeout) as client:
@@ -495,17 +403,41 @@ def smtp_client(smtp_server_address: ServerAddress, smtp_config: SuiteConfig) ->
         yield client
 
 
+def _failures_dir(config: pytest.Config, suite: RunSettings) -> Path:
+    return suite.failures_dir or config.rootpath / ".smtp-conformance" / "failures"
+
+
 @pytest.fixture
-def smtp_state_machine(request: pytest.FixtureRequest, smtp_server_address: ServerAddress,
-                       smtp_config: SuiteConfig) -> type[SMTPConformance]:
-    """The conformance state machine, bound to the target, profile and seed; its findings
-    and coverage go into this test's report and the run's summary."""
+def smtp_run(request: pytest.FixtureRequest, smtp_server_address: ServerAddress,
+             smtp_config: RunSettings) -> Callable[[], None]:
+    """The whole run, as the suite does it: call it; it raises ``RunFailed`` with every
+    failing finding, each with its shortest session."""
     record = request.node.stash[RECORD_KEY] = RunRecord()
     request.node.stash[ADDRESS_KEY] = smtp_server_address
-    return configure(smtp_server_address, smtp_config.profile, timeout=smtp_config.timeout,
-                     policy=smtp_config.policy, record=record, deliver=smtp_config.delivers,
-                     rcpt_domain=smtp_config.rcpt_domain, rate=smtp_config.rate,
-                     seed=int(smtp_config.seed) if smtp_config.seed.isdigit() else None)
+    failures_dir = _failures_dir(request.config, smtp_config)
+    return lambda: run_engine(smtp_config, smtp_server_address, record, failures_dir)
+
+
+@pytest.fixture
+def smtp_state_machine(request: pytest.FixtureRequest, smtp_server_address: ServerAddress,
+                       smtp_config: RunSettings) -> Iterator[type[SMTPConformance]]:
+    """The conformance state machine, bound to the target, profile and seed, for a test's
+    own run. It records findings rather than raising them; when the test ends, the failing
+    ones fail it (at teardown), each with its shortest session."""
+    record = request.node.stash[RECORD_KEY] = RunRecord()
+    request.node.stash[ADDRESS_KEY] = smtp_server_address
+    engine = Run(smtp_config, smtp_server_address, record,
+                 _failures_dir(request.config, smtp_config))
+    yield configure(smtp_server_address, smtp_config.profile, timeout=smtp_config.timeout,
+                    policy=smtp_config.policy, record=record, deliver=smtp_config.delivers,
+                    rcpt_domain=smtp_config.rcpt_domain, rate=smtp_config.rate,
+                    fail_fast=smtp_config.fail_fast,
+                    seed=int(smtp_config.seed) if smtp_config.seed.isdigit() else None)
+    if record.errors:
+        return
+    failing = engine.finish()
+    if failing:
+        raise RunFailed(failing, [replay_hint(f, smtp_server_address) for f in failing])
 
 
 @pytest.fixture

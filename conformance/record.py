@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from conformance.checks import Exchange, Finding
-from conformance.commands import describe
+from conformance.checks import CHECKS, Exchange, Finding
+from conformance.commands import Step, describe
 from conformance.grading import FindingKey, Policy
 from conformance.levels import Verdict
 
@@ -40,10 +40,14 @@ class FindingRecord:
     transcript: list[str]
     occurrences: int = 1
     replay: str | None = None  # the saved session, for python -m conformance replay
+    # The session's steps up to the finding: [group, bytes as latin-1], enough to replay it.
+    steps: list[list[str]] = field(default_factory=list)
+    minimised_from: int | None = None  # steps before minimisation, when it shortened them
+    intermittent: bool = False  # seen on the wire, not when the session was replayed
 
     @classmethod
     def of(cls, findings: Sequence[Finding], exchange: Exchange, transcript: str,
-           verdict: Verdict) -> FindingRecord:
+           verdict: Verdict, steps: Sequence[Step] = ()) -> FindingRecord:
         """The record of ``findings[0]``; the others on the same exchange go under ``also``."""
         first, x = findings[0], exchange
         return cls(
@@ -57,11 +61,23 @@ class FindingRecord:
             documented=sorted(x.profile.documented(x.group)),
             also=[f"[{f.check.id}] {f.level}: {f.complaint}" for f in findings[1:]],
             transcript=transcript.splitlines(),
+            steps=[[group, data.decode("latin-1")] for group, data in steps],
         )
 
     @property
     def key(self) -> FindingKey:
-        return (self.check, self.group, self.reply_code or 0)
+        return FindingKey(self.check, self.level, self.group, self.reply_code or 0)
+
+    @property
+    def session(self) -> tuple[Step, ...]:
+        """The steps, as the client sent them."""
+        return tuple((group, data.encode("latin-1")) for group, data in self.steps)
+
+    @property
+    def timing(self) -> bool:
+        """Timing evidence (see ``Check.timing``)."""
+        registered = CHECKS.get(self.check)
+        return registered is not None and registered.timing
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,12 +98,27 @@ class RunError:
 
 @dataclass
 class RunRecord:
-    """Findings (one per key, the shortest transcript kept), coverage, and anything that
-    stopped the run before it finished."""
+    """Findings (one per key, the shortest transcript kept), coverage, anything that stopped
+    the run before it finished, and remarks on how the run adapted (``notes``)."""
 
     findings: dict[FindingKey, FindingRecord] = field(default_factory=dict)
     coverage: Coverage = field(default_factory=Counter)
     errors: list[RunError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    refuted: set[tuple[str, str]] = field(default_factory=set)  # (per-run check, group)
+
+    def coverage_of(self, group: str) -> int:
+        """Exchanges of ``group`` in the run (of the greeting: sessions opened)."""
+        return sum(n for (_, g, _), n in self.coverage.items() if g == group)
+
+    def remark(self, note: str) -> None:
+        if note not in self.notes:
+            self.notes.append(note)
+
+    def drop_refuted(self) -> None:
+        """Per-run findings stand only if no exchange of the run refuted them."""
+        for key in [k for k in self.findings if (k.check, k.group) in self.refuted]:
+            del self.findings[key]
 
     def note(self, record: FindingRecord) -> None:
         known = self.findings.get(record.key)
@@ -103,6 +134,9 @@ class RunRecord:
             self.note(record)
         self.coverage.update(other.coverage)
         self.errors += [error for error in other.errors if error not in self.errors]
+        for note in other.notes:
+            self.remark(note)
+        self.refuted |= other.refuted
 
     def by_verdict(self, verdict: Verdict) -> list[FindingRecord]:
         return [f for f in self.sorted_findings() if f.verdict == verdict.value]
@@ -116,6 +150,8 @@ class RunRecord:
             "findings": [f.to_json() for f in self.sorted_findings()],
             "coverage": [[s, g, c, n] for (s, g, c), n in sorted(self.coverage.items())],
             "errors": [asdict(error) for error in self.errors],
+            "notes": list(self.notes),
+            "refuted": sorted([check, group] for check, group in self.refuted),
         }
 
     @classmethod
@@ -125,12 +161,14 @@ class RunRecord:
             record.note(FindingRecord.from_json(finding))
         record.coverage.update({(s, g, c): n for s, g, c, n in data["coverage"]})
         record.errors = [RunError(**error) for error in data["errors"]]
+        record.notes = list(data.get("notes", []))
+        record.refuted = {(check, group) for check, group in data.get("refuted", [])}
         return record
 
 
 def records_for(findings: Sequence[Finding], exchange: Exchange, transcript: str,
-                policy: Policy) -> list[FindingRecord]:
+                policy: Policy, steps: Sequence[Step] = ()) -> list[FindingRecord]:
     """One record per finding, each graded by ``policy``."""
     return [FindingRecord.of([f, *(o for o in findings if o is not f)], exchange, transcript,
-                             policy.verdict(f, exchange)) for f in findings]
+                             policy.verdict(f, exchange), steps) for f in findings]
 

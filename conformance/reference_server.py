@@ -9,13 +9,11 @@ are this server's declared deviations from aiosmtpd, not loosened checks.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-import aiosmtpd.smtp
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -34,10 +32,6 @@ SUBSTITUTES: Mapping[tuple[str, int], tuple[int, str | None]] = MappingProxyType
     ("QUIT", 501): (500, None),  # QUIT with an argument: the seed's QUIT row is 221, 500
     ("VRFY", 252): (502, "VRFY not implemented"),  # RFC 821 and the seed have no 252
 })
-# aiosmtpd closes the connection after a few unknown verbs (502, then close); RFC 5321 §3.8
-# says a server answers 500 and waits. The limit is module state in aiosmtpd.
-aiosmtpd.smtp.BOGUS_LIMIT = 1_000_000
-logging.getLogger("mail.log").setLevel(logging.CRITICAL)
 
 SERVER_HOSTNAME = "mx.example.test"
 LOOPBACK = "127.0.0.1"
@@ -65,9 +59,9 @@ class ProfileSMTP(SMTP):
         super().__init__(handler, **options)
         self.profile = profile
         self._group = GREETING  # the first push is the greeting
-        self._smtp_methods = {
-            verb: self._tracking(verb, method) for verb, method in self._smtp_methods.items()
-        }
+        self._smtp_methods = _AnswersUnknownVerbs(
+            {verb: self._tracking(verb, method) for verb, method in self._smtp_methods.items()},
+            self._unrecognised)
 
     def _tracking(self, verb: str, method: Callable[[str], Awaitable[None]]) -> Callable[
             [str], Awaitable[None]]:
@@ -100,6 +94,9 @@ class ProfileSMTP(SMTP):
             return status
         return f"{substitute} {text}" if text else f"{substitute}{status[3:]}"
 
+    async def _unrecognised(self, arg: str) -> None:
+        await self.push("500 Error: command not recognized")
+
     async def smtp_HELP(self, arg: str) -> None:
         await self.push("214 Commands: DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET VRFY")
 
@@ -107,6 +104,21 @@ class ProfileSMTP(SMTP):
         await self.push("502 Command not implemented")
 
     smtp_SEND = smtp_SOML = smtp_SAML = smtp_TURN = _not_implemented
+
+
+class _AnswersUnknownVerbs(dict[str, Callable[[str], Awaitable[None]]]):
+    """aiosmtpd's verb table, with an answer for every unknown verb. Stock aiosmtpd counts
+    unknown verbs and closes the connection after a few (its module-wide BOGUS_LIMIT); RFC
+    5321 §4.2.4 and §3.8 say a server answers 500 and carries on. Per server, no globals."""
+
+    def __init__(self, methods: dict[str, Callable[[str], Awaitable[None]]],
+                 unknown: Callable[[str], Awaitable[None]]) -> None:
+        super().__init__(methods)
+        self.unknown = unknown
+
+    def get(self, verb: str, default: Any = None
+            ) -> Callable[[str], Awaitable[None]]:
+        return super().get(verb) or self.unknown
 
 
 class _EphemeralController(Controller):

@@ -15,10 +15,10 @@ from typing import Any
 
 from conformance.client import ServerAddress
 from conformance.commands import END_OF_DATA, Command, Message, Step
-from conformance.errors import UsageError
-from conformance.failures import ConformanceFailure
-from conformance.grading import FindingKey, Policy, finding_key
+from conformance.errors import StopRun, UsageError
+from conformance.grading import FindingKey, Policy
 from conformance.model import State
+from conformance.record import FindingRecord, RunRecord
 from conformance.session import CheckedSession, Pacer
 from conformance.tables import Profile, get_profile
 
@@ -36,18 +36,12 @@ class Script:
                 "steps": [{"group": g, "data": data.decode("latin-1")} for g, data in self.steps]}
 
 
-def script_of(failure: ConformanceFailure) -> Script:
-    return Script(failure.exchange.profile.name, failure.check.id, failure.steps)
+def script_of(finding: FindingRecord) -> Script:
+    return Script(finding.profile, finding.check, finding.session)
 
 
-def failure_key(failure: ConformanceFailure) -> FindingKey:
-    """What makes two failures the same: the check, the command group and the reply code."""
-    return finding_key(failure.findings[0], failure.exchange)
-
-
-def file_name(failure: ConformanceFailure) -> str:
-    check, group, code = failure_key(failure)
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{check}-{group}-{code}.json")
+def file_name(key: FindingKey) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{key.check}-{key.group}-{key.code}.json")
 
 
 def save(script: Script, path: Path) -> None:
@@ -69,17 +63,32 @@ def load(path: Path) -> Script:
         raise UsageError(f"{path} is not a replay file: {error!r}") from None
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """What a replay saw: every finding, in order (the session ends at the first deviation),
+    and the session's transcript."""
+
+    findings: tuple[FindingRecord, ...]
+    transcript: str
+
+    def first(self, key: FindingKey | None = None) -> FindingRecord | None:
+        """The finding with ``key``, or the first one; None if there is none."""
+        return next((f for f in self.findings if key is None or f.key == key), None)
+
+
 def replay(script: Script, address: ServerAddress, *, timeout: float,
-           profile: Profile | None = None, pacer: Pacer | None = None, deliver: bool = True
-           ) -> tuple[CheckedSession, ConformanceFailure | None]:
-    """Send the script's steps in order, checking every reply; stop at the first failure.
-    Every finding fails here (strict), since the point is to see the recorded one again.
+           profile: Profile | None = None, pacer: Pacer | None = None, deliver: bool = True,
+           policy: Policy | None = None) -> Replayed:
+    """Send the script's steps in order, checking every reply, until the first deviation.
+    A reply later than ``timeout`` counts as none: a replay does not wait for stragglers.
 
     A message is only ever sent as recorded: if the server asks for mail data (354) where
     the script has none, the replay stops there, so that later lines are never read as a
     message; ``deliver=False`` closes the connection instead of sending any message."""
+    record = RunRecord()
     session = CheckedSession(address, profile or get_profile(script.profile), timeout=timeout,
-                             policy=Policy(strict=True), pacer=pacer, deliver=deliver)
+                             hang_wait=0, policy=policy or Policy(strict=True), record=record,
+                             pacer=pacer, deliver=deliver)
     try:
         session.connect()
         for group, data in script.steps:
@@ -91,11 +100,12 @@ def replay(script: Script, address: ServerAddress, *, timeout: float,
                 session.send_message(Message.from_wire(data))
             else:
                 session.send(Command(data, group=group))
-    except ConformanceFailure as failure:
-        return session, failure
+    except StopRun:
+        pass
     finally:
         session.close()
-    return session, None
+    ordered = sorted(record.findings.values(), key=lambda f: len(f.transcript))
+    return Replayed(tuple(ordered), session.transcript)
 
 
 def printf_reproducer(steps: tuple[Step, ...], address: ServerAddress) -> str:

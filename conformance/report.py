@@ -92,6 +92,7 @@ def document(record: RunRecord, run: RunInfo, baseline: dict[str, Any] | None = 
         "exit_status": run.exit_status,
         "verdict": run_verdict(record),
         "errors": [error.message for error in record.errors],
+        "notes": list(record.notes),
         "counts": {v.value: len(record.by_verdict(v)) for v in Verdict},
         "findings": [f.to_json() for f in record.sorted_findings()],
         "baseline": baseline,
@@ -155,6 +156,7 @@ def summary_lines(record: RunRecord, profile: Profile) -> list[str]:
     labels = {"PASS": "PASS (conforms)", INCOMPLETE: "INCOMPLETE (the run did not finish)"}
     lines = [f"verdict: {labels.get(verdict, verdict)}  ({counts})"]
     lines += [f"  ERROR {error.message}" for error in record.errors]
+    lines += [f"  NOTE {note}" for note in record.notes]
     per_check = Counter((f.check, f.verdict) for f in record.findings.values())
     for (check, verdict_name), count in sorted(per_check.items()):
         lines.append(f"  {verdict_name:4} {check}: {count}")

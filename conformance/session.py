@@ -1,24 +1,36 @@
 """A checked session: the client, the model and the checks, together, without Hypothesis.
 
 Every command goes out through ``send``; its reply is checked against the profile and the
-model's state, then the model advances from what the server actually said.
+model's state, every finding is recorded (never raised), then the model advances from what
+the server actually said. ``Adaptation`` keeps a slow or hanging server from slowing the run.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from conformance.checks import Exchange, run_checks
+from conformance.checks import Exchange, Finding, refuted_checks, run_checks
 from conformance.client import ServerAddress, SMTPClient
 from conformance.commands import END_OF_DATA, GREETING, Command, Message, Step
-from conformance.errors import ServerError
-from conformance.failures import failure_type
+from conformance.errors import ReplyTimeout, ServerError, StopRun
 from conformance.grading import Policy
-from conformance.model import Session, State, advance, closed
+from conformance.model import Session, State, advance, closed, is_positive
 from conformance.record import RunRecord, records_for
 from conformance.replies import Reply
-from conformance.tables import CLOSING, SERVICE_NOT_AVAILABLE, Profile
+from conformance.tables import (
+    CLOSING,
+    COMMAND_UNRECOGNISED,
+    NOT_IMPLEMENTED,
+    SERVICE_NOT_AVAILABLE,
+    Profile,
+)
+
+# How much longer than the timeout a command may go unanswered before it counts as never
+# answered (a MUST finding) rather than late (a SHOULD finding). RFC 5321 §4.5.3.2 gives a
+# client minutes; a run cannot wait that long for every command.
+HANG_FACTOR = 6
 
 
 class Pacer:
@@ -42,15 +54,50 @@ class Pacer:
         self.next_due = now + self.interval
 
 
+@dataclass
+class Adaptation:
+    """What one run has learnt about the server's timing, shared by all its sessions, so that
+    each slow behaviour costs its wait once: a tarpit (replies slow down after some commands)
+    caps the commands per session; a command never answered is not sent again; a server that
+    keeps the connection open after 221/421 is not waited for again."""
+
+    max_commands: int | None = None  # per session; None: no cap
+    unanswered: frozenset[str] = frozenset()  # command groups never sent again
+    skip_close_wait: bool = False
+
+    def cap(self, commands_before: int, record: RunRecord, why: str) -> None:
+        cap = max(commands_before, 1)
+        if self.max_commands is None or cap < self.max_commands:
+            self.max_commands = cap
+            record.remark(f"{why}: sessions were kept to {cap} command(s) from then on")
+
+
+def control_probe(command: Command, reply: Reply) -> Command | None:
+    """The plain form of a refused valid command, sent next in the same state, so a check can
+    tell what the refusal was about: the verb in upper case (RFC 5321 §2.4), or NOOP without
+    its parameter (§4.1.1.9)."""
+    if not command.valid or (reply.code not in (COMMAND_UNRECOGNISED, NOT_IMPLEMENTED) and \
+            not (command.group == "NOOP" and not is_positive("NOOP", reply.code))):
+        return None
+    verb_as_sent = command.verb_as_sent
+    if verb_as_sent != command.verb:
+        return Command(command.verb.encode() + command.line[len(verb_as_sent):])
+    if command.group == "NOOP" and command.line.rstrip(b"\r\n") != b"NOOP":
+        return Command(b"NOOP\r\n")
+    return None
+
+
 class CheckedSession:
     def __init__(self, address: ServerAddress, profile: Profile, *, timeout: float = 5.0,
-                 close_timeout: float | None = None, policy: Policy | None = None,
+                 hang_wait: float | None = None, policy: Policy | None = None,
                  record: RunRecord | None = None, deliver: bool = True,
-                 pacer: Pacer | None = None) -> None:
+                 pacer: Pacer | None = None, adaptation: Adaptation | None = None,
+                 probes: bool = True, fail_fast: bool = False) -> None:
         self.address = address
         self.profile = profile
         self.timeout = timeout
-        self.close_timeout = close_timeout if close_timeout is not None else timeout
+        # After the timeout, how much longer to wait before a reply counts as never coming.
+        self.hang_wait = hang_wait if hang_wait is not None else timeout * (HANG_FACTOR - 1)
         self.model = Session()
         self.policy = policy if policy is not None else Policy()
         self.record = record if record is not None else RunRecord()
@@ -61,20 +108,53 @@ class CheckedSession:
         # and nothing is delivered.
         self.deliver = deliver
         self.pacer = pacer if pacer is not None else Pacer()
+        self.adaptation = adaptation if adaptation is not None else Adaptation()
+        self.probes = probes  # send control probes after refused commands
+        self.fail_fast = fail_fast  # stop the run (StopRun) at the first failing finding
+        self.findings: list[Finding] = []  # this session's, newest last
 
     @property
     def transcript(self) -> str:
         return self.client.transcript.render()
 
     def connect(self) -> Reply | None:
+        self.client.close()
         self.client = SMTPClient(self.address, timeout=self.timeout)
         self.model = Session()
         self.steps = []
-        return self._exchange(GREETING, None, self.client.connect)
+        self.findings = []
+        greeting = self._exchange(GREETING, None, lambda: self.client.connect(
+            greeting_timeout=self.timeout + self.hang_wait))
+        if greeting is None and any(f.check.timing for f in self.findings):
+            raise StopRun(f"the server did not greet within {self.timeout + self.hang_wait:g}s:"
+                          f" nothing more can be tested")
+        return greeting
+
+    def ensure_open(self) -> None:
+        """Reconnect if the last session ended, or if it has had as many commands as the
+        run's adaptation allows."""
+        cap = self.adaptation.max_commands
+        if not self.model.open or (cap is not None and len(self.steps) >= cap):
+            self.close()
+            self.connect()
 
     def send(self, command: Command) -> Reply | None:
+        """Send ``command`` (reconnecting first if needed) and check the reply; then, if the
+        reply calls for it, a control probe. None: no reply (or not sent: see Adaptation)."""
+        self.ensure_open()
+        if not self.model.open:
+            return None  # the greeting was refused or broken
+        if command.group in self.adaptation.unanswered:
+            return None
         self.steps.append((command.group, command.line))
-        return self._exchange(command.group, command, lambda: self.client.command(command.line))
+        reply = self._exchange(command.group, command, lambda: self._command(command.line))
+        if reply is not None and self.probes and self.model.open and \
+                self.model.state is not State.DATA and \
+                (probe := control_probe(command, reply)) is not None:
+            # Not a step of its own: a replay of the steps sends it again where it is due.
+            self._exchange(probe.group, probe, lambda: self._command(probe.line),
+                           variant_of=(command, reply))
+        return reply
 
     def send_message(self, message: Message) -> Reply | None:
         """After a 354: the message data and its terminating <CRLF>.<CRLF> (in safe mode,
@@ -83,44 +163,89 @@ class CheckedSession:
             self.close()
             return None
         self.steps.append((END_OF_DATA, message.wire))
-        return self._exchange(END_OF_DATA, message, lambda: self.client.command(message.wire))
+        return self._exchange(END_OF_DATA, message, lambda: self._command(message.wire))
 
     def close(self) -> None:
         self.client.close()
         self.model = closed(self.model)
 
-    def _exchange(self, group: str, sent: Command | Message | None,
-                  io: Callable[[], Reply]) -> Reply | None:
+    def _command(self, data: bytes) -> Reply:
+        self.client.send(data)
+        return self.client.read_reply(timeout=self.timeout + self.hang_wait)
+
+    def _exchange(self, group: str, sent: Command | Message | None, io: Callable[[], Reply],
+                  *, variant_of: tuple[Command, Reply] | None = None) -> Reply | None:
         self.pacer.wait()
         before = self.model
         reply: Reply | None = None
         error: ServerError | None = None
+        started = time.monotonic()
         try:
             reply = io()
         except ServerError as failure:
             error = failure
+        elapsed = time.monotonic() - started
+        late = elapsed if reply is not None and elapsed > self.timeout else None
         closed_after = None
         if reply is not None and (reply.code == SERVICE_NOT_AVAILABLE or
                                   (group == "QUIT" and reply.code == CLOSING)):
-            closed_after = self.client.wait_for_close(timeout=self.close_timeout)
+            closed_after, close_late = self._wait_for_close()
+            late = late or close_late
         self.record.coverage[(before.state.name, group, reply.code if reply else 0)] += 1
-        exchange = Exchange(self.profile, before, group, sent, reply, error, closed_after)
+        exchange = Exchange(self.profile, before, group, sent, reply, error, closed_after,
+                            late=late, timeout=self.timeout, variant_of=variant_of)
         findings = run_checks(exchange)
+        for check_id in refuted_checks(exchange):
+            self.record.refuted.add((check_id, group))
         if reply is not None:
             self.model = advance(before, group, reply.code, lines=reply.lines)
         if error is not None or closed_after is not None or self.model.state is State.CLOSED:
             self.close()
-        failing = [f for f in findings if self.policy.fails(self.policy.verdict(f, exchange))]
-        if failing:  # the failure leads with what fails; the rest follow as "Also:"
-            self.close()
-            ordered = [*failing, *(f for f in findings if f not in failing)]
-            raise failure_type(failing[0].check.id)(ordered, exchange, self.transcript,
-                                                    self.steps)
-        # Warnings, notes and known deviations are recorded. After a deviation the model can
-        # no longer be sure what state the server is in, so the session ends here (the state
-        # machine reconnects) rather than report the consequences as findings of their own.
-        for record in records_for(findings, exchange, self.transcript, self.policy):
-            self.record.note(record)
-        if findings:
-            self.close()
+        self._adapt(exchange, elapsed)
+        self._note(findings, exchange)
         return reply
+
+    def _wait_for_close(self) -> tuple[bool | None, float | None]:
+        """Whether the server closed after 221/421, and how late, if later than the timeout
+        (None, None: not waited for, see Adaptation)."""
+        if self.adaptation.skip_close_wait:
+            return None, None
+        started = time.monotonic()
+        closed_now = self.client.wait_for_close(timeout=self.timeout + self.hang_wait)
+        elapsed = time.monotonic() - started
+        return closed_now, elapsed if closed_now and elapsed > self.timeout else None
+
+    def _adapt(self, x: Exchange, elapsed: float) -> None:
+        commands_before = len(self.steps) - 1
+        if isinstance(x.error, ReplyTimeout) and x.group != GREETING:
+            self.adaptation.unanswered |= {x.group}
+            self.record.remark(f"{x.group} went unanswered: it was not sent again in this run")
+        elif x.closed_after is False or (x.closed_after and x.late is not None):
+            self.adaptation.skip_close_wait = True
+            self.record.remark("the server kept the connection open after 221/421: the run "
+                               "did not wait for the close again")
+        elif x.late is not None and x.group != GREETING:
+            self.adaptation.cap(commands_before, self.record,
+                                f"a reply came late ({x.late:.1f}s) after {commands_before} "
+                                f"command(s) in a session (a tarpit?)")
+        elif elapsed > self.timeout / 5 and commands_before >= 3 and x.group != GREETING:
+            self.adaptation.cap(commands_before, self.record,
+                                f"replies slowed down ({elapsed:.1f}s) after {commands_before} "
+                                f"commands in a session (a tarpit?)")
+
+    def _note(self, findings: list[Finding], exchange: Exchange) -> None:
+        """Record every finding, graded. A deviation ends the session (the state machine
+        reconnects): after it the model can no longer be sure what state the server is in,
+        and its consequences would be reported as findings of their own."""
+        if not findings:
+            return
+        self.findings += findings
+        for record in records_for(findings, exchange, self.transcript, self.policy,
+                                  self.steps):
+            self.record.note(record)
+        definite = [f for f in findings if f.check.refuted_by is None]
+        if definite:
+            self.close()
+        if self.fail_fast and any(self.policy.fails(self.policy.verdict(f, exchange))
+                                  for f in definite):
+            raise StopRun("fail-fast: stopped at the first failing finding")

@@ -60,6 +60,9 @@ class Profile:
     level: Level
     level_citation: str
     rows: Mapping[str, Row]
+    # The commands every receiver must implement (the "minimum implementation").
+    minimum_verbs: frozenset[str] = frozenset()
+    minimum_citation: str = ""
 
     def row(self, group: str) -> Row:
         """The row for ``group``: the profile's own, else the shared supplementary row."""
@@ -81,6 +84,7 @@ OK = 250
 START_MAIL_INPUT = 354  # to DATA: send the message
 SERVICE_NOT_AVAILABLE = 421  # any time, then close (§3.8)
 COMMAND_UNRECOGNISED = 500
+NOT_IMPLEMENTED = 502
 
 # --- Code texts ------------------------------------------------------------------------------
 
@@ -322,6 +326,11 @@ SUPPLEMENTARY_ROWS: Mapping[str, Row] = MappingProxyType({
 })
 
 
+# --- The minimum implementation ------------------------------------------------------------
+
+RFC821_MINIMUM = frozenset({"HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT"})
+RFC5321_MINIMUM = RFC821_MINIMUM | {"EHLO", "VRFY"}
+
 # --- The profiles ----------------------------------------------------------------------------
 
 def _rows(groups: Iterable[str], make: Callable[[str], Row]) -> Mapping[str, Row]:
@@ -335,6 +344,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
         Level.MUST,
         "the user's documented sets; codes outside them are failures",
         _rows(GROUPS, _seed_row),
+        RFC821_MINIMUM, "RFC 821 §4.5.1",
     ),
     "rfc821": Profile(
         "rfc821",
@@ -342,6 +352,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
         Level.MUST,
         'RFC 821 §4.3: "These must be strictly adhered to"',
         _rows(_RFC821_CODES, _rfc821_row),
+        RFC821_MINIMUM, "RFC 821 §4.5.1",
     ),
     "rfc5321": Profile(
         "rfc5321",
@@ -349,6 +360,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
         Level.SHOULD,
         'RFC 5321 §4.3.1: "These SHOULD be strictly adhered to"',
         _rows(GROUPS, _rfc5321_row),
+        RFC5321_MINIMUM, "RFC 5321 §4.5.1",
     ),
 })
 DEFAULT_PROFILE = "seed"

@@ -35,6 +35,12 @@ def escape_line(line: bytes) -> str:
     return "".join(out)
 
 
+def escape_text(text: str) -> str:
+    """Reply text as the parser decoded it (UTF-8, other octets kept as surrogates), escaped
+    like ``escape_line``: a NUL or a BEL never reaches the terminal raw."""
+    return escape_line(text.encode("utf-8", "surrogateescape"))
+
+
 def split_lines(data: bytes) -> list[bytes]:
     """Split after each LF, keeping terminators (so a bare LF stays visible as \\n)."""
     parts = data.split(b"\n")

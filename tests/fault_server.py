@@ -6,6 +6,7 @@ messages have size limits, every socket read times out, and the server stops whe
 
 from __future__ import annotations
 
+import random
 import socket
 import socketserver
 import threading
@@ -41,11 +42,23 @@ FAULTS = {
     "greeting_without_domain": "greeting_names_server",
     "lowercase_verbs_unrecognised": "verb_case_insensitive",
     "end_of_data_replies_354": "end_of_data_reply_is_final",
+    "noop_unrecognised": "minimum_implementation",  # NOOP answered 500, whatever its form
+    "help_never_answers": "command_answered",
+    "mail_echoes_argument": "reply_well_formed",  # 501 quoting the argument, 8-bit and all
 }
-# Faults that do not reproduce: the run must call them INCONCLUSIVE, never FAIL.
+# Faults whose finding is a SHOULD: the run warns and passes unless --smtp-strict.
+SHOULD_FAULTS = {
+    "noop_refuses_parameter": "noop_ignores_parameter",
+    # From the fourth non-mail command of a session on, each reply waits 6 s (a tarpit).
+    "tarpit": "reply_within_timeout",
+}
+# Faults that do not reproduce on replay. A check failure seen on the wire is still graded by
+# its level (an intermittent deviation); only timing evidence becomes INCONCLUSIVE.
 NONDETERMINISTIC = {
     "helo_220_once": "reply_code_documented",  # only the server's third HELO ever gets 220
+    "mail_553_at_random": "reply_code_documented",  # 553 to MAIL three times in ten
 }
+TARPIT_AFTER, TARPIT_DELAY = 3, 6.0
 
 
 @dataclass
@@ -54,20 +67,22 @@ class _Session:
     mail: bool = False
     recipients: int = 0
     messages: int = 0
+    non_mail: int = 0  # commands other than MAIL, RCPT and DATA (for the tarpit)
 
 
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
-    timeout = 10
+    timeout = 90  # an idle client is dropped after this; a test ends well before
 
     def reply(self, text: str) -> None:
-        ending = "\n" if self.server.fault == "bare_lf_replies" else "\r\n"
-        self.wfile.write(text.replace("\r\n", ending).encode() + ending.encode())
+        ending = "\n" if "bare_lf_replies" in self.server.faults else "\r\n"
+        data = text.replace("\r\n", ending).encode("utf-8", "surrogateescape")
+        self.wfile.write(data + ending.encode())
         self.wfile.flush()
 
     def handle(self) -> None:
-        fault = self.server.fault
-        self.reply("220" if fault == "greeting_without_domain" else
+        faults = self.server.faults
+        self.reply("220" if "greeting_without_domain" in faults else
                    "220 mx.fault.test ESMTP fault server")
         s = _Session()
         while not self.server.stopping.is_set():
@@ -75,38 +90,49 @@ class _Handler(socketserver.StreamRequestHandler):
             if not line:
                 return
             self.server.received.append(line)  # an overlong line: its first MAX_LINE octets
-            if not line.endswith(b"\n") or len(line) > 512:
+            limit = MAX_LINE if "mail_echoes_argument" in faults else 512
+            if not line.endswith(b"\n") or len(line) > limit:
                 while line and not line.endswith(b"\n"):
                     line = self.rfile.readline(MAX_LINE + 1)
                 self.reply("500 Line too long")
                 continue
-            text = line.rstrip(b"\r\n").decode("latin-1")
+            text = line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
             verb_sent, _, arg = text.partition(" ")
             verb = verb_sent.upper()
-            if fault == "lowercase_verbs_unrecognised" and verb_sent != verb:
+            if "lowercase_verbs_unrecognised" in faults and verb_sent != verb:
                 self.reply("500 Command unrecognized")
                 continue
+            if verb not in ("MAIL", "RCPT", "DATA"):
+                s.non_mail += 1
+            if "tarpit" in faults and s.non_mail > TARPIT_AFTER and \
+                    self.server.stopping.wait(TARPIT_DELAY):
+                return
             if not self.command(s, verb, arg.strip()):
                 return
 
     def command(self, s: _Session, verb: str, arg: str) -> bool:
-        fault = self.server.fault
+        faults = self.server.faults
         if verb in ("HELO", "EHLO"):
             if not arg:
                 self.reply("501 Syntax: HELO/EHLO domain")
-            elif fault == "helo_replies_220" and verb == "HELO":
+            elif "helo_replies_220" in faults and verb == "HELO":
                 self.reply("220 hello")
-            elif fault == "helo_220_once" and verb == "HELO" and self.server.count("HELO") == 3:
+            elif "helo_220_once" in faults and verb == "HELO" and self.server.count("HELO") == 3:
                 self.reply("220 hello, this once")
             elif verb == "EHLO":
                 s.greeted, s.mail, s.recipients = True, False, 0
-                self.reply("250-mx.fault.test\r\n251 8BITMIME" if fault == "ehlo_mixed_codes"
+                self.reply("250-mx.fault.test\r\n251 8BITMIME" if "ehlo_mixed_codes" in faults
                            else "250-mx.fault.test\r\n250 8BITMIME")
             else:
                 s.greeted, s.mail, s.recipients = True, False, 0
                 self.reply("250 mx.fault.test")
         elif verb == "MAIL":
-            if fault == "mail_fails_after_message" and s.messages:
+            if "mail_553_at_random" in faults and random.random() < 0.3:
+                self.reply("553 sender rejected (lookup failed)")
+            elif "mail_echoes_argument" in faults and (len(arg) > 256 or
+                    not arg.upper().startswith("FROM:<") or not arg.endswith(">")):
+                self.reply(f"501 Bad sender address syntax: {arg}")
+            elif "mail_fails_after_message" in faults and s.messages:
                 self.reply("550 no more mail today")
             elif s.mail or not arg.upper().startswith("FROM:<") or not arg.endswith(">"):
                 self.reply("501 Syntax error or nested MAIL")
@@ -114,11 +140,11 @@ class _Handler(socketserver.StreamRequestHandler):
                 s.mail, s.recipients = True, 0
                 self.reply("250 OK")
         elif verb == "RCPT":
-            if not s.mail and fault != "rcpt_without_mail_accepted":
+            if not s.mail and "rcpt_without_mail_accepted" not in faults:
                 self.reply("503 Need MAIL first")
             elif not arg.upper().startswith("TO:<") or not arg.endswith(">"):
                 self.reply("501 Syntax: RCPT TO:<address>")
-            elif fault == "third_recipient_554" and s.recipients == 2:
+            elif "third_recipient_554" in faults and s.recipients == 2:
                 self.reply("554 too many")
             else:
                 s.recipients += 1
@@ -126,7 +152,7 @@ class _Handler(socketserver.StreamRequestHandler):
         elif verb == "DATA":
             if arg:
                 self.reply("501 No arguments allowed")
-            elif not s.recipients and fault != "data_without_rcpt_354":
+            elif not s.recipients and "data_without_rcpt_354" not in faults:
                 self.reply("503 Need RCPT first")
             else:
                 self.reply("354 End data with <CRLF>.<CRLF>")
@@ -137,38 +163,46 @@ class _Handler(socketserver.StreamRequestHandler):
                         return False
                 s.mail, s.recipients = False, 0
                 s.messages += 1
-                self.reply("354 Go on" if fault == "end_of_data_replies_354" else
+                self.reply("354 Go on" if "end_of_data_replies_354" in faults else
                            "250 Message accepted")
         elif verb == "RSET":
             if arg:
                 self.reply("501 No arguments allowed")
             else:
                 # The fault forgets the recipients but keeps the transaction open.
-                s.mail, s.recipients = fault == "rset_keeps_mail_from", 0
+                s.mail, s.recipients = "rset_keeps_mail_from" in faults, 0
                 self.reply("250 OK")
         elif verb == "NOOP":
-            self.reply({"noop_replies_252": "252 fine",
-                        "noop_no_separator": "250OK"}.get(fault or "", "250 OK"))
+            if "noop_unrecognised" in faults:
+                self.reply("500 Command unrecognized")
+            elif "noop_refuses_parameter" in faults and arg:
+                self.reply("500 NOOP takes no parameters")
+            else:
+                self.reply("252 fine" if "noop_replies_252" in faults else
+                           "250OK" if "noop_no_separator" in faults else "250 OK")
         elif verb == "QUIT":
             if arg:
                 self.reply("500 No arguments allowed")
                 return True
-            self.reply("250 Goodbye" if fault == "quit_replies_250" else "221 Bye")
-            return fault == "quit_keeps_connection"
-        elif verb == "VRFY" and fault == "vrfy_421_keeps_connection":
+            self.reply("250 Goodbye" if "quit_replies_250" in faults else "221 Bye")
+            return "quit_keeps_connection" in faults
+        elif verb == "VRFY" and "vrfy_421_keeps_connection" in faults:
             self.reply("421 mx.fault.test shutting down")
-        elif verb == "EXPN" and fault == "expn_hangs":
+        elif verb == "EXPN" and "expn_hangs" in faults:
             self.server.stopping.wait(30)
             return False
+        elif verb == "HELP" and "help_never_answers" in faults:
+            self.server.stopping.wait(60)
+            return False
         elif verb == "HELP":
-            if fault == "help_drops_connection":
+            if "help_drops_connection" in faults:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return False
-            self.reply("214 Help\x01" if fault == "control_octet_in_help" else "214 See RFC 5321")
+            self.reply("214 Help\x01" if "control_octet_in_help" in faults else "214 See RFC 5321")
         elif verb in ("VRFY", "EXPN", "SEND", "SOML", "SAML", "TURN"):
             self.reply("502 Command not implemented")
         else:
-            self.reply("250 whatever" if fault == "unknown_verb_accepted" else
+            self.reply("250 whatever" if "unknown_verb_accepted" in faults else
                        "500 Command unrecognized")
         return True
 
@@ -176,7 +210,7 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
-    fault: str | None
+    faults: frozenset[str]
     stopping: threading.Event
     received: deque[bytes]  # command lines (overlong ones cut), newest last (bounded)
     counts: Counter[str]  # commands seen, by verb, over the server's life
@@ -189,13 +223,16 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 class FaultServer:
-    """``with FaultServer("expn_hangs") as server:`` ... ``server.address``."""
+    """``with FaultServer("expn_hangs") as server:`` ... ``server.address``; several faults
+    may be combined: ``FaultServer("helo_replies_220", "noop_replies_252")``."""
 
-    def __init__(self, fault: str | None = None) -> None:
-        if fault is not None and fault not in FAULTS and fault not in NONDETERMINISTIC:
-            raise ValueError(f"unknown fault {fault!r}")
+    def __init__(self, *faults: str | None) -> None:
+        known = {*FAULTS, *SHOULD_FAULTS, *NONDETERMINISTIC}
+        chosen = frozenset(f for f in faults if f is not None)
+        if unknown := chosen - known:
+            raise ValueError(f"unknown fault(s) {sorted(unknown)}")
         self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fault = fault
+        self._server.faults = chosen
         self._server.stopping = threading.Event()
         self.received: deque[bytes] = deque(maxlen=100_000)
         self._server.received = self.received

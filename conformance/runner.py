@@ -1,0 +1,209 @@
+"""The run engine: explore a server with the state machine within a time budget, then give
+each failing finding its shortest session, and say what the run found. No pytest here.
+
+Blame is decided here too: the server's deviations are findings; a server that went away or
+a spent budget ends exploring with what was found so far; anything else is a bug of ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from conformance import replay
+from conformance.baseline import Baseline
+from conformance.client import ServerAddress, SMTPClient
+from conformance.commands import GREETING
+from conformance.errors import ConformanceError, StopRun, TargetLost, TargetUnreachable
+from conformance.failures import RunFailed
+from conformance.grading import Policy
+from conformance.levels import Verdict
+from conformance.machine import configure
+from conformance.minimise import minimise
+from conformance.record import FindingRecord, RunError, RunRecord
+from conformance.session import Pacer
+from conformance.tables import Profile
+
+# Named example budgets: (examples, steps per example).
+BUDGETS = {"fast": (60, 25), "thorough": (1000, 50)}
+SECONDS_PER_EXAMPLE = 2  # the default time budget: this much per example, at least a minute
+EXPLORE_SHARE = 0.8  # of the budget; the rest is for minimising the failing findings
+MINIMISE_SECONDS = 30.0  # at most, per finding
+MINIMISE_REPLAYS = 50
+
+
+def default_budget(examples: int) -> float:
+    return float(max(60, examples * SECONDS_PER_EXAMPLE))
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    server: ServerAddress | None  # None: the embedded reference server
+    profile: Profile
+    timeout: float
+    examples: int
+    steps: int
+    budget_name: str  # how the example budget was given: fast, thorough or a number
+    seconds: float = 0.0  # the whole run's time budget; 0: sized to the examples
+    strict: bool = False
+    deliver: bool = False  # asked for; see ``delivers``
+    fail_fast: bool = False
+    rcpt_domain: str | None = None  # None: the strategies' reserved test domains
+    rate: float | None = None  # commands per second; None: no limit
+    report: Path | None = None
+    seed: str = ""  # Hypothesis's seed for this run, as --hypothesis-seed takes it
+    baseline: Baseline | None = None
+    baseline_write: Path | None = None
+    failures_dir: Path | None = None
+    today: date = field(default_factory=date.today)
+
+    @property
+    def time_budget(self) -> float:
+        return self.seconds or default_budget(self.examples)
+
+    @property
+    def delivers(self) -> bool:
+        """Messages are completed only when asked, or to the embedded server (which keeps
+        nothing)."""
+        return self.deliver or self.server is None
+
+    @property
+    def policy(self) -> Policy:
+        known = self.baseline.known(self.today) if self.baseline else frozenset()
+        return Policy(strict=self.strict, known=known, survey=self.baseline_write is not None)
+
+    def hypothesis_settings(self) -> settings:
+        return settings(
+            max_examples=self.examples,
+            stateful_step_count=self.steps,
+            deadline=None,  # network round trips; the per-reply timeout is the bound
+            # Nothing is raised to Hypothesis (findings are recorded), so there is nothing to
+            # shrink or save: the seed alone decides the run, with or without CI's profile.
+            phases=[Phase.explicit, Phase.generate],
+            database=None,
+            derandomize=False,
+            suppress_health_check=list(HealthCheck),
+        )
+
+
+@dataclass
+class Run:
+    """One run against one server: ``explore`` then ``finish``; findings go to ``record``."""
+
+    settings: RunSettings
+    address: ServerAddress
+    record: RunRecord
+    failures_dir: Path
+    clock: Callable[[], float] = time.monotonic
+    started: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.settings.time_budget
+
+    def explore(self) -> None:
+        """Hypothesis's sessions against the server, until the examples or the exploring
+        share of the budget are spent. The server going away ends it (an error in the
+        record, ``unreachable``)."""
+        s = self.settings
+        machine = configure(
+            self.address, s.profile, timeout=s.timeout, policy=s.policy, record=self.record,
+            deliver=s.delivers, rcpt_domain=s.rcpt_domain, rate=s.rate, fail_fast=s.fail_fast,
+            deadline=self.started + s.time_budget * EXPLORE_SHARE,
+            seed=int(s.seed) if s.seed.isdigit() else None)
+        try:
+            run_state_machine_as_test(machine, settings=s.hypothesis_settings())
+        except StopRun as stop:
+            sessions = self.record.coverage_of(GREETING)
+            self.record.remark(f"{stop} after {sessions} session(s); the findings so far are "
+                               f"reported")
+        except TargetLost as lost:
+            self.record.errors.append(RunError(
+                f"the server stopped accepting connections during the run: {lost}",
+                unreachable=True))
+
+    def finish(self) -> list[FindingRecord]:
+        """Settle the findings: drop per-run findings the run refuted, give each failing
+        finding its shortest session (saved for replay), and grade the ones no replay shows
+        again. Returns the findings that fail the run, worst first."""
+        record, policy = self.record, self.settings.policy
+        record.drop_refuted()
+        failing = [f for f in record.sorted_findings() if policy.fails(Verdict(f.verdict))]
+        for finding in failing:
+            record.findings[finding.key] = self._settle(finding)
+        return [f for f in record.sorted_findings() if policy.fails(Verdict(f.verdict))]
+
+    def _settle(self, finding: FindingRecord) -> FindingRecord:
+        left = self.deadline - self.clock()
+        if left < 1 or (not finding.steps and finding.group != GREETING):
+            return self._saved(finding)  # no time, or nothing to replay
+        script = replay.script_of(finding)
+        minimal = minimise(script, self.address, timeout=self.settings.timeout,
+                           key=finding.key, pacer=Pacer(self.settings.rate),
+                           deliver=self.settings.delivers, max_replays=MINIMISE_REPLAYS,
+                           seconds=min(MINIMISE_SECONDS, left))
+        if minimal is None and finding.timing:
+            return self._saved(dataclasses.replace(
+                finding, verdict=str(Verdict.INCONCLUSIVE),
+                complaint=finding.complaint + " (timing: a replay of the same session was "
+                                              "answered in time)"))
+        if minimal is None:
+            return self._saved(dataclasses.replace(finding, intermittent=True))
+        shorter = len(minimal.script.steps) < len(script.steps)
+        return self._saved(dataclasses.replace(
+            finding, transcript=minimal.finding.transcript, steps=minimal.finding.steps,
+            minimised_from=len(script.steps) if shorter else None))
+
+    def _saved(self, finding: FindingRecord) -> FindingRecord:
+        path = self.failures_dir / replay.file_name(finding.key)
+        replay.save(replay.script_of(finding), path)
+        return dataclasses.replace(finding, replay=str(path))
+
+
+def replay_hint(finding: FindingRecord, address: ServerAddress) -> str:
+    """How to see a finding again: the replay command and a shell one-liner."""
+    if finding.replay is None:
+        return ""
+    path = Path(finding.replay)
+    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    return "\n".join([
+        "Replay (same bytes, same checks):",
+        f"  python -m conformance replay {shown} --server={address}",
+        "By hand (sends everything at once):",
+        f"  {replay.printf_reproducer(finding.session, address)}",
+    ])
+
+
+def run(settings: RunSettings, address: ServerAddress, record: RunRecord,
+        failures_dir: Path) -> None:
+    """A whole run; raises ``RunFailed`` if findings fail it (they are in ``record`` too)."""
+    engine = Run(settings, address, record, failures_dir)
+    engine.explore()
+    failing = engine.finish()
+    if failing or record.errors:
+        raise RunFailed(failing, [replay_hint(f, address) for f in failing],
+                        [error.message for error in record.errors])
+
+
+def unreachable(address: ServerAddress, timeout: float) -> str | None:
+    """Why no connection to ``address`` can be made; None if one can."""
+    probe = SMTPClient(address, timeout=timeout)
+    try:
+        probe.connect()
+    except TargetUnreachable as error:
+        return str(error)
+    except ConformanceError:
+        pass  # it answered, badly: that is for the checks to report
+    finally:
+        probe.close()
+    return None
