@@ -1,7 +1,8 @@
 """``python -m conformance``: command-line tools that work without pytest.
 
 ``profiles`` prints a profile's documented reply codes, as a table or as JSON; ``replay``
-re-sends a saved failing session to a server and checks the replies again; ``matrix`` runs
+re-sends a saved failing session to a server, checks the replies again and grades what it
+finds as the suite does (``--strict`` as ``--smtp-strict``); ``matrix`` runs
 the suite against several servers and profiles and writes a conformance matrix.
 """
 
@@ -16,6 +17,8 @@ from pathlib import Path
 from conformance import matrix, replay
 from conformance.client import ServerAddress
 from conformance.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
+from conformance.failures import ConformanceFailure
+from conformance.levels import Verdict, grade
 from conformance.tables import (
     DEFAULT_PROFILE,
     PROFILES,
@@ -79,13 +82,28 @@ def _replay_command(args: argparse.Namespace) -> int:
         return EXIT_UNREACHABLE
     if failure is None:
         print(session.transcript)
-        print(f"did not reproduce: every reply passed the checks (recorded: [{script.check}])")
+        print(f"verdict: PASS  did not reproduce: every reply passed the checks "
+              f"(recorded: [{script.check}])")
         return 0
     print(failure)
+    verdict = replay_verdict(failure, strict=args.strict)
     same = "the same check" if failure.check.id == script.check else \
         f"a different check (recorded: [{script.check}])"
-    print(f"reproduced: [{failure.check.id}] failed, {same}")
-    return 1
+    if verdict is Verdict.FAIL:
+        print(f"verdict: FAIL  reproduced: [{failure.check.id}] failed, {same} "
+              f"({failure.level})")
+        return 1
+    print(f"verdict: WARN  reproduced: [{failure.check.id}] as a warning, {same} "
+          f"({failure.level}: fails only with --strict)")
+    return 0
+
+
+def replay_verdict(failure: ConformanceFailure, *, strict: bool) -> Verdict:
+    """A replayed failure graded as the suite grades it: FAIL for a MUST (for a SHOULD too
+    when ``strict``), else WARN. (The replay stops at any MUST or SHOULD finding, as the
+    suite ends a session at any finding, so what follows is never graded by either.)"""
+    failing = any(grade(f.level, strict=strict) is Verdict.FAIL for f in failure.findings)
+    return Verdict.FAIL if failing else Verdict.WARN
 
 
 def _matrix_command(args: argparse.Namespace) -> int:
@@ -117,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--timeout", type=float, default=5.0, help="seconds per reply (5)")
     again.add_argument("--profile", choices=sorted(PROFILES),
                        help="check against this profile (default: the recorded one)")
+    again.add_argument("--strict", action="store_true",
+                       help="a SHOULD finding fails too, as with --smtp-strict (exit 1)")
     again.set_defaults(run=_replay_command)
     grid = commands.add_parser("matrix", help="run the suite against servers x profiles and "
                                               "write a Markdown and a JSON matrix")
