@@ -112,9 +112,10 @@ def _matrix_command(args: argparse.Namespace) -> int:
                          examples=args.examples, seed=args.seed, timeout=args.timeout,
                          deliver=args.deliver, rcpt_domain=args.rcpt_domain)
     for column in result["columns"]:
-        print(f"{column['target']:>12} / {column['profile']:8} {column['verdict']}")
+        reason = f"  ({column['reason']})" if column["reason"] else ""
+        print(f"{column['target']:>12} / {column['profile']:8} {column['verdict']}{reason}")
     print(f"wrote {Path(args.out) / 'matrix.md'} and {Path(args.out) / 'matrix.json'}")
-    return 0
+    return matrix.exit_status(result)
 
 
 def build_parser() -> argparse.ArgumentParser:
