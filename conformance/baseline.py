@@ -2,14 +2,17 @@
 
 A baseline file is JSON: ``{"format": 1, "entries": [{"check": ..., "command": ..., "code":
 ..., "reason": ..., "expires": "YYYY-MM-DD" | null}]}``. An entry matches findings with the
-same check, command group and reply code (0: no reply). Expired entries match nothing; entries
-the run never met are reported as stale, so an exemption cannot outlive the bug it covers.
+same check, command group and reply code (0: no reply); the command ``"*"`` matches any group,
+and is what a written baseline holds for checks about the session rather than the command
+(``SESSION_CHECKS``: a server that closes after N errors is one behaviour, one entry, whichever
+command it closed on). Expired entries match nothing; entries the run never met are reported
+as stale, so an exemption cannot outlive the bug it covers.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,10 @@ from conformance.levels import Verdict
 from conformance.record import RunRecord
 
 BASELINE_FORMAT = 1
+ANY_COMMAND = "*"  # an entry's command that matches every command group
+# Checks whose findings are about the session, not the command it happened on: a written
+# baseline gives each one entry for any command.
+SESSION_CHECKS = frozenset({"no_silent_close", "reply_within_timeout"})
 WRITTEN_REASON = "recorded from a run on {day}: say why this deviation is accepted"
 
 
@@ -35,12 +42,18 @@ class Entry:
     def key(self) -> BaselineKey:
         return (self.check, self.command, self.code)
 
+    def matches(self, key: BaselineKey) -> bool:
+        """Whether this entry accepts the finding with ``key`` (its expiry aside)."""
+        check, group, code = key
+        return (self.check, self.code) == (check, code) and self.command in (ANY_COMMAND, group)
+
     def expired(self, today: date) -> bool:
         return self.expires is not None and self.expires < today
 
     def describe(self) -> str:
         until = f", expires {self.expires}" if self.expires else ""
-        return f"[{self.check}] {self.command} {self.code or 'no reply'} ({self.reason}{until})"
+        command = "any command" if self.command == ANY_COMMAND else self.command
+        return f"[{self.check}] {command} {self.code or 'no reply'} ({self.reason}{until})"
 
     def to_json(self) -> dict[str, Any]:
         return {"check": self.check, "command": self.command, "code": self.code,
@@ -67,13 +80,25 @@ class Status:
                 "expired": [e.to_json() for e in self.expired]}
 
 
+class KnownKeys(frozenset[BaselineKey]):
+    """The keys a baseline accepts: ``key in known`` holds for a key listed as it is, or with
+    its command as ``"*"``. A frozenset, so it goes wherever a set of keys does."""
+
+    def __contains__(self, key: object) -> bool:
+        if super().__contains__(key):
+            return True
+        if not (isinstance(key, tuple) and len(key) == 3):
+            return False
+        return super().__contains__((key[0], ANY_COMMAND, key[2]))
+
+
 @dataclass(frozen=True)
 class Baseline:
     entries: tuple[Entry, ...]
 
-    def known(self, today: date) -> frozenset[BaselineKey]:
-        """The keys this baseline accepts today."""
-        return frozenset(e.key for e in self.entries if not e.expired(today))
+    def known(self, today: date) -> KnownKeys:
+        """The keys this baseline accepts today (``"*"`` commands match any group)."""
+        return KnownKeys(e.key for e in self.entries if not e.expired(today))
 
     def expired(self, today: date) -> list[Entry]:
         return [e for e in self.entries if e.expired(today)]
@@ -82,7 +107,8 @@ class Baseline:
         known = record.by_verdict(Verdict.KNOWN)
         seen = {f.key.baseline_key for f in known}
         return Status(len(known),
-                      [e for e in self.entries if not e.expired(today) and e.key not in seen],
+                      [e for e in self.entries if not e.expired(today) and
+                       not any(e.matches(key) for key in seen)],
                       self.expired(today))
 
 
@@ -121,15 +147,31 @@ def _entry(path: Path, number: int, item: object) -> Entry:
     return Entry(check, command, code, reason, day)
 
 
+def entry_key(key: BaselineKey) -> BaselineKey:
+    """The key a written entry has for a finding: its own, or for a check about the session,
+    the same with the command ``"*"``."""
+    check, _group, code = key
+    return (check, ANY_COMMAND, code) if check in SESSION_CHECKS else key
+
+
 def from_run(record: RunRecord, today: date, previous: Baseline | None = None) -> Baseline:
-    """A baseline accepting every FAIL, WARN and KNOWN finding of ``record``; entries of
-    ``previous`` keep their reason and expiry."""
+    """A baseline accepting every FAIL, WARN and KNOWN finding of ``record``, one entry per
+    behaviour (see ``entry_key``); an entry of ``previous`` with the same key, or else one
+    that accepted any of its findings, keeps its reason and expiry."""
     wanted = {Verdict.FAIL.value, Verdict.WARN.value, Verdict.KNOWN.value}
-    kept = {e.key: e for e in previous.entries} if previous else {}
+    behaviours: dict[BaselineKey, list[BaselineKey]] = {}
+    for finding in record.sorted_findings():
+        if finding.verdict in wanted:
+            behaviours.setdefault(entry_key(finding.key.baseline_key), []).append(
+                finding.key.baseline_key)
+    old = previous.entries if previous else ()
     reason = WRITTEN_REASON.format(day=today.isoformat())
-    keys = dict.fromkeys(f.key.baseline_key for f in record.sorted_findings()
-                         if f.verdict in wanted)  # a MUST and a SHOULD finding: one entry
-    return Baseline(tuple(kept.get(key) or Entry(*key, reason) for key in keys))
+    entries = []
+    for key, findings in behaviours.items():
+        kept = next((e for e in old if e.key == key), None) or \
+            next((e for e in old if any(e.matches(f) for f in findings)), None)
+        entries.append(replace(kept, command=key[1]) if kept else Entry(*key, reason))
+    return Baseline(tuple(entries))
 
 
 def write(baseline: Baseline, path: Path) -> None:

@@ -1,7 +1,8 @@
 """``python -m conformance``: command-line tools that work without pytest.
 
 ``profiles`` prints a profile's documented reply codes, as a table or as JSON; ``replay``
-re-sends a saved failing session to a server and checks the replies again; ``matrix`` runs
+re-sends a saved failing session to a server, checks the replies again and grades what it
+finds as the suite does (``--strict`` as ``--smtp-strict``); ``matrix`` runs
 the suite against several servers and profiles and writes a conformance matrix.
 """
 
@@ -16,6 +17,8 @@ from pathlib import Path
 from conformance import failures, matrix, replay
 from conformance.client import ServerAddress
 from conformance.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
+from conformance.grading import Policy
+from conformance.levels import Verdict
 from conformance.tables import (
     DEFAULT_PROFILE,
     PROFILES,
@@ -73,20 +76,26 @@ def _replay_command(args: argparse.Namespace) -> int:
     address = ServerAddress.parse(args.server)
     profile = get_profile(args.profile) if args.profile else None
     try:
-        replayed = replay.replay(script, address, timeout=args.timeout, profile=profile)
+        replayed = replay.replay(script, address, timeout=args.timeout, profile=profile,
+                                 policy=Policy(strict=args.strict))
     except TargetUnreachable as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
     finding = replayed.first()
     if finding is None:
         print(replayed.transcript)
-        print(f"did not reproduce: every reply passed the checks (recorded: [{script.check}])")
+        print(f"verdict: PASS  did not reproduce: every reply passed the checks "
+              f"(recorded: [{script.check}])")
         return 0
     print(failures.render(finding))
     same = "the same check" if finding.check == script.check else \
         f"a different check (recorded: [{script.check}])"
-    print(f"reproduced: [{finding.check}] failed, {same}")
-    return 1
+    if any(f.verdict == Verdict.FAIL.value for f in replayed.findings):
+        print(f"verdict: FAIL  reproduced: [{finding.check}] failed, {same} ({finding.level})")
+        return 1
+    print(f"verdict: WARN  reproduced: [{finding.check}] as a warning, {same} "
+          f"({finding.level}: fails only with --strict)")
+    return 0
 
 
 def _matrix_command(args: argparse.Namespace) -> int:
@@ -95,9 +104,10 @@ def _matrix_command(args: argparse.Namespace) -> int:
                          examples=args.examples, seed=args.seed, timeout=args.timeout,
                          deliver=args.deliver, rcpt_domain=args.rcpt_domain)
     for column in result["columns"]:
-        print(f"{column['target']:>12} / {column['profile']:8} {column['verdict']}")
+        reason = f"  ({column['reason']})" if column["reason"] else ""
+        print(f"{column['target']:>12} / {column['profile']:8} {column['verdict']}{reason}")
     print(f"wrote {Path(args.out) / 'matrix.md'} and {Path(args.out) / 'matrix.json'}")
-    return 0
+    return matrix.exit_status(result)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--timeout", type=float, default=5.0, help="seconds per reply (5)")
     again.add_argument("--profile", choices=sorted(PROFILES),
                        help="check against this profile (default: the recorded one)")
+    again.add_argument("--strict", action="store_true",
+                       help="a SHOULD finding fails too, as with --smtp-strict (exit 1)")
     again.set_defaults(run=_replay_command)
     grid = commands.add_parser("matrix", help="run the suite against servers x profiles and "
                                               "write a Markdown and a JSON matrix")

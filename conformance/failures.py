@@ -12,7 +12,7 @@ from typing import Protocol
 
 from conformance.model import State
 from conformance.record import FindingRecord
-from conformance.transcript import escape_text
+from conformance.transcript import escape_reply_text
 
 
 def render(finding: FindingRecord) -> str:
@@ -20,7 +20,7 @@ def render(finding: FindingRecord) -> str:
     f = finding
     sent = "(connection opened)" if f.sent is None else f.sent
     if f.reply_code is not None:
-        received = " / ".join(escape_text(f"{f.reply_code} {line}".rstrip())
+        received = " / ".join(escape_reply_text(f"{f.reply_code} {line}".rstrip())
                               for line in f.reply_lines or [""])
     else:
         received = f"(no reply: {f.error})" if f.error else "(no reply)"

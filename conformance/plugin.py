@@ -27,6 +27,7 @@ from conformance.client import ServerAddress, SMTPClient
 from conformance.errors import EXIT_UNREACHABLE, TargetLost, TargetUnreachable, UsageError
 from conformance.failures import RunFailed, failure_text
 from conformance.machine import SMTPConformance, configure
+from conformance.paths import check_writable_dir, check_writable_file
 from conformance.record import Coverage, RunError, RunRecord
 from conformance.reference_server import ReferenceServer
 from conformance.report import RunInfo, document, summary_lines, write_diagram, write_report
@@ -157,15 +158,22 @@ def parse_config(config: pytest.Config) -> RunSettings:
         raise pytest.UsageError(f"smtp-conformance: {error}") from None
     baseline_write = Path(values["smtp_baseline_write"]) if values["smtp_baseline_write"] \
         else None
+    failures_dir = Path(values["smtp_failures_dir"]) if values["smtp_failures_dir"] else None
+    try:  # before the run, not after it
+        for path, check, option in [(report, check_writable_file, "--smtp-report"),
+                                    (baseline_write, check_writable_file, "--smtp-baseline-write"),
+                                    (failures_dir, check_writable_dir, "--smtp-failures-dir")]:
+            if path is not None:
+                check(path, option)
+    except UsageError as error:
+        raise pytest.UsageError(f"smtp-conformance: {error}") from None
     return RunSettings(server, profile, timeout, examples, steps, budget, seconds=seconds,
                        strict=_flag(values, "smtp_strict"),
                        deliver=_flag(values, "smtp_deliver"),
                        fail_fast=_flag(values, "smtp_fail_fast"),
                        rcpt_domain=rcpt_domain, rate=rate, report=report,
                        seed=config.stash[SEED_KEY], baseline=baseline,
-                       baseline_write=baseline_write,
-                       failures_dir=Path(values["smtp_failures_dir"])
-                       if values["smtp_failures_dir"] else None)
+                       baseline_write=baseline_write, failures_dir=failures_dir)
 
 
 def _seconds(values: dict[str, str], name: str, *, upper: float) -> float:

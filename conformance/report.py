@@ -21,6 +21,7 @@ from conformance.levels import Verdict
 from conformance.model import is_positive, to_dot
 from conformance.record import RunRecord
 from conformance.tables import GROUPS, SERVICE_NOT_AVAILABLE, Profile
+from conformance.transcript import escape_text
 
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 REPORT_FORMAT = 1
@@ -150,7 +151,8 @@ def run_verdict(record: RunRecord) -> str:
 
 
 def summary_lines(record: RunRecord, profile: Profile) -> list[str]:
-    """The terminal summary: verdict, findings per check, codes seen per group."""
+    """The terminal summary: verdict, findings per check, codes seen per group. Nothing the
+    server sent reaches the terminal raw: control and format characters are escaped."""
     verdict = run_verdict(record)
     counts = ", ".join(f"{len(record.by_verdict(v))} {v}" for v in Verdict)
     labels = {"PASS": "PASS (conforms)", INCOMPLETE: "INCOMPLETE (the run did not finish)"}
@@ -166,19 +168,30 @@ def summary_lines(record: RunRecord, profile: Profile) -> list[str]:
             f"{finding.sent[:57]}..."
         lines.append(f"  {finding.verdict} [{finding.check}] {finding.complaint} "
                      f"(state {finding.state}, sent {sent})")
-    coverage = group_coverage(record, profile)
+    lines += coverage_lines(group_coverage(record, profile))
+    return [escape_text(line) for line in lines]
+
+
+def coverage_lines(coverage: dict[str, dict[str, Any]]) -> list[str]:
+    """The codes-seen table: the seed's groups under a count of those exercised, then any
+    group outside the seed that was exercised, under a heading of its own."""
+    outside = [g for g in coverage if g not in GROUPS and coverage[g]["exchanges"]]
     exercised = [g for g in GROUPS if coverage[g]["exchanges"]]
-    lines.append(f"seed groups exercised: {len(exercised)}/{len(GROUPS)}")
-    lines.append(f"  {'group':15} {'sent':>5}  {'codes seen (*: not documented)':32} "
-                 "elicited/documented")
-    for group, info in coverage.items():
-        if not info["exchanges"] and group not in GROUPS:
-            continue
-        codes = " ".join(sorted(
-            [str(c) for c in info["elicited"]] + [f"{c}*" for c in info["undocumented"]]))
-        share = f"{len(info['elicited'])}/{len(info['documented'])}"
-        lines.append(f"  {group:15} {info['exchanges']:5}  {codes or '-':32} {share}")
+    lines = [f"seed groups exercised: {len(exercised)}/{len(GROUPS)}",
+             f"  {'group':15} {'sent':>5}  {'codes seen (*: not documented)':32} "
+             "elicited/documented"]
+    lines += [_coverage_row(group, coverage[group]) for group in GROUPS]
+    if outside:
+        lines.append(f"outside the seed table: {len(outside)} exercised")
+        lines += [_coverage_row(group, coverage[group]) for group in outside]
     return lines
+
+
+def _coverage_row(group: str, info: dict[str, Any]) -> str:
+    codes = " ".join(sorted(
+        [str(c) for c in info["elicited"]] + [f"{c}*" for c in info["undocumented"]]))
+    share = f"{len(info['elicited'])}/{len(info['documented'])}"
+    return f"  {group:15} {info['exchanges']:5}  {codes or '-':32} {share}"
 
 
 def _version() -> str:

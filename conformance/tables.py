@@ -138,7 +138,10 @@ _SEED_TEXT_OVERRIDES: Mapping[tuple[str, int], str] = MappingProxyType({
 
 # --- Profile: seed ---------------------------------------------------------------------------
 
-SEED_CITATION = "seed page 'smtp_status_codes' (shared/seed/000_a047f27bafda0a16.txt)"
+# The seed table is the classic per-command reply-code table: RFC 821 §4.3 with an EHLO row,
+# 200 (RFC 876) for RSET and NOOP, and 521 (RFC 1846) for HELO and RCPT. Every finding cites
+# it, so it is named by what it is, briefly.
+SEED_CITATION = "classic table (RFC 821 §4.3 + EHLO, 200, 521)"
 
 # Page order within each group, exactly as the seed lists them.
 _SEED_CODES: Mapping[str, tuple[int, ...]] = MappingProxyType({

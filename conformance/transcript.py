@@ -7,6 +7,7 @@ cannot grow memory without limit. Rendering escapes every byte a terminal would 
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,12 @@ class Entry:
     data: bytes
 
 
+_NAMED = {0x5C: "\\\\", 0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t"}
+# What a terminal would act on or hide: control characters (C0, DEL, C1), format characters
+# (such as a right-to-left override), and line and paragraph separators.
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
 def escape_line(line: bytes) -> str:
     """One protocol line as readable text: CRLF dropped, anything unusual escaped."""
     body = line[:-2] if line.endswith(b"\r\n") else line
@@ -30,14 +37,25 @@ def escape_line(line: bytes) -> str:
         if 0x20 <= byte < 0x7F and byte != 0x5C:
             out.append(chr(byte))
         else:
-            out.append({0x5C: "\\\\", 0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t"}.get(
-                byte, f"\\x{byte:02x}"))
+            out.append(_NAMED.get(byte, f"\\x{byte:02x}"))
     return "".join(out)
 
 
 def escape_text(text: str) -> str:
+    """Text for a terminal, escaped as ``escape_line`` escapes a protocol line, but only what
+    a terminal would act on or hide: printable text (``§``, a backslash) is left as it is."""
+    return "".join(_escaped(char) if unicodedata.category(char) in _HIDDEN else char
+                   for char in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return _NAMED.get(code) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def escape_reply_text(text: str) -> str:
     """Reply text as the parser decoded it (UTF-8, other octets kept as surrogates), escaped
-    like ``escape_line``: a NUL or a BEL never reaches the terminal raw."""
+    octet by octet as ``escape_line`` does: what the server sent, exactly."""
     return escape_line(text.encode("utf-8", "surrogateescape"))
 
 

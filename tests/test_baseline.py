@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -10,10 +12,13 @@ from typing import Any
 import jsonschema
 import pytest
 
-from conformance.baseline import Entry, load
+from conformance.baseline import Baseline, Entry, from_run, load, write
 from conformance.errors import UsageError
+from conformance.record import FindingRecord, RunRecord
 from conformance.report import SCHEMA_PATH
+from conformance.tables import GROUPS
 from tests.fault_server import FaultServer
+from tests.scripted_server import ScriptedServer, read_line
 
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5",
          "--smtp-deliver"]
@@ -22,7 +27,7 @@ HELO_220 = {"check": "reply_code_documented", "command": "HELO", "code": 220,
             "reason": "our HELO says 220, tracked in BUG-1", "expires": None}
 
 
-def run(pytester: pytest.Pytester, server: FaultServer, *args: str
+def run(pytester: pytest.Pytester, server: FaultServer | ScriptedServer, *args: str
         ) -> tuple[pytest.RunResult, dict[str, Any]]:
     path = pytester.path / "report.json"
     result = pytester.runpytest(*SUITE, f"--server={server.address}", f"--smtp-report={path}",
@@ -113,3 +118,110 @@ def test_entry_expiry_is_inclusive_of_its_day() -> None:
     entry = Entry("c", "HELO", 220, "r", date(2026, 1, 31))
     assert not entry.expired(date(2026, 1, 31))
     assert entry.expired(date(2026, 2, 1))
+
+
+# --- one entry per behaviour: "*" for checks about the session -------------------------------
+
+TODAY = date(2026, 6, 1)
+CLOSES = Entry("no_silent_close", "*", 0, "we close after 3 errors, see BUG-2")
+HELO = Entry("reply_code_documented", "HELO", 220, "our HELO says 220, tracked in BUG-1")
+
+
+def finding(check: str, group: str, code: int | None, verdict: str = "WARN") -> FindingRecord:
+    return FindingRecord(
+        check=check, level="SHOULD", verdict=verdict, citation="c", complaint="x",
+        profile="seed", state="READY", group=group, sent=None, reply_code=code,
+        reply_lines=[], error=None, documented=[], also=[], transcript=[])
+
+
+def record_of(*findings: FindingRecord) -> RunRecord:
+    record = RunRecord()
+    for each in findings:
+        record.note(each)
+    return record
+
+
+def test_star_entry_accepts_its_check_and_code_on_any_command():
+    known = Baseline((CLOSES,)).known(TODAY)
+    for group in ("HELO", "HELP", "received data", "unrecognised"):
+        assert ("no_silent_close", group, 0) in known
+    assert ("no_silent_close", "HELP", 421) not in known
+    assert ("reply_within_timeout", "HELP", 0) not in known
+    assert isinstance(known, frozenset)
+
+
+def test_entry_for_one_command_still_matches_only_that_command():
+    known = Baseline((HELO,)).known(TODAY)
+    assert ("reply_code_documented", "HELO", 220) in known
+    assert ("reply_code_documented", "EHLO", 220) not in known
+    assert ("reply_code_documented", "*", 220) not in known
+
+
+def test_expired_star_entry_matches_nothing():
+    expired = Entry("no_silent_close", "*", 0, "r", date(2026, 1, 1))
+    assert ("no_silent_close", "HELP", 0) not in Baseline((expired,)).known(TODAY)
+
+
+def test_written_baseline_has_one_entry_per_session_behaviour_and_per_command_otherwise():
+    record = record_of(*(finding("no_silent_close", group, None) for group in GROUPS[1:]),
+                       finding("reply_within_timeout", "EXPN", None, "FAIL"),
+                       finding("reply_within_timeout", "HELP", None, "FAIL"),
+                       finding("reply_code_documented", "VRFY", 252),
+                       finding("reply_code_documented", "NOOP", 252))
+    written = from_run(record, TODAY)
+    assert sorted(e.key for e in written.entries) == [
+        ("no_silent_close", "*", 0), ("reply_code_documented", "NOOP", 252),
+        ("reply_code_documented", "VRFY", 252), ("reply_within_timeout", "*", 0)]
+
+
+def test_rewritten_baseline_keeps_the_reason_of_the_entry_that_accepted_the_finding():
+    old = Entry("no_silent_close", "HELP", 0, "old reason", date(2027, 1, 1))
+    record = record_of(finding("no_silent_close", "HELP", None, "KNOWN"),
+                       finding("no_silent_close", "NOOP", None))
+    [entry] = from_run(record, TODAY, Baseline((old,))).entries
+    assert entry == Entry("no_silent_close", "*", 0, "old reason", date(2027, 1, 1))
+    [again] = from_run(record, TODAY, Baseline((CLOSES,))).entries
+    assert again == CLOSES
+
+
+def test_star_entry_is_stale_only_when_no_command_met_it():
+    baseline = Baseline((CLOSES,))
+    met = baseline.status(record_of(finding("no_silent_close", "VRFY", None, "KNOWN")), TODAY)
+    assert (met.known, met.stale) == (1, [])
+    unmet = baseline.status(record_of(finding("no_silent_close", "VRFY", 421, "WARN")), TODAY)
+    assert unmet.stale == [CLOSES]
+    assert "[no_silent_close] any command no reply" in unmet.lines()[1]
+
+
+def test_star_entry_loads_from_the_same_file_format(tmp_path):
+    path = tmp_path / "b.json"
+    write(Baseline((CLOSES, HELO)), path)
+    assert json.loads(path.read_text())["entries"][0]["command"] == "*"
+    assert load(path).entries == (CLOSES, HELO)
+
+
+def closes_after_three_errors(conn: socket.socket, stop: threading.Event) -> None:
+    """Answers every command 500, and after the third closes without a word."""
+    conn.sendall(b"220 mx.closes.test ESMTP\r\n")
+    for _ in range(3):
+        if not read_line(conn):
+            return
+        conn.sendall(b"500 Command unrecognised\r\n")
+    read_line(conn)
+
+
+def test_server_that_closes_after_errors_is_one_baseline_entry_that_then_passes(pytester):
+    path = pytester.path / "written.json"
+    with ScriptedServer(closes_after_three_errors) as server:
+        result, report = run(pytester, server, f"--smtp-baseline-write={path}")
+        groups = {f["group"] for f in report["findings"] if f["check"] == "no_silent_close"}
+        assert len(groups) > 1, groups  # it closed on several commands
+        entries = json.loads(path.read_text())["entries"]
+        # (It also answers 500 to lower-case verbs: verb_case_insensitive, one per command.)
+        assert [(e["command"], e["code"]) for e in entries
+                if e["check"] == "no_silent_close"] == [("*", 0)]
+
+        result, report = run(pytester, server, f"--smtp-baseline={path}")
+    assert result.ret == pytest.ExitCode.OK
+    assert {f["verdict"] for f in report["findings"]} == {"KNOWN"}
+    assert report["baseline"]["stale"] == []

@@ -150,3 +150,37 @@ def test_replay_in_safe_mode_never_completes_a_message():
     assert failure is None
     assert "Message accepted" not in session.transcript
     assert "C: hello" not in session.transcript
+
+
+NOOP_252 = Script("rfc5321", "reply_code_documented", (("NOOP", b"NOOP\r\n"),))
+
+
+@pytest.mark.parametrize(("profile", "extra", "status", "verdict"), [
+    ("rfc5321", (), 0, "verdict: WARN  reproduced: [reply_code_documented] as a warning, "
+                       "the same check (SHOULD: fails only with --strict)"),
+    ("rfc5321", ("--strict",), 1, "verdict: FAIL  reproduced: [reply_code_documented] failed, "
+                                  "the same check (SHOULD)"),
+    ("seed", (), 1, "verdict: FAIL  reproduced: [reply_code_documented] failed, the same "
+                    "check (MUST)"),
+    ("seed", ("--strict",), 1, "verdict: FAIL  reproduced: [reply_code_documented] failed, "
+                               "the same check (MUST)"),
+])
+def test_replay_grades_like_the_suite_should_fails_only_when_strict(tmp_path, profile, extra,
+                                                                    status, verdict):
+    path = tmp_path / "s.json"
+    save(NOOP_252, path)
+    with FaultServer("noop_replies_252") as server:
+        replayed = replay_cli(path, str(server.address), f"--profile={profile}", *extra)
+    assert replayed.returncode == status, replayed.stdout + replayed.stderr
+    assert replayed.stdout.splitlines()[-1] == verdict
+    assert [line for line in replayed.stdout.splitlines() if line.startswith("verdict:")] == [
+        verdict]
+
+
+def test_replay_that_does_not_reproduce_says_pass_in_its_verdict_line(tmp_path):
+    path = tmp_path / "s.json"
+    save(NOOP_252, path)
+    with FaultServer() as server:
+        replayed = replay_cli(path, str(server.address), "--strict")
+    assert replayed.returncode == 0
+    assert replayed.stdout.splitlines()[-1].startswith("verdict: PASS  did not reproduce")
