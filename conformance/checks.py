@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from conformance.commands import Command, Message
+from conformance import grammar
+from conformance.commands import END_OF_DATA, GREETING, Command, Message
 from conformance.errors import ConnectionClosed, ReplyFramingError, ReplyTimeout, ServerError
 from conformance.levels import Level
 from conformance.model import Session, State, is_positive
@@ -20,6 +21,7 @@ from conformance.tables import (
     COMMAND_UNRECOGNISED,
     NOT_IMPLEMENTED,
     SERVICE_NOT_AVAILABLE,
+    SERVICE_READY,
     START_MAIL_INPUT,
     Profile,
 )
@@ -205,6 +207,23 @@ def minimum_implementation(x: Exchange) -> Complaint | None:
         return None
     return (f"{sent.verb} is answered {x.reply.code} whatever its form: it is part of the "
             f"minimum implementation [{x.profile.minimum_citation}]")
+
+
+@check("greeting_names_server", level=Level.MUST, citation="RFC 5321 §4.2, §4.3.1")
+def greeting_names_server(x: Exchange) -> Complaint | None:
+    if x.group != GREETING or x.reply is None or x.reply.code != SERVICE_READY:
+        return None
+    first = x.reply.lines[0].split(" ", 1)[0]
+    if grammar.is_domain(first) or grammar.is_address_literal(first):
+        return None
+    return f"220 greeting must begin with the server's domain or address literal, got {first!r}"
+
+
+@check("end_of_data_reply_is_final", level=Level.MUST, citation="RFC 821 §4.4; RFC 5321 §4.2.5")
+def end_of_data_reply_is_final(x: Exchange) -> Complaint | None:
+    if x.group == END_OF_DATA and x.reply is not None and x.reply.first_digit not in (2, 4, 5):
+        return f"{x.reply.code} after the end of mail data: only a final reply may follow"
+    return None
 
 
 # Last: a check above names the specific rule when a code is also outside the table.

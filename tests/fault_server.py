@@ -35,7 +35,7 @@ FAULTS = {
     "control_octet_in_help": "reply_well_formed",
     "quit_keeps_connection": "quit_closes",
     "vrfy_421_keeps_connection": "closes_after_421",
-    "expn_hangs": "reply_within_timeout",
+    "expn_hangs": "command_answered",
     "help_drops_connection": "no_silent_close",
     "mail_fails_after_message": "reply_code_documented",
     "third_recipient_554": "reply_code_documented",
