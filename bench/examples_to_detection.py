@@ -2,11 +2,11 @@
 
     python bench/examples_to_detection.py [--runs N] [--profile NAME] [FAULT ...]
 
-For each fault, runs the state machine (strict, so SHOULD findings count; generation only: no
-shrinking, no example database)
-``--runs`` times with fresh random seeds and prints the median and worst number of examples
-until the first failure. A fault whose worst case nears the default budget (60 examples) is
-one the default run may miss: make the strategies reach it sooner.
+For each fault, runs the state machine (strict, so SHOULD findings count; fail-fast, so it
+stops at the first failing finding; no example database) ``--runs`` times with fresh random
+seeds and prints the median and worst number of examples until the first failing finding,
+and the checks that found it. A fault whose worst case nears the default budget (60
+examples) is one the default run may miss: make the strategies reach it sooner.
 """
 
 from __future__ import annotations
@@ -16,37 +16,58 @@ import statistics
 import sys
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conformance.failures import ConformanceFailure
-from conformance.grading import Policy
+from conformance.errors import StopRun
+from conformance.grading import FindingKey, Policy
+from conformance.levels import Verdict
 from conformance.machine import SMTPConformance, configure
+from conformance.record import RunRecord
 from conformance.tables import PROFILES, get_profile
-from tests.fault_server import FAULTS, FaultServer
+from tests.fault_server import FAULTS, NONDETERMINISTIC, SHOULD_FAULTS, FaultServer
 
 NOT_FOUND = 10_000
+KNOWN_FAULTS = {**FAULTS, **SHOULD_FAULTS, **NONDETERMINISTIC}
 
 
-def examples_until_failure(machine: type[SMTPConformance], limit: int) -> tuple[int, str]:
-    """Examples run before the first failure (NOT_FOUND if none), and the failing check."""
+def examples_until_failure(machine: type[SMTPConformance], record: RunRecord,
+                           limit: int) -> tuple[int, str]:
+    """Examples run until the first failing finding (NOT_FOUND if none), and its check.
+    ``machine`` must be configured with ``fail_fast=True`` and ``record``: a finding is
+    recorded, and StopRun passes through Hypothesis at once. A per-run finding (one a later
+    exchange may refute, such as minimum_implementation) never stops a run: it counts from
+    the example that first recorded it, if the whole run did not refute it."""
     started = 0
+    first_seen: dict[FindingKey, int] = {}
+
+    def note_new_findings() -> None:
+        for key in record.findings.keys() - first_seen.keys():
+            first_seen[key] = started
 
     class Counting(machine):  # type: ignore[valid-type,misc]
         def __init__(self) -> None:
             nonlocal started
+            note_new_findings()  # those of the example before this one
             started += 1
             super().__init__()
 
     try:
         run_state_machine_as_test(Counting, settings=settings(
             max_examples=limit, stateful_step_count=25, deadline=None, database=None,
-            phases=[Phase.generate], suppress_health_check=list(HealthCheck)))
-    except ConformanceFailure as failure:
-        return started, failure.check.id
-    return NOT_FOUND, ""
+            phases=[Phase.generate], suppress_health_check=list(HealthCheck),
+            verbosity=Verbosity.quiet))
+    except StopRun:
+        pass
+    note_new_findings()
+    record.drop_refuted()  # as the runner does: a per-run finding refuted since is none
+    failing = record.by_verdict(Verdict.FAIL)
+    if not failing:
+        return NOT_FOUND, ""
+    first = min(failing, key=lambda f: first_seen[f.key])
+    return first_seen[first.key], first.check
 
 
 def main() -> None:
@@ -57,17 +78,19 @@ def main() -> None:
     parser.add_argument("--profile", choices=list(PROFILES), default="seed")
     parser.add_argument("--timeout", type=float, default=0.5, help="reply timeout, seconds")
     args = parser.parse_args()
-    if unknown := set(args.faults) - set(FAULTS):
-        parser.error(f"unknown fault(s) {', '.join(sorted(unknown))}; known: {', '.join(FAULTS)}")
+    if unknown := set(args.faults) - set(KNOWN_FAULTS):
+        parser.error(f"unknown fault(s) {', '.join(sorted(unknown))}; "
+                     f"known: {', '.join(KNOWN_FAULTS)}")
     print(f"{'fault':32} {'median':>6} {'worst':>6}  checks (runs={args.runs})")
-    for fault in args.faults or FAULTS:
+    for fault in args.faults or KNOWN_FAULTS:
         counts, checks = [], set()
         with FaultServer(fault) as server:
             for _ in range(args.runs):
+                record = RunRecord()
                 machine = configure(server.address, get_profile(args.profile),
-                                    timeout=args.timeout,
-                                    policy=Policy(strict=True))
-                count, check = examples_until_failure(machine, args.limit)
+                                    timeout=args.timeout, policy=Policy(strict=True),
+                                    record=record, fail_fast=True)
+                count, check = examples_until_failure(machine, record, args.limit)
                 counts.append(count)
                 checks.add(check or "(not found)")
         worst = "never" if max(counts) == NOT_FOUND else str(max(counts))

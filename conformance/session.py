@@ -147,14 +147,19 @@ class CheckedSession:
         if command.group in self.adaptation.unanswered:
             return None
         self.steps.append((command.group, command.line))
-        reply = self._exchange(command.group, command, lambda: self._command(command.line))
-        if reply is not None and self.probes and self.model.open and \
-                self.model.state is not State.DATA and \
-                (probe := control_probe(command, reply)) is not None:
-            # Not a step of its own: a replay of the steps sends it again where it is due.
-            self._exchange(probe.group, probe, lambda: self._command(probe.line),
-                           variant_of=(command, reply))
-        return reply
+        first = reply = self._exchange(command.group, command,
+                                       lambda: self._command(command.line))
+        # At most two probes ("noop x" refused, then "NOOP x", then "NOOP"). They are not
+        # steps of their own: a replay of the steps sends them again where they are due.
+        for _ in range(2):
+            if reply is None or not self.probes or not self.model.open or \
+                    self.model.state is State.DATA or \
+                    (probe := control_probe(command, reply)) is None:
+                break
+            reply = self._exchange(probe.group, probe, lambda: self._command(probe.line),
+                                   variant_of=(command, reply))
+            command = probe
+        return first
 
     def send_message(self, message: Message) -> Reply | None:
         """After a 354: the message data and its terminating <CRLF>.<CRLF> (in safe mode,

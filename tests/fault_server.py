@@ -199,7 +199,9 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return False
             self.reply("214 Help\x01" if "control_octet_in_help" in faults else "214 See RFC 5321")
-        elif verb in ("VRFY", "EXPN", "SEND", "SOML", "SAML", "TURN"):
+        elif verb == "VRFY":  # implemented (RFC 5321 §4.5.1), with a code every row has
+            self.reply("550 No such user here" if arg else "501 Syntax: VRFY <string>")
+        elif verb in ("EXPN", "SEND", "SOML", "SAML", "TURN"):
             self.reply("502 Command not implemented")
         else:
             self.reply("250 whatever" if "unknown_verb_accepted" in faults else

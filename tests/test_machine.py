@@ -1,23 +1,74 @@
-"""The state machine outside pytest's plugin: what it does when the server goes away."""
+"""The state machine outside pytest's plugin: findings are recorded and never reach
+Hypothesis; what stops a run (the server gone, fail-fast, the time budget) passes through."""
 
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from conformance.client import ServerAddress
-from conformance.errors import TargetLost
-from conformance.machine import configure
+from conformance.errors import StopRun, TargetLost
+from conformance.grading import FindingKey
+from conformance.machine import SMTPConformance, configure
+from conformance.record import RunRecord
 from conformance.tables import get_profile
+from tests.fault_server import FaultServer
+
+TIMEOUT = 0.5
+
+
+def run(machine: type[SMTPConformance], examples: int = 10, steps: int = 10) -> None:
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
+        phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck)))
 
 
 def test_a_server_that_refuses_connections_stops_hypothesis_at_once():
     # Not a failure of the server for Hypothesis to shrink: it passes straight through.
     with socket.create_server(("127.0.0.1", 0)) as probe:
         address = ServerAddress("127.0.0.1", probe.getsockname()[1])
-    machine = configure(address, get_profile("seed"), timeout=0.5)
+    machine = configure(address, get_profile("seed"), timeout=TIMEOUT)
     with pytest.raises(TargetLost, match=r"cannot connect to 127\.0\.0\.1:\d+"):
-        run_state_machine_as_test(machine, settings=settings(max_examples=5, database=None))
+        run(machine, examples=5)
+
+
+def test_findings_are_recorded_and_never_reach_hypothesis():
+    record = RunRecord()
+    with FaultServer("noop_replies_252") as server:
+        run(configure(server.address, get_profile("seed"), timeout=TIMEOUT, record=record,
+                      seed=1), examples=30)  # returns: nothing was raised
+    assert FindingKey("reply_code_documented", "MUST", "NOOP", 252) in record.findings
+    assert record.coverage_of("connect") > 1  # it went on after the finding
+
+
+def test_fail_fast_stops_hypothesis_at_the_first_failing_finding():
+    record = RunRecord()
+    with FaultServer("noop_replies_252") as server:
+        machine = configure(server.address, get_profile("seed"), timeout=TIMEOUT,
+                            record=record, fail_fast=True, seed=1)
+        with pytest.raises(StopRun, match="fail-fast"):
+            run(machine, examples=30)
+    assert list(record.findings) == [FindingKey("reply_code_documented", "MUST", "NOOP", 252)]
+
+
+def test_a_spent_time_budget_stops_the_run_before_any_session():
+    with FaultServer() as server:
+        machine = configure(server.address, get_profile("seed"), timeout=TIMEOUT,
+                            deadline=time.monotonic())
+        with pytest.raises(StopRun, match="time budget"):
+            run(machine)
+        assert list(server.received) == []
+
+
+def test_the_same_seed_sends_the_same_sessions():
+    sent = []
+    for _ in range(2):
+        with FaultServer() as server:
+            run(configure(server.address, get_profile("seed"), timeout=TIMEOUT, seed=7),
+                examples=5, steps=5)
+            sent.append(list(server.received))
+    assert sent[0] and sent[0] == sent[1]

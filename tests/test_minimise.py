@@ -7,9 +7,10 @@ import socket
 import threading
 
 from conformance.client import ServerAddress
-from conformance.commands import END_OF_DATA, Message, Step
+from conformance.commands import END_OF_DATA, GREETING, Message, Step
+from conformance.grading import FindingKey
 from conformance.minimise import minimise, units_of
-from conformance.replay import Script, failure_key
+from conformance.replay import Script
 from tests.fault_server import FaultServer
 from tests.scripted_server import ScriptedServer, read_line
 
@@ -29,6 +30,11 @@ RCPT = step("RCPT", "RCPT TO:<b@example.test>")
 DATA = step("DATA", "DATA")
 HELO = step("HELO", "HELO client.example.test")
 
+HELO_220 = FindingKey("reply_code_documented", "MUST", "HELO", 220)
+MAIL_550 = FindingKey("reply_code_documented", "MUST", "MAIL", 550)
+RCPT_554 = FindingKey("reply_code_documented", "MUST", "RCPT", 554)
+NOOP_252 = FindingKey("reply_code_documented", "MUST", "NOOP", 252)
+
 
 def test_a_message_stays_with_its_data_command():
     assert units_of([EHLO, DATA, MESSAGE, NOOP, MESSAGE]) == [
@@ -38,11 +44,12 @@ def test_a_message_stays_with_its_data_command():
 def test_redundant_commands_are_dropped():
     script = Script("seed", "reply_code_documented", (EHLO, EHLO, NOOP, HELP, NOOP, HELO))
     with FaultServer("helo_replies_220") as server:
-        result = minimise(script, server.address, timeout=TIMEOUT)
+        result = minimise(script, server.address, timeout=TIMEOUT, key=HELO_220)
     assert result is not None
     assert result.script.steps == (HELO,)
-    assert failure_key(result.failure) == ("reply_code_documented", "HELO", 220)
-    assert result.failure.transcript.endswith("S: 220 hello")
+    assert result.finding.key == HELO_220
+    assert result.finding.transcript[-1].endswith(" S: 220 hello")
+    assert result.finding.session == (HELO,)  # the finding's own steps: the shortest session
     assert result.original_steps == 6
 
 
@@ -51,7 +58,7 @@ def test_the_steps_a_deep_fault_needs_are_kept():
     steps = [EHLO, *noise, MAIL, NOOP, RCPT, *noise[:1], RCPT, HELP, RCPT]
     script = Script("seed", "reply_code_documented", tuple(steps))
     with FaultServer("third_recipient_554") as server:
-        result = minimise(script, server.address, timeout=TIMEOUT)
+        result = minimise(script, server.address, timeout=TIMEOUT, key=RCPT_554)
     assert result is not None
     assert result.script.steps == (MAIL, RCPT, RCPT, RCPT)
 
@@ -60,16 +67,17 @@ def test_a_message_and_its_data_are_kept_or_dropped_together():
     steps = (EHLO, MAIL, RCPT, NOOP, DATA, MESSAGE, NOOP, MAIL)
     script = Script("seed", "reply_code_documented", steps)
     with FaultServer("mail_fails_after_message") as server:
-        result = minimise(script, server.address, timeout=TIMEOUT)
+        result = minimise(script, server.address, timeout=TIMEOUT, key=MAIL_550)
     assert result is not None
     assert result.script.steps == (MAIL, RCPT, DATA, MESSAGE, MAIL)
-    assert failure_key(result.failure) == ("reply_code_documented", "MAIL", 550)
+    assert result.finding.key == MAIL_550
 
 
 def test_a_failure_at_the_greeting_needs_no_step_at_all():
     script = Script("seed", "greeting_names_server", (EHLO, NOOP))
+    key = FindingKey("greeting_names_server", "MUST", GREETING, 220)
     with FaultServer("greeting_without_domain") as server:
-        result = minimise(script, server.address, timeout=TIMEOUT)
+        result = minimise(script, server.address, timeout=TIMEOUT, key=key)
     assert result is not None
     assert result.script.steps == ()
 
@@ -77,14 +85,14 @@ def test_a_failure_at_the_greeting_needs_no_step_at_all():
 def test_a_session_that_does_not_fail_again_gives_nothing():
     script = Script("seed", "reply_code_documented", (EHLO, HELO))
     with FaultServer() as server:
-        assert minimise(script, server.address, timeout=TIMEOUT) is None
+        assert minimise(script, server.address, timeout=TIMEOUT, key=HELO_220) is None
 
 
 def test_a_minimal_session_is_left_as_it_is():
     steps = (MAIL, RCPT, RCPT, RCPT)
     script = Script("seed", "reply_code_documented", steps)
     with FaultServer("third_recipient_554") as server:
-        result = minimise(script, server.address, timeout=TIMEOUT)
+        result = minimise(script, server.address, timeout=TIMEOUT, key=RCPT_554)
     assert result is not None
     assert result.script.steps == steps
     assert result.replays > 1
@@ -109,22 +117,24 @@ def test_a_different_failure_is_not_taken_for_the_recorded_one():
     vrfy = step("VRFY", "VRFY postmaster")
     script = Script("seed", "reply_code_documented", (NOOP, vrfy, HELO))
     with ScriptedServer(two_bugs) as server:
-        result = minimise(script, server.address, timeout=TIMEOUT)
-    # Dropping the NOOP makes VRFY fail instead (252): a failure, but not the recorded one.
+        result = minimise(script, server.address, timeout=TIMEOUT, key=HELO_220)
+    # Dropping the NOOP makes VRFY fail instead (252): a failure, but not the recorded one
+    # (and it ends that session, so the HELO after it is never sent).
     assert result is not None
     assert result.script.steps == (NOOP, HELO)
-    assert failure_key(result.failure) == ("reply_code_documented", "HELO", 220)
+    assert result.finding.key == HELO_220
 
 
 def test_the_budget_bounds_the_replays_and_the_time():
     script = Script("seed", "reply_code_documented", (EHLO, EHLO, NOOP, HELP, NOOP, HELO))
     with FaultServer("helo_replies_220") as server:
-        once = minimise(script, server.address, timeout=TIMEOUT, max_replays=1)
+        once = minimise(script, server.address, timeout=TIMEOUT, key=HELO_220, max_replays=1)
         assert once is not None
         assert (once.script, once.replays) == (script, 1)
-        assert minimise(script, server.address, timeout=TIMEOUT, max_replays=0) is None
+        assert minimise(script, server.address, timeout=TIMEOUT, key=HELO_220,
+                        max_replays=0) is None
         ticks = itertools.count(step=10.0)  # every look at the clock: 10 s later
-        late = minimise(script, server.address, timeout=TIMEOUT, seconds=15.0,
+        late = minimise(script, server.address, timeout=TIMEOUT, key=HELO_220, seconds=15.0,
                         clock=lambda: next(ticks))
         assert late is not None
         assert late.replays == 1
@@ -134,24 +144,38 @@ def test_in_safe_mode_no_replay_completes_a_message():
     # The failure needs a completed message; without delivery it cannot be seen again.
     script = Script("seed", "reply_code_documented", (MAIL, RCPT, DATA, MESSAGE, MAIL))
     with FaultServer("mail_fails_after_message") as server:
-        assert minimise(script, server.address, timeout=TIMEOUT, deliver=False) is None
-        assert minimise(script, server.address, timeout=TIMEOUT, deliver=True) is not None
+        assert minimise(script, server.address, timeout=TIMEOUT, key=MAIL_550,
+                        deliver=False) is None
+        assert minimise(script, server.address, timeout=TIMEOUT, key=MAIL_550,
+                        deliver=True) is not None
 
 
 def test_a_server_that_has_gone_away_gives_nothing():
     script = Script("seed", "reply_code_documented", (EHLO, HELO))
     with socket.create_server(("127.0.0.1", 0)) as probe:
         address = ServerAddress("127.0.0.1", probe.getsockname()[1])
-    assert minimise(script, address, timeout=TIMEOUT) is None
+    assert minimise(script, address, timeout=TIMEOUT, key=HELO_220) is None
 
 
 def test_a_replay_that_fails_otherwise_than_recorded_gives_nothing():
     # Recorded: the HELO got 220. Replayed against a server where it does not, the session
     # fails another way (NOOP 252): that is not the failure to cut down.
     script = Script("seed", "reply_code_documented", (NOOP, HELO))
-    recorded = ("reply_code_documented", "HELO", 220)
     with FaultServer("noop_replies_252") as server:
-        assert minimise(script, server.address, timeout=TIMEOUT, key=recorded) is None
-        other = minimise(script, server.address, timeout=TIMEOUT)
+        assert minimise(script, server.address, timeout=TIMEOUT, key=HELO_220) is None
+        other = minimise(script, server.address, timeout=TIMEOUT, key=NOOP_252)
     assert other is not None
-    assert failure_key(other.failure) == ("reply_code_documented", "NOOP", 252)
+    assert other.finding.key == NOOP_252
+    assert other.script.steps == (NOOP,)
+
+
+def test_the_same_deviation_at_another_level_is_not_the_recorded_one():
+    # Under rfc5321 a 252 to NOOP is a SHOULD (2yz is documented for NOOP); the MUST key
+    # of the seed profile names another finding, so it is not shown again.
+    script = Script("rfc5321", "reply_code_documented", (EHLO, NOOP))
+    with FaultServer("noop_replies_252") as server:
+        assert minimise(script, server.address, timeout=TIMEOUT, key=NOOP_252) is None
+        should = minimise(script, server.address, timeout=TIMEOUT,
+                          key=NOOP_252._replace(level="SHOULD"))
+    assert should is not None
+    assert should.script.steps == (NOOP,)

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from conformance.client import ServerAddress
-from conformance.replay import Script, load, printf_reproducer, replay, save
+from conformance.grading import FindingKey
+from conformance.replay import Script, file_name, load, printf_reproducer, replay, save, script_of
 from tests.fault_server import FAULTS, FaultServer
 
+# Fail-fast: the first failing finding is the one to save and replay here.
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5",
-         "--smtp-deliver", "--smtp-strict", "--smtp-examples=200"]
+         "--smtp-deliver", "--smtp-strict", "--smtp-examples=200", "--smtp-fail-fast"]
 # A fault early in a session, one after N recipients, one after a message, a framing fault.
 REPLAYED = ["helo_replies_220", "third_recipient_554", "mail_fails_after_message",
             "end_of_data_replies_354", "bare_lf_replies"]
@@ -100,9 +102,11 @@ from conformance.session import CheckedSession
 
 
 def test_long_session(smtp_config, smtp_state_machine, smtp_server_address):
-    # As a test of a user's own would: any check failure raised in a test that uses the
-    # state machine fixture is reported by the plugin.
-    session = CheckedSession(smtp_server_address, smtp_config.profile, timeout=0.5)
+    # As a test of a user's own would: findings recorded in the state machine fixture's
+    # record fail the test when it ends, each with its shortest session.
+    session = CheckedSession(smtp_server_address, smtp_config.profile, timeout=0.5,
+                             policy=smtp_state_machine.policy,
+                             record=smtp_state_machine.record)
     session.connect()
     for line in [b"EHLO a.example.test", b"NOOP", b"HELP", b"EHLO b.example.test",
                  b"NOOP", b"HELO c.example.test"]:
@@ -121,7 +125,8 @@ def test_the_saved_and_shown_session_is_the_shortest_that_fails(pytester):
     [saved] = failures.iterdir()
     assert load(saved).steps == (("HELO", b"HELO c.example.test\r\n"),)
     result.stdout.fnmatch_lines([
-        "Shortest session found (1 of the 6 steps; replayed, it fails the same way):",
+        "[[]reply_code_documented[]] MUST: 220 is not documented for HELO*",
+        "  Transcript, shortest found: 1 of 6 steps:",
         "*C: HELO c.example.test",
         "*S: 220 hello",
         "Replay (same bytes, same checks):",
@@ -137,19 +142,57 @@ def test_replay_never_sends_lines_as_a_message_the_script_does_not_have():
     # Recorded where DATA got 503; if the server now answers 354, the "." must not follow.
     steps = (*TRANSACTION, ("unrecognised", b".\r\n"))
     with FaultServer() as server:
-        session, failure = replay(Script("seed", "x", steps), server.address, timeout=0.5)
-    assert failure is None
-    assert session.transcript.splitlines()[-1].endswith("S: 354 End data with <CRLF>.<CRLF>")
+        replayed = replay(Script("seed", "x", steps), server.address, timeout=0.5)
+    assert replayed.findings == ()
+    assert replayed.transcript.splitlines()[-1].endswith("S: 354 End data with <CRLF>.<CRLF>")
 
 
 def test_replay_in_safe_mode_never_completes_a_message():
     steps = (*TRANSACTION, ("received data", b"hello\r\n.\r\n"))
     with FaultServer() as server:
-        session, failure = replay(Script("seed", "x", steps), server.address, timeout=0.5,
-                                  deliver=False)
-    assert failure is None
-    assert "Message accepted" not in session.transcript
-    assert "C: hello" not in session.transcript
+        replayed = replay(Script("seed", "x", steps), server.address, timeout=0.5,
+                          deliver=False)
+    assert replayed.findings == ()
+    assert "Message accepted" not in replayed.transcript
+    assert "C: hello" not in replayed.transcript
+
+
+def test_a_replay_returns_its_findings_and_ends_at_the_first_deviation():
+    steps = (("NOOP", b"NOOP\r\n"), ("HELO", b"HELO a.example.test\r\n"))
+    noop_252 = FindingKey("reply_code_documented", "MUST", "NOOP", 252)
+    with FaultServer("noop_replies_252", "helo_replies_220") as server:
+        replayed = replay(Script("seed", "reply_code_documented", steps), server.address,
+                          timeout=0.5)
+        sent = list(server.received)
+    assert sent == [b"NOOP\r\n"]  # the deviation closed the session: no HELO after it
+    assert [f.key for f in replayed.findings] == [noop_252]
+    assert replayed.first() == replayed.first(noop_252) == replayed.findings[0]
+    assert replayed.first(noop_252._replace(group="HELO", code=220)) is None
+    assert replayed.findings[0].session == steps[:1]
+
+
+def test_a_replay_sends_the_control_probe_again_where_it_is_due():
+    # The recorded steps hold only the lower-case NOOP; its probe is not a step of its own.
+    script = Script("seed", "verb_case_insensitive", (("NOOP", b"noop\r\n"),))
+    with FaultServer("lowercase_verbs_unrecognised") as server:
+        replayed = replay(script, server.address, timeout=0.5)
+        sent = list(server.received)
+    assert sent == [b"noop\r\n", b"NOOP\r\n"]
+    finding = replayed.first()
+    assert finding is not None
+    assert finding.key == FindingKey("verb_case_insensitive", "MUST", "NOOP", 250)
+    assert script_of(finding) == script
+
+
+@pytest.mark.parametrize(("key", "name"), [
+    (FindingKey("reply_code_documented", "MUST", "HELO", 220),
+     "reply_code_documented-HELO-220.json"),
+    (FindingKey("reply_code_documented", "MUST", "received data", 354),
+     "reply_code_documented-received_data-354.json"),
+    (FindingKey("command_answered", "MUST", "HELP", 0), "command_answered-HELP-0.json"),
+])
+def test_a_replay_file_is_named_after_its_finding(key, name):
+    assert file_name(key) == name
 
 
 NOOP_252 = Script("rfc5321", "reply_code_documented", (("NOOP", b"NOOP\r\n"),))

@@ -80,7 +80,8 @@ NOT_BLAMED = {
 @pytest.mark.parametrize("fault", list(NOT_BLAMED))
 def test_refused_noop_is_blamed_on_the_rule_it_breaks(pytester, fault):
     with FaultServer(fault) as server:
-        _, report = run_checked(pytester, f"--server={server.address}", "--smtp-timeout=0.5")
+        _, report = run_checked(pytester, f"--server={server.address}", "--smtp-timeout=0.5",
+                                "--smtp-examples=300")
     checks = {f["check"] for f in report["findings"]}
     assert not checks & NOT_BLAMED[fault], findings(report)
     assert ({**FAULTS, **SHOULD_FAULTS}[fault]) in checks
@@ -89,7 +90,7 @@ def test_refused_noop_is_blamed_on_the_rule_it_breaks(pytester, fault):
 def test_noop_with_a_parameter_refused_is_a_warning(pytester):
     with FaultServer("noop_refuses_parameter") as server:
         result, report = run_checked(pytester, f"--server={server.address}",
-                                     "--smtp-timeout=0.5")
+                                     "--smtp-timeout=0.5", "--smtp-examples=300")
     assert report["verdict"] == "WARN"
     assert findings(report) == {("noop_ignores_parameter", "SHOULD", "WARN")}
 
