@@ -1,47 +1,57 @@
-"""How short the reported failing session is: after Hypothesis's shrinking, and after ours.
+"""How short the reported failing session is: as recorded, and after minimising it.
 
-    python bench/reproduction_size.py [--runs N] [FAULT ...]
+    python bench/reproduction_size.py [--runs N] [--profile NAME] [FAULT ...]
 
-For each fault of the fault server, runs the state machine as the suite does (shrinking on,
-no example database) ``--runs`` times with fresh random seeds. For each failure it prints the
-median and worst number of steps (commands and messages sent) in the session Hypothesis
-shrank to, then in the shortest part of it that ``conformance.minimise`` finds still failing
-the same way, with the replays and seconds that took.
+For each fault of the fault server, runs the state machine (strict, so SHOULD findings
+count; fail-fast, so it stops at the first failing finding; no example database)
+``--runs`` times with fresh random seeds. For each failing finding it prints the median and
+worst number of steps (commands and messages sent) in the session the run recorded with it
+(``FindingRecord.steps``), then in the shortest part of it that ``conformance.minimise``
+finds still showing the same finding (its ``FindingKey``), with the replays and seconds
+that took. A minimised column with fewer runs than the recorded one means some findings
+were not seen again on replay.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conformance.failures import ConformanceFailure, conformance_failures
+from conformance.errors import StopRun
 from conformance.grading import Policy
+from conformance.levels import Verdict
 from conformance.machine import SMTPConformance, configure
 from conformance.minimise import minimise
+from conformance.record import FindingRecord, RunRecord
 from conformance.replay import script_of
-from conformance.tables import get_profile
-from tests.fault_server import FAULTS, FaultServer
+from conformance.tables import PROFILES, get_profile
+from tests.fault_server import FAULTS, NONDETERMINISTIC, SHOULD_FAULTS, FaultServer
+
+DEFAULT_FAULTS = {**FAULTS, **SHOULD_FAULTS}
+KNOWN_FAULTS = {**DEFAULT_FAULTS, **NONDETERMINISTIC}  # these only when named
 
 
-def shrunk_failure(machine: type[SMTPConformance]) -> ConformanceFailure | None:
-    """The first check failure Hypothesis reports for ``machine``, after shrinking."""
-    try:
+def recorded_failure(machine: type[SMTPConformance], record: RunRecord,
+                     limit: int) -> FindingRecord | None:
+    """The first failing finding ``machine`` records (configured with ``record`` and
+    ``fail_fast=True``), with the session that led to it; None if the run found none."""
+    with contextlib.suppress(StopRun):
         run_state_machine_as_test(machine, settings=settings(
-            max_examples=500, stateful_step_count=25, deadline=None, database=None,
-            phases=[phase for phase in Phase if phase is not Phase.explain],
-            suppress_health_check=list(HealthCheck)))
-    except Exception as error:  # anything but a check failure counts as not found
-        found = conformance_failures(error)
-        return found[0] if found else None
-    return None
+            max_examples=limit, stateful_step_count=25, deadline=None, database=None,
+            phases=[Phase.generate], suppress_health_check=list(HealthCheck),
+            verbosity=Verbosity.quiet))
+    record.drop_refuted()  # as the runner does: a per-run finding refuted since is none
+    failing = record.by_verdict(Verdict.FAIL)
+    return failing[0] if failing else None
 
 
 def spread(values: list[float]) -> str:
@@ -50,35 +60,42 @@ def spread(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("faults", nargs="*", metavar="FAULT", help="default: every fault")
+    parser.add_argument("faults", nargs="*", metavar="FAULT",
+                        help="default: every deterministic fault")
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--limit", type=int, default=500, help="examples per run at most")
+    parser.add_argument("--profile", choices=list(PROFILES), default="seed")
     parser.add_argument("--timeout", type=float, default=0.5, help="reply timeout, seconds")
     args = parser.parse_args()
-    if unknown := set(args.faults) - set(FAULTS):
-        parser.error(f"unknown fault(s) {', '.join(sorted(unknown))}; known: {', '.join(FAULTS)}")
-    print(f"{'':32} {'hypothesis':>12} {'minimised':>12} {'replays':>12} {'seconds':>12}")
+    if unknown := set(args.faults) - set(KNOWN_FAULTS):
+        parser.error(f"unknown fault(s) {', '.join(sorted(unknown))}; "
+                     f"known: {', '.join(KNOWN_FAULTS)}")
+    print(f"{'':32} {'recorded':>12} {'minimised':>12} {'replays':>12} {'seconds':>12}")
     print(f"{'fault':32} {'median worst':>12} {'median worst':>12} {'median worst':>12} "
           f"{'median worst':>12}  (runs={args.runs})")
-    for fault in args.faults or FAULTS:
-        shrunk: list[float] = []
+    for fault in args.faults or DEFAULT_FAULTS:
+        recorded: list[float] = []
         minimal: list[float] = []
         replays: list[float] = []
         seconds: list[float] = []
         with FaultServer(fault) as server:
             for _ in range(args.runs):
-                machine = configure(server.address, get_profile("seed"), timeout=args.timeout,
-                                    policy=Policy(strict=True))
-                failure = shrunk_failure(machine)
-                if failure is None:
+                record = RunRecord()
+                machine = configure(server.address, get_profile(args.profile),
+                                    timeout=args.timeout, policy=Policy(strict=True),
+                                    record=record, fail_fast=True)
+                finding = recorded_failure(machine, record, args.limit)
+                if finding is None:
                     continue
+                recorded.append(len(finding.steps))
                 started = time.monotonic()
-                result = minimise(script_of(failure), server.address, timeout=args.timeout)
-                shrunk.append(len(failure.steps))
+                result = minimise(script_of(finding), server.address, timeout=args.timeout,
+                                  key=finding.key)
                 if result is not None:
                     seconds.append(time.monotonic() - started)
                     minimal.append(len(result.script.steps))
                     replays.append(result.replays)
-        print(f"{fault:32} {spread(shrunk)} {spread(minimal)} {spread(replays)} "
+        print(f"{fault:32} {spread(recorded)} {spread(minimal)} {spread(replays)} "
               f"{spread(seconds)}", flush=True)
 
 

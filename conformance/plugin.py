@@ -94,6 +94,7 @@ CONFIG_KEY = pytest.StashKey[RunSettings]()
 SEED_KEY = pytest.StashKey[str]()
 RECORD_KEY = pytest.StashKey[RunRecord]()  # on the config: the whole run; on an item: its own
 ADDRESS_KEY = pytest.StashKey[ServerAddress]()  # on an item: the server its run talks to
+SETTLES_AT_TEARDOWN = pytest.StashKey[bool]()  # on an item: its findings settle at teardown
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -301,7 +302,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                                       f"{first_line}"))
     if unreachable_error := next((e for e in record.errors if e.unreachable), None):
         item.session.shouldstop = unreachable_error.message  # nothing after can reach it
-    if call.when == "teardown":  # the record is complete once the fixtures are torn down
+    # The record travels once, when it is complete: after the call, or for a test's own run
+    # (smtp_state_machine) after the teardown that settles its findings.
+    if call.when == ("teardown" if item.stash.get(SETTLES_AT_TEARDOWN, False) else "call"):
         report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
     return report
 
@@ -434,6 +437,7 @@ def smtp_state_machine(request: pytest.FixtureRequest, smtp_server_address: Serv
     ones fail it (at teardown), each with its shortest session."""
     record = request.node.stash[RECORD_KEY] = RunRecord()
     request.node.stash[ADDRESS_KEY] = smtp_server_address
+    request.node.stash[SETTLES_AT_TEARDOWN] = True
     engine = Run(smtp_config, smtp_server_address, record,
                  _failures_dir(request.config, smtp_config))
     yield configure(smtp_server_address, smtp_config.profile, timeout=smtp_config.timeout,

@@ -71,4 +71,5 @@ def test_the_same_seed_sends_the_same_sessions():
             run(configure(server.address, get_profile("seed"), timeout=TIMEOUT, seed=7),
                 examples=5, steps=5)
             sent.append(list(server.received))
-    assert sent[0] and sent[0] == sent[1]
+    assert sent[0]
+    assert sent[0] == sent[1]

@@ -21,6 +21,8 @@ SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider"]
     ("--smtp-timeout=soon", "--smtp-timeout must be seconds"),
     ("--smtp-examples=lots", "--smtp-examples must be fast, thorough or a positive number"),
     ("--smtp-rate=0", "--smtp-rate must be commands per second"),
+    ("--server=", "--server was given an empty value"),
+    ("--smtp-budget=-1", "--smtp-budget must be seconds"),
 ])
 def test_bad_option_is_a_one_line_usage_error(pytester, option, message):
     result = pytester.runpytest_subprocess(*SUITE, option)
@@ -41,15 +43,15 @@ def test_command_line_beats_environment_beats_ini(pytester, monkeypatch):
     pytester.makeini("[pytest]\nsmtp_profile = rfc821\nsmtp_timeout = 7\nsmtp_examples = 5\n")
     result = pytester.runpytest(*SUITE, "--co")
     result.stdout.fnmatch_lines(
-        ["*profile rfc821 (MUST); timeout 7s; examples 5 (5 x 25 steps); seed *"])
+        ["*profile rfc821 (MUST); timeout 7s; examples 5 (5 x 25 steps); budget *; hypothesis-seed *"])
     monkeypatch.setenv("SMTP_CONFORMANCE_PROFILE", "rfc5321")
     monkeypatch.setenv("SMTP_CONFORMANCE_EXAMPLES", "thorough")
     result = pytester.runpytest(*SUITE, "--co")
     result.stdout.fnmatch_lines(
-        ["*profile rfc5321 (SHOULD); timeout 7s; examples thorough (1000 x 50 steps); seed *"])
+        ["*profile rfc5321 (SHOULD); timeout 7s; examples thorough (1000 x 50 steps); budget *; hypothesis-seed *"])
     result = pytester.runpytest(*SUITE, "--co", "--smtp-profile=seed", "--smtp-examples=3")
     result.stdout.fnmatch_lines(
-        ["*profile seed (MUST); timeout 7s; examples 3 (3 x 25 steps); seed *"])
+        ["*profile seed (MUST); timeout 7s; examples 3 (3 x 25 steps); budget *; hypothesis-seed *"])
 
 
 def test_header_names_the_rate_limit(pytester):
@@ -59,10 +61,10 @@ def test_header_names_the_rate_limit(pytester):
 
 def test_strict_comes_from_flag_environment_or_ini(pytester, monkeypatch):
     result = pytester.runpytest(*SUITE, "--co", "--smtp-strict")
-    result.stdout.fnmatch_lines(["smtp-conformance: *; seed *; strict"])
+    result.stdout.fnmatch_lines(["smtp-conformance: *; hypothesis-seed *; strict"])
     monkeypatch.setenv("SMTP_CONFORMANCE_STRICT", "yes")
     result = pytester.runpytest(*SUITE, "--co")
-    result.stdout.fnmatch_lines(["smtp-conformance: *; seed *; strict"])
+    result.stdout.fnmatch_lines(["smtp-conformance: *; hypothesis-seed *; strict"])
     monkeypatch.setenv("SMTP_CONFORMANCE_STRICT", "maybe")
     result = pytester.runpytest_subprocess(*SUITE, "--co")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -131,3 +133,24 @@ def test_rcpt_domain_must_be_a_domain(pytester):
     result = pytester.runpytest_subprocess(*SUITE, "--co", "--smtp-rcpt-domain=not a domain")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: smtp-conformance: --smtp-rcpt-domain must be a domain*"])
+
+
+def test_unrelated_project_sees_nothing_of_the_plugin(pytester, monkeypatch):
+    # Installed, the plugin loads in every pytest run: a project that does not use it must
+    # not see a header or summary, nor fail on our environment variables.
+    monkeypatch.setenv("SMTP_CONFORMANCE_PROFILE", "no-such-profile")
+    pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    output = [line for line in result.outlines + result.errlines
+              if not line.startswith("plugins:")]  # pytest's own list of installed plugins
+    assert not [line for line in output if "smtp-conformance" in line], output
+
+
+def test_importing_the_plugin_changes_no_aiosmtpd_global():
+    import aiosmtpd.smtp
+
+    import conformance.plugin  # noqa: F401
+    import conformance.reference_server  # noqa: F401
+
+    assert aiosmtpd.smtp.BOGUS_LIMIT == 5  # aiosmtpd's own default

@@ -6,6 +6,8 @@ import json
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from conformance.client import ServerAddress
 from conformance.grading import FindingKey
 from conformance.replay import Script, file_name, load, printf_reproducer, replay, save, script_of
 from tests.fault_server import FAULTS, FaultServer
+from tests.scripted_server import ScriptedServer, read_line
 
 # Fail-fast: the first failing finding is the one to save and replay here.
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5",
@@ -193,6 +196,25 @@ def test_a_replay_sends_the_control_probe_again_where_it_is_due():
 ])
 def test_a_replay_file_is_named_after_its_finding(key, name):
     assert file_name(key) == name
+
+
+def slow_noop(conn: socket.socket, stop: threading.Event) -> None:
+    """Every NOOP is answered 0.8 s late; anything else at once."""
+    conn.sendall(b"220 mx.example.test\r\n")
+    while line := read_line(conn):
+        if line.upper().startswith(b"NOOP"):
+            time.sleep(0.8)
+        conn.sendall(b"250 ok\r\n")
+
+
+@pytest.mark.xfail(strict=True, reason="replay() waits no longer than the timeout "
+                   "(hang_wait=0), so a late reply replays as no reply: command_answered")
+def test_a_late_reply_replays_as_late_not_as_missing():
+    late = FindingKey("reply_within_timeout", "SHOULD", "NOOP", 250)
+    with ScriptedServer(slow_noop) as server:
+        replayed = replay(Script("seed", "reply_within_timeout", (("NOOP", b"NOOP\r\n"),)),
+                          server.address, timeout=0.5)
+    assert [f.key for f in replayed.findings] == [late]
 
 
 NOOP_252 = Script("rfc5321", "reply_code_documented", (("NOOP", b"NOOP\r\n"),))

@@ -66,7 +66,8 @@ def test_a_deviation_is_recorded_not_raised_and_ends_the_session() -> None:
         session.connect()
         session.send(Command.of("NOOP"))
         reply = session.send(helo)  # no exception: the finding is in the record
-        assert reply is not None and reply.code == 220
+        assert reply is not None
+        assert reply.code == 220
         assert [f.check.id for f in session.findings] == ["reply_code_documented"]
         assert not session.model.open  # closed: the model no longer knows the state
         [finding] = session.record.findings.values()
@@ -76,7 +77,8 @@ def test_a_deviation_is_recorded_not_raised_and_ends_the_session() -> None:
         assert finding.transcript[-1].endswith(" S: 220 hello")
         after = session.send(Command.of("NOOP"))  # a new session, from a new connection
         session.close()
-    assert after is not None and after.code == 250
+    assert after is not None
+    assert after.code == 250
     assert session.steps == [("NOOP", b"NOOP\r\n")]
     assert session.findings == []  # this session's: the new one has none
     assert len(session.record.findings) == 1
@@ -131,7 +133,8 @@ def test_a_500_to_a_lower_case_verb_is_probed_in_upper_case() -> None:
         reply = session.send(Command(b"noop\r\n"))
         session.close()
         sent = list(server.received)
-    assert reply is not None and reply.code == 500  # the reply to the command itself
+    assert reply is not None
+    assert reply.code == 500
     assert sent == [b"noop\r\n", b"NOOP\r\n"]
     assert session.steps == [("NOOP", b"noop\r\n")]  # the probe is not a step of its own
     [finding] = session.record.findings.values()
@@ -151,3 +154,17 @@ def test_no_probe_is_sent_when_probes_are_off() -> None:
         sent = list(server.received)
     assert sent == [b"noop\r\n"]
     assert session.record.findings == {}
+
+
+def test_probes_chain_so_a_refused_parameter_is_blamed_whatever_the_case() -> None:
+    with FaultServer("lowercase_verbs_unrecognised", "noop_refuses_parameter") as server:
+        session = CheckedSession(server.address, get_profile("seed"), timeout=TIMEOUT)
+        session.connect()
+        session.send(Command(b"noop x\r\n"))
+        session.close()
+        sent = list(server.received)
+    assert sent == [b"noop x\r\n", b"NOOP x\r\n", b"NOOP\r\n"]  # at most two probes
+    assert session.steps == [("NOOP", b"noop x\r\n")]
+    session.record.drop_refuted()  # "NOOP x" got 500, but NOOP is implemented: 250 to "NOOP"
+    assert list(session.record.findings) == [
+        FindingKey("noop_ignores_parameter", "SHOULD", "NOOP", 250)]
