@@ -9,25 +9,28 @@ from pathlib import Path
 
 import pytest
 
+from tests.optional import REQUIRE_POSTFIX, missing
 from tests.postfix_instance import PostfixInstance
-
-NO_POSTFIX = ("Postfix is not installed here (or not as root): tests against it skipped; "
-              "`bash .ci/run` installs it")
 
 
 @pytest.fixture(scope="session")
-def postfix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostfixInstance]:
-    """The Postfix instance .ci/run started (SMTP_CONFORMANCE_POSTFIX_ROOT and _PORT), else
-    one of our own on a free port. Absent Postfix skips locally and fails in CI."""
+def postfix() -> Iterator[PostfixInstance]:
+    """The Postfix instance named by SMTP_CONFORMANCE_POSTFIX_ROOT and _PORT (.ci/run starts
+    one), else one of our own on a free port, removed afterwards. Where neither is possible
+    the tests skip, unless SMTP_CONFORMANCE_REQUIRE_POSTFIX is set."""
     root, port = (os.environ.get(f"SMTP_CONFORMANCE_POSTFIX_{key}") for key in ("ROOT", "PORT"))
     if root and port:
         yield PostfixInstance(Path(root), int(port))
         return
-    if not PostfixInstance.available():
-        if os.environ.get("CI"):
-            pytest.fail("CI must test against Postfix, but it is not installed or not started")
-        pytest.skip(NO_POSTFIX)
+    reason = PostfixInstance.unavailable_reason()
+    if reason is not None:
+        missing(REQUIRE_POSTFIX, f"tests against Postfix skipped: {reason} (or start an "
+                "instance and name it with SMTP_CONFORMANCE_POSTFIX_ROOT and _PORT; see README)")
     with socket.create_server(("127.0.0.1", 0)) as probe:
         free_port = probe.getsockname()[1]
-    with PostfixInstance(tmp_path_factory.mktemp("postfix"), free_port) as instance:
+    instance = PostfixInstance.in_new_directory(free_port)
+    try:
+        instance.start()
         yield instance
+    finally:
+        instance.remove()

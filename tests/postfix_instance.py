@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +25,15 @@ from conformance.client import ServerAddress
 
 TEMPLATES = Path(__file__).resolve().parent / "postfix"
 DOMAIN = "mx.postfix.test"  # a local domain of the instance: RCPT to it is not relaying
+LOG_LINES = 10  # of Postfix's log, in the error when it does not start
+
+
+def closed_to_others(path: Path) -> Path | None:
+    """The first directory above ``path`` that other users cannot enter, if any."""
+    for directory in reversed(path.parents):
+        if not directory.stat().st_mode & stat.S_IXOTH:
+            return directory
+    return None
 
 
 class PostfixInstance:
@@ -32,8 +43,29 @@ class PostfixInstance:
         self.address = ServerAddress("127.0.0.1", port)
 
     @staticmethod
-    def available() -> bool:
-        return shutil.which("postfix") is not None and os.geteuid() == 0
+    def unavailable_reason() -> str | None:
+        """Why this machine cannot start an instance of its own, or None if it can."""
+        if shutil.which("postfix") is None:
+            return "Postfix is not installed (no `postfix` on PATH)"
+        if os.geteuid() != 0:
+            return "starting a Postfix instance needs root (Postfix runs as its own user)"
+        closed = closed_to_others(Path(tempfile.gettempdir()) / "instance")
+        if closed is not None:
+            return (f"the temporary directory {closed} is closed to other users, and Postfix's "
+                    "daemons (user postfix) must reach their queue there: set TMPDIR to a "
+                    "directory every user can enter, such as /tmp")
+        return None
+
+    @classmethod
+    def in_new_directory(cls, port: int) -> PostfixInstance:
+        """An instance in a new directory of its own in the temporary directory (not pytest's,
+        which only its owner may enter); ``start`` opens it to the postfix user."""
+        return cls(Path(tempfile.mkdtemp(prefix="smtp-conformance-postfix-")), port)
+
+    def remove(self) -> None:
+        """Stop the instance and delete its directory (queue, log, mailbox and all)."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
     @property
     def mailbox(self) -> Path:
@@ -44,8 +76,19 @@ class PostfixInstance:
         return self.root / "postfix.log"
 
     def start(self, *, timeout: float = 30.0) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        closed = closed_to_others(self.root)
+        if closed is not None:
+            raise RuntimeError(
+                f"Postfix cannot run in {self.root}: {closed} is closed to other users (mode "
+                f"{stat.S_IMODE(closed.stat().st_mode):o}), and Postfix's daemons, running as "
+                "the postfix user, must reach their queue and lock files; use a directory "
+                "every user can traverse (as the tests' own instance does, in the temporary "
+                "directory)")
+        self.root.chmod(0o755)
         for name in ("queue", "data", "spool", "conf", "mailbox"):
-            (self.root / name).mkdir(parents=True, exist_ok=True)
+            (self.root / name).mkdir(exist_ok=True)
+            (self.root / name).chmod(0o755)
         (self.root / "mailbox").chmod(0o1777)  # local(8) writes the sink as nobody
         shutil.chown(self.root / "data", "postfix")
         for template in ("main.cf", "master.cf", "aliases"):
@@ -92,7 +135,20 @@ class PostfixInstance:
         argv = [command, "-c", str(self.conf), *args]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+            raise RuntimeError(f"{' '.join(argv)} failed (exit {done.returncode})"
+                               + self._evidence(done.stderr))
+
+    def _evidence(self, stderr: str = "") -> str:
+        """Postfix's own words on a failure: its stderr, and the end of its log file (daemons
+        such as master(8) report only there)."""
+        parts = [f"\n  stderr: {stderr.strip()}"] if stderr.strip() else []
+        if self.log.exists():
+            tail = self.log.read_text(errors="replace").splitlines()[-LOG_LINES:]
+            parts.append(f"\n  {self.log} (last lines):")
+            parts += [f"\n    {line}" for line in tail]
+        else:
+            parts.append(f"\n  (no log at {self.log})")
+        return "".join(parts)
 
     def _wait_for_greeting(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -107,7 +163,7 @@ class PostfixInstance:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Postfix did not greet on {self.address} within "
-                                   f"{timeout:g}s; see {self.log}")
+                                   f"{timeout:g}s" + self._evidence())
             time.sleep(0.2)
 
     def __enter__(self) -> PostfixInstance:

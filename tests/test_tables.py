@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -19,70 +17,39 @@ from conformance.tables import (
     UNRECOGNISED,
     get_profile,
 )
-from tests.reference_page import ReferenceRow, parse_reference_table, reference_path
-from tests.seed_page import parse_seed_page, seed_path
+from tests.reference_facts import reference_rows, seed_groups
+
+# The facts, as the project's own data (tests/test_reference_pages.py ties them to the pages).
+SEED_PAGE = seed_groups()
+REFERENCE = reference_rows()
 
 
-def read_shared(path: Path) -> str:
-    """A file from ../shared: missing fails in CI and skips locally."""
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"shared reference file missing in CI: {path}")
-        pytest.skip(f"{path} not found (set SMTP_CONFORMANCE_SHARED)")
-    return path.read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def seed_page() -> dict[str, list[tuple[int, str]]]:
-    return parse_seed_page(read_shared(seed_path()))
-
-
-@pytest.fixture(scope="module")
-def reference() -> dict[str, ReferenceRow]:
-    return parse_reference_table(read_shared(reference_path()))
-
-
-def test_seed_page_has_17_groups_and_111_entries(seed_page):
-    assert list(seed_page) == list(GROUPS)
-    assert sum(len(entries) for entries in seed_page.values()) == 111
+def test_seed_page_has_17_groups_and_111_entries():
+    assert list(SEED_PAGE) == list(GROUPS)
+    assert sum(len(entries) for entries in SEED_PAGE.values()) == 111
 
 
 @pytest.mark.parametrize("group", GROUPS)
-def test_seed_profile_equals_seed_page(seed_page, group):
+def test_seed_profile_equals_seed_page(group):
     row = PROFILES["seed"].rows[group]
-    assert [(c.code, c.text) for c in row.codes] == seed_page[group]
+    assert [(c.code, c.text) for c in row.codes] == SEED_PAGE[group]
 
 
 def test_seed_profile_has_exactly_the_seed_groups():
     assert tuple(PROFILES["seed"].rows) == GROUPS
 
 
-def test_seed_page_parser_handles_run_together_codes():
-    page = (
-        "Here is a list of possible codes grouped by command\n"
-        "HELO\n  \u2022 250 Okay\n  \u2022 RCPT\n"
-        "250 Fine 251 User not local; will forward to <x> 503 Bad [rfc1846] 421 Bye\n"
-        "  \u2022 NOOP\n200 (see rfc876) 250 OK\nfooter Last modified 2019\n"
-    )
-    assert parse_seed_page(page) == {
-        "HELO": [(250, "Okay")],
-        "RCPT": [(250, "Fine"), (251, "User not local; will forward to <x>"),
-                 (503, "Bad [rfc1846]"), (421, "Bye")],
-        "NOOP": [(200, "(see rfc876)"), (250, "OK")],
-    }
-
-
 def codes_in_order(row) -> tuple[int, ...]:
     return tuple(code.code for code in row.codes)
 
 
-def test_reference_table_has_a_row_for_every_seed_group(reference):
-    assert tuple(reference) == GROUPS
+def test_reference_table_has_a_row_for_every_seed_group():
+    assert tuple(REFERENCE) == GROUPS
 
 
 @pytest.mark.parametrize("group", GROUPS)
-def test_every_profile_matches_the_reference_table_cell_by_cell(reference, group):
-    facts = reference[group]
+def test_every_profile_matches_the_reference_table_cell_by_cell(group):
+    facts = REFERENCE[group]
     assert codes_in_order(PROFILES["seed"].rows[group]) == facts.seed
     if facts.rfc821 is None:
         assert group not in PROFILES["rfc821"].rows
@@ -96,18 +63,6 @@ def test_every_profile_matches_the_reference_table_cell_by_cell(reference, group
         assert printed == facts.rfc821
     else:
         assert printed == facts.rfc5321_printed
-
-
-def test_reference_table_parser_reads_classes_and_absent_cells():
-    page = (
-        "| command | seed (page order) | RFC 821 §4.3 | RFC 5321 §4.3.2 (literal) | eff |\n"
-        "|---|---|---|---|---|\n"
-        "| **EHLO** | 250, 550 | — | S: 250<br>E: 504, 550 | 250, 504, 550, 421 |\n"
-        "\nafter the table\n"
-    )
-    assert parse_reference_table(page) == {
-        "EHLO": ReferenceRow((250, 550), None, (250, 504, 550), (250, 504, 550, 421)),
-    }
 
 
 @pytest.mark.parametrize(

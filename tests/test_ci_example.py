@@ -1,0 +1,135 @@
+"""docs/github-actions.yml, the workflow the README points to, does what a CI run needs: it
+installs from a checkout, waits for the server, runs with options the plugin has, a fixed
+seed and a report, and keeps the report and the failing sessions, hidden folder included."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conformance.plugin import OPTIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = ROOT / "docs" / "github-actions.yml"
+FAILURES_DIR = ".smtp-conformance/failures/"
+# Options the run may use that are pytest's or Hypothesis's own, not the plugin's.
+OTHER_OPTIONS = {"--pyargs", "-p", "--hypothesis-seed", "--junitxml"}
+
+
+def job() -> dict[str, Any]:
+    """The workflow's one job (PyYAML reads its ``on:`` key as True: it is not used here)."""
+    workflow: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text())
+    [only] = workflow["jobs"].values()
+    return dict(only)
+
+
+@pytest.fixture(scope="module")
+def steps() -> list[dict[str, Any]]:
+    return list(job()["steps"])
+
+
+@pytest.fixture(scope="module")
+def env() -> dict[str, str]:
+    return dict(job()["env"])
+
+
+def commands(steps: list[dict[str, Any]], program: str) -> list[tuple[int, list[str]]]:
+    """(step index, words) for each shell line of the steps that starts with ``program``."""
+    found = []
+    for index, step in enumerate(steps):
+        for line in step.get("run", "").splitlines():
+            words = shlex.split(line)
+            if words and words[0] == program:
+                found.append((index, words))
+    return found
+
+
+def suite_run(steps: list[dict[str, Any]]) -> tuple[int, list[str]]:
+    [(index, words)] = commands(steps, "pytest")
+    return index, words
+
+
+def options(words: list[str]) -> dict[str, str]:
+    """{--option: value} (a flag or a separate-word value maps to '')."""
+    return {word.partition("=")[0]: word.partition("=")[2]
+            for word in words if word.startswith("-")}
+
+
+def test_installs_smtp_conformance_from_a_checkout_not_from_pypi(steps):
+    installs = [words for _, words in commands(steps, "python")
+                if words[1:4] == ["-m", "pip", "install"]]
+    installs += [words for _, words in commands(steps, "pip") if words[1] == "install"]
+    assert installs, "no pip install step"
+    for words in installs:
+        targets = [word for word in words[4 if words[0] == "python" else 2:]
+                   if not word.startswith("-")]
+        assert targets
+        assert all("/" in target or target.endswith(".whl") for target in targets), words
+
+
+def test_the_checkout_it_installs_from_is_checked_out(steps):
+    checkout = next(step for step in steps if step.get("uses", "").startswith("actions/checkout"))
+    [(_, words)] = [(i, w) for i, w in commands(steps, "python") if "install" in w]
+    assert words[-1] == f"./{checkout['with']['path']}"
+
+
+def test_waits_for_the_server_port_a_bounded_time_before_the_suite(steps, env):
+    suite_index, words = suite_run(steps)
+    port = options(words)["--server"].rsplit(":", 1)[1]
+    waits = [step for step in steps[:suite_index]
+             if re.search(r"for \w+ in \$\(seq \d+\)", step.get("run", ""))]
+    assert waits, "no bounded wait loop before the suite runs"
+    assert port == "$SMTP_PORT"
+    assert "$SMTP_PORT" in waits[0]["run"]
+    assert "exit 1" in waits[0]["run"]  # gives up, and fails the job, when it never listens
+    assert env["SMTP_PORT"].isdigit()
+
+
+def test_every_option_of_the_suite_run_exists(steps):
+    _, words = suite_run(steps)
+    assert words[1:3] == ["--pyargs", "conformance.suite"]
+    plugin_options = {option.name for option in OPTIONS}
+    for option in options(words):
+        assert option in plugin_options | OTHER_OPTIONS, f"{option} is not an option"
+
+
+def test_the_suite_runs_with_a_fixed_seed_and_writes_a_report(steps, env):
+    _, words = suite_run(steps)
+    given = options(words)
+    assert given["--hypothesis-seed"] == "$SEED"
+    assert env["SEED"].isdigit()
+    assert given["--smtp-report"].endswith(".json")
+    assert given["--server"].startswith("127.0.0.1:")
+
+
+def test_the_upload_keeps_the_report_and_the_hidden_failures_folder_always(steps):
+    _, words = suite_run(steps)
+    report = options(words)["--smtp-report"]
+    [upload] = [step for step in steps
+                if step.get("uses", "").startswith("actions/upload-artifact")]
+    assert upload["uses"] == "actions/upload-artifact@v4"
+    assert upload["if"] == "always()"
+    assert upload["with"]["include-hidden-files"] is True
+    paths = upload["with"]["path"].split()
+    assert FAILURES_DIR in paths
+    assert report in paths
+
+
+def use_in_ci() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return readme.split("## Use in CI", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_use_in_ci_points_at_the_workflow():
+    assert "docs/github-actions.yml" in use_in_ci()
+    assert "pip install smtp-conformance" not in (ROOT / "README.md").read_text()
+
+
+def test_readme_excerpt_is_quoted_from_the_workflow_as_it_is():
+    [excerpt] = re.findall(r"```yaml\n(.*?)```", use_in_ci(), re.S)
+    assert excerpt in WORKFLOW.read_text()
