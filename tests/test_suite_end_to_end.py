@@ -89,8 +89,8 @@ def test_refused_noop_is_blamed_on_the_rule_it_breaks(pytester, fault):
 
 def test_noop_with_a_parameter_refused_is_a_warning(pytester):
     with FaultServer("noop_refuses_parameter") as server:
-        result, report = run_checked(pytester, f"--server={server.address}",
-                                     "--smtp-timeout=0.5", "--smtp-examples=300")
+        _, report = run_checked(pytester, f"--server={server.address}",
+                                "--smtp-timeout=0.5", "--smtp-examples=300")
     assert report["verdict"] == "WARN"
     assert findings(report) == {("noop_ignores_parameter", "SHOULD", "WARN")}
 
@@ -133,7 +133,7 @@ def test_intermittent_deviation_still_fails_under_seed(pytester):
 def test_tarpit_passes_with_a_warning_in_under_three_minutes(pytester):
     started = time.monotonic()
     with FaultServer("tarpit") as server:
-        result, report = run_checked(pytester, f"--server={server.address}")
+        _, report = run_checked(pytester, f"--server={server.address}")
     assert time.monotonic() - started < 180
     assert report["verdict"] == "WARN"
     assert {f["check"] for f in report["findings"]} == {"reply_within_timeout"}
