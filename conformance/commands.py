@@ -6,6 +6,7 @@ Each knows its table group, the row of the reply-code tables its reply is judged
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from conformance.tables import GROUPS, UNRECOGNISED
 
@@ -91,6 +92,20 @@ def describe(sent: Command | Message) -> str:
     return repr(sent.line)
 
 
-# One thing the client sent in a session: its command group (END_OF_DATA for message data)
-# and the exact bytes. A session's steps are enough to replay it.
-Step = tuple[str, bytes]
+class Step(NamedTuple):
+    """One thing the client sent in a session: its command group (END_OF_DATA for message
+    data), the exact bytes, and whether the command was valid (a refused valid command gets
+    a control probe, so a replay must know). A session's steps are enough to replay it."""
+
+    group: str
+    data: bytes
+    valid: bool = True
+
+    @classmethod
+    def of(cls, sent: Command | Message) -> Step:
+        if isinstance(sent, Message):
+            return cls(END_OF_DATA, sent.wire)
+        return cls(sent.group, sent.line, sent.valid)
+
+    def command(self) -> Command:
+        return Command(self.data, self.valid, group=self.group)

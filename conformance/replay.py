@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.client import ServerAddress
-from conformance.commands import END_OF_DATA, Command, Message, Step
+from conformance.commands import END_OF_DATA, Message, Step
 from conformance.errors import StopRun, UsageError
 from conformance.grading import FindingKey, Policy
 from conformance.model import State
@@ -33,7 +33,8 @@ class Script:
 
     def to_json(self) -> dict[str, Any]:
         return {"format": REPLAY_FORMAT, "profile": self.profile, "check": self.check,
-                "steps": [{"group": g, "data": data.decode("latin-1")} for g, data in self.steps]}
+                "steps": [{"group": s.group, "data": s.data.decode("latin-1"), "valid": s.valid}
+                          for s in self.steps]}
 
 
 def script_of(finding: FindingRecord) -> Script:
@@ -41,7 +42,8 @@ def script_of(finding: FindingRecord) -> Script:
 
 
 def file_name(key: FindingKey) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{key.check}-{key.group}-{key.code}.json")
+    return re.sub(r"[^A-Za-z0-9_.-]", "_",
+                  f"{key.check}-{key.level}-{key.group}-{key.code}.json")
 
 
 def save(script: Script, path: Path) -> None:
@@ -55,7 +57,8 @@ def load(path: Path) -> Script:
         data = json.loads(path.read_text())
         if data["format"] != REPLAY_FORMAT:
             raise ValueError(f"format {data['format']!r}")
-        steps = tuple((str(s["group"]), str(s["data"]).encode("latin-1")) for s in data["steps"])
+        steps = tuple(Step(str(s["group"]), str(s["data"]).encode("latin-1"),
+                           bool(s.get("valid", True))) for s in data["steps"])
         return Script(str(data["profile"]), str(data["check"]), steps)
     except OSError as error:
         raise UsageError(f"cannot read replay file {path}: {error.strerror}") from None
@@ -78,28 +81,30 @@ class Replayed:
 
 def replay(script: Script, address: ServerAddress, *, timeout: float,
            profile: Profile | None = None, pacer: Pacer | None = None, deliver: bool = True,
-           policy: Policy | None = None) -> Replayed:
+           policy: Policy | None = None, hang_wait: float | None = None) -> Replayed:
     """Send the script's steps in order, checking every reply, until the first deviation.
-    A reply later than ``timeout`` counts as none: a replay does not wait for stragglers.
+    ``hang_wait``: how much longer than ``timeout`` a reply may come and count as late rather
+    than missing (by default as in a run; 0: a late reply counts as none).
 
     A message is only ever sent as recorded: if the server asks for mail data (354) where
     the script has none, the replay stops there, so that later lines are never read as a
     message; ``deliver=False`` closes the connection instead of sending any message."""
     record = RunRecord()
     session = CheckedSession(address, profile or get_profile(script.profile), timeout=timeout,
-                             hang_wait=0, policy=policy or Policy(strict=True), record=record,
+                             hang_wait=hang_wait, policy=policy or Policy(strict=True),
+                             record=record,
                              pacer=pacer, deliver=deliver)
     try:
         session.connect()
-        for group, data in script.steps:
+        for step in script.steps:
             if not session.model.open:
                 break
-            if session.model.state is State.DATA and group != END_OF_DATA:
+            if session.model.state is State.DATA and step.group != END_OF_DATA:
                 break
-            if group == END_OF_DATA:
-                session.send_message(Message.from_wire(data))
+            if step.group == END_OF_DATA:
+                session.send_message(Message.from_wire(step.data))
             else:
-                session.send(Command(data, group=group))
+                session.send(step.command())
     except StopRun:
         pass
     finally:
@@ -110,7 +115,7 @@ def replay(script: Script, address: ServerAddress, *, timeout: float,
 
 def printf_reproducer(steps: tuple[Step, ...], address: ServerAddress) -> str:
     """A shell line that sends the same bytes (all at once, unlike the suite) with nc."""
-    data = b"".join(data for _, data in steps) + b"QUIT\r\n"
+    data = b"".join(step.data for step in steps) + b"QUIT\r\n"
     host = address.host
     return f"printf '{_printf_escape(data)}' | nc -w 5 {host} {address.port}"
 

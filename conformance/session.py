@@ -146,7 +146,7 @@ class CheckedSession:
             return None  # the greeting was refused or broken
         if command.group in self.adaptation.unanswered:
             return None
-        self.steps.append((command.group, command.line))
+        self.steps.append(Step.of(command))
         first = reply = self._exchange(command.group, command,
                                        lambda: self._command(command.line))
         # At most two probes ("noop x" refused, then "NOOP x", then "NOOP"). They are not
@@ -167,7 +167,7 @@ class CheckedSession:
         if not self.deliver:
             self.close()
             return None
-        self.steps.append((END_OF_DATA, message.wire))
+        self.steps.append(Step.of(message))
         return self._exchange(END_OF_DATA, message, lambda: self._command(message.wire))
 
     def close(self) -> None:

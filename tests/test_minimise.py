@@ -7,7 +7,7 @@ import socket
 import threading
 
 from conformance.client import ServerAddress
-from conformance.commands import END_OF_DATA, GREETING, Message, Step
+from conformance.commands import GREETING, Message, Step
 from conformance.grading import FindingKey
 from conformance.minimise import minimise, units_of
 from conformance.replay import Script
@@ -15,11 +15,11 @@ from tests.fault_server import FaultServer
 from tests.scripted_server import ScriptedServer, read_line
 
 TIMEOUT = 0.5
-MESSAGE = (END_OF_DATA, Message(b"Subject: t\r\n\r\nhello").wire)
+MESSAGE = Step.of(Message(b"Subject: t\r\n\r\nhello"))
 
 
 def step(group: str, line: str) -> Step:
-    return group, f"{line}\r\n".encode()
+    return Step(group, f"{line}\r\n".encode())
 
 
 EHLO = step("EHLO", "EHLO client.example.test")

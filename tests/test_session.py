@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.commands import Command
+from conformance.commands import Command, Step
 from conformance.errors import StopRun
 from conformance.grading import FindingKey
 from conformance.replies import Reply
@@ -73,13 +73,13 @@ def test_a_deviation_is_recorded_not_raised_and_ends_the_session() -> None:
         [finding] = session.record.findings.values()
         assert finding.key == FindingKey("reply_code_documented", "MUST", "HELO", 220)
         assert finding.verdict == "FAIL"
-        assert finding.session == (("NOOP", b"NOOP\r\n"), ("HELO", helo.line))
+        assert finding.session == (Step("NOOP", b"NOOP\r\n"), Step("HELO", helo.line))
         assert finding.transcript[-1].endswith(" S: 220 hello")
         after = session.send(Command.of("NOOP"))  # a new session, from a new connection
         session.close()
     assert after is not None
     assert after.code == 250
-    assert session.steps == [("NOOP", b"NOOP\r\n")]
+    assert session.steps == [Step("NOOP", b"NOOP\r\n")]
     assert session.findings == []  # this session's: the new one has none
     assert len(session.record.findings) == 1
 
@@ -136,12 +136,12 @@ def test_a_500_to_a_lower_case_verb_is_probed_in_upper_case() -> None:
     assert reply is not None
     assert reply.code == 500
     assert sent == [b"noop\r\n", b"NOOP\r\n"]
-    assert session.steps == [("NOOP", b"noop\r\n")]  # the probe is not a step of its own
+    assert session.steps == [Step("NOOP", b"noop\r\n")]  # the probe is not a step of its own
     [finding] = session.record.findings.values()
     assert finding.key == FindingKey("verb_case_insensitive", "MUST", "NOOP", 250)
     assert finding.sent == repr(b"NOOP\r\n")
     assert finding.complaint == "500 to 'noop' but 250 to 'NOOP': verbs are case-insensitive"
-    assert finding.session == (("NOOP", b"noop\r\n"),)  # replaying it sends the probe again
+    assert finding.session == (Step("NOOP", b"noop\r\n"),)  # replaying it sends the probe again
 
 
 def test_no_probe_is_sent_when_probes_are_off() -> None:
@@ -164,7 +164,7 @@ def test_probes_chain_so_a_refused_parameter_is_blamed_whatever_the_case() -> No
         session.close()
         sent = list(server.received)
     assert sent == [b"noop x\r\n", b"NOOP x\r\n", b"NOOP\r\n"]  # at most two probes
-    assert session.steps == [("NOOP", b"noop x\r\n")]
+    assert session.steps == [Step("NOOP", b"noop x\r\n")]
     session.record.drop_refuted()  # "NOOP x" got 500, but NOOP is implemented: 250 to "NOOP"
     assert list(session.record.findings) == [
         FindingKey("noop_ignores_parameter", "SHOULD", "NOOP", 250)]
