@@ -212,8 +212,9 @@ def closes_after_three_errors(conn: socket.socket, stop: threading.Event) -> Non
 
 def test_server_that_closes_after_errors_is_one_baseline_entry_that_then_passes(pytester):
     path = pytester.path / "written.json"
+    seed = "--hypothesis-seed=0"  # the same sessions both times, so the same findings
     with ScriptedServer(closes_after_three_errors) as server:
-        result, report = run(pytester, server, f"--smtp-baseline-write={path}")
+        result, report = run(pytester, server, f"--smtp-baseline-write={path}", seed)
         groups = {f["group"] for f in report["findings"] if f["check"] == "no_silent_close"}
         assert len(groups) > 1, groups  # it closed on several commands
         entries = json.loads(path.read_text())["entries"]
@@ -221,7 +222,7 @@ def test_server_that_closes_after_errors_is_one_baseline_entry_that_then_passes(
         assert [(e["command"], e["code"]) for e in entries
                 if e["check"] == "no_silent_close"] == [("*", 0)]
 
-        result, report = run(pytester, server, f"--smtp-baseline={path}")
+        result, report = run(pytester, server, f"--smtp-baseline={path}", seed)
     assert result.ret == pytest.ExitCode.OK
     assert {f["verdict"] for f in report["findings"]} == {"KNOWN"}
     assert report["baseline"]["stale"] == []
