@@ -4,9 +4,9 @@ A baseline file is JSON: ``{"format": 1, "entries": [{"check": ..., "command": .
 ..., "reason": ..., "expires": "YYYY-MM-DD" | null}]}``. An entry matches findings with the
 same check, command group and reply code (0: no reply); the command ``"*"`` matches any group,
 and is what a written baseline holds for checks about the session rather than the command
-(``SESSION_CHECKS``: a server that closes after N errors is one behaviour, one entry, whichever
-command it closed on). Expired entries match nothing; entries the run never met are reported
-as stale, so an exemption cannot outlive the bug it covers.
+(``Check.about_session``: a server that closes after N errors is one behaviour, one entry,
+whichever command it closed on). Expired entries match nothing; entries the run never met are
+reported as stale, so an exemption cannot outlive the bug it covers.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from conformance.checks import CHECKS
 from conformance.errors import UsageError
 from conformance.grading import BaselineKey
 from conformance.levels import Verdict
@@ -24,9 +25,6 @@ from conformance.record import RunRecord
 
 BASELINE_FORMAT = 1
 ANY_COMMAND = "*"  # an entry's command that matches every command group
-# Checks whose findings are about the session, not the command it happened on: a written
-# baseline gives each one entry for any command.
-SESSION_CHECKS = frozenset({"no_silent_close", "reply_within_timeout"})
 WRITTEN_REASON = "recorded from a run on {day}: say why this deviation is accepted"
 
 
@@ -151,7 +149,8 @@ def entry_key(key: BaselineKey) -> BaselineKey:
     """The key a written entry has for a finding: its own, or for a check about the session,
     the same with the command ``"*"``."""
     check, _group, code = key
-    return (check, ANY_COMMAND, code) if check in SESSION_CHECKS else key
+    about_session = check in CHECKS and CHECKS[check].about_session
+    return (check, ANY_COMMAND, code) if about_session else key
 
 
 def from_run(record: RunRecord, today: date, previous: Baseline | None = None) -> Baseline:

@@ -61,20 +61,23 @@ class Check:
     timing: bool = False
     # Per run: the finding stands only if no exchange of the run refuted it (``refuted_by``).
     refuted_by: Callable[[Exchange], bool] | None = None
+    # About the session, not the command it happened on (a server that gives up after some
+    # errors, a tarpit): one behaviour, whichever command met it.
+    about_session: bool = False
 
 
 _REGISTRY: dict[str, Check] = {}
 
 
 def check(id: str, *, level: Level | None, citation: str, timing: bool = False,
-          refuted_by: Callable[[Exchange], bool] | None = None
+          refuted_by: Callable[[Exchange], bool] | None = None, about_session: bool = False
           ) -> Callable[[CheckFunction], CheckFunction]:
     """Register ``function`` as a check. A new check is one decorated function."""
     def register(function: CheckFunction) -> CheckFunction:
         if id in _REGISTRY:
             raise ValueError(f"check {id!r} registered twice")
         _REGISTRY[id] = Check(id, level, citation, function, timing=timing,
-                              refuted_by=refuted_by)
+                              refuted_by=refuted_by, about_session=about_session)
         return function
     return register
 
@@ -99,7 +102,8 @@ def command_answered(x: Exchange) -> Complaint | None:
 
 # RFC 5321 §4.5.3.2 gives a client minutes per command, so a late reply is not a broken one;
 # it is reported, and the session ends (a tarpit slows the commands after it too).
-@check("reply_within_timeout", level=Level.SHOULD, citation="RFC 5321 §4.5.3.2", timing=True)
+@check("reply_within_timeout", level=Level.SHOULD, citation="RFC 5321 §4.5.3.2", timing=True,
+       about_session=True)
 def reply_within_timeout(x: Exchange) -> Complaint | None:
     if x.late is None:
         return None
@@ -112,7 +116,7 @@ def reply_within_timeout(x: Exchange) -> Complaint | None:
 ERRORS_BEFORE_GIVING_UP = 3
 
 
-@check("no_silent_close", level=Level.MUST, citation="RFC 5321 §3.8, §7.8")
+@check("no_silent_close", level=Level.MUST, citation="RFC 5321 §3.8, §7.8", about_session=True)
 def no_silent_close(x: Exchange) -> Complaint | None:
     if not isinstance(x.error, ConnectionClosed):
         return None

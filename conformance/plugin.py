@@ -394,10 +394,13 @@ def smtp_config(pytestconfig: pytest.Config) -> RunSettings:
 
 
 @pytest.fixture(scope="session")
-def smtp_server_address(smtp_config: RunSettings) -> Iterator[ServerAddress]:
+def smtp_server_address(pytestconfig: pytest.Config, smtp_config: RunSettings
+                        ) -> Iterator[ServerAddress]:
     """The server under test; starts the embedded reference server when none was given."""
     if smtp_config.server is not None:
         if gone := unreachable(smtp_config.server, smtp_config.timeout):
+            # In the run's record too, so the JSON report says why nothing was tested.
+            pytestconfig.stash[RECORD_KEY].errors.append(RunError(gone, unreachable=True))
             pytest.exit(f"smtp-conformance: {gone}", returncode=EXIT_UNREACHABLE)
         yield smtp_config.server
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 
@@ -34,9 +35,14 @@ def test_bad_option_is_a_one_line_usage_error(pytester, option, message):
 def test_unreachable_server_exits_with_its_own_code(pytester):
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
-    result = pytester.runpytest_subprocess(*SUITE, f"--server=127.0.0.1:{port}")
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(*SUITE, f"--server=127.0.0.1:{port}",
+                                           f"--smtp-report={report}")
     assert result.ret == EXIT_UNREACHABLE
     result.stdout.fnmatch_lines([f"*smtp-conformance: cannot connect to 127.0.0.1:{port}*"])
+    written = json.loads(report.read_text())  # and the report says so: nothing was tested
+    assert (written["verdict"], written["exit_status"]) == ("INCOMPLETE", EXIT_UNREACHABLE)
+    assert written["errors"][0].startswith(f"cannot connect to 127.0.0.1:{port}")
 
 
 def test_command_line_beats_environment_beats_ini(pytester, monkeypatch):
