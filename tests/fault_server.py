@@ -45,6 +45,7 @@ FAULTS = {
     "noop_unrecognised": "minimum_implementation",  # NOOP answered 500, whatever its form
     "help_never_answers": "command_answered",
     "mail_echoes_argument": "reply_well_formed",  # 501 quoting the argument, 8-bit and all
+    "expn_replies_354": "reply_code_documented",  # a class EXPN's row never has: MUST anywhere
 }
 # Faults whose finding is a SHOULD: the run warns and passes unless --smtp-strict.
 SHOULD_FAULTS = {
@@ -188,6 +189,8 @@ class _Handler(socketserver.StreamRequestHandler):
             return "quit_keeps_connection" in faults
         elif verb == "VRFY" and "vrfy_421_keeps_connection" in faults:
             self.reply("421 mx.fault.test shutting down")
+        elif verb == "EXPN" and "expn_replies_354" in faults:
+            self.reply("354 go ahead")
         elif verb == "EXPN" and "expn_hangs" in faults:
             self.server.stopping.wait(30)
             return False

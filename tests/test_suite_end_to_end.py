@@ -118,6 +118,17 @@ def test_a_must_and_a_should_of_one_check_on_one_reply_code_are_both_kept(pytest
     assert report["verdict"] == "FAIL"
 
 
+def test_a_code_of_a_class_the_row_never_has_fails_even_under_rfc5321(pytester):
+    # rfc5321's table is a SHOULD, but a client acts on the first digit (RFC 5321 §4.2.1):
+    # 354 to EXPN reads as "send the data".
+    with FaultServer("expn_replies_354") as server:
+        _, report = run_checked(pytester, f"--server={server.address}", "--smtp-timeout=0.5",
+                                "--smtp-profile=rfc5321")
+    assert report["verdict"] == "FAIL"
+    assert {(f["check"], f["level"], f["group"], f["reply_code"]) for f in report["findings"]
+            if f["verdict"] == "FAIL"} == {("reply_code_documented", "MUST", "EXPN", 354)}
+
+
 def test_intermittent_deviation_still_fails_under_seed(pytester):
     # 553 to MAIL three times in ten, as a DNS-dependent sender check does: the code was on
     # the wire, and 553 is not in the seed's MAIL row.
