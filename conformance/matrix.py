@@ -43,6 +43,7 @@ _WORST_FIRST = [v.value for v in (Verdict.FAIL, Verdict.WARN, Verdict.INCONCLUSI
 # show the same, and the matrix's exit status says so.
 UNREACHABLE = "UNREACHABLE"  # no connection to the server could be made: nothing was tested
 ERROR = "ERROR"  # the run did not finish, wrote no readable report, or got no SMTP reply
+RAW_ORDER = ("FAIL", "WARN", "INCONCLUSIVE")  # the worst finding decides a run's verdict
 EXIT_NO_VERDICT = 1  # some run produced no verdict (EXIT_UNREACHABLE if a server was not reached)
 
 
@@ -77,9 +78,14 @@ class Run:
 
     @property
     def verdict(self) -> str:
+        """The raw verdict, as a run without a baseline would give it: a survey run's report
+        says SURVEY (nothing fails), so it is read from the findings."""
         if self.status is not None:
             return self.status
-        return str(self.report["verdict"]) if self.report else ERROR
+        if not self.report:
+            return ERROR
+        seen = {str(f["verdict"]) for f in self.findings}
+        return next((v for v in RAW_ORDER if v in seen), "PASS")
 
 
 def run_one(target: Target, profile: str, *, examples: int, seed: int, timeout: float,

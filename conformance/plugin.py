@@ -350,7 +350,8 @@ class _RunReporter:
             return  # the suite did not run
         suite = settings_of(self.config)
         terminalreporter.write_sep("=", f"smtp-conformance: profile {suite.profile.name}")
-        for line in summary_lines(self.record, suite.profile):
+        survey = suite.baseline_write is not None
+        for line in summary_lines(self.record, suite.profile, survey=survey):
             terminalreporter.write_line(line)
         if suite.baseline is not None:
             for line in suite.baseline.status(self.record, suite.today).lines():
@@ -376,7 +377,8 @@ class _RunReporter:
             return
         target = str(suite.server) if suite.server else "embedded reference server"
         run = RunInfo(target, suite.profile, suite.strict, suite.seed, suite.examples,
-                      suite.steps, self.started, datetime.now(UTC), int(exitstatus))
+                      suite.steps, self.started, datetime.now(UTC), int(exitstatus),
+                      survey=suite.baseline_write is not None)
         dot_path = suite.report.with_suffix(".dot")
         svg_path = write_diagram(self.record, dot_path)
         status = suite.baseline.status(self.record, suite.today) if suite.baseline else None

@@ -26,6 +26,7 @@ from conformance.transcript import escape_text
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 REPORT_FORMAT = 1
 INCOMPLETE = "INCOMPLETE"  # the run verdict when it did not finish
+SURVEY = "SURVEY"  # the run verdict of --smtp-baseline-write: findings recorded, none failing
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class RunInfo:
     started: datetime
     finished: datetime
     exit_status: int
+    survey: bool = False
 
 
 def overall(record: RunRecord) -> Verdict | None:
@@ -91,7 +93,7 @@ def document(record: RunRecord, run: RunInfo, baseline: dict[str, Any] | None = 
         "started": run.started.isoformat(timespec="seconds"),
         "finished": run.finished.isoformat(timespec="seconds"),
         "exit_status": run.exit_status,
-        "verdict": run_verdict(record),
+        "verdict": run_verdict(record, survey=run.survey),
         "errors": [error.message for error in record.errors],
         "notes": list(record.notes),
         "counts": {v.value: len(record.by_verdict(v)) for v in Verdict},
@@ -141,21 +143,24 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
 
 
-def run_verdict(record: RunRecord) -> str:
+def run_verdict(record: RunRecord, *, survey: bool = False) -> str:
     """The run's verdict: INCOMPLETE if it did not finish (whatever it found before), else
-    the worst finding's, else PASS."""
+    SURVEY in survey mode (nothing fails), else the worst finding's, else PASS."""
     if record.errors:
         return INCOMPLETE
+    if survey:
+        return SURVEY
     verdict = overall(record)
     return verdict.value if verdict else "PASS"
 
 
-def summary_lines(record: RunRecord, profile: Profile) -> list[str]:
+def summary_lines(record: RunRecord, profile: Profile, *, survey: bool = False) -> list[str]:
     """The terminal summary: verdict, findings per check, codes seen per group. Nothing the
     server sent reaches the terminal raw: control and format characters are escaped."""
-    verdict = run_verdict(record)
+    verdict = run_verdict(record, survey=survey)
     counts = ", ".join(f"{len(record.by_verdict(v))} {v}" for v in Verdict)
-    labels = {"PASS": "PASS (conforms)", INCOMPLETE: "INCOMPLETE (the run did not finish)"}
+    labels = {"PASS": "PASS (conforms)", INCOMPLETE: "INCOMPLETE (the run did not finish)",
+              SURVEY: "SURVEY (nothing fails: every finding goes to the baseline written)"}
     lines = [f"verdict: {labels.get(verdict, verdict)}  ({counts})"]
     lines += [f"  ERROR {error.message}" for error in record.errors]
     lines += [f"  NOTE {note}" for note in record.notes]

@@ -46,8 +46,10 @@ def write_baseline(pytester: pytest.Pytester, *entries: dict[str, Any]) -> Path:
 def test_written_baseline_lists_every_deviation_and_then_suppresses_it(pytester):
     path = pytester.path / "written.json"
     with FaultServer("helo_replies_220") as server:
-        result, _ = run(pytester, server, f"--smtp-baseline-write={path}")
+        result, survey = run(pytester, server, f"--smtp-baseline-write={path}")
         assert result.ret == pytest.ExitCode.OK  # survey mode fails nothing
+        assert survey["verdict"] == "SURVEY"  # and says so, not FAIL beside exit 0
+        result.stdout.fnmatch_lines(["verdict: SURVEY (nothing fails*"])
         written = json.loads(path.read_text())
         assert [(e["check"], e["command"], e["code"]) for e in written["entries"]] == [
             ("reply_code_documented", "HELO", 220)]

@@ -44,6 +44,9 @@ def test_matrix_shows_each_servers_verdict_per_check(tmp_path):
     assert (faulty["verdict"], faulty["findings"]) == ("FAIL", ["NOOP 252: FAIL"])
     assert "252 is not documented for NOOP" in (tmp_path / faulty["transcripts"][0]).read_text()
     assert {c["verdict"] for c in matrix["cells"] if c["target"] == "ref"} == {"PASS"}
+    # Each run's own verdict is the raw one (the survey run behind it fails nothing).
+    assert {c["target"]: c["verdict"] for c in matrix["columns"]} == {"faulty": "FAIL",
+                                                                      "ref": "PASS"}
     written = json.loads((tmp_path / "matrix.json").read_text())
     assert (tmp_path / "matrix.md").read_text() == render_markdown(written)
 

@@ -87,6 +87,19 @@ def test_same_seed_gives_the_same_sessions(pytester):
     assert runs[0]["coverage"] == runs[1]["coverage"]
 
 
+def test_the_printed_rerun_line_reproduces_the_run_it_came_from(pytester):
+    # No example database, no saved examples: the seed alone decides the sessions.
+    with FaultServer() as server:
+        first, report = run_with_report(pytester, f"--server={server.address}",
+                                        "--smtp-examples=20")
+        rerun = next(line for line in first.stdout.lines if "(rerun: " in line)
+        option = rerun.split("(rerun: ", 1)[1].rstrip(")")
+        _, again = run_with_report(pytester, f"--server={server.address}",
+                                   "--smtp-examples=20", option)
+    assert option == f"--hypothesis-seed={report['hypothesis']['seed']}"
+    assert again["coverage"] == report["coverage"]
+
+
 def test_the_run_prints_the_seed_it_chose(pytester):
     with FaultServer() as server:
         result = pytester.runpytest(*SUITE, f"--server={server.address}", "--smtp-examples=3")
