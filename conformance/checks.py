@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from conformance import grammar
-from conformance.commands import END_OF_DATA, GREETING, Command, Message
+from conformance.commands import Command, Message
 from conformance.errors import ConnectionClosed, ReplyFramingError, ReplyTimeout, ServerError
 from conformance.levels import Level
-from conformance.model import Session, State, is_positive
+from conformance.model import ON_SUCCESS, Session, State, is_positive
 from conformance.replies import Reply
 from conformance.tables import (
     CLOSING,
@@ -25,6 +25,7 @@ from conformance.tables import (
     START_MAIL_INPUT,
     Profile,
 )
+from conformance.vocabulary import END_OF_DATA, GREETING
 
 
 @dataclass(frozen=True)
@@ -64,22 +65,49 @@ class Check:
     # About the session, not the command it happened on (a server that gives up after some
     # errors, a tarpit): one behaviour, whichever command met it.
     about_session: bool = False
+    # Whether the model still knows the server's state after this finding, so the session
+    # may go on (None: it does not; the session ends, and the run reconnects).
+    state_known: Callable[[Exchange], bool] | None = None
 
 
 _REGISTRY: dict[str, Check] = {}
 
 
 def check(id: str, *, level: Level | None, citation: str, timing: bool = False,
-          refuted_by: Callable[[Exchange], bool] | None = None, about_session: bool = False
+          refuted_by: Callable[[Exchange], bool] | None = None, about_session: bool = False,
+          state_known: Callable[[Exchange], bool] | None = None
           ) -> Callable[[CheckFunction], CheckFunction]:
     """Register ``function`` as a check. A new check is one decorated function."""
     def register(function: CheckFunction) -> CheckFunction:
         if id in _REGISTRY:
             raise ValueError(f"check {id!r} registered twice")
         _REGISTRY[id] = Check(id, level, citation, function, timing=timing,
-                              refuted_by=refuted_by, about_session=about_session)
+                              refuted_by=refuted_by, about_session=about_session,
+                              state_known=state_known)
         return function
     return register
+
+
+def _always(x: Exchange) -> bool:
+    return True
+
+
+def _code_documented(x: Exchange) -> bool:
+    """A readable reply with a documented code: the model advanced as the server meant."""
+    return x.reply is not None and x.reply.well_formed and \
+        x.profile.row(x.group).allows(x.reply.code)
+
+
+def _leaves_state_as_it_was(x: Exchange) -> bool:
+    """The reply is readable, of a class the row has (a client acts on the first digit, RFC
+    5321 §4.2.1), and moves the session nowhere: the server's state is the model's still.
+    An undocumented code that would move it (220 to HELO) leaves the model unsure whether
+    the server did what a documented one means."""
+    if x.reply is None or not x.reply.well_formed or \
+            x.reply.first_digit not in {code // 100 for code in x.profile.row(x.group).code_set}:
+        return False
+    return not is_positive(x.group, x.reply.code) or \
+        ON_SUCCESS.get((x.group, x.before.state), x.before.state) is x.before.state
 
 
 # --- the checks ------------------------------------------------------------------------------
@@ -158,7 +186,7 @@ def data_requires_recipient(x: Exchange) -> Complaint | None:
     return None
 
 
-@check("verb_case_insensitive", level=Level.MUST, citation="RFC 5321 §2.4")
+@check("verb_case_insensitive", level=Level.MUST, citation="RFC 5321 §2.4", state_known=_always)
 def verb_case_insensitive(x: Exchange) -> Complaint | None:
     """Differential: the same command with the verb in upper case, sent right after in the
     same state, succeeded where the case variant was refused as unrecognised."""
@@ -172,7 +200,8 @@ def verb_case_insensitive(x: Exchange) -> Complaint | None:
             f" verbs are case-insensitive")
 
 
-@check("noop_ignores_parameter", level=Level.SHOULD, citation="RFC 5321 §4.1.1.9")
+@check("noop_ignores_parameter", level=Level.SHOULD, citation="RFC 5321 §4.1.1.9",
+       state_known=_always)
 def noop_ignores_parameter(x: Exchange) -> Complaint | None:
     """Differential: a bare NOOP succeeded right after a NOOP with a parameter was refused."""
     if x.group != "NOOP" or x.variant_of is None or x.reply is None or \
@@ -213,7 +242,8 @@ def minimum_implementation(x: Exchange) -> Complaint | None:
             f"minimum implementation [{x.profile.minimum_citation}]")
 
 
-@check("greeting_names_server", level=Level.MUST, citation="RFC 5321 §4.2, §4.3.1")
+@check("greeting_names_server", level=Level.MUST, citation="RFC 5321 §4.2, §4.3.1",
+       state_known=_code_documented)
 def greeting_names_server(x: Exchange) -> Complaint | None:
     if x.group != GREETING or x.reply is None or x.reply.code != SERVICE_READY:
         return None
@@ -231,7 +261,8 @@ def end_of_data_reply_is_final(x: Exchange) -> Complaint | None:
 
 
 # Last: a check above names the specific rule when a code is also outside the table.
-@check("reply_code_documented", level=None, citation="the profile's row for the command")
+@check("reply_code_documented", level=None, citation="the profile's row for the command",
+       state_known=_leaves_state_as_it_was)
 def reply_code_documented(x: Exchange) -> Complaint | None:
     if x.reply is None:
         return None

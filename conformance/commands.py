@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from conformance.tables import GROUPS, UNRECOGNISED
+from conformance.vocabulary import END_OF_DATA, UNRECOGNISED
+from conformance.vocabulary import VERBS as VOCABULARY
 
-# Verbs that name a seed group (everything but the pseudo-commands).
-VERBS = frozenset(group for group in GROUPS if group.isupper())
+# The verbs the suite knows: the seed's and the extensions' (each has its own table row).
+VERBS = frozenset(VOCABULARY)
 
 
 def verb_of(line: bytes) -> str:
@@ -22,7 +23,8 @@ def verb_of(line: bytes) -> str:
 
 
 def group_of(line: bytes) -> str:
-    """The table group for a command line; unknown verbs fall in the 'unrecognised' row."""
+    """The table group for a command line; verbs not in the vocabulary fall in the
+    'unrecognised' row."""
     verb = verb_of(line)
     return verb if verb in VERBS else UNRECOGNISED
 
@@ -79,10 +81,6 @@ class Message:
 
     def __repr__(self) -> str:
         return f"Message({self.content!r})"
-
-
-GREETING = "connect"
-END_OF_DATA = "received data"
 
 
 def describe(sent: Command | Message) -> str:

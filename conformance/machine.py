@@ -8,9 +8,11 @@ cannot break on a server that answers differently from one session to the next.
 
 from __future__ import annotations
 
+import random
 import time
+from collections import Counter
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -28,6 +30,10 @@ from conformance.model import State
 from conformance.record import RunRecord
 from conformance.session import Adaptation, CheckedSession, Pacer
 from conformance.tables import Profile
+from conformance.vocabulary import OPEN_STATES, SEED_VERBS, UNRECOGNISED, VERBS, Verb
+
+DIRECTED_SHARE = 0.5  # of the commands sent: the rest go where the random walk is
+WHERE = st.integers(0, 2**32 - 1)  # seeds how a command is placed (see _send_somewhere)
 
 
 def _either(verb: str, valid: st.SearchStrategy[Command] | None = None,
@@ -40,11 +46,25 @@ def _either(verb: str, valid: st.SearchStrategy[Command] | None = None,
 
 
 def _sends(name: str, commands: st.SearchStrategy[Command]) -> Callable[..., None]:
-    """A rule named ``name`` that sends one command drawn from ``commands``."""
-    def send(self: SMTPConformance, command: Command) -> None:
-        self._send(command)
+    """A rule named ``name`` that sends one command drawn from ``commands``, in the state it
+    finds or in one the run has sent that command's verb in least (``where`` decides)."""
+    def send(self: SMTPConformance, command: Command, where: int) -> None:
+        self._send_somewhere(command, None, where)
     send.__name__ = send.__qualname__ = name  # Hypothesis prints steps by this name
-    return rule(command=commands)(send)
+    return rule(command=commands, where=WHERE)(send)
+
+
+def _verb_rule(verb: Verb) -> Callable[..., None]:
+    """``send_<verb>``: mostly valid commands of ``verb``, sometimes malformed; a verb whose
+    positive reply asks for data (DATA) draws a message too."""
+    name = f"send_{verb.name.lower()}"
+    if verb.data_reply is None:
+        return _sends(name, _either(verb.name))
+
+    def send(self: SMTPConformance, command: Command, message: Message, where: int) -> None:
+        self._send_somewhere(command, message, where)
+    send.__name__ = send.__qualname__ = name
+    return rule(command=_either(verb.name), message=smtp.message_bodies(), where=WHERE)(send)
 
 
 def _complete_rule(recipients: st.SearchStrategy[Command]) -> Callable[..., None]:
@@ -82,6 +102,60 @@ def _recipient_rules(domain: str) -> dict[str, Callable[..., None]]:
     }
 
 
+READY_ROUTES = ("as is", "reset", "hello", "message")
+# The (state, command) cells a run should reach: every open state x every seed verb and an
+# unrecognised one.
+CELLS = tuple((state, group) for state in OPEN_STATES
+              for group in (*(verb.name for verb in SEED_VERBS), UNRECOGNISED))
+POOL_SIZE = 32  # commands kept per group
+
+
+class Pools:
+    """The commands (and messages) a run's rules have drawn, per group, for the directed
+    steps to reuse: the strategies' variety without drawing anew (a group nothing has been
+    drawn for yet gets its verb's example from the vocabulary); and the run's exchanges per
+    (state, group) cell, which steer them."""
+
+    def __init__(self, rcpt_domain: str | None = None) -> None:
+        self.cells: Counter[tuple[str, str]] = Counter()
+        self.commands: dict[str, list[Command]] = {}
+        self.messages: list[Message] = []
+        self.rcpt_domain = rcpt_domain
+
+    def keep(self, command: Command, message: Message | None = None) -> None:
+        _keep(self.commands.setdefault(command.group, []), command)
+        if message is not None:
+            _keep(self.messages, message)
+
+    def command(self, group: str, choose: random.Random) -> Command:
+        """Any command of ``group`` drawn so far, valid or not."""
+        pool = self.commands.get(group)
+        return choose.choice(pool) if pool else self._example(group)
+
+    def valid(self, verb: str, choose: random.Random) -> Command:
+        """A valid command of ``verb``, in upper or mixed case as drawn."""
+        pool = [c for c in self.commands.get(verb, ()) if c.valid]
+        return choose.choice(pool) if pool else self._example(verb)
+
+    def message(self, choose: random.Random) -> Message:
+        return choose.choice(self.messages) if self.messages else Message(b"Subject: test\r\n")
+
+    def _example(self, group: str) -> Command:
+        if group == UNRECOGNISED:
+            return Command(b"XYZZY\r\n", valid=False)
+        if group == "RCPT" and self.rcpt_domain:
+            return Command.of(f"RCPT TO:<postmaster@{self.rcpt_domain}>")
+        return Command.of(VERBS[group].example)
+
+
+def _keep(pool: list[Any], item: Any) -> None:
+    if len(pool) < POOL_SIZE:
+        pool.append(item)
+    else:  # replace the oldest: pools follow what the run draws lately
+        pool.append(item)
+        del pool[0]
+
+
 class SMTPConformance(RuleBasedStateMachine):
     """Configure with ``configure(address, profile, timeout)``, then run with Hypothesis."""
 
@@ -95,13 +169,15 @@ class SMTPConformance(RuleBasedStateMachine):
     adaptation: ClassVar[Adaptation]  # one per run, shared by its sessions
     fail_fast: ClassVar[bool] = False
     deadline: ClassVar[float] = float("inf")  # time.monotonic() at which exploring stops
+    pools: ClassVar[Pools]  # one per run, shared by its sessions
 
     def __init__(self) -> None:
         super().__init__()
         self.session = CheckedSession(self.address, self.profile, timeout=self.timeout,
                                       policy=self.policy, record=self.record,
                                       deliver=self.deliver, pacer=self.pacer,
-                                      adaptation=self.adaptation, fail_fast=self.fail_fast)
+                                      adaptation=self.adaptation, fail_fast=self.fail_fast,
+                                      cells=self.pools.cells)
 
     @initialize()
     def connect(self) -> None:
@@ -123,6 +199,7 @@ class SMTPConformance(RuleBasedStateMachine):
         """Send ``command``; after a 354, the message if there is one, else end the session
         (lines meant as commands are never sent as mail data)."""
         self._open()
+        self.pools.keep(command, message)
         self.session.send(command)
         if self.session.model.state is State.DATA:
             if message is not None:
@@ -130,27 +207,87 @@ class SMTPConformance(RuleBasedStateMachine):
             else:
                 self.session.close()
 
-    # --- one rule per seed command (and one for raw lines) -------------------------------------
+    # --- one rule per seed verb (send_helo, ...: added below, from the vocabulary) ----------
 
-    send_helo = _sends("send_helo", _either("HELO"))
-    send_ehlo = _sends("send_ehlo", _either("EHLO"))
-    send_mail = _sends("send_mail", _either("MAIL"))
-    send_rcpt = _sends("send_rcpt", _either("RCPT"))
-    send_rset = _sends("send_rset", _either("RSET"))
-    send_send = _sends("send_send", _either("SEND"))
-    send_soml = _sends("send_soml", _either("SOML"))
-    send_saml = _sends("send_saml", _either("SAML"))
-    send_vrfy = _sends("send_vrfy", _either("VRFY"))
-    send_expn = _sends("send_expn", _either("EXPN"))
-    send_help = _sends("send_help", _either("HELP"))
-    send_noop = _sends("send_noop", _either("NOOP"))
-    send_turn = _sends("send_turn", _either("TURN"))
-    send_quit = _sends("send_quit", _either("QUIT"))
     send_raw_line = _sends("send_raw_line", smtp.raw_lines())
 
-    @rule(command=_either("DATA"), message=smtp.message_bodies())
-    def send_data(self, command: Command, message: Message) -> None:
+    # --- deep by construction: the cell this run has seen least -------------------------------
+
+    def _send_somewhere(self, command: Command, message: Message | None, where: int) -> None:
+        """Send ``command`` in the state the session is in, or (half the time, as ``where``
+        decides) to the (state, verb) cell this run has exchanged least in, after driving the
+        session into that state by one of the routes into it: ``command`` itself if its verb
+        is one of the least seen, else a command of that cell's verb from the run's pools.
+        Every cell is reached early in a run, whatever the random walk happens to favour.
+
+        ``where`` is one integer whatever is done with it: what Hypothesis draws may not
+        depend on the run so far (it checks that the same choices draw the same way)."""
+        choose = random.Random(where)
+        if choose.random() >= DIRECTED_SHARE:
+            self._send(command, message)
+            return
+        cells = self._least_seen_cells()
+        own = [state for state, group in cells if group == command.group]
+        if own:
+            state = choose.choice(own)
+        else:
+            self.pools.keep(command, message)  # drawn, not sent: for a later visit
+            state, group = choose.choice(cells)
+            command = self.pools.command(group, choose)
+            message = self.pools.message(choose) if group == "DATA" else None
+        self._reach(state, choose)
         self._send(command, message)
+
+    def _least_seen_cells(self) -> list[tuple[State, str]]:
+        seen = self.pools.cells
+        fewest = min(seen[(state.name, group)] for state, group in CELLS)
+        return [(state, group) for state, group in CELLS if seen[(state.name, group)] == fewest]
+
+    def _reach(self, target: State, choose: random.Random) -> None:
+        """Drive the session into ``target`` with valid commands, by a route chosen from the
+        ways into it (RFC 5321 §3.3, §4.1.4). Stops short where a reply does not allow the
+        next step: the cell is then the one the server's replies led to."""
+        self._open()
+        model = self.session.model
+        if target is State.INIT:
+            if model.state is not State.INIT:
+                self.session.close()
+                self._open()
+            return
+        if target is State.RCPT and model.state is State.RCPT and choose.random() < 0.5:
+            self._send(self.pools.valid("RCPT", choose))  # one more recipient
+            return
+        self._reach_ready(choose)
+        if target is State.READY:
+            return
+        self._send(self.pools.valid("MAIL", choose))
+        for _ in range(choose.randint(1, 3) if target is State.RCPT else 0):
+            if not self.session.model.in_transaction:
+                break
+            self._send(self.pools.valid("RCPT", choose))
+
+    def _reach_ready(self, choose: random.Random) -> None:
+        """READY: after HELO/EHLO, or after a transaction ended by RSET, by a new HELO/EHLO
+        or by its message (§4.1.1.5, §4.1.4, §4.1.1.4): each route a state bug may hide on."""
+        hello = choose.choice(("HELO", "EHLO"))
+        if self.session.model.state is State.INIT:
+            self._send(self.pools.valid(hello, choose))
+            return
+        route = choose.choice(READY_ROUTES)
+        if route == "as is" and self.session.model.state is State.READY:
+            return
+        if self.session.model.state is State.READY:  # open a transaction to end
+            self._send(self.pools.valid("MAIL", choose))
+            for _ in range(choose.randint(0, 2)):
+                self._send(self.pools.valid("RCPT", choose))
+        if not self.session.model.in_transaction:
+            return
+        if route == "message" and self.deliver and self.session.model.state is State.RCPT:
+            self._send(self.pools.valid("DATA", choose), self.pools.message(choose))
+        elif route == "hello":
+            self._send(self.pools.valid(hello, choose))
+        else:
+            self._send(self.pools.valid("RSET", choose))
 
     # --- deep states ---------------------------------------------------------------------------
     # Hypothesis orders rules by name and shrinks toward the first, so these compound rules are
@@ -194,6 +331,10 @@ class SMTPConformance(RuleBasedStateMachine):
         if self.session.model.state is State.READY:
             self._send(probe, Message(b"Subject: must not be delivered\r\n"))
 
+for _verb in SEED_VERBS:
+    setattr(SMTPConformance, f"send_{_verb.name.lower()}", _verb_rule(_verb))
+
+
 def configure(address: ServerAddress, profile: Profile, *, timeout: float,
               policy: Policy | None = None, record: RunRecord | None = None,
               seed: int | None = None, deliver: bool = True,
@@ -211,4 +352,5 @@ def configure(address: ServerAddress, profile: Profile, *, timeout: float,
         # Read by Hypothesis, as @seed(...) would set it: the same seed, the same sessions.
         "_hypothesis_internal_use_seed": seed,
         **(_recipient_rules(rcpt_domain) if rcpt_domain else {}),
+        "pools": Pools(rcpt_domain),
     })

@@ -29,10 +29,10 @@ from typing import Any
 
 from conformance.checks import CHECKS
 from conformance.client import ServerAddress
-from conformance.commands import GREETING
 from conformance.errors import EXIT_UNREACHABLE, UsageError
 from conformance.levels import Verdict
 from conformance.tables import PROFILES
+from conformance.vocabulary import GREETING
 
 MATRIX_FORMAT = 1
 EMBEDDED = "embedded"

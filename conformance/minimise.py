@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 from conformance.checks import CHECKS
 from conformance.client import ServerAddress
-from conformance.commands import END_OF_DATA, Step
+from conformance.commands import Step
 from conformance.errors import ServerError, TargetUnreachable
 from conformance.grading import FindingKey
 from conformance.record import FindingRecord
 from conformance.replay import Script, replay
 from conformance.session import Pacer
+from conformance.vocabulary import END_OF_DATA
 
 Unit = tuple[Step, ...]  # steps that are kept or dropped together
 

@@ -6,43 +6,31 @@ RFC 5321 §4.1.4: a rejected command leaves the state unchanged), and draws its 
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from conformance.commands import END_OF_DATA, GREETING
 from conformance.tables import OK, SERVICE_NOT_AVAILABLE
-
-
-class State(enum.Enum):
-    GREETING = "awaiting greeting"
-    INIT = "greeted, no HELO/EHLO"
-    READY = "identified, no transaction"
-    MAIL = "transaction, no recipient"
-    RCPT = "transaction with recipients"
-    DATA = "sending mail data"
-    CLOSED = "closed"
-
+from conformance.vocabulary import (
+    END_OF_DATA,
+    GREETING,
+    NOTHING_ADVERTISED,
+    OPEN_STATES,
+    VERBS,
+    Advertised,
+    parse_ehlo,
+    positive_class,
+)
+from conformance.vocabulary import State as State  # the model's states, declared there
 
 S = State
-_OPEN = (S.INIT, S.READY, S.MAIL, S.RCPT)
 
-# (group, state before) -> state after a positive reply (2yz; 3yz for DATA).
-# Anything not listed leaves the state unchanged (RFC 5321 §4.1.4).
+# (group, state before) -> state after a positive reply (2yz; 3yz for DATA), from each verb's
+# declared moves. Anything not listed leaves the state unchanged (RFC 5321 §4.1.4).
 ON_SUCCESS: Mapping[tuple[str, State], State] = MappingProxyType({
-    (GREETING, S.GREETING): S.INIT,                                     # §3.1
-    **{("HELO", s): S.READY for s in _OPEN},                            # §4.1.4: acts as RSET
-    **{("EHLO", s): S.READY for s in _OPEN},                            # §4.1.4
-    **{(verb, s): S.MAIL for verb in ("MAIL", "SEND", "SOML", "SAML")   # §3.3; RFC 821 §4.1.1
-       for s in (S.INIT, S.READY)},
-    ("RCPT", S.MAIL): S.RCPT,                                           # §3.3
-    ("RCPT", S.RCPT): S.RCPT,
-    ("DATA", S.RCPT): S.DATA,                                           # §3.3: 354
-    ("RSET", S.INIT): S.INIT,                                           # §4.1.1.5: no-op
-    **{("RSET", s): S.READY for s in (S.READY, S.MAIL, S.RCPT)},        # §4.1.1.5
-    **{("QUIT", s): S.CLOSED for s in _OPEN},                           # §4.1.1.10: 221
-    **{("TURN", s): S.CLOSED for s in _OPEN},                           # RFC 821: roles swap
+    (GREETING, S.GREETING): S.INIT,  # §3.1
+    **{(verb.name, before): after for verb in VERBS.values()
+       for before, after in verb.moves.items()},
 })
 # The reply to the end of mail data, whatever its code, clears the buffers (§4.1.1.4).
 ON_END_OF_DATA = S.READY
@@ -55,7 +43,7 @@ class Session:
     state: State = S.GREETING
     recipients: int = 0  # accepted in the current transaction
     messages: int = 0  # completed (250 to the end of data) in this session
-    extensions: frozenset[str] = field(default=frozenset())  # EHLO keywords advertised
+    extensions: Advertised = NOTHING_ADVERTISED  # by the last EHLO reply of this session
     errors: int = 0  # 5yz replies so far in this session (RFC 5321 §7.8 lets a server give up)
 
     @property
@@ -69,7 +57,7 @@ class Session:
 
 def is_positive(group: str, code: int) -> bool:
     """A reply that moves the session on: 354 to DATA, 2yz to anything else (RFC 821 §4.4)."""
-    return code // 100 == (3 if group == "DATA" else 2)
+    return code // 100 == positive_class(group)
 
 
 def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] = ()) -> Session:
@@ -88,9 +76,9 @@ def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] =
         session.recipients if after in (S.RCPT, S.DATA) else 0)
     extensions = session.extensions
     if group == "EHLO":
-        extensions = frozenset(line.split(" ", 1)[0].upper() for line in lines[1:])
-    elif group == "HELO":
-        extensions = frozenset()
+        extensions = parse_ehlo(lines)
+    elif group == "HELO" or after is S.INIT:  # HELO, or a session started over (STARTTLS)
+        extensions = NOTHING_ADVERTISED
     return replace(session, state=after, recipients=recipients, extensions=extensions)
 
 
@@ -104,7 +92,7 @@ def to_dot(*, coverage: Mapping[tuple[str, str], int] | None = None) -> str:
     for (group, before), after in ON_SUCCESS.items():
         edges.setdefault((before, after), []).append(group)
     edges.setdefault((S.DATA, ON_END_OF_DATA), []).append(END_OF_DATA)
-    for before in _OPEN:
+    for before in OPEN_STATES:
         edges.setdefault((before, S.CLOSED), []).append(str(SERVICE_NOT_AVAILABLE))
     lines = ["digraph smtp_session {", "  rankdir=LR;", "  node [shape=box];"]
     for state in State:

@@ -19,8 +19,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from conformance import grammar
 from conformance.client import ServerAddress
-from conformance.commands import END_OF_DATA, GREETING
-from conformance.tables import DEFAULT_PROFILE, UNRECOGNISED, Profile, get_profile
+from conformance.tables import DEFAULT_PROFILE, NOT_IMPLEMENTED, Profile, get_profile
+from conformance.vocabulary import END_OF_DATA, GREETING, SEED_VERBS, UNRECOGNISED
 
 # (group, aiosmtpd's code) -> (code sent instead, new text or None to keep aiosmtpd's), used
 # only when the profile does not document aiosmtpd's code for that command.
@@ -32,6 +32,18 @@ SUBSTITUTES: Mapping[tuple[str, int], tuple[int, str | None]] = MappingProxyType
     ("QUIT", 501): (500, None),  # QUIT with an argument: the seed's QUIT row is 221, 500
     ("VRFY", 252): (502, "VRFY not implemented"),  # RFC 821 and the seed have no 252
 })
+
+# The seed verbs this server does not implement (502, RFC 5321 §4.2.4); HELP lists the rest.
+NOT_IMPLEMENTED_VERBS = frozenset({"SEND", "SOML", "SAML", "TURN", "EXPN"})
+
+
+def implemented_verbs(profile: Profile) -> tuple[str, ...]:
+    """The seed verbs the server answers otherwise than 502 under ``profile``: a verb whose
+    only answer the profile does not document is substituted away (VRFY's 252 under seed)."""
+    refused = {group for (group, code), (substitute, _) in SUBSTITUTES.items()
+               if substitute == NOT_IMPLEMENTED and not profile.row(group).allows(code)}
+    return tuple(sorted(verb.name for verb in SEED_VERBS
+                        if verb.name not in NOT_IMPLEMENTED_VERBS | refused))
 
 SERVER_HOSTNAME = "mx.example.test"
 LOOPBACK = "127.0.0.1"
@@ -98,12 +110,14 @@ class ProfileSMTP(SMTP):
         await self.push("500 Error: command not recognized")
 
     async def smtp_HELP(self, arg: str) -> None:
-        await self.push("214 Commands: DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET VRFY")
+        await self.push(f"214 Commands: {' '.join(implemented_verbs(self.profile))}")
 
     async def _not_implemented(self, arg: str) -> None:
         await self.push("502 Command not implemented")
 
-    smtp_SEND = smtp_SOML = smtp_SAML = smtp_TURN = _not_implemented
+
+for _verb in NOT_IMPLEMENTED_VERBS:  # aiosmtpd finds its verbs by their smtp_ methods
+    setattr(ProfileSMTP, f"smtp_{_verb}", ProfileSMTP._not_implemented)
 
 
 class _AnswersUnknownVerbs(dict[str, Callable[[str], Awaitable[None]]]):

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from conformance.client import ServerAddress
-from conformance.commands import END_OF_DATA, Message, Step
+from conformance.commands import Message, Step
 from conformance.errors import StopRun, UsageError
 from conformance.grading import FindingKey, Policy
 from conformance.model import State
 from conformance.record import FindingRecord, RunRecord
 from conformance.session import CheckedSession, Pacer
 from conformance.tables import Profile, get_profile
+from conformance.vocabulary import END_OF_DATA
 
 REPLAY_FORMAT = 1
 

@@ -16,12 +16,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from conformance.commands import END_OF_DATA
 from conformance.levels import Verdict
 from conformance.model import is_positive, to_dot
 from conformance.record import RunRecord
 from conformance.tables import GROUPS, SERVICE_NOT_AVAILABLE, Profile
 from conformance.transcript import escape_text
+from conformance.vocabulary import END_OF_DATA
 
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 REPORT_FORMAT = 1

@@ -20,7 +20,6 @@ from hypothesis.stateful import run_state_machine_as_test
 from conformance import replay
 from conformance.baseline import Baseline
 from conformance.client import ServerAddress, SMTPClient
-from conformance.commands import GREETING
 from conformance.errors import ConformanceError, StopRun, TargetLost, TargetUnreachable
 from conformance.failures import RunFailed
 from conformance.grading import Policy
@@ -30,6 +29,7 @@ from conformance.minimise import minimise
 from conformance.record import FindingRecord, RunError, RunRecord
 from conformance.session import Pacer
 from conformance.tables import Profile
+from conformance.vocabulary import GREETING
 
 # Named example budgets: (examples, steps per example).
 BUDGETS = {"fast": (60, 25), "thorough": (1000, 50)}

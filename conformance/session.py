@@ -8,12 +8,13 @@ the server actually said. ``Adaptation`` keeps a slow or hanging server from slo
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from conformance.checks import Exchange, Finding, refuted_checks, run_checks
 from conformance.client import ServerAddress, SMTPClient
-from conformance.commands import END_OF_DATA, GREETING, Command, Message, Step
+from conformance.commands import Command, Message, Step
 from conformance.errors import ReplyTimeout, ServerError, StopRun
 from conformance.grading import Policy
 from conformance.model import Session, State, advance, closed, is_positive
@@ -26,6 +27,7 @@ from conformance.tables import (
     SERVICE_NOT_AVAILABLE,
     Profile,
 )
+from conformance.vocabulary import END_OF_DATA, GREETING
 
 # How much longer than the timeout a command may go unanswered before it counts as never
 # answered (a MUST finding) rather than late (a SHOULD finding). RFC 5321 §4.5.3.2 gives a
@@ -92,7 +94,8 @@ class CheckedSession:
                  hang_wait: float | None = None, policy: Policy | None = None,
                  record: RunRecord | None = None, deliver: bool = True,
                  pacer: Pacer | None = None, adaptation: Adaptation | None = None,
-                 probes: bool = True, fail_fast: bool = False) -> None:
+                 probes: bool = True, fail_fast: bool = False,
+                 cells: Counter[tuple[str, str]] | None = None) -> None:
         self.address = address
         self.profile = profile
         self.timeout = timeout
@@ -112,6 +115,9 @@ class CheckedSession:
         self.probes = probes  # send control probes after refused commands
         self.fail_fast = fail_fast  # stop the run (StopRun) at the first failing finding
         self.findings: list[Finding] = []  # this session's, newest last
+        # Exchanges per (state, group), for whoever steers the sessions (the state machine);
+        # the record's coverage may be shared with other runs.
+        self.cells = cells if cells is not None else Counter()
 
     @property
     def transcript(self) -> str:
@@ -197,6 +203,7 @@ class CheckedSession:
             closed_after, close_late = self._wait_for_close()
             late = late or close_late
         self.record.coverage[(before.state.name, group, reply.code if reply else 0)] += 1
+        self.cells[(before.state.name, group)] += 1
         exchange = Exchange(self.profile, before, group, sent, reply, error, closed_after,
                             late=late, timeout=self.timeout, variant_of=variant_of)
         findings = run_checks(exchange)
@@ -239,9 +246,13 @@ class CheckedSession:
                                 f"commands in a session (a tarpit?)")
 
     def _note(self, findings: list[Finding], exchange: Exchange) -> None:
-        """Record every finding, graded. A deviation ends the session (the state machine
-        reconnects): after it the model can no longer be sure what state the server is in,
-        and its consequences would be reported as findings of their own."""
+        """Record every finding, graded. A deviation whose effect on the state the model
+        cannot know ends the session (the state machine reconnects): its consequences would
+        be reported as findings of their own. One whose effect is known (an undocumented code
+        of a documented class that moves nothing, such as 252 to VRFY under seed) lets the
+        session go on, so a server's deviations do not keep its sessions short. Being
+        baselined is not enough: Postfix's baselined 221 to a non-command also closes the
+        connection."""
         if not findings:
             return
         self.findings += findings
@@ -249,7 +260,8 @@ class CheckedSession:
                                   self.steps):
             self.record.note(record)
         definite = [f for f in findings if f.check.refuted_by is None]
-        if definite:
+        if any(f.check.state_known is None or not f.check.state_known(exchange)
+               for f in definite):
             self.close()
         if self.fail_fast and any(self.policy.fails(self.policy.verdict(f, exchange))
                                   for f in definite):

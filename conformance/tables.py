@@ -13,16 +13,15 @@ from types import MappingProxyType
 
 from conformance.errors import UsageError
 from conformance.levels import Level
+from conformance.vocabulary import EXTENSION_VERBS, UNRECOGNISED, seed_groups
 
-# The seed's groups, spelled and ordered as on the page. "received data" is the reply to the
-# <CRLF>.<CRLF> that ends a message; "connect" is the greeting.
-GROUPS = (
-    "connect", "HELO", "EHLO", "MAIL", "RCPT", "DATA", "received data", "RSET",
-    "SEND", "SOML", "SAML", "VRFY", "EXPN", "HELP", "NOOP", "QUIT", "TURN",
-)
-# Groups outside the seed: a verb the server should not recognise, and extension commands.
-UNRECOGNISED = "unrecognised"
-EXTENSION_GROUPS = ("STARTTLS", "AUTH", "BDAT")
+# The seed's groups, spelled and ordered as on the page (derived from the vocabulary's verbs).
+# "received data" is the reply to the <CRLF>.<CRLF> that ends a message; "connect" is the
+# greeting.
+GROUPS = seed_groups()
+
+# Groups outside the seed: extension commands (judged by SUPPLEMENTARY_ROWS).
+EXTENSION_GROUPS = tuple(verb.name for verb in EXTENSION_VERBS)
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,17 @@ line, 8-bit or control octets, or an unknown verb.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
 from hypothesis import strategies as st
 
 from conformance import grammar
 from conformance.commands import Command, Message
+from conformance.vocabulary import SEED_VERBS, UNMODELLED_VERBS, VERBS, Argument
 from strategies.addresses import address_literals, domains, forward_paths, reverse_paths
 
-SEED_VERBS = ("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "SEND", "SOML", "SAML", "VRFY",
-              "EXPN", "HELP", "NOOP", "QUIT", "TURN")
+SEED_VERB_NAMES = tuple(verb.name for verb in SEED_VERBS)
 
 
 def verbs(verb: str) -> st.SearchStrategy[str]:
@@ -33,23 +36,6 @@ def command(verb: str, argument: str = "") -> Command:
     return Command.of(f"{verb} {argument}" if argument else verb)
 
 
-def _command(verb: str, argument: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[
-        Command]:
-    if argument is None:
-        return st.builds(command, verbs(verb))
-    return st.builds(command, verbs(verb), argument)
-
-
-def helo_commands() -> st.SearchStrategy[Command]:
-    """``HELO Domain`` (RFC 5321 §4.1.1.1)."""
-    return _command("HELO", domains())
-
-
-def ehlo_commands() -> st.SearchStrategy[Command]:
-    """``EHLO ( Domain / address-literal )`` (RFC 5321 §4.1.1.1)."""
-    return _command("EHLO", st.one_of(domains(), address_literals()))
-
-
 def esmtp_parameters(*, advertised: frozenset[str] = frozenset()) -> st.SearchStrategy[str]:
     """MAIL parameters for extensions the server advertised (RFC 5321 §4.1.1.11): SIZE, BODY."""
     options = []
@@ -63,9 +49,58 @@ def esmtp_parameters(*, advertised: frozenset[str] = frozenset()) -> st.SearchSt
         lambda ps: "".join(f" {p}" for p in ps))
 
 
+def string_arguments() -> st.SearchStrategy[str]:
+    """``String = Atom / Quoted-string`` arguments for VRFY, EXPN, HELP and NOOP."""
+    return st.one_of(st.sampled_from(["postmaster", "user", "list", "MAIL"]),
+                     st.from_regex(grammar.STRING, fullmatch=True).filter(lambda s: len(s) < 64))
+
+
+ArgumentStrategy = Callable[[st.SearchStrategy[str] | None], st.SearchStrategy[str]]
+
+# One strategy per argument grammar of the vocabulary (keyed by the argument's name), given
+# the recipients' domains (None: the reserved test domains).
+ARGUMENTS: Mapping[str, ArgumentStrategy] = MappingProxyType({
+    "nothing": lambda _: st.just(""),
+    "domain": lambda _: domains(),
+    "hello-name": lambda _: st.one_of(domains(), address_literals()),
+    "reverse-path": lambda _: st.builds("FROM:{}{}".format, reverse_paths(),
+                                        esmtp_parameters()),
+    "forward-path": lambda domain: forward_paths(domain=domain).map("TO:{}".format),
+    "string": lambda _: string_arguments(),
+    "optional-string": lambda _: st.one_of(st.just(""), string_arguments()),
+    "mechanism": lambda _: st.sampled_from(["PLAIN", "LOGIN", "CRAM-MD5", "PLAIN ="]),
+    "chunk": lambda _: st.builds("{}{}".format, st.integers(0, 64),
+                                 st.sampled_from(["", " LAST"])),
+})
+
+
+def arguments(argument: Argument, *, domain: st.SearchStrategy[str] | None = None
+              ) -> st.SearchStrategy[str]:
+    """Valid arguments for ``argument``'s grammar; recipients in ``domain`` if given."""
+    return ARGUMENTS[argument.name](domain)
+
+
+def valid_commands(verb: str, *, domain: st.SearchStrategy[str] | None = None
+                   ) -> st.SearchStrategy[Command]:
+    """Any valid command for ``verb`` (RFC 5321 §4.1.1), a verb of the vocabulary; any
+    recipient in ``domain`` if given."""
+    return st.builds(command, verbs(verb), arguments(VERBS[verb].argument, domain=domain))
+
+
+def helo_commands() -> st.SearchStrategy[Command]:
+    """``HELO Domain`` (RFC 5321 §4.1.1.1)."""
+    return valid_commands("HELO")
+
+
+def ehlo_commands() -> st.SearchStrategy[Command]:
+    """``EHLO ( Domain / address-literal )`` (RFC 5321 §4.1.1.1)."""
+    return valid_commands("EHLO")
+
+
 def mail_commands(*, advertised: frozenset[str] = frozenset(),
                   verb: str = "MAIL") -> st.SearchStrategy[Command]:
-    """``MAIL FROM:Reverse-path [SP Mail-parameters]`` (RFC 5321 §4.1.1.2); also SEND/SOML/SAML."""
+    """``MAIL FROM:Reverse-path [SP Mail-parameters]`` (RFC 5321 §4.1.1.2); also SEND/SOML/SAML;
+    with parameters of the ``advertised`` extensions."""
     argument = st.builds("FROM:{}{}".format, reverse_paths(),
                          esmtp_parameters(advertised=advertised))
     return st.builds(command, verbs(verb), argument)
@@ -73,41 +108,15 @@ def mail_commands(*, advertised: frozenset[str] = frozenset(),
 
 def rcpt_commands(*, domain: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[Command]:
     """``RCPT TO:Forward-path`` (RFC 5321 §4.1.1.3), to reserved test domains by default."""
-    return st.builds(command, verbs("RCPT"), forward_paths(domain=domain).map("TO:{}".format))
-
-
-def string_arguments() -> st.SearchStrategy[str]:
-    """``String = Atom / Quoted-string`` arguments for VRFY, EXPN, HELP and NOOP."""
-    return st.one_of(st.sampled_from(["postmaster", "user", "list", "MAIL"]),
-                     st.from_regex(grammar.STRING, fullmatch=True).filter(lambda s: len(s) < 64))
+    return valid_commands("RCPT", domain=domain)
 
 
 def simple_commands(verb: str) -> st.SearchStrategy[Command]:
     """The valid forms of the commands without a path argument (RFC 5321 §4.1.1.4-10)."""
-    if verb in ("VRFY", "EXPN"):
-        return _command(verb, string_arguments())
-    if verb in ("HELP", "NOOP"):
-        return st.one_of(_command(verb), _command(verb, string_arguments()))
-    return _command(verb)  # DATA, RSET, QUIT, TURN
-
-
-def valid_commands(verb: str) -> st.SearchStrategy[Command]:
-    """Any valid command for ``verb``, one of the seed's commands."""
-    if verb == "HELO":
-        return helo_commands()
-    if verb == "EHLO":
-        return ehlo_commands()
-    if verb in ("MAIL", "SEND", "SOML", "SAML"):
-        return mail_commands(verb=verb)
-    if verb == "RCPT":
-        return rcpt_commands()
-    return simple_commands(verb)
+    return valid_commands(verb)
 
 
 # --- malformed -------------------------------------------------------------------------------
-
-_NEEDS_ARGUMENT = frozenset({"HELO", "EHLO", "MAIL", "RCPT", "SEND", "SOML", "SAML", "VRFY",
-                             "EXPN"})
 
 def _malformed(line: str | bytes) -> Command:
     data = line.encode() if isinstance(line, str) else line
@@ -119,28 +128,29 @@ def malformed_commands(draw: st.DrawFn, *, verb: str | None = None,
                        domain: str = "example.test") -> Command:
     """A command that breaks one RFC 5321 §4.1 rule, for ``verb`` or any seed verb; any
     mailbox in it is in ``domain``."""
-    v = verb or draw(st.sampled_from(SEED_VERBS))
+    v = verb or draw(st.sampled_from(SEED_VERB_NAMES))
+    grammar_of = VERBS[v].argument
     path = draw(st.sampled_from([f"<user@{domain}>", "<>", f"<postmaster@{domain}>"]))
-    keyword = {"MAIL": "FROM:", "SEND": "FROM:", "SOML": "FROM:", "SAML": "FROM:",
-               "RCPT": "TO:"}.get(v, "")
+    keyword = grammar_of.keyword
     argument = f"{keyword}{path}" if keyword else draw(st.sampled_from(
         ["example.test", "postmaster", "x"]))
+    takes_argument = grammar_of.pattern is not None
     kind = draw(st.sampled_from([
         "missing-argument", "extra-argument", "extra-spaces", "no-brackets", "overlong",
         "eight-bit", "control", "space-after-colon",
     ]))
-    if kind == "missing-argument" and v not in _NEEDS_ARGUMENT:
+    if kind == "missing-argument" and not (takes_argument and grammar_of.required):
         kind = "extra-argument"
     if kind == "missing-argument":
         return _malformed(f"{v}" if not keyword else f"{v} {keyword}")
     if kind == "extra-argument":
-        extra = draw(st.sampled_from(["extra", "x y z", "=1"]))
-        return _malformed(f"{v} {argument} {extra}" if keyword or v in ("HELO", "EHLO")
-                          else f"{v} {extra}")
+        # Words no grammar takes: not a parameter, not a second argument.
+        extra = draw(st.sampled_from(["=1", "extra=", "x  y"]))
+        return _malformed(f"{v} {argument} {extra}" if takes_argument else f"{v} {extra}")
     if kind == "extra-spaces":
         return _malformed(f"{v}   {argument}")
     if kind == "no-brackets":
-        return _malformed(f"{v} {keyword}{path.strip('<>') or 'nobody'}")
+        return _malformed(f"{v} {keyword}{path.strip('<>') or f'nobody@{domain}'}")
     if kind == "overlong":
         size = draw(st.integers(grammar.MAX_COMMAND_LINE_OCTETS, 2000))
         return _malformed(f"{v} {keyword}<{'x' * size}@{domain}>")
@@ -155,8 +165,7 @@ def malformed_commands(draw: st.DrawFn, *, verb: str | None = None,
 
 def unknown_commands() -> st.SearchStrategy[Command]:
     """Verbs no server should recognise (RFC 5321 §4.2.4), with or without an argument."""
-    known = {*SEED_VERBS, "STARTTLS", "AUTH", "BDAT", "ETRN", "ATRN", "XCLIENT", "XFORWARD",
-             "BURL", "LHLO", "XEXPS", "VERB", "ONEX", "XUSR", "XQUE"}
+    known = {*VERBS, *UNMODELLED_VERBS}
     word = st.from_regex(r"[A-Za-z]{3,8}", fullmatch=True).filter(lambda w: w.upper() not in known)
     return st.builds(_unknown, word, st.sampled_from(["", "x", "example.test"]))
 

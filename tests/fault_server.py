@@ -47,6 +47,20 @@ FAULTS = {
     "help_never_answers": "command_answered",
     "mail_echoes_argument": "reply_well_formed",  # 501 quoting the argument, 8-bit and all
     "expn_replies_354": "reply_code_documented",  # a class EXPN's row never has: MUST anywhere
+    "helo_keeps_transaction": "rcpt_requires_mail",  # HELO/EHLO must reset (RFC 5321 §4.1.4)
+    "message_keeps_transaction": "rcpt_requires_mail",  # the end of data clears (§4.1.1.4)
+}
+# The faults about the session's state: only the right command after the right sequence
+# shows them, so they measure how deep the search goes. Each with every check that names it
+# rightly (a server that keeps its recipients after HELO also takes DATA it must refuse).
+STATE_FAULTS = {
+    "rcpt_without_mail_accepted": {"rcpt_requires_mail"},
+    "data_without_rcpt_354": {"data_requires_recipient"},
+    "rset_keeps_mail_from": {"rcpt_requires_mail"},
+    "mail_fails_after_message": {"reply_code_documented"},
+    "third_recipient_554": {"reply_code_documented"},
+    "helo_keeps_transaction": {"rcpt_requires_mail", "data_requires_recipient"},
+    "message_keeps_transaction": {"rcpt_requires_mail"},
 }
 # Faults whose finding is a SHOULD: the run warns and passes unless --smtp-strict.
 SHOULD_FAULTS = {
@@ -121,13 +135,13 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.reply("220 hello")
             elif "helo_220_once" in faults and verb == "HELO" and self.server.count("HELO") == 3:
                 self.reply("220 hello, this once")
-            elif verb == "EHLO":
-                s.greeted, s.mail, s.recipients = True, False, 0
-                self.reply("250-mx.fault.test\r\n251 8BITMIME" if "ehlo_mixed_codes" in faults
-                           else "250-mx.fault.test\r\n250 8BITMIME")
             else:
-                s.greeted, s.mail, s.recipients = True, False, 0
-                self.reply("250 mx.fault.test")
+                if "helo_keeps_transaction" not in faults:
+                    s.mail, s.recipients = False, 0
+                s.greeted = True
+                self.reply(("250-mx.fault.test\r\n251 8BITMIME" if "ehlo_mixed_codes" in faults
+                            else "250-mx.fault.test\r\n250 8BITMIME") if verb == "EHLO"
+                           else "250 mx.fault.test")
         elif verb == "MAIL":
             if "mail_553_at_random" in faults and random.random() < 0.3:
                 self.reply("553 sender rejected (lookup failed)")
@@ -163,7 +177,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     size += len(line)
                     if size > MAX_MESSAGE:
                         return False
-                s.mail, s.recipients = False, 0
+                s.mail, s.recipients = "message_keeps_transaction" in faults, 0
                 s.messages += 1
                 self.reply("354 Go on" if "end_of_data_replies_354" in faults else
                            "250 Message accepted")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conformance.checks import CHECKS, Exchange, refuted_checks, run_checks
-from conformance.commands import END_OF_DATA, Command, Message
+from conformance.commands import Command, Message
 from conformance.errors import ConnectionClosed, ReplyTimeout
 from conformance.failures import RunFailed, failure_text, render
 from conformance.grading import Policy
@@ -14,6 +14,7 @@ from conformance.model import Session, State
 from conformance.record import FindingRecord, records_for
 from conformance.replies import Reply
 from conformance.tables import get_profile
+from conformance.vocabulary import END_OF_DATA
 from tests.fault_server import FAULTS, SHOULD_FAULTS
 
 READY = Session(state=State.READY)

@@ -7,10 +7,11 @@ import socket
 import threading
 
 from conformance.client import ServerAddress
-from conformance.commands import GREETING, Message, Step
+from conformance.commands import Message, Step
 from conformance.grading import FindingKey
 from conformance.minimise import minimise, units_of
 from conformance.replay import Script
+from conformance.vocabulary import GREETING
 from tests.fault_server import FaultServer
 from tests.scripted_server import ScriptedServer, read_line
 

@@ -41,8 +41,16 @@ def test_model_advances_from_actual_replies(steps, state, recipients):
 
 
 def test_completed_message_is_counted_and_ehlo_keywords_kept():
-    session = advance(Session(state=S.INIT), "EHLO", 250, lines=("mx", "SIZE 10", "8BITMIME"))
-    assert session.extensions == {"SIZE", "8BITMIME"}
+    session = advance(Session(state=S.INIT), "EHLO", 250,
+                      lines=("mx", "SIZE 10", "8bitmime", "AUTH PLAIN LOGIN", "-bad"))
+    assert dict(session.extensions.keywords) == {"SIZE": ("10",), "8BITMIME": (),
+                                                 "AUTH": ("PLAIN", "LOGIN")}
+    assert session.extensions.malformed == ("-bad",)
+    assert "auth" in session.extensions
+    assert session.extensions.parameters("size") == ("10",)
+    assert not advance(session, "HELO", 250).extensions.keywords
+    assert not advance(session, "STARTTLS", 220).extensions.keywords  # the session starts over
+    assert advance(session, "STARTTLS", 220).state is S.INIT
     session = advance(Session(state=S.DATA, recipients=1), "received data", 250)
     assert session.messages == 1
 

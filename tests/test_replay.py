@@ -166,17 +166,23 @@ def test_replay_in_safe_mode_never_completes_a_message():
 
 
 def test_a_replay_returns_its_findings_and_ends_at_the_first_deviation():
-    steps = (Step("NOOP", b"NOOP\r\n"), Step("HELO", b"HELO a.example.test\r\n"))
+    # 220 to HELO would move the session on: the model cannot know the server's state after
+    # it, so the session ends there. (252 to NOOP moves nothing: a session goes on after it.)
+    steps = (Step("NOOP", b"NOOP\r\n"), Step("HELO", b"HELO a.example.test\r\n"),
+             Step("NOOP", b"NOOP\r\n"))
     noop_252 = FindingKey("reply_code_documented", "MUST", "NOOP", 252)
+    helo_220 = noop_252._replace(group="HELO", code=220)
     with FaultServer("noop_replies_252", "helo_replies_220") as server:
         replayed = replay(Script("seed", "reply_code_documented", steps), server.address,
                           timeout=0.5)
         sent = list(server.received)
-    assert sent == [b"NOOP\r\n"]  # the deviation closed the session: no HELO after it
-    assert [f.key for f in replayed.findings] == [noop_252]
+    assert sent == [b"NOOP\r\n", b"HELO a.example.test\r\n"]  # no NOOP after the HELO
+    assert [f.key for f in replayed.findings] == [noop_252, helo_220]
     assert replayed.first() == replayed.first(noop_252) == replayed.findings[0]
-    assert replayed.first(noop_252._replace(group="HELO", code=220)) is None
+    assert replayed.first(helo_220) == replayed.findings[1]
+    assert replayed.first(helo_220._replace(code=221)) is None
     assert replayed.findings[0].session == steps[:1]
+    assert replayed.findings[1].session == steps[:2]
 
 
 def test_a_replay_sends_the_control_probe_again_where_it_is_due():

@@ -59,6 +59,22 @@ def test_no_rate_means_no_waiting() -> None:
 TIMEOUT = 0.5
 
 
+@pytest.mark.parametrize(("fault", "line", "goes_on"), [
+    ("noop_replies_252", "NOOP", True),  # 2yz to NOOP moves nothing: the state is known
+    ("helo_replies_220", "HELO a.example.test", False),  # would move to READY: unsure
+    ("expn_replies_354", "EXPN list", False),  # a class EXPN's row never has
+    ("noop_no_separator", "NOOP", False),  # an unreadable reply
+])
+def test_a_session_goes_on_after_a_deviation_only_if_its_state_is_known(fault, line, goes_on):
+    with FaultServer(fault) as server:
+        session = CheckedSession(server.address, get_profile("seed"), timeout=TIMEOUT)
+        session.connect()
+        session.send(Command.of(line))
+        assert session.findings
+        assert session.model.open is goes_on
+        session.close()
+
+
 def test_a_deviation_is_recorded_not_raised_and_ends_the_session() -> None:
     helo = Command.of("HELO a.example.test")
     with FaultServer("helo_replies_220") as server:

@@ -9,8 +9,9 @@ import pytest
 
 from conformance.record import FindingRecord, RunError, RunRecord
 from conformance.report import summary_lines
-from conformance.tables import GROUPS, PROFILES, UNRECOGNISED
+from conformance.tables import GROUPS, PROFILES
 from conformance.transcript import escape_text
+from conformance.vocabulary import UNRECOGNISED
 
 SEED = PROFILES["seed"]
 

@@ -1,0 +1,60 @@
+"""The search is deep by construction: a default run reaches every (state, command) cell, and
+finds every state fault, on every seed tried, not just in the median."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conformance.machine import CELLS
+from conformance.record import RunRecord
+from conformance.reference_server import ReferenceServer
+from conformance.runner import BUDGETS, Run, RunSettings
+from conformance.tables import get_profile
+from tests.fault_server import FAULTS, STATE_FAULTS, FaultServer
+
+
+def default_run(address_of_server: object, seed: int, tmp_path: Path, *,
+                fail_fast: bool = False) -> RunRecord:
+    """Explore as a default run does (the fast budget), and return its record."""
+    examples, steps = BUDGETS["fast"]
+    settings = RunSettings(server=None, profile=get_profile("seed"), timeout=2.0,
+                           examples=examples, steps=steps, budget_name="fast", seed=str(seed),
+                           fail_fast=fail_fast, deliver=True)
+    record = RunRecord()
+    Run(settings, address_of_server, record, tmp_path).explore()  # type: ignore[arg-type]
+    return record
+
+
+def cells_reached(record: RunRecord) -> set[tuple[str, str]]:
+    return {(state, group) for state, group, _code in record.coverage}
+
+
+def test_cells_are_every_open_state_by_every_seed_verb_and_an_unknown_one():
+    assert len(CELLS) == 64
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_default_run_reaches_every_cell(seed, tmp_path):
+    with ReferenceServer() as server:
+        record = default_run(server.address, seed, tmp_path)
+    expected = {(state.name, group) for state, group in CELLS}
+    assert expected - cells_reached(record) == set()
+
+
+def test_state_faults_are_fault_servers_named_with_their_check():
+    assert all(FAULTS[fault] in checks for fault, checks in STATE_FAULTS.items())
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("fault", list(STATE_FAULTS))
+def test_every_state_fault_is_found_on_every_seed(fault, tmp_path):
+    missed = []
+    with FaultServer(fault) as server:
+        for seed in range(10):
+            record = default_run(server.address, seed, tmp_path, fail_fast=True)
+            if not STATE_FAULTS[fault] & {key.check for key in record.findings}:
+                missed.append(seed)
+    assert missed == [], f"{fault} not found on seeds {missed}"
+
