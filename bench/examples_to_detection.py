@@ -18,14 +18,13 @@ import sys
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
-from hypothesis.stateful import run_state_machine_as_test
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from conformance.errors import StopRun
 from conformance.grading import FindingKey, Policy
 from conformance.levels import Verdict
-from conformance.machine import SMTPConformance, configure
+from conformance.machine import SMTPConformance, configure, explore
 from conformance.record import RunRecord
 from conformance.tables import PROFILES, get_profile
 from tests.fault_server import FAULTS, NONDETERMINISTIC, SHOULD_FAULTS, FaultServer
@@ -57,7 +56,7 @@ def examples_until_failure(machine: type[SMTPConformance], record: RunRecord,
             super().__init__()
 
     with contextlib.suppress(StopRun):
-        run_state_machine_as_test(Counting, settings=settings(
+        explore(Counting, settings(
             max_examples=limit, stateful_step_count=25, deadline=None, database=None,
             phases=[Phase.generate], suppress_health_check=list(HealthCheck),
             verbosity=Verbosity.quiet))

@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
-from hypothesis.stateful import run_state_machine_as_test
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from conformance.errors import StopRun
 from conformance.grading import Policy
 from conformance.levels import Verdict
-from conformance.machine import SMTPConformance, configure
+from conformance.machine import SMTPConformance, configure, explore
 from conformance.minimise import minimise
 from conformance.record import FindingRecord, RunRecord
 from conformance.replay import script_of
@@ -45,7 +44,7 @@ def recorded_failure(machine: type[SMTPConformance], record: RunRecord,
     """The first failing finding ``machine`` records (configured with ``record`` and
     ``fail_fast=True``), with the session that led to it; None if the run found none."""
     with contextlib.suppress(StopRun):
-        run_state_machine_as_test(machine, settings=settings(
+        explore(machine, settings(
             max_examples=limit, stateful_step_count=25, deadline=None, database=None,
             phases=[Phase.generate], suppress_health_check=list(HealthCheck),
             verbosity=Verbosity.quiet))

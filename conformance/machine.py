@@ -14,11 +14,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from hypothesis import settings
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyStrategyDefinition
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     rule,
+    run_state_machine_as_test,
 )
 
 import strategies as smtp
@@ -110,13 +113,15 @@ CELLS = tuple((state, group) for state in OPEN_STATES
 POOL_SIZE = 32  # commands kept per group
 
 
-class Pools:
-    """The commands (and messages) a run's rules have drawn, per group, for the directed
-    steps to reuse: the strategies' variety without drawing anew (a group nothing has been
-    drawn for yet gets its verb's example from the vocabulary); and the run's exchanges per
-    (state, group) cell, which steer them."""
+class Exploration:
+    """What one run's exploration has drawn and seen, shared by its sessions: the commands
+    (and messages) its rules drew, per group, for the directed steps to reuse (the
+    strategies' variety without drawing anew; a group nothing has been drawn for yet gets its
+    verb's example from the vocabulary); its exchanges per (state, group) cell, which steer
+    them; and what stopped it, if anything did."""
 
     def __init__(self, rcpt_domain: str | None = None) -> None:
+        self.stopped: StopRun | TargetLost | None = None
         self.cells: Counter[tuple[str, str]] = Counter()
         self.commands: dict[str, list[Command]] = {}
         self.messages: list[Message] = []
@@ -169,7 +174,7 @@ class SMTPConformance(RuleBasedStateMachine):
     adaptation: ClassVar[Adaptation]  # one per run, shared by its sessions
     fail_fast: ClassVar[bool] = False
     deadline: ClassVar[float] = float("inf")  # time.monotonic() at which exploring stops
-    pools: ClassVar[Pools]  # one per run, shared by its sessions
+    exploration: ClassVar[Exploration]  # one per run, shared by its sessions
 
     def __init__(self) -> None:
         super().__init__()
@@ -177,7 +182,7 @@ class SMTPConformance(RuleBasedStateMachine):
                                       policy=self.policy, record=self.record,
                                       deliver=self.deliver, pacer=self.pacer,
                                       adaptation=self.adaptation, fail_fast=self.fail_fast,
-                                      cells=self.pools.cells)
+                                      cells=self.exploration.cells)
 
     @initialize()
     def connect(self) -> None:
@@ -189,23 +194,32 @@ class SMTPConformance(RuleBasedStateMachine):
     def _open(self) -> None:
         """Connect if the last session ended; the run stops when its budget is spent."""
         if time.monotonic() >= self.deadline:
-            raise StopRun("the run's time budget was spent")
+            raise self._stop(StopRun("the run's time budget was spent"))
         try:
             self.session.ensure_open()
         except TargetUnreachable as error:  # it answered when the run began
-            raise TargetLost(str(error)) from None
+            raise self._stop(TargetLost(str(error))) from None
+        except StopRun as stop:
+            raise self._stop(stop) from None
 
     def _send(self, command: Command, message: Message | None = None) -> None:
         """Send ``command``; after a 354, the message if there is one, else end the session
         (lines meant as commands are never sent as mail data)."""
         self._open()
-        self.pools.keep(command, message)
-        self.session.send(command)
-        if self.session.model.state is State.DATA:
-            if message is not None:
-                self.session.send_message(message)
-            else:
-                self.session.close()
+        self.exploration.keep(command, message)
+        try:
+            self.session.send(command)
+            if self.session.model.state is State.DATA:
+                if message is not None:
+                    self.session.send_message(message)
+                else:
+                    self.session.close()
+        except StopRun as stop:  # fail-fast
+            raise self._stop(stop) from None
+
+    def _stop(self, error: StopRun | TargetLost) -> StopRun | TargetLost:
+        self.exploration.stopped = error
+        return error
 
     # --- one rule per seed verb (send_helo, ...: added below, from the vocabulary) ----------
 
@@ -231,15 +245,15 @@ class SMTPConformance(RuleBasedStateMachine):
         if own:
             state = choose.choice(own)
         else:
-            self.pools.keep(command, message)  # drawn, not sent: for a later visit
+            self.exploration.keep(command, message)  # drawn, not sent: for a later visit
             state, group = choose.choice(cells)
-            command = self.pools.command(group, choose)
-            message = self.pools.message(choose) if group == "DATA" else None
+            command = self.exploration.command(group, choose)
+            message = self.exploration.message(choose) if group == "DATA" else None
         self._reach(state, choose)
         self._send(command, message)
 
     def _least_seen_cells(self) -> list[tuple[State, str]]:
-        seen = self.pools.cells
+        seen = self.exploration.cells
         fewest = min(seen[(state.name, group)] for state, group in CELLS)
         return [(state, group) for state, group in CELLS if seen[(state.name, group)] == fewest]
 
@@ -255,39 +269,39 @@ class SMTPConformance(RuleBasedStateMachine):
                 self._open()
             return
         if target is State.RCPT and model.state is State.RCPT and choose.random() < 0.5:
-            self._send(self.pools.valid("RCPT", choose))  # one more recipient
+            self._send(self.exploration.valid("RCPT", choose))  # one more recipient
             return
         self._reach_ready(choose)
         if target is State.READY:
             return
-        self._send(self.pools.valid("MAIL", choose))
+        self._send(self.exploration.valid("MAIL", choose))
         for _ in range(choose.randint(1, 3) if target is State.RCPT else 0):
             if not self.session.model.in_transaction:
                 break
-            self._send(self.pools.valid("RCPT", choose))
+            self._send(self.exploration.valid("RCPT", choose))
 
     def _reach_ready(self, choose: random.Random) -> None:
         """READY: after HELO/EHLO, or after a transaction ended by RSET, by a new HELO/EHLO
         or by its message (§4.1.1.5, §4.1.4, §4.1.1.4): each route a state bug may hide on."""
         hello = choose.choice(("HELO", "EHLO"))
         if self.session.model.state is State.INIT:
-            self._send(self.pools.valid(hello, choose))
+            self._send(self.exploration.valid(hello, choose))
             return
         route = choose.choice(READY_ROUTES)
         if route == "as is" and self.session.model.state is State.READY:
             return
         if self.session.model.state is State.READY:  # open a transaction to end
-            self._send(self.pools.valid("MAIL", choose))
+            self._send(self.exploration.valid("MAIL", choose))
             for _ in range(choose.randint(0, 2)):
-                self._send(self.pools.valid("RCPT", choose))
+                self._send(self.exploration.valid("RCPT", choose))
         if not self.session.model.in_transaction:
             return
         if route == "message" and self.deliver and self.session.model.state is State.RCPT:
-            self._send(self.pools.valid("DATA", choose), self.pools.message(choose))
+            self._send(self.exploration.valid("DATA", choose), self.exploration.message(choose))
         elif route == "hello":
-            self._send(self.pools.valid(hello, choose))
+            self._send(self.exploration.valid(hello, choose))
         else:
-            self._send(self.pools.valid("RSET", choose))
+            self._send(self.exploration.valid("RSET", choose))
 
     # --- deep states ---------------------------------------------------------------------------
     # Hypothesis orders rules by name and shrinks toward the first, so these compound rules are
@@ -335,6 +349,19 @@ for _verb in SEED_VERBS:
     setattr(SMTPConformance, f"send_{_verb.name.lower()}", _verb_rule(_verb))
 
 
+def explore(machine: type[SMTPConformance], hypothesis_settings: settings) -> None:
+    """Run ``machine`` (from ``configure``) with Hypothesis. What stops a run (``StopRun``,
+    ``TargetLost``) comes out as itself, even where Hypothesis objects that a session ended
+    at a point where an earlier one went on: a steered run's commands depend on what it has
+    seen, so the same draws need not end the same way."""
+    try:
+        run_state_machine_as_test(machine, settings=hypothesis_settings)
+    except FlakyStrategyDefinition:
+        if machine.exploration.stopped is None:
+            raise
+        raise machine.exploration.stopped from None
+
+
 def configure(address: ServerAddress, profile: Profile, *, timeout: float,
               policy: Policy | None = None, record: RunRecord | None = None,
               seed: int | None = None, deliver: bool = True,
@@ -352,5 +379,5 @@ def configure(address: ServerAddress, profile: Profile, *, timeout: float,
         # Read by Hypothesis, as @seed(...) would set it: the same seed, the same sessions.
         "_hypothesis_internal_use_seed": seed,
         **(_recipient_rules(rcpt_domain) if rcpt_domain else {}),
-        "pools": Pools(rcpt_domain),
+        "exploration": Exploration(rcpt_domain),
     })

@@ -15,7 +15,6 @@ from datetime import date
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, settings
-from hypothesis.stateful import run_state_machine_as_test
 
 from conformance import replay
 from conformance.baseline import Baseline
@@ -24,7 +23,7 @@ from conformance.errors import ConformanceError, StopRun, TargetLost, TargetUnre
 from conformance.failures import RunFailed
 from conformance.grading import Policy
 from conformance.levels import Verdict
-from conformance.machine import configure
+from conformance.machine import configure, explore
 from conformance.minimise import minimise
 from conformance.record import FindingRecord, RunError, RunRecord
 from conformance.session import Pacer
@@ -122,7 +121,7 @@ class Run:
             deadline=self.started + s.time_budget * EXPLORE_SHARE,
             seed=int(s.seed) if s.seed.isdigit() else None)
         try:
-            run_state_machine_as_test(machine, settings=s.hypothesis_settings())
+            explore(machine, s.hypothesis_settings())
         except StopRun as stop:
             sessions = self.record.coverage_of(GREETING)
             self.record.remark(f"{stop} after {sessions} session(s); the findings so far are "
