@@ -16,11 +16,10 @@ from pathlib import Path
 import trustme
 
 from conformance.client import tls_context
-from tests.scripted_server import Script
+from tests.scripted_server import Lines, Script
 
 SERVER_NAME = "mx.example.test"
 GREETING = b"220 mx.example.test ESMTP tls test server\r\n"
-MAX_LINE = 4096
 
 
 class Certificates:
@@ -56,7 +55,7 @@ def starttls_server(context: ssl.SSLContext, *, handshake: bool = True,
     """
     def script(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(GREETING)
-        lines = _Lines(conn)
+        lines = Lines(conn)
         while line := lines.next():
             if seen is not None:
                 seen.append(line)
@@ -77,7 +76,7 @@ def starttls_server(context: ssl.SSLContext, *, handshake: bool = True,
                 stop.wait(10)
                 return
             with context.wrap_socket(conn, server_side=True) as tls:
-                secure = _Lines(tls)
+                secure = Lines(tls)
                 while line := secure.next():
                     if seen is not None:
                         seen.append(line)
@@ -96,26 +95,3 @@ def _answer(line: bytes, *, tls: bool) -> bytes:
     if verb == b"QUIT":
         return b"221 Bye\r\n"
     return b"250 2.0.0 Ok\r\n"
-
-
-class _Lines:
-    """Command lines from a socket, read in chunks, so a pipelined write stays buffered."""
-
-    def __init__(self, conn: socket.socket) -> None:
-        self.conn = conn
-        self.buffer = b""
-
-    def next(self) -> bytes:
-        while b"\n" not in self.buffer and len(self.buffer) < MAX_LINE:
-            chunk = self.conn.recv(MAX_LINE)
-            if not chunk:
-                return b""
-            self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        return line + b"\n"
-
-    def take_buffered(self) -> list[bytes]:
-        """The complete lines already received, and nothing else: the buffer is emptied."""
-        lines = [line + b"\n" for line in self.buffer.split(b"\n")[:-1]]
-        self.buffer = b""
-        return lines
