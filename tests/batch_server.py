@@ -83,13 +83,19 @@ def pipelining_server(fault: str | None = None, *, seen: deque[bytes] | None = N
 
     def script(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(GREETING)
-        lines, state = Lines(conn), _State()
-        while (first := lines.next()) and not stop.is_set():
-            batch = [first, *lines.take_buffered()]
-            if seen is not None:
-                seen.append(b"".join(batch))
-            replies = [reply for line in batch if (reply := state.answer(line)) is not None]
-            conn.sendall(b"".join(_faulty(replies, fault)))
-            if state.quit:
-                return
+        serve_batches(conn, stop, fault, seen=seen)
     return script
+
+
+def serve_batches(conn: socket.socket, stop: threading.Event, fault: str | None, *,
+                  seen: deque[bytes] | None = None) -> None:
+    """Answer the client on ``conn`` (plain or TLS, after the greeting) until it quits."""
+    lines, state = Lines(conn), _State()
+    while (first := lines.next()) and not stop.is_set():
+        batch = [first, *lines.take_buffered()]
+        if seen is not None:
+            seen.append(b"".join(batch))
+        replies = [reply for line in batch if (reply := state.answer(line)) is not None]
+        conn.sendall(b"".join(_faulty(replies, fault)))
+        if state.quit:
+            return

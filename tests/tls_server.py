@@ -1,8 +1,9 @@
 """TLS for the tests: trustme certificates, and a small STARTTLS server that can misbehave.
 
 The server runs one script per connection (``ScriptedServer``): EHLO advertises STARTTLS, a
-220 to STARTTLS is followed by the handshake, and after it every command gets 250 (221 to
-QUIT). Each fault is one keyword. Every socket operation is bounded by ScriptedServer.
+220 to STARTTLS is followed by the handshake, and after it the pipelining server of
+tests/batch_server.py answers, over TLS. Each fault is one keyword. Every socket operation
+is bounded by ScriptedServer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import trustme
 
 from conformance.client import tls_context
+from tests.batch_server import serve_batches
 from tests.scripted_server import Lines, Script
 
 SERVER_NAME = "mx.example.test"
@@ -44,14 +46,15 @@ class Certificates:
 
 def starttls_server(context: ssl.SSLContext, *, handshake: bool = True,
                     answers_injected: bool = False, injected_later: bool = False,
-                    seen: deque[bytes] | None = None) -> Script:
+                    batch_fault: str | None = None, seen: deque[bytes] | None = None) -> Script:
     """The script of a server with STARTTLS.
 
     ``handshake=False``: after its 220 it never reads the client's hello (a handshake that
     never completes). ``answers_injected``: commands that came in the same write as STARTTLS
     are answered in plaintext, right after the 220 and in the same write (CVE-2011-0411);
-    ``injected_later``: that answer comes in a write of its own, 0.1 s later. ``seen``: every
-    command line received, TLS or not, in order.
+    ``injected_later``: that answer comes in a write of its own, 0.1 s later. ``batch_fault``:
+    how batches are answered wrong over TLS (BATCH_FAULTS). ``seen``: what was received, in
+    order: each line before TLS, each read (a batch, or one line) after.
     """
     def script(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(GREETING)
@@ -60,12 +63,12 @@ def starttls_server(context: ssl.SSLContext, *, handshake: bool = True,
             if seen is not None:
                 seen.append(line)
             if line.split(b" ")[0].strip().upper() != b"STARTTLS":
-                conn.sendall(_answer(line, tls=False))
+                conn.sendall(_answer(line))
                 continue
             injected = lines.take_buffered()
             if seen is not None:
                 seen.extend(injected)
-            answers = b"".join(_answer(extra, tls=False) for extra in injected) \
+            answers = b"".join(_answer(extra) for extra in injected) \
                 if answers_injected else b""
             conn.sendall(b"220 2.0.0 Ready to start TLS\r\n" + (b"" if injected_later
                                                                   else answers))
@@ -76,22 +79,16 @@ def starttls_server(context: ssl.SSLContext, *, handshake: bool = True,
                 stop.wait(10)
                 return
             with context.wrap_socket(conn, server_side=True) as tls:
-                secure = Lines(tls)
-                while line := secure.next():
-                    if seen is not None:
-                        seen.append(line)
-                    tls.sendall(_answer(line, tls=True))
-                    if line.upper().startswith(b"QUIT"):
-                        return
+                serve_batches(tls, stop, batch_fault, seen=seen)
             return
     return script
 
 
-def _answer(line: bytes, *, tls: bool) -> bytes:
+def _answer(line: bytes) -> bytes:
+    """Before TLS."""
     verb = line.split(b" ")[0].strip().upper()
     if verb == b"EHLO":
-        return b"250-mx.example.test\r\n250-PIPELINING\r\n250 " + \
-            (b"8BITMIME" if tls else b"STARTTLS") + b"\r\n"
+        return b"250-mx.example.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n"
     if verb == b"QUIT":
         return b"221 Bye\r\n"
     return b"250 2.0.0 Ok\r\n"
