@@ -22,7 +22,7 @@ from conformance.errors import StopRun, UsageError
 from conformance.grading import FindingKey, Policy
 from conformance.model import State
 from conformance.record import FindingRecord, RunRecord
-from conformance.session import CheckedSession, Pacer
+from conformance.session import Adaptation, CheckedSession, Pacer
 from conformance.tables import Profile, get_profile
 
 # Format 2 adds batches and TLS upgrades; a session with neither is still written as format
@@ -109,6 +109,15 @@ class Replayed:
         return next((f for f in self.findings if key is None or f.key == key), None)
 
 
+class _OneSession(Adaptation):
+    """A replay's adaptation: a slow reply never caps the session, since a reconnection in
+    the middle would replay another session than the one recorded (it would not even be
+    TLS any more after an upgrade). A late reply is still checked, and ends the replay."""
+
+    def cap(self, commands_before: int, record: RunRecord, why: str) -> None:
+        return
+
+
 def replay(script: Script, address: ServerAddress, *, timeout: float,
            profile: Profile | None = None, pacer: Pacer | None = None, deliver: bool = True,
            policy: Policy | None = None, hang_wait: float | None = None,
@@ -125,8 +134,8 @@ def replay(script: Script, address: ServerAddress, *, timeout: float,
     record = RunRecord()
     session = CheckedSession(address, profile or get_profile(script.profile), timeout=timeout,
                              hang_wait=hang_wait, policy=policy or Policy(strict=True),
-                             record=record,
-                             pacer=pacer, deliver=deliver)
+                             record=record, pacer=pacer, deliver=deliver,
+                             adaptation=_OneSession())
     context = tls if tls is not None else tls_context(verify=False)
     try:
         session.connect()
