@@ -225,8 +225,10 @@ class CheckedSession:
         session: the commands after it get None, like a command not sent (see Adaptation).
         DATA may only end a batch, and STARTTLS is never in one (``check_batch``)."""
         check_batch(commands)
+        if not commands:
+            return []
         self.ensure_open()
-        if not commands or not self.model.open:
+        if not self.model.open:
             return [None] * len(commands)
         sending = [i for i, c in enumerate(commands)
                    if c.group not in self.adaptation.unanswered]

@@ -3,15 +3,19 @@ command, against aiosmtpd and against a server that answers a batch wrong, on 12
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 
+import jsonschema
 import pytest
 
 from conformance.commands import Command, Message, Step
 from conformance.errors import UsageError
 from conformance.grading import FindingKey
+from conformance.record import FindingRecord
 from conformance.reference_server import ReferenceServer
+from conformance.report import SCHEMA_PATH
 from conformance.session import CheckedSession
 from conformance.tables import get_profile
 from tests.batch_server import pipelining_server
@@ -19,6 +23,7 @@ from tests.scripted_server import ScriptedServer
 
 TIMEOUT, HANG_WAIT = 0.3, 0.2
 SLACK = 3.0
+SCHEMA = json.loads(SCHEMA_PATH.read_text())
 EHLO = Command.of("EHLO client.example.test")
 MAIL = Command.of("MAIL FROM:<a@example.test>")
 RCPT = Command.of("RCPT TO:<b@example.test>")
@@ -78,6 +83,10 @@ def test_a_batch_answered_short_is_a_missing_reply_not_a_hang():
     assert finding.key == FindingKey("command_answered", "MUST", "NOOP", 0)
     assert finding.session == tuple(Step.of(NOOP, batch=1) for _ in range(3))
     assert session.record.coverage[("INIT", "NOOP", 250)] == 2
+    # The record keeps the batch as it travels (xdist, the JSON report), in the schema.
+    assert FindingRecord.from_json(json.loads(json.dumps(finding.to_json()))) == finding
+    jsonschema.validate(finding.to_json(), {"$defs": SCHEMA["$defs"],
+                                            "$ref": "#/$defs/finding"})
 
 
 def test_after_a_missing_reply_every_later_command_has_the_same_error_without_waiting():
