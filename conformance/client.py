@@ -111,6 +111,14 @@ def tls_context(*, cafile: str | Path | None = None, verify: bool = True) -> ssl
     return context
 
 
+def check_tls_arguments(context: ssl.SSLContext, server_hostname: str | None) -> None:
+    """Raise UsageError if ``context`` cannot be used as given: one that checks the
+    certificate's name needs the name to check."""
+    if context.check_hostname and not server_hostname:
+        raise UsageError("this TLS context checks the server's name: give server_hostname, "
+                         "or use tls_context(verify=False)")
+
+
 def _handshake_failure(error: Exception, timeout: float) -> str | None:
     """Why a handshake failed, in one line; None if ``error`` is not a handshake failure."""
     if isinstance(error, TimeoutError):
@@ -205,6 +213,7 @@ class SMTPClient:
         moment (in the parser after the 220, or already readable on the socket) is reported
         and discarded: the TLS session starts with a fresh parser (RFC 3207 §4.2).
         """
+        check_tls_arguments(context, server_hostname)
         if self.tls:
             raise UsageError("the connection is already TLS")
         sock = self._socket()

@@ -14,7 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from conformance.checks import Exchange, Finding, refuted_checks, run_checks
-from conformance.client import MAX_PIPELINE, ServerAddress, SMTPClient, Upgrade
+from conformance.client import (
+    MAX_PIPELINE,
+    ServerAddress,
+    SMTPClient,
+    Upgrade,
+    check_tls_arguments,
+)
 from conformance.commands import END_OF_DATA, GREETING, Command, Message, Step
 from conformance.errors import ReplyTimeout, ServerError, StopRun, TLSHandshakeFailed, UsageError
 from conformance.grading import Policy
@@ -254,6 +260,7 @@ class CheckedSession:
         nothing carried over (RFC 3207 §4.2: EHLO comes next). None: no upgrade (STARTTLS
         refused or unanswered, or the handshake failed: the session then ends, and the
         failure is in the transcript, ``tls_failure`` and the run's notes)."""
+        check_tls_arguments(context, server_hostname)  # before STARTTLS, not after its 220
         self.ensure_open()
         command = Command(b"STARTTLS\r\n", group="STARTTLS")
         if not self.model.open or command.group in self.adaptation.unanswered:

@@ -8,8 +8,8 @@ from collections import deque
 
 import pytest
 
-from conformance.client import SMTPClient, tls_context
-from conformance.errors import TLSHandshakeFailed
+from conformance.client import ServerAddress, SMTPClient, tls_context
+from conformance.errors import TLSHandshakeFailed, UsageError
 from conformance.reference_server import ReferenceServer
 from tests.scripted_server import ScriptedServer
 from tests.tls_server import SERVER_NAME, Certificates, starttls_server
@@ -75,6 +75,12 @@ def test_without_verification_any_certificate_is_accepted(tls_reference_server):
         upgraded(client)
         client.starttls(tls_context(verify=False), "other.example.test")
         assert client.command(b"NOOP\r\n").code == 250
+
+
+def test_a_verifying_context_without_a_name_to_check_is_a_usage_error(certificates):
+    client = SMTPClient(ServerAddress("127.0.0.1", 25), timeout=TIMEOUT)  # never connected
+    with pytest.raises(UsageError, match="give server_hostname"):
+        client.starttls(certificates.client_context())
 
 
 def test_a_handshake_that_never_completes_ends_within_the_timeout(certificates):

@@ -5,11 +5,13 @@ STARTTLS server that never completes the handshake, on 127.0.0.1."""
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import pytest
 
 from conformance.client import tls_context
 from conformance.commands import Command, Message, Step
+from conformance.errors import UsageError
 from conformance.model import State
 from conformance.reference_server import ReferenceServer
 from conformance.session import CheckedSession
@@ -90,3 +92,17 @@ def test_a_handshake_that_never_completes_ends_the_session_within_the_timeout(ce
     assert session.steps == [Step.of(STARTTLS), Step.tls(SERVER_NAME)]
     assert session.transcript.splitlines()[-1].endswith(
         "*  TLS handshake failed: no complete handshake within 0.5s")
+
+
+def test_a_context_that_cannot_verify_as_given_is_refused_before_starttls_is_sent(
+        certificates):
+    seen: deque[bytes] = deque()
+    with ScriptedServer(starttls_server(certificates.server_context(), seen=seen)) as server:
+        session = CheckedSession(server.address, get_profile("seed"), timeout=TIMEOUT)
+        session.connect()
+        with pytest.raises(UsageError, match="give server_hostname"):
+            session.starttls(certificates.client_context())  # verifies, but which name?
+        session.send(Command.of("NOOP"))
+        session.close()
+    assert list(seen) == [b"NOOP\r\n"]
+    assert session.steps == [Step.of(Command.of("NOOP"))]
