@@ -1,4 +1,4 @@
-"""A bounded SMTP client: the thin I/O loop around the sans-IO reply parser.
+"""A bounded SMTP client: the thin I/O loop around the sans-IO reply parser, over TCP or TLS.
 
 It sends exact bytes (so malformed commands are possible), reads replies with a deadline
 per reply, notices when the server closes, and records everything in a ``Transcript``.
@@ -8,10 +8,13 @@ Nothing here blocks past its timeout or buffers past the parser's bounds.
 from __future__ import annotations
 
 import ipaddress
+import select
 import socket
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 from conformance.errors import (
@@ -19,6 +22,7 @@ from conformance.errors import (
     ReplyFramingError,
     ReplyTimeout,
     TargetUnreachable,
+    TLSHandshakeFailed,
     UsageError,
 )
 from conformance.replies import Limits, Reply, ReplyParser
@@ -27,6 +31,9 @@ from conformance.transcript import Transcript
 DEFAULT_PORT = 25
 RECV_SIZE = 64 * 1024
 MAX_PIPELINE = 1000
+# Plaintext read and discarded at a TLS upgrade, at most (the rest is left to fail the
+# handshake): enough to show what was waiting.
+MAX_WAITING = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,51 @@ def _is_ipv6(host: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Upgrade:
+    """A completed STARTTLS upgrade: the TLS version and cipher negotiated, and the plaintext
+    that was waiting unread when the handshake began. A conforming server sends nothing
+    after its 220 to STARTTLS but the handshake; plaintext there answers commands sent in
+    the same write as STARTTLS (command injection, CVE-2011-0411) or was injected on the
+    way. It was discarded, never read as a reply of the TLS session."""
+
+    version: str
+    cipher: str
+    plaintext_waiting: bytes = b""
+
+
+def tls_context(*, cafile: str | Path | None = None, verify: bool = True) -> ssl.SSLContext:
+    """A client context for ``SMTPClient.starttls``: the server's certificate verified
+    against ``cafile`` (else the system's CAs) and the name given; or, with ``verify=False``,
+    any certificate accepted (self-signed, another name) and nothing verified."""
+    context = ssl.create_default_context(cafile=cafile if verify else None)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def check_tls_arguments(context: ssl.SSLContext, server_hostname: str | None) -> None:
+    """Raise UsageError if ``context`` cannot be used as given: one that checks the
+    certificate's name needs the name to check."""
+    if context.check_hostname and not server_hostname:
+        raise UsageError("this TLS context checks the server's name: give server_hostname, "
+                         "or use tls_context(verify=False)")
+
+
+def _handshake_failure(error: Exception, timeout: float) -> str | None:
+    """Why a handshake failed, in one line; None if ``error`` is not a handshake failure."""
+    if isinstance(error, TimeoutError):
+        return f"no complete handshake within {timeout:g}s"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"certificate verification failed: {error.verify_message}"
+    if isinstance(error, ssl.SSLError):
+        return f"{error.reason or error}"
+    if isinstance(error, OSError):
+        return f"connection lost: {error.strerror or error}"
+    return None
+
+
 class SMTPClient:
     """One TCP session with an SMTP server.
 
@@ -102,6 +154,7 @@ class SMTPClient:
         self.timeout = timeout
         self.connect_timeout = connect_timeout or timeout
         self.transcript = Transcript()
+        self.limits, self.smtputf8 = limits, smtputf8
         self.parser = ReplyParser(limits=limits, smtputf8=smtputf8)
         self.closed_by_server = False
         self._sock: socket.socket | None = None
@@ -144,6 +197,50 @@ class SMTPClient:
     @property
     def connected(self) -> bool:
         return self._sock is not None and not self.closed_by_server
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection has been upgraded to TLS."""
+        return isinstance(self._sock, ssl.SSLSocket)
+
+    def starttls(self, context: ssl.SSLContext, server_hostname: str | None = None, *,
+                 timeout: float | None = None) -> Upgrade:
+        """Upgrade the connection to TLS, after the server's 220 to STARTTLS (RFC 3207 §4).
+
+        The handshake ends within ``timeout`` (by default the reply timeout) or raises
+        ``TLSHandshakeFailed``, and the connection is then closed. Whether the certificate is
+        verified is ``context``'s choice (see ``tls_context``). Plaintext left unread at this
+        moment (in the parser after the 220, or already readable on the socket) is reported
+        and discarded: the TLS session starts with a fresh parser (RFC 3207 §4.2).
+        """
+        check_tls_arguments(context, server_hostname)
+        if self.tls:
+            raise UsageError("the connection is already TLS")
+        sock = self._socket()
+        waiting = self.parser.pending + self._take_readable(sock)
+        self.parser = ReplyParser(limits=self.limits, smtputf8=self.smtputf8)
+        if waiting:
+            self.transcript.server(waiting)
+            self.transcript.event(f"{len(waiting)} octet(s) of plaintext were waiting unread "
+                                  f"at the TLS upgrade: discarded")
+        limit = self.timeout if timeout is None else timeout
+        sock.settimeout(limit)
+        wrapped = context.wrap_socket(sock, server_hostname=server_hostname,
+                                      do_handshake_on_connect=False)
+        self._sock = wrapped
+        try:
+            wrapped.do_handshake()  # one deadline for the whole handshake
+        except Exception as error:
+            why = _handshake_failure(error, limit)
+            if why is None:
+                raise
+            self.transcript.event(f"TLS handshake failed: {why}")
+            self.closed_by_server = True
+            self.close()
+            raise TLSHandshakeFailed(f"TLS handshake failed: {why}") from None
+        version, cipher = wrapped.version() or "?", (wrapped.cipher() or ("?",))[0]
+        self.transcript.event(f"TLS upgrade: {version}, {cipher}")
+        return Upgrade(version, cipher, waiting)
 
     def _socket(self) -> socket.socket:
         if self._sock is None:
@@ -261,6 +358,19 @@ class SMTPClient:
         except OSError as error:  # reset by peer and the like
             self._server_closed()
             raise ConnectionClosed(f"connection lost: {error.strerror or error}") from None
+
+    def _take_readable(self, sock: socket.socket) -> bytes:
+        """What is readable on the socket right now, without waiting (at most MAX_WAITING)."""
+        taken = b""
+        while len(taken) < MAX_WAITING and select.select([sock], [], [], 0)[0]:
+            try:
+                data = sock.recv(min(RECV_SIZE, MAX_WAITING - len(taken)))
+            except OSError:
+                break  # the handshake will say what is wrong
+            if not data:
+                break
+            taken += data
+        return taken
 
     def _server_closed(self) -> None:
         if not self.closed_by_server:

@@ -5,6 +5,7 @@ Each knows its table group, the row of the reply-code tables its reply is judged
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -90,20 +91,54 @@ def describe(sent: Command | Message) -> str:
     return repr(sent.line)
 
 
+# The step kind of a TLS upgrade after a 220 to STARTTLS (RFC 3207 §4): none of our bytes
+# go out as SMTP, the handshake does.
+TLS_UPGRADE = "tls upgrade"
+
+
 class Step(NamedTuple):
-    """One thing the client sent in a session: its command group (END_OF_DATA for message
-    data), the exact bytes, and whether the command was valid (a refused valid command gets
-    a control probe, so a replay must know). A session's steps are enough to replay it."""
+    """One thing the client did in a session: sent a command or message data (its command
+    group, END_OF_DATA for message data; the exact bytes; whether the command was valid: a
+    refused valid command gets a control probe, so a replay must know), or upgraded the
+    connection to TLS (group TLS_UPGRADE, data: the server name asked for, or empty).
+
+    Steps sent in one write (an RFC 2920 batch) share a ``batch`` number, counted from 1 in
+    a session; 0: sent alone. A session's steps are enough to replay it."""
 
     group: str
     data: bytes
     valid: bool = True
+    batch: int = 0
 
     @classmethod
-    def of(cls, sent: Command | Message) -> Step:
+    def of(cls, sent: Command | Message, *, batch: int = 0) -> Step:
         if isinstance(sent, Message):
-            return cls(END_OF_DATA, sent.wire)
-        return cls(sent.group, sent.line, sent.valid)
+            return cls(END_OF_DATA, sent.wire, batch=batch)
+        return cls(sent.group, sent.line, sent.valid, batch)
+
+    @classmethod
+    def tls(cls, server_hostname: str | None = None) -> Step:
+        return cls(TLS_UPGRADE, (server_hostname or "").encode())
+
+    @property
+    def is_tls(self) -> bool:
+        return self.group == TLS_UPGRADE
+
+    @property
+    def server_hostname(self) -> str | None:
+        """The server name a TLS step asked for (SNI, and verification); None: none."""
+        return self.data.decode() or None
 
     def command(self) -> Command:
         return Command(self.data, self.valid, group=self.group)
+
+    def as_list(self) -> list[str | bool | int]:
+        """As plain data: [group, the octets as latin-1, valid], and the batch if any."""
+        item: list[str | bool | int] = [self.group, self.data.decode("latin-1"), self.valid]
+        return [*item, self.batch] if self.batch else item
+
+    @classmethod
+    def from_list(cls, item: Sequence[str | bool | int]) -> Step:
+        """The inverse of ``as_list`` (a list without a batch is a step sent alone)."""
+        batch = item[3] if len(item) > 3 else 0
+        return cls(str(item[0]), str(item[1]).encode("latin-1"), bool(item[2]), int(batch))

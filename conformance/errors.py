@@ -56,6 +56,11 @@ class ConnectionClosed(ServerError):
     """The server closed the connection where a reply was expected."""
 
 
+class TLSHandshakeFailed(ServerError):
+    """The TLS handshake after a 220 to STARTTLS did not complete: it took longer than the
+    timeout, the server broke it off, or its certificate failed the caller's verification."""
+
+
 class ReplyFramingError(ServerError):
     """The reply stream broke a rule badly enough that replies can no longer be delimited.
 

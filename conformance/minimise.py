@@ -6,18 +6,24 @@ the same finding: the same check, level, command and reply code (its ``FindingKe
 stops when no single step can be dropped (ddmin, Zeller and Hildebrandt, 2002), or when its
 budget of replays or time runs out: on a slow or nondeterministic server the result is then
 less minimal, never wrong, since every session it returns showed the finding on replay.
+
+A batch (steps sent in one write) is not one unit: its commands are dropped one by one like
+any others, and what is left of it keeps its batch number, so it still goes out in one write.
+A batch shrinks to the commands the finding needs (two, for a server that answers any batch
+short), and a batch of one is a command sent alone but without control probes, as recorded.
 """
 
 from __future__ import annotations
 
 import math
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from conformance.checks import CHECKS
 from conformance.client import ServerAddress
-from conformance.commands import Step
+from conformance.commands import TLS_UPGRADE, Step
 from conformance.errors import ServerError, TargetUnreachable
 from conformance.grading import FindingKey
 from conformance.record import FindingRecord
@@ -36,13 +42,19 @@ class Minimised:
     replays: int
 
 
+# (a step, the step it cannot go without, just before it)
+_KEPT_WITH = ((END_OF_DATA, "DATA"), (TLS_UPGRADE, "STARTTLS"))
+
+
 def units_of(steps: Sequence[Step]) -> list[Unit]:
-    """The steps, with each message kept together with the DATA command before it: a message
+    """The steps, with each message kept together with the DATA command before it (a message
     sent without its DATA would be read as commands, and a DATA without its message would
-    make the server read the next commands as mail."""
+    make the server read the next commands as mail), and each TLS upgrade with its STARTTLS
+    (an upgrade without STARTTLS upgrades nothing; a STARTTLS answered 220 and not followed
+    by the handshake leaves the server waiting for one)."""
     units: list[Unit] = []
     for step in steps:
-        if step[0] == END_OF_DATA and units and units[-1][-1][0] == "DATA":
+        if units and (step.group, units[-1][-1].group) in _KEPT_WITH:
             units[-1] = (*units[-1], step)
         else:
             units.append((step,))
@@ -68,10 +80,12 @@ class _Budget:
 def minimise(script: Script, address: ServerAddress, *, timeout: float, key: FindingKey,
              pacer: Pacer | None = None, deliver: bool = True,
              max_replays: int = 50, seconds: float = 30.0,
-             clock: Callable[[], float] = time.monotonic) -> Minimised | None:
+             clock: Callable[[], float] = time.monotonic,
+             tls: ssl.SSLContext | None = None) -> Minimised | None:
     """The shortest part of ``script`` found that shows the finding ``key`` again. None if a
     replay of the whole script does not show it (the server is not deterministic) or the
-    budget does not allow even that replay. ``deliver=False``: no message is completed."""
+    budget does not allow even that replay. ``deliver=False``: no message is completed.
+    ``tls``: the context of TLS upgrades, as in ``replay``."""
     budget = _Budget(max_replays, seconds, clock)
     # A late reply (timing evidence with a reply code) shows again only if the replay waits
     # as long as the run did; anything else, a missing reply included, shows within the
@@ -81,7 +95,7 @@ def minimise(script: Script, address: ServerAddress, *, timeout: float, key: Fin
     def run(units: Sequence[Unit]) -> FindingRecord | None:
         try:
             return replay(_script(script, units), address, timeout=timeout, pacer=pacer,
-                          deliver=deliver, hang_wait=hang_wait).first(key)
+                          deliver=deliver, hang_wait=hang_wait, tls=tls).first(key)
         except (ServerError, TargetUnreachable):  # this candidate tells nothing
             return None
 

@@ -40,8 +40,9 @@ class FindingRecord:
     transcript: list[str]
     occurrences: int = 1
     replay: str | None = None  # the saved session, for python -m conformance replay
-    # The session's steps up to the finding: [group, bytes as latin-1, valid], to replay it.
-    steps: list[list[str | bool]] = field(default_factory=list)
+    # The session's steps up to the finding, to replay it: ``Step.as_list`` (group, bytes as
+    # latin-1, valid, and a batch number for steps sent in one write).
+    steps: list[list[str | bool | int]] = field(default_factory=list)
     minimised_from: int | None = None  # steps before minimisation, when it shortened them
     intermittent: bool = False  # seen on the wire, not when the session was replayed
 
@@ -61,7 +62,7 @@ class FindingRecord:
             documented=sorted(x.profile.documented(x.group)),
             also=[f"[{f.check.id}] {f.level}: {f.complaint}" for f in findings[1:]],
             transcript=transcript.splitlines(),
-            steps=[[step.group, step.data.decode("latin-1"), step.valid] for step in steps],
+            steps=[step.as_list() for step in steps],
         )
 
     @property
@@ -71,8 +72,7 @@ class FindingRecord:
     @property
     def session(self) -> tuple[Step, ...]:
         """The steps, as the client sent them."""
-        return tuple(Step(str(s[0]), str(s[1]).encode("latin-1"), bool(s[2]))
-                     for s in self.steps)
+        return tuple(Step.from_list(s) for s in self.steps)
 
     @property
     def timing(self) -> bool:

@@ -1,29 +1,35 @@
 """Failing sessions, saved and replayed: the file, the replay, and a copy-paste reproducer.
 
 A replay file is JSON holding the profile, the failing check and the session's steps (each
-step's group and exact bytes, as a latin-1 string so every octet survives). Replaying sends
-the same bytes, in the same order, to any server, and runs the same checks on the replies.
+step's group and exact bytes, as a latin-1 string so every octet survives; the batch number
+of steps sent in one write; TLS upgrades). Replaying sends the same bytes, in the same
+order and the same writes, to any server, and runs the same checks on the replies.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance.client import ServerAddress
+from conformance.client import ServerAddress, tls_context
 from conformance.commands import Message, Step
 from conformance.errors import StopRun, UsageError
 from conformance.grading import FindingKey, Policy
 from conformance.model import State
 from conformance.record import FindingRecord, RunRecord
-from conformance.session import CheckedSession, Pacer
+from conformance.session import Adaptation, CheckedSession, Pacer
 from conformance.tables import Profile, get_profile
 from conformance.vocabulary import END_OF_DATA
 
-REPLAY_FORMAT = 1
+# Format 2 adds batches and TLS upgrades; a session with neither is still written as format
+# 1, and a tool that knows only format 1 refuses a file it could not replay faithfully.
+REPLAY_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -33,9 +39,34 @@ class Script:
     steps: tuple[Step, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": REPLAY_FORMAT, "profile": self.profile, "check": self.check,
-                "steps": [{"group": s.group, "data": s.data.decode("latin-1"), "valid": s.valid}
-                          for s in self.steps]}
+        new = any(step.batch or step.is_tls for step in self.steps)
+        return {"format": REPLAY_FORMAT if new else 1, "profile": self.profile,
+                "check": self.check, "steps": [_step_json(step) for step in self.steps]}
+
+
+def _step_json(step: Step) -> dict[str, Any]:
+    item = {"group": step.group, "data": step.data.decode("latin-1"), "valid": step.valid}
+    return {**item, "batch": step.batch} if step.batch else item
+
+
+def _step_of_json(item: dict[str, Any]) -> Step:
+    return Step(str(item["group"]), str(item["data"]).encode("latin-1"),
+                bool(item.get("valid", True)), int(item.get("batch", 0)))
+
+
+def writes_of(steps: Sequence[Step]) -> list[tuple[Step, ...]]:
+    """The steps as the client performs them: each batch (consecutive steps with the same
+    batch number) at once; STARTTLS with the TLS upgrade after it; anything else alone."""
+    writes: list[tuple[Step, ...]] = []
+    for step in steps:
+        previous = writes[-1][-1] if writes else None
+        if previous is not None and (
+                (step.batch and step.batch == previous.batch) or
+                (step.is_tls and previous.group == "STARTTLS" and len(writes[-1]) == 1)):
+            writes[-1] = (*writes[-1], step)
+        else:
+            writes.append((step,))
+    return writes
 
 
 def script_of(finding: FindingRecord) -> Script:
@@ -56,10 +87,9 @@ def load(path: Path) -> Script:
     """Read a replay file; any problem is a one-line UsageError."""
     try:
         data = json.loads(path.read_text())
-        if data["format"] != REPLAY_FORMAT:
+        if data["format"] not in READABLE_FORMATS:
             raise ValueError(f"format {data['format']!r}")
-        steps = tuple(Step(str(s["group"]), str(s["data"]).encode("latin-1"),
-                           bool(s.get("valid", True))) for s in data["steps"])
+        steps = tuple(_step_of_json(s) for s in data["steps"])
         return Script(str(data["profile"]), str(data["check"]), steps)
     except OSError as error:
         raise UsageError(f"cannot read replay file {path}: {error.strerror}") from None
@@ -80,12 +110,24 @@ class Replayed:
         return next((f for f in self.findings if key is None or f.key == key), None)
 
 
+class _OneSession(Adaptation):
+    """A replay's adaptation: a slow reply never caps the session, since a reconnection in
+    the middle would replay another session than the one recorded (it would not even be
+    TLS any more after an upgrade). A late reply is still checked, and ends the replay."""
+
+    def cap(self, commands_before: int, record: RunRecord, why: str) -> None:
+        return
+
+
 def replay(script: Script, address: ServerAddress, *, timeout: float,
            profile: Profile | None = None, pacer: Pacer | None = None, deliver: bool = True,
-           policy: Policy | None = None, hang_wait: float | None = None) -> Replayed:
-    """Send the script's steps in order, checking every reply, until the first deviation.
-    ``hang_wait``: how much longer than ``timeout`` a reply may come and count as late rather
-    than missing (by default as in a run; 0: a late reply counts as none).
+           policy: Policy | None = None, hang_wait: float | None = None,
+           tls: ssl.SSLContext | None = None) -> Replayed:
+    """Send the script's steps in order, in the same writes (``writes_of``), checking every
+    reply, until the first deviation. ``hang_wait``: how much longer than ``timeout`` a reply
+    may come and count as late rather than missing (by default as in a run; 0: a late reply
+    counts as none). ``tls``: the context of TLS upgrades; by default no certificate is
+    verified, since a replay is about what the server does, not about its certificate.
 
     A message is only ever sent as recorded: if the server asks for mail data (354) where
     the script has none, the replay stops there, so that later lines are never read as a
@@ -93,19 +135,25 @@ def replay(script: Script, address: ServerAddress, *, timeout: float,
     record = RunRecord()
     session = CheckedSession(address, profile or get_profile(script.profile), timeout=timeout,
                              hang_wait=hang_wait, policy=policy or Policy(strict=True),
-                             record=record,
-                             pacer=pacer, deliver=deliver)
+                             record=record, pacer=pacer, deliver=deliver,
+                             adaptation=_OneSession())
+    context = tls if tls is not None else tls_context(verify=False)
     try:
         session.connect()
-        for step in script.steps:
+        for write in writes_of(script.steps):
+            first = write[0]
             if not session.model.open:
                 break
-            if session.model.state is State.DATA and step.group != END_OF_DATA:
+            if session.model.state is State.DATA and first.group != END_OF_DATA:
                 break
-            if step.group == END_OF_DATA:
-                session.send_message(Message.from_wire(step.data))
-            else:
-                session.send(step.command())
+            if first.group == END_OF_DATA:
+                session.send_message(Message.from_wire(first.data))
+            elif first.batch:
+                session.send_batch([step.command() for step in write])
+            elif write[-1].is_tls and len(write) == 2:  # STARTTLS, then the upgrade
+                session.starttls(context, write[-1].server_hostname)
+            elif not first.is_tls:  # (an upgrade without its STARTTLS upgrades nothing)
+                session.send(first.command())  # a STARTTLS recorded without an upgrade too
     except StopRun:
         pass
     finally:
@@ -115,10 +163,14 @@ def replay(script: Script, address: ServerAddress, *, timeout: float,
 
 
 def printf_reproducer(steps: tuple[Step, ...], address: ServerAddress) -> str:
-    """A shell line that sends the same bytes (all at once, unlike the suite) with nc."""
-    data = b"".join(step.data for step in steps) + b"QUIT\r\n"
-    host = address.host
-    return f"printf '{_printf_escape(data)}' | nc -w 5 {host} {address.port}"
+    """A shell line that sends the same bytes (all at once, unlike the suite) with nc; for a
+    session with a TLS upgrade, only what goes before it, up to STARTTLS."""
+    tls_at = next((i for i, step in enumerate(steps) if step.is_tls), None)
+    plain = steps if tls_at is None else steps[:tls_at]
+    data = b"".join(step.data for step in plain) + (b"QUIT\r\n" if tls_at is None else b"")
+    line = f"printf '{_printf_escape(data)}' | nc -w 5 {address.host} {address.port}"
+    return line if tls_at is None else \
+        line + "  # then TLS, which nc cannot do: replay the file instead"
 
 
 def _printf_escape(data: bytes) -> str:

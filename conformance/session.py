@@ -1,21 +1,29 @@
 """A checked session: the client, the model and the checks, together, without Hypothesis.
 
-Every command goes out through ``send``; its reply is checked against the profile and the
-model's state, every finding is recorded (never raised), then the model advances from what
-the server actually said. ``Adaptation`` keeps a slow or hanging server from slowing the run.
+Every command goes out through ``send`` (``send_batch``: several in one write; ``starttls``:
+STARTTLS, then the TLS upgrade); its reply is checked against the profile and the model's
+state, every finding is recorded (never raised), then the model advances from what the
+server actually said. ``Adaptation`` keeps a slow or hanging server from slowing the run.
 """
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from conformance.checks import Exchange, Finding, refuted_checks, run_checks
-from conformance.client import ServerAddress, SMTPClient
+from conformance.client import (
+    MAX_PIPELINE,
+    ServerAddress,
+    SMTPClient,
+    Upgrade,
+    check_tls_arguments,
+)
 from conformance.commands import Command, Message, Step
-from conformance.errors import ReplyTimeout, ServerError, StopRun
+from conformance.errors import ReplyTimeout, ServerError, StopRun, TLSHandshakeFailed, UsageError
 from conformance.grading import Policy
 from conformance.model import Session, State, advance, closed, is_positive
 from conformance.record import RunRecord, records_for
@@ -25,6 +33,7 @@ from conformance.tables import (
     COMMAND_UNRECOGNISED,
     NOT_IMPLEMENTED,
     SERVICE_NOT_AVAILABLE,
+    SERVICE_READY,
     Profile,
 )
 from conformance.vocabulary import END_OF_DATA, GREETING
@@ -89,6 +98,47 @@ def control_probe(command: Command, reply: Reply) -> Command | None:
     return None
 
 
+# Commands that end a batch, each for its own reason: after DATA's 354 the next lines are
+# mail data (RFC 2920 §3.1); after STARTTLS's 220, the TLS handshake (RFC 3207 §4), so it
+# goes through ``CheckedSession.starttls``, never in a batch.
+ENDS_BATCH = frozenset({"DATA"})
+NEVER_IN_BATCH = frozenset({"STARTTLS"})
+
+
+def check_batch(commands: Sequence[Command]) -> None:
+    """Raise UsageError for a batch the session cannot send (see ENDS_BATCH)."""
+    if len(commands) > MAX_PIPELINE:
+        raise UsageError(f"at most {MAX_PIPELINE} commands in one batch")
+    for index, command in enumerate(commands):
+        if command.group in NEVER_IN_BATCH:
+            raise UsageError(f"{command.group} is never sent in a batch: use starttls()")
+        if command.group in ENDS_BATCH and index != len(commands) - 1:
+            raise UsageError(f"{command.group} can only end a batch (RFC 2920 §3.1)")
+
+
+class _BatchIO:
+    """The I/O of each exchange of a batch: the first writes every command at once and reads
+    its reply; each next one reads its own. Once a reply is missing, every later command of
+    the batch gets the same error, without waiting again."""
+
+    def __init__(self, client: SMTPClient, data: bytes, timeout: float) -> None:
+        self.client, self.data, self.timeout = client, data, timeout
+        self.written = False
+        self.error: ServerError | None = None
+
+    def __call__(self) -> Reply:
+        if self.error is not None:
+            raise self.error
+        try:
+            if not self.written:
+                self.written = True
+                self.client.send(self.data)
+            return self.client.read_reply(timeout=self.timeout)
+        except ServerError as error:
+            self.error = error
+            raise
+
+
 class CheckedSession:
     def __init__(self, address: ServerAddress, profile: Profile, *, timeout: float = 5.0,
                  hang_wait: float | None = None, policy: Policy | None = None,
@@ -118,6 +168,8 @@ class CheckedSession:
         # Exchanges per (state, group), for whoever steers the sessions (the state machine);
         # the record's coverage may be shared with other runs.
         self.cells = cells if cells is not None else Counter()
+        self.upgrade: Upgrade | None = None  # this session's TLS upgrade, if any
+        self.tls_failure: TLSHandshakeFailed | None = None  # this session's failed one
 
     @property
     def transcript(self) -> str:
@@ -129,6 +181,7 @@ class CheckedSession:
         self.model = Session()
         self.steps = []
         self.findings = []
+        self.upgrade, self.tls_failure = None, None
         greeting = self._exchange(GREETING, None, lambda: self.client.connect(
             greeting_timeout=self.timeout + self.hang_wait))
         if greeting is None and any(f.check.timing for f in self.findings):
@@ -175,6 +228,63 @@ class CheckedSession:
             return None
         self.steps.append(Step.of(message))
         return self._exchange(END_OF_DATA, message, lambda: self._command(message.wire))
+
+    def send_batch(self, commands: Sequence[Command]) -> list[Reply | None]:
+        """Send ``commands`` in one write (RFC 2920), then read one reply per command, in
+        order (§3.2), each checked as an exchange of its own; no control probes (a replay
+        sends the batch as it was). A reply that does not come (timeout, close) leaves each
+        later command of the batch an exchange with the same error. A deviation ends the
+        session: the commands after it get None, like a command not sent (see Adaptation).
+        DATA may only end a batch, and STARTTLS is never in one (``check_batch``)."""
+        check_batch(commands)
+        if not commands:
+            return []
+        self.ensure_open()
+        if not self.model.open:
+            return [None] * len(commands)
+        sending = [i for i, c in enumerate(commands)
+                   if c.group not in self.adaptation.unanswered]
+        batch = 1 + max((step.batch for step in self.steps), default=0)
+        self.steps += [Step.of(commands[i], batch=batch) for i in sending]
+        io = _BatchIO(self.client, b"".join(commands[i].line for i in sending),
+                      self.timeout + self.hang_wait)
+        replies: list[Reply | None] = [None] * len(commands)
+        for i in sending:
+            if io.error is None:
+                if not self.client.connected:
+                    break  # a deviation, or a close after 221/421, ended the session
+                unanswered = self.model
+            else:  # without a reply the model did not advance: the later commands were
+                self.model = unanswered  # sent in the state the unanswered one was
+            replies[i] = self._exchange(commands[i].group, commands[i], io)
+        return replies
+
+    def starttls(self, context: ssl.SSLContext, server_hostname: str | None = None
+                 ) -> Upgrade | None:
+        """STARTTLS, checked as an exchange of its own; on 220, the TLS handshake (a step of
+        its own, bounded by the timeout), after which the model starts over in INIT with
+        nothing carried over (RFC 3207 §4.2: EHLO comes next). None: no upgrade (STARTTLS
+        refused or unanswered, or the handshake failed: the session then ends, and the
+        failure is in the transcript, ``tls_failure`` and the run's notes)."""
+        check_tls_arguments(context, server_hostname)  # before STARTTLS, not after its 220
+        self.ensure_open()
+        command = Command(b"STARTTLS\r\n", group="STARTTLS")
+        if not self.model.open or command.group in self.adaptation.unanswered:
+            return None
+        self.steps.append(Step.of(command))
+        reply = self._exchange(command.group, command, lambda: self._command(command.line))
+        if reply is None or reply.code != SERVICE_READY or not self.client.connected:
+            return None
+        self.steps.append(Step.tls(server_hostname))
+        try:
+            self.upgrade = self.client.starttls(context, server_hostname, timeout=self.timeout)
+        except TLSHandshakeFailed as failure:
+            self.tls_failure = failure
+            self.record.remark(f"after 220 to STARTTLS, {failure}")
+            self.close()
+            return None
+        self.model = Session(state=State.INIT)
+        return self.upgrade
 
     def close(self) -> None:
         self.client.close()

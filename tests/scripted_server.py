@@ -64,3 +64,29 @@ def read_line(conn: socket.socket, limit: int = 4096) -> bytes:
             return data
         data += chunk
     return data
+
+
+class Lines:
+    """Command lines from a socket, read in chunks (so the lines of one write arrive
+    together, as a pipelining server sees them), each bounded by ``limit`` octets."""
+
+    def __init__(self, conn: socket.socket, *, limit: int = 4096) -> None:
+        self.conn = conn
+        self.limit = limit
+        self.buffer = b""
+
+    def next(self) -> bytes:
+        """The next line, terminator included; b"" when the client went away."""
+        while b"\n" not in self.buffer and len(self.buffer) < self.limit:
+            chunk = self.conn.recv(self.limit)
+            if not chunk:
+                return b""
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line + b"\n"
+
+    def take_buffered(self) -> list[bytes]:
+        """The complete lines already received, without reading more (a part of a line
+        stays in the buffer)."""
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [line + b"\n" for line in lines]

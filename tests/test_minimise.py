@@ -14,6 +14,7 @@ from conformance.replay import Script
 from conformance.vocabulary import GREETING
 from tests.fault_server import FaultServer
 from tests.scripted_server import ScriptedServer, read_line
+from tests.tls_server import Certificates, starttls_server
 
 TIMEOUT = 0.5
 MESSAGE = Step.of(Message(b"Subject: t\r\n\r\nhello"))
@@ -180,3 +181,39 @@ def test_the_same_deviation_at_another_level_is_not_the_recorded_one():
                           key=NOOP_252._replace(level="SHOULD"))
     assert should is not None
     assert should.script.steps == (NOOP,)
+
+
+# --- batches and TLS upgrades ----------------------------------------------------------------
+
+STARTTLS = step("STARTTLS", "STARTTLS")
+TLS = Step.tls("mx.example.test")
+
+
+def in_batch(batch: int, *steps: Step) -> tuple[Step, ...]:
+    return tuple(s._replace(batch=batch) for s in steps)
+
+
+def test_an_upgrade_stays_with_its_starttls_and_a_batch_is_split():
+    batch = in_batch(1, MAIL, RCPT, DATA)
+    assert units_of([EHLO, STARTTLS, TLS, *batch, MESSAGE]) == [
+        (EHLO,), (STARTTLS, TLS), batch[:1], batch[1:2], (batch[2], MESSAGE)]
+
+
+def test_a_session_with_tls_and_a_batch_is_cut_down_to_what_the_finding_needs(tmp_path):
+    # Over TLS, the server answers every batch short: the finding needs the upgrade and a
+    # batch of two, whose last command goes unanswered.
+    certificates = Certificates(tmp_path)
+    script = Script("seed", "command_answered", (
+        EHLO, NOOP, STARTTLS, TLS, EHLO, HELP, *in_batch(1, MAIL, RCPT, NOOP)))
+    missing = FindingKey("command_answered", "MUST", "NOOP", 0)
+    server_script = starttls_server(certificates.server_context(), batch_fault="short")
+    with ScriptedServer(server_script) as server:
+        result = minimise(script, server.address, timeout=TIMEOUT, key=missing)
+    assert result is not None
+    steps = result.script.steps
+    assert steps[:2] == (STARTTLS, TLS)
+    assert len(steps) == 4
+    assert steps[-1] == NOOP._replace(batch=1)
+    assert steps[2].batch == 1  # still one write: a batch of two
+    assert result.finding.key == missing
+    assert result.finding.session == steps

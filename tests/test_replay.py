@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,21 @@ import pytest
 from conformance.client import ServerAddress
 from conformance.commands import Command, Step
 from conformance.grading import FindingKey
-from conformance.replay import Script, file_name, load, printf_reproducer, replay, save, script_of
+from conformance.replay import (
+    Script,
+    file_name,
+    load,
+    printf_reproducer,
+    replay,
+    save,
+    script_of,
+    writes_of,
+)
 from conformance.session import CheckedSession
 from conformance.tables import get_profile
 from tests.fault_server import FAULTS, FaultServer
 from tests.scripted_server import ScriptedServer, read_line
+from tests.tls_server import SERVER_NAME, Certificates, starttls_server
 
 # Fail-fast: the first failing finding is the one to save and replay here.
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5",
@@ -279,3 +290,82 @@ def test_replay_that_does_not_reproduce_says_pass_in_its_verdict_line(tmp_path):
         replayed = replay_cli(path, str(server.address), "--strict")
     assert replayed.returncode == 0
     assert replayed.stdout.splitlines()[-1].startswith("verdict: PASS  did not reproduce")
+
+
+# --- batches and TLS upgrades ----------------------------------------------------------------
+
+EHLO_STEP = Step("EHLO", b"EHLO client.example.test\r\n")
+STARTTLS_STEP = Step("STARTTLS", b"STARTTLS\r\n")
+TLS_STEP = Step.tls("mx.example.test")
+
+
+def batched(*steps: Step, batch: int) -> tuple[Step, ...]:
+    return tuple(step._replace(batch=batch) for step in steps)
+
+
+def test_writes_are_batches_upgrades_with_their_starttls_and_single_steps():
+    first, second = batched(*TRANSACTION[:2], batch=1), batched(*TRANSACTION[:2], batch=2)
+    steps = (EHLO_STEP, *first, *second, STARTTLS_STEP, TLS_STEP, EHLO_STEP, STARTTLS_STEP,
+             EHLO_STEP)
+    assert writes_of(steps) == [(EHLO_STEP,), first, second, (STARTTLS_STEP, TLS_STEP),
+                                (EHLO_STEP,), (STARTTLS_STEP,), (EHLO_STEP,)]
+
+
+def test_a_session_with_batches_and_tls_round_trips_as_format_2(tmp_path):
+    steps = (EHLO_STEP, STARTTLS_STEP, TLS_STEP, *batched(*TRANSACTION, batch=1))
+    path = tmp_path / "new.json"
+    save(Script("seed", "command_answered", steps), path)
+    assert json.loads(path.read_text())["format"] == 2
+    assert load(path).steps == steps
+    plain = tmp_path / "plain.json"
+    save(Script("seed", "command_answered", (EHLO_STEP,)), plain)
+    assert json.loads(plain.read_text())["format"] == 1  # what an older tool can replay
+
+
+def test_a_replay_file_of_the_first_format_still_loads(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"format": 1, "profile": "seed", "check": "x", "steps": [
+        {"group": "NOOP", "data": "NOOP\r\n"},
+        {"group": "unrecognised", "data": "x\r\n", "valid": False}]}))
+    assert load(path).steps == (Step("NOOP", b"NOOP\r\n"),
+                                Step("unrecognised", b"x\r\n", False, 0))
+
+
+def test_the_printf_reproducer_stops_at_starttls():
+    line = printf_reproducer((EHLO_STEP, STARTTLS_STEP, TLS_STEP, EHLO_STEP),
+                             ServerAddress("127.0.0.1", 2525))
+    assert line == ("printf 'EHLO client.example.test\\r\\nSTARTTLS\\r\\n' | nc -w 5 127.0.0.1 "
+                    "2525  # then TLS, which nc cannot do: replay the file instead")
+
+
+def test_replaying_a_session_with_a_tls_upgrade_and_a_batch_sends_the_same_writes(tmp_path):
+    certificates = Certificates(tmp_path)
+    seen: deque[bytes] = deque()
+    script = starttls_server(certificates.server_context(), batch_fault="short", seen=seen)
+    missing = FindingKey("command_answered", "MUST", "NOOP", 0)
+    with ScriptedServer(script) as server:
+        session = CheckedSession(server.address, get_profile("seed"), timeout=0.5,
+                                 hang_wait=0.0)
+        session.connect()
+        session.send(Command.of("EHLO client.example.test"))
+        assert session.starttls(certificates.client_context(), SERVER_NAME) is not None
+        session.send(Command.of("EHLO client.example.test"))
+        session.send_batch([Command.of("MAIL FROM:<a@example.test>"),
+                            Command.of("RCPT TO:<b@example.test>"), Command.of("NOOP")])
+        session.close()
+        recorded = list(seen)
+        seen.clear()
+        finding = session.record.findings[missing]
+        path = tmp_path / "tls.json"
+        save(script_of(finding), path)
+        replayed = replay(load(path), server.address, timeout=0.5, hang_wait=0.0)
+        assert list(seen) == recorded
+    assert recorded[-1] == b"MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nNOOP\r\n"
+    assert [step.group for step in finding.session] == [
+        "EHLO", "STARTTLS", "tls upgrade", "EHLO", "MAIL", "RCPT", "NOOP"]
+    assert [step.batch for step in finding.session] == [0, 0, 0, 0, 1, 1, 1]
+    first = replayed.first()
+    assert first is not None
+    assert first.key == missing
+    assert first.session == finding.session
+    assert "*  TLS upgrade: TLS" in "\n".join(first.transcript)
