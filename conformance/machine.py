@@ -1,9 +1,11 @@
 """The Hypothesis state machine: strategies choose commands, the checked session runs them.
 
-Findings are recorded, never raised, so one run explores its whole budget and reports every
-deviation it meets. No rule has a precondition: what Hypothesis draws never depends on the
-server's answers (a step reconnects by itself when the last session ended), so its replays
-cannot break on a server that answers differently from one session to the next.
+The rules come from the vocabulary: one per seed verb, one for raw lines, two for whole
+transactions. Findings are recorded, never raised, so one run explores its whole budget and
+reports every deviation it meets. No rule has a precondition, and how much Hypothesis draws
+never depends on the server's answers or the run so far (a step reconnects by itself when the
+last session ended): what the run has seen only steers where a drawn command goes (see
+``_send_somewhere``), so that every (state, verb) cell is reached early in every run.
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ def _either(verb: str, valid: st.SearchStrategy[Command] | None = None,
 
 
 def _sends(name: str, commands: st.SearchStrategy[Command]) -> Callable[..., None]:
-    """A rule named ``name`` that sends one command drawn from ``commands``, in the state it
-    finds or in one the run has sent that command's verb in least (``where`` decides)."""
+    """A rule named ``name`` that sends one command drawn from ``commands``, where the session
+    is or in the cell the run has seen least (``where`` decides; see ``_send_somewhere``)."""
     def send(self: SMTPConformance, command: Command, where: int) -> None:
         self._send_somewhere(command, None, where)
     send.__name__ = send.__qualname__ = name  # Hypothesis prints steps by this name
