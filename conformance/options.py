@@ -8,7 +8,6 @@ what it found; the seed a run uses is chosen here too.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,8 +143,9 @@ def _servers(text: str | None) -> tuple[ServerAddress, ...]:
     """Every server given, in order; none: the embedded reference server."""
     if text is None:
         return ()
-    parts = re.split(r"[,\s]+", text.strip())
-    if not text.strip() or "" in parts:
+    chunks = text.split(",")
+    parts = [part for chunk in chunks for part in chunk.split()]
+    if any(not chunk.strip() for chunk in chunks):
         raise UsageError("--server was given an empty value (is the variable behind it set?); "
                          "leave it out to test the embedded reference server")
     servers = tuple(ServerAddress.parse(part) for part in parts)

@@ -150,6 +150,9 @@ class Run:
         exploring share of the budget are spent. The server going away ends it (an error in
         the record, ``unreachable``)."""
         s = self.settings
+        if s.shards > 1:
+            self.record.remark(f"shard {s.shard + 1} of {s.shards}: hypothesis-seed {s.seed}, "
+                               f"{s.examples} examples")
         try:
             self.replay_saved()
         except (TargetLost, TargetUnreachable) as lost:
