@@ -18,7 +18,7 @@ import pytest
 
 from conformance import options, outputs
 from conformance.client import ServerAddress, SMTPClient
-from conformance.errors import EXIT_UNREACHABLE, UsageError
+from conformance.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
 from conformance.failures import RunFailed, failure_text
 from conformance.machine import SMTPConformance, configure
 from conformance.options import OPTIONS, Option
@@ -153,10 +153,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     """Failing findings read as findings, not as our traceback; the item's record travels
     on its report (to the xdist controller, too)."""
     report = yield
+    error = call.excinfo.value if call.excinfo is not None else None
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if isinstance(error, TargetUnreachable) and "smtp_server_address" in params:
+        # One of several servers is out of reach: its tests error, its run says why.
+        report.longrepr = f"smtp-conformance: {error}"
+        report.smtp_conformance = RunRecord(  # type: ignore[attr-defined]
+            errors=[RunError(str(error), unreachable=True)]).to_json()
+        report.smtp_target = str(params["smtp_server_address"])  # type: ignore[attr-defined]
+        return report
     record = item.stash.get(RECORD_KEY, None)
     if record is None or call.when == "setup":
         return report
-    error = call.excinfo.value if call.excinfo is not None else None
     if isinstance(error, RunFailed):
         report.longrepr = failure_text(error)  # type: ignore[assignment]
         item.user_properties += outputs.junit_properties(error)
@@ -223,12 +231,12 @@ def smtp_server_address(request: pytest.FixtureRequest, smtp_config: RunSettings
             yield embedded.address
         return
     if gone := unreachable(server, smtp_config.timeout):
+        if len(smtp_config.servers) > 1:
+            raise TargetUnreachable(gone)  # this server's tests error; the others go on
         # In the run's record too, so the JSON report says why nothing was tested.
         request.config.stash[RUNS_KEY].add(str(server), RunRecord(
             errors=[RunError(gone, unreachable=True)]))
-        if len(smtp_config.servers) == 1:
-            pytest.exit(f"smtp-conformance: {gone}", returncode=EXIT_UNREACHABLE)
-        pytest.fail(f"smtp-conformance: {gone}", pytrace=False)
+        pytest.exit(f"smtp-conformance: {gone}", returncode=EXIT_UNREACHABLE)
     yield server
 
 

@@ -4,6 +4,7 @@ workers, and an example database shared between runs."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from conformance import example_db
+from conformance.errors import EXIT_UNREACHABLE
 from conformance.reference_server import ReferenceServer
 from conformance.report import SCHEMA_PATH
 from conformance.tables import PROFILES
@@ -81,6 +83,25 @@ def test_one_server_keeps_the_report_of_one_run(pytester):
     report = report_of(pytester)
     assert "runs" not in report
     assert report["target"] == str(server.address)
+
+
+@pytest.mark.parametrize("xdist", [[], ["-p", "xdist", "-n", "2"]], ids=["serial", "xdist"])
+def test_a_server_out_of_reach_among_several_errors_alone_and_exits_6(pytester, xdist):
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    with FaultServer() as server:
+        result = pytester.runpytest_subprocess(
+            *SUITE, f"--server=127.0.0.1:{port}", f"--server={server.address}",
+            "--smtp-examples=3", *xdist, f"--smtp-report={pytester.path / 'report.json'}")
+    assert result.ret == EXIT_UNREACHABLE
+    result.stdout.fnmatch_lines([f"*smtp-conformance: cannot connect to 127.0.0.1:{port}*"])
+    assert "Traceback" not in result.stdout.str()
+    result.assert_outcomes(passed=1, errors=1)
+    runs = {run["target"]: run for run in report_of(pytester)["runs"]}
+    assert (runs[f"127.0.0.1:{port}"]["verdict"], runs[f"127.0.0.1:{port}"]["exit_status"]) \
+        == ("INCOMPLETE", EXIT_UNREACHABLE)
+    assert (runs[str(server.address)]["verdict"], runs[str(server.address)]["exit_status"]) \
+        == ("PASS", 0)
 
 
 @pytest.mark.parametrize(("option", "message"), [
