@@ -115,12 +115,14 @@ def run_one(target: Target, profile: str, *, examples: int, seed: int, timeout: 
                 pass  # a survey fails nothing: what stopped the run is in the record
             except Exception as error:  # a bug of ours: this run has no verdict, the rest go on
                 said = f"the run stopped: {type(error).__name__}: {error}"
-    status = runner.exit_status(record, settings.policy) if not said else 1
     name = runner.target_name(target.server)
+    if said:
+        return Run(name, str(seed), examples, None, ERROR, said)
+    status = runner.exit_status(record, settings.policy)
     data = document(record, RunInfo(name, settings.profile, False, str(seed), examples,
                                     settings.steps, started, datetime.now(UTC), status,
-                                    survey=True)) if not said else None
-    verdict, reason = judge(status, data, said)
+                                    survey=True))
+    verdict, reason = judge(status, data, "")
     return Run(name, str(seed), examples, data, verdict, reason)
 
 
