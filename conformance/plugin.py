@@ -172,8 +172,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         line = stopped(error, record, item.stash[ADDRESS_KEY], settings_of(item.config).timeout)
         if line is not None:
             report.longrepr = line
-    if unreachable_error := next((e for e in record.errors if e.unreachable), None):
-        item.session.shouldstop = unreachable_error.message  # nothing after can reach it
+    gone = next((e for e in record.errors if e.unreachable), None)
+    if gone is not None and len(settings_of(item.config).servers) <= 1:
+        item.session.shouldstop = gone.message  # nothing after can reach it (other servers can)
     # The record travels once, when it is complete: after the call, or for a test's own run
     # (smtp_state_machine) after the teardown that settles its findings.
     if call.when == ("teardown" if item.stash.get(SETTLES_AT_TEARDOWN, False) else "call"):
