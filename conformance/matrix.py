@@ -3,8 +3,9 @@
     python -m conformance matrix --target NAME=HOST:PORT [--target reference=embedded] \\
         [--profile seed --profile rfc5321] [--examples N] [--seed N] --out DIR
 
-Each (server, profile) is one pytest run of the suite in survey mode (nothing stops at the
-first failure, every deviation is recorded) with a JSON report. From the reports it writes
+Each (server, profile) is one run of the engine (conformance.runner, no pytest) in survey
+mode (nothing stops at the first failure, every deviation is recorded), read as its JSON
+report. From the reports it writes
 ``DIR/matrix.json`` and ``DIR/matrix.md`` (check x server/profile -> verdict and count) and one
 transcript per finding under ``DIR/transcripts/``. The Markdown is rendered from the JSON
 alone (``render_markdown``), so the two always agree.
@@ -20,18 +21,24 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from conformance import runner
 from conformance.checks import CHECKS
 from conformance.client import ServerAddress
 from conformance.errors import EXIT_UNREACHABLE, UsageError
+from conformance.failures import RunFailed
 from conformance.levels import Verdict
-from conformance.tables import PROFILES
+from conformance.record import RunError, RunRecord
+from conformance.reference_server import ReferenceServer
+from conformance.report import RunInfo, document
+from conformance.tables import PROFILES, get_profile
 from conformance.vocabulary import GREETING
 
 MATRIX_FORMAT = 1
@@ -90,26 +97,44 @@ class Run:
 
 def run_one(target: Target, profile: str, *, examples: int, seed: int, timeout: float,
             deliver: bool, rcpt_domain: str | None, work: Path) -> Run:
-    """One survey run of the suite, judged by its exit status and its JSON report."""
-    report = work / f"{target.name}-{profile}.json"
-    argv = [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-q",
-            "-p", "no:cacheprovider", f"--smtp-profile={profile}",
-            f"--smtp-examples={examples}", f"--hypothesis-seed={seed}",
-            f"--smtp-timeout={timeout:g}", f"--smtp-report={report}",
-            f"--smtp-baseline-write={work / 'survey.json'}"]
-    if target.server is not None:
-        argv.append(f"--server={target.server}")
-    if deliver:
-        argv.append("--smtp-deliver")
-    if rcpt_domain:
-        argv.append(f"--smtp-rcpt-domain={rcpt_domain}")
-    report.unlink(missing_ok=True)
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=work, timeout=3600,
-                          check=False)
-    data = read_report(report)
-    status, reason = judge(done.returncode, data, done.stdout + done.stderr)
-    server = str(target.server) if target.server else "embedded reference server"
-    return Run(server, str(seed), examples, data, status, reason)
+    """One survey run of the engine, judged by its exit status and its report."""
+    settings = runner.RunSettings(
+        target.server, get_profile(profile), timeout, examples, runner.BUDGETS["fast"][1],
+        str(examples), deliver=deliver, rcpt_domain=rcpt_domain, seed=str(seed), survey=True,
+        failures_dir=work / f"{target.name}-{profile}")
+    record = RunRecord()
+    started = datetime.now(UTC)
+    said = ""
+    with _serving(target.server, settings) as address:
+        if gone := runner.unreachable(address, timeout):
+            record.errors.append(RunError(gone, unreachable=True))
+        else:
+            try:
+                runner.run(settings, address, record, work / f"{target.name}-{profile}")
+            except RunFailed:
+                pass  # a survey fails nothing: what stopped the run is in the record
+            except Exception as error:  # a bug of ours: this run has no verdict, the rest go on
+                said = f"the run stopped: {type(error).__name__}: {error}"
+    name = runner.target_name(target.server)
+    if said:
+        return Run(name, str(seed), examples, None, ERROR, said)
+    status = runner.exit_status(record, settings.policy)
+    data = document(record, RunInfo(name, settings.profile, False, str(seed), examples,
+                                    settings.steps, started, datetime.now(UTC), status,
+                                    survey=True))
+    verdict, reason = judge(status, data, "")
+    return Run(name, str(seed), examples, data, verdict, reason)
+
+
+@contextmanager
+def _serving(server: ServerAddress | None, settings: runner.RunSettings
+             ) -> Iterator[ServerAddress]:
+    """The server's address; for the embedded one (None), started for the run."""
+    if server is not None:
+        yield server
+        return
+    with ReferenceServer(profile=settings.profile) as embedded:
+        yield embedded.address
 
 
 def read_report(path: Path) -> dict[str, Any] | None:

@@ -173,3 +173,31 @@ def records_for(findings: Sequence[Finding], exchange: Exchange, transcript: str
     return [FindingRecord.of([f, *(o for o in findings if o is not f)], exchange, transcript,
                              policy.verdict(f, exchange), steps) for f in findings]
 
+
+
+@dataclass
+class Runs:
+    """The records of one pytest session's runs, one per target, each merged from its tests'
+    records (its shards, under pytest-xdist its workers'); ``coverage`` sums them all."""
+
+    by_target: dict[str, RunRecord] = field(default_factory=dict)
+    coverage: Coverage = field(default_factory=Counter)
+
+    def add(self, target: str, record: RunRecord) -> None:
+        self.by_target.setdefault(target, RunRecord()).merge(record)
+        self.coverage.update(record.coverage)
+
+    def ran(self) -> bool:
+        """Whether any run recorded anything (else the suite did not run)."""
+        return any(r.coverage or r.findings or r.errors for r in self.by_target.values())
+
+    def ordered(self, targets: Sequence[str]) -> list[tuple[str, RunRecord]]:
+        """The records in the order of ``targets`` (any other after them)."""
+        rank = {target: n for n, target in enumerate(targets)}
+        return sorted(self.by_target.items(), key=lambda item: rank.get(item[0], len(rank)))
+
+    def combined(self) -> RunRecord:
+        record = RunRecord()
+        for each in self.by_target.values():
+            record.merge(each)
+        return record

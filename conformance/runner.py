@@ -3,11 +3,14 @@ each failing finding its shortest session, and say what the run found. No pytest
 
 Blame is decided here too: the server's deviations are findings; a server that went away or
 a spent budget ends exploring with what was found so far; anything else is a bug of ours.
+A run replays the sessions its example database kept (``--smtp-example-db``) before
+exploring, and keeps the shortest session of each failing finding there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,11 +18,18 @@ from datetime import date
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.errors import FlakyStrategyDefinition
 
-from conformance import replay
+from conformance import example_db, replay
 from conformance.baseline import Baseline
 from conformance.client import ServerAddress, SMTPClient
-from conformance.errors import ConformanceError, StopRun, TargetLost, TargetUnreachable
+from conformance.errors import (
+    EXIT_UNREACHABLE,
+    ConformanceError,
+    StopRun,
+    TargetLost,
+    TargetUnreachable,
+)
 from conformance.failures import RunFailed
 from conformance.grading import Policy
 from conformance.levels import Verdict
@@ -36,6 +46,7 @@ SECONDS_PER_EXAMPLE = 2  # the default time budget: this much per example, at le
 EXPLORE_SHARE = 0.8  # of the budget; the rest is for minimising the failing findings
 MINIMISE_SECONDS = 30.0  # at most, per finding
 MINIMISE_REPLAYS = 50
+EMBEDDED = "embedded reference server"  # the target's name when no server was given
 
 
 def default_budget(examples: int) -> float:
@@ -62,6 +73,28 @@ class RunSettings:
     baseline_write: Path | None = None
     failures_dir: Path | None = None
     today: date = field(default_factory=date.today)
+    servers: tuple[ServerAddress, ...] = ()  # every server given (``server`` is the first)
+    shards: int = 1  # tests each server's run is split into, each with its share of examples
+    shard: int = 0  # which of them this run is
+    example_db: str | None = None  # a directory or a redis:// URL; None: no example database
+    survey: bool = False  # nothing fails (as with ``baseline_write``)
+
+    @property
+    def targets(self) -> tuple[ServerAddress | None, ...]:
+        """One run per target: each server given, or the embedded reference server (None)."""
+        return self.servers or (None,)
+
+    def for_run(self, server: ServerAddress | None, shard: int = 0) -> RunSettings:
+        """The settings of one run: against ``server`` (None: embedded), and, when the run is
+        split into shards, of shard ``shard``: its share of the examples (and of the default
+        time budget) and a seed of its own, so shards do not repeat each other's sessions."""
+        one = dataclasses.replace(self, server=server, servers=() if server is None
+                                  else (server,), shard=shard)
+        if self.shards == 1:
+            return one
+        seed = str((int(self.seed) + shard) % 2**32) if self.seed.isdigit() else self.seed
+        return dataclasses.replace(one, examples=math.ceil(self.examples / self.shards),
+                                   seed=seed)
 
     @property
     def time_budget(self) -> float:
@@ -76,7 +109,8 @@ class RunSettings:
     @property
     def policy(self) -> Policy:
         known = self.baseline.known(self.today) if self.baseline else frozenset()
-        return Policy(strict=self.strict, known=known, survey=self.baseline_write is not None)
+        return Policy(strict=self.strict, known=known,
+                      survey=self.survey or self.baseline_write is not None)
 
     def hypothesis_settings(self) -> settings:
         return settings(
@@ -111,10 +145,18 @@ class Run:
         return self.started + self.settings.time_budget
 
     def explore(self) -> None:
-        """Hypothesis's sessions against the server, until the examples or the exploring
-        share of the budget are spent. The server going away ends it (an error in the
-        record, ``unreachable``)."""
+        """The example database's sessions, then Hypothesis's, until the examples or the
+        exploring share of the budget are spent. The server going away ends it (an error in
+        the record, ``unreachable``)."""
         s = self.settings
+        if s.shards > 1:
+            self.record.remark(f"shard {s.shard + 1} of {s.shards}: hypothesis-seed {s.seed}, "
+                               f"{s.examples} examples")
+        try:
+            self.replay_saved()
+        except (TargetLost, TargetUnreachable) as lost:
+            self._lost(lost)
+            return
         machine = configure(
             self.address, s.profile, timeout=s.timeout, policy=s.policy, record=self.record,
             deliver=s.delivers, rcpt_domain=s.rcpt_domain, rate=s.rate, fail_fast=s.fail_fast,
@@ -127,9 +169,37 @@ class Run:
             self.record.remark(f"{stop} after {sessions} session(s); the findings so far are "
                                f"reported")
         except TargetLost as lost:
-            self.record.errors.append(RunError(
-                f"the server stopped accepting connections during the run: {lost}",
-                unreachable=True))
+            self._lost(lost)
+
+    def _lost(self, lost: BaseException) -> None:
+        self.record.errors.append(RunError(
+            f"the server stopped accepting connections during the run: {lost}",
+            unreachable=True))
+
+    def replay_saved(self) -> None:
+        """Replay the sessions the example database kept for this profile (by the first
+        shard only), each graded as the run grades: what they show again is a finding of
+        this run; one that shows nothing any more is dropped from the database."""
+        s = self.settings
+        if s.example_db is None or s.shard:
+            return
+        db = example_db.open_db(s.example_db)
+        scripts = example_db.saved(db, s.profile.name)
+        shown = 0
+        for script in scripts:
+            if self.clock() > self.started + s.time_budget * EXPLORE_SHARE:
+                break
+            replayed = replay.replay(script, self.address, timeout=s.timeout,
+                                     profile=s.profile, pacer=Pacer(s.rate),
+                                     deliver=s.delivers, policy=s.policy)
+            if not replayed.findings:
+                example_db.forget(db, script)
+            shown += bool(replayed.findings)
+            for finding in replayed.findings:
+                self.record.note(finding)
+        if scripts:
+            self.record.remark(f"example database {s.example_db}: {len(scripts)} saved "
+                               f"session(s) replayed first, {shown} showed a finding again")
 
     def finish(self) -> list[FindingRecord]:
         """Settle the findings: drop per-run findings the run refuted, give each failing
@@ -165,7 +235,10 @@ class Run:
 
     def _saved(self, finding: FindingRecord) -> FindingRecord:
         path = self.failures_dir / replay.file_name(finding.key)
-        replay.save(replay.script_of(finding), path)
+        script = replay.script_of(finding)
+        replay.save(script, path)
+        if self.settings.example_db is not None:
+            example_db.keep(example_db.open_db(self.settings.example_db), script)
         return dataclasses.replace(finding, replay=str(path))
 
 
@@ -192,6 +265,39 @@ def run(settings: RunSettings, address: ServerAddress, record: RunRecord,
     if failing or record.errors:
         raise RunFailed(failing, [replay_hint(f, address) for f in failing],
                         [error.message for error in record.errors])
+
+
+def target_name(server: ServerAddress | None) -> str:
+    return EMBEDDED if server is None else str(server)
+
+
+def stopped(error: BaseException, record: RunRecord, address: ServerAddress, timeout: float
+            ) -> str | None:
+    """Blame for what stopped a run that was not a finding, put in its record: the server
+    went away, or answered the same session differently from one replay to the next (the
+    one line to show, no traceback); else a bug of ours (None: its traceback stays)."""
+    if isinstance(error, TargetLost | TargetUnreachable | FlakyStrategyDefinition):
+        if gone := unreachable(address, timeout):
+            record.errors.append(RunError(
+                f"the server stopped accepting connections during the run: {gone}",
+                unreachable=True))
+        else:
+            record.errors.append(RunError(
+                "the server answered the same commands differently from one session to the "
+                f"next, so the sessions could not be replayed ({type(error).__name__})"))
+        return f"smtp-conformance: {record.errors[-1].message}"
+    first_line = (str(error).splitlines() or [""])[0]
+    record.errors.append(RunError(f"the suite stopped: {type(error).__name__}: {first_line}"))
+    return None
+
+
+def exit_status(record: RunRecord, policy: Policy) -> int:
+    """The exit status of one run by its record: EXIT_UNREACHABLE if the server could not be
+    reached, 1 if a finding fails it or it did not finish, else 0."""
+    if any(error.unreachable for error in record.errors):
+        return EXIT_UNREACHABLE
+    failing = any(policy.fails(Verdict(f.verdict)) for f in record.findings.values())
+    return 1 if failing or record.errors else 0
 
 
 def unreachable(address: ServerAddress, timeout: float) -> str | None:

@@ -1,0 +1,209 @@
+"""The suite's options as one table (command line, environment, ini), and the one function that
+turns their values into ``RunSettings``, raising a one-line ``UsageError`` for a bad value.
+
+No pytest here: the plugin looks each option up (command line > environment > ini) and passes
+what it found; the seed a run uses is chosen here too.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from conformance import example_db, grammar
+from conformance.baseline import load as load_baseline
+from conformance.client import ServerAddress
+from conformance.errors import UsageError
+from conformance.paths import check_writable_dir, check_writable_file
+from conformance.runner import BUDGETS, RunSettings
+from conformance.tables import DEFAULT_PROFILE, PROFILES, get_profile
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # command-line flag
+    ini: str
+    env: str
+    default: str
+    help: str
+    flag: bool = False  # takes no value on the command line; "true"/"false" elsewhere
+    repeatable: bool = False  # given several times on the command line; else comma-separated
+
+
+OPTIONS = (
+    Option("--server", "smtp_server", "SMTP_CONFORMANCE_SERVER", "",
+           "SMTP server to test, HOST[:PORT] (port 25 by default; IPv6 as [::1]:2525); give it "
+           "several times (or comma-separated) to test several servers, one test each. "
+           "Without it, an embedded reference server (aiosmtpd) is started on 127.0.0.1.",
+           repeatable=True),
+    Option("--smtp-profile", "smtp_profile", "SMTP_CONFORMANCE_PROFILE", DEFAULT_PROFILE,
+           f"documented reply codes to check against: {', '.join(PROFILES)} "
+           f"(default {DEFAULT_PROFILE})"),
+    Option("--smtp-timeout", "smtp_timeout", "SMTP_CONFORMANCE_TIMEOUT", "5",
+           "seconds to wait for each reply (default 5); a reply later than this is a SHOULD "
+           "finding, none within 6 times this a MUST finding"),
+    Option("--smtp-examples", "smtp_examples", "SMTP_CONFORMANCE_EXAMPLES", "fast",
+           "example budget: 'fast' (60 sessions, CI), 'thorough' (1000), or a number"),
+    Option("--smtp-budget", "smtp_budget", "SMTP_CONFORMANCE_BUDGET", "",
+           "seconds the whole run may take, minimising included (default: 2 per example, at "
+           "least 60); when spent, the findings so far are reported"),
+    Option("--smtp-fail-fast", "smtp_fail_fast", "SMTP_CONFORMANCE_FAIL_FAST", "false",
+           "stop exploring at the first failing finding (default: explore the whole budget "
+           "and report every deviation)", flag=True),
+    Option("--smtp-strict", "smtp_strict", "SMTP_CONFORMANCE_STRICT", "false",
+           "fail on SHOULD findings (WARN) too, not only on MUST findings", flag=True),
+    Option("--smtp-deliver", "smtp_deliver", "SMTP_CONFORMANCE_DELIVER", "false",
+           "complete messages (send the final <CRLF>.<CRLF>); without it a message is never "
+           "completed and nothing is delivered (always on for the embedded server)", flag=True),
+    Option("--smtp-rcpt-domain", "smtp_rcpt_domain", "SMTP_CONFORMANCE_RCPT_DOMAIN", "",
+           "domain of every generated recipient (default: names reserved for testing, "
+           "RFC 2606: example.test, example.com, ...)"),
+    Option("--smtp-rate", "smtp_rate", "SMTP_CONFORMANCE_RATE", "",
+           "at most this many commands (and connections) per second, for production servers "
+           "(default: no limit)"),
+    Option("--smtp-shards", "smtp_shards", "SMTP_CONFORMANCE_SHARDS", "1",
+           "split each server's run into this many tests, each with its share of the examples "
+           "and a seed of its own, so pytest-xdist workers (-n) share the load; 'auto': one "
+           "per xdist worker (default 1)"),
+    Option("--smtp-example-db", "smtp_example_db", "SMTP_CONFORMANCE_EXAMPLE_DB", "",
+           "directory (or redis://HOST:PORT) where the shortest session of each failing "
+           "finding is kept; a run replays the saved ones first (default: none)"),
+    Option("--smtp-report", "smtp_report", "SMTP_CONFORMANCE_REPORT", "",
+           "write a JSON report of the run to this path (schema: conformance/report.schema.json)"),
+    Option("--smtp-failures-dir", "smtp_failures_dir", "SMTP_CONFORMANCE_FAILURES_DIR", "",
+           "where failing sessions are saved for replay (default: .smtp-conformance/failures "
+           "under the rootdir)"),
+    Option("--smtp-baseline", "smtp_baseline", "SMTP_CONFORMANCE_BASELINE", "",
+           "JSON file of accepted deviations: they are reported as KNOWN and never fail"),
+    Option("--smtp-baseline-write", "smtp_baseline_write", "SMTP_CONFORMANCE_BASELINE_WRITE", "",
+           "survey mode: fail nothing, and write every finding of the run to this baseline file"),
+)
+SERVER = OPTIONS[0]
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+MAX_SHARDS = 256
+
+
+def choose_seed(given: str | None = None, inherited: str | None = None) -> str:
+    """``given`` (--hypothesis-seed) if any; else ``inherited`` (the seed a pytest-xdist
+    controller chose for its workers); else a new one."""
+    if given is not None:
+        return given
+    if inherited is not None:
+        return inherited
+    return str(random.SystemRandom().randrange(2**32))
+
+
+def parse(given: Callable[[Option], str | None], *, seed: str, workers: int = 1,
+          failures_dir: Path | None = None) -> RunSettings:
+    """The run's settings from each option's value (None: not given, so its default).
+    ``workers``: pytest-xdist's worker count (for ``--smtp-shards=auto``); ``failures_dir``:
+    where failing sessions go when ``--smtp-failures-dir`` is not given.
+    Any bad value raises a one-line ``UsageError``."""
+    values = {o.ini: o.default if (v := given(o)) is None else v for o in OPTIONS}
+    servers = _servers(given(SERVER))
+    profile = get_profile(values["smtp_profile"])
+    timeout = _seconds(values, "smtp_timeout", upper=3600)
+    budget = values["smtp_examples"]
+    if budget in BUDGETS:
+        examples, steps = BUDGETS[budget]
+    elif budget.isdigit() and int(budget) > 0:
+        examples, steps = int(budget), BUDGETS["fast"][1]
+    else:
+        raise UsageError(f"--smtp-examples must be fast, thorough or a positive number, "
+                         f"got {budget!r}")
+    seconds = _seconds(values, "smtp_budget", upper=7 * 86400) if values["smtp_budget"] else 0.0
+    rcpt_domain = values["smtp_rcpt_domain"] or None
+    if rcpt_domain is not None and not grammar.is_domain(rcpt_domain):
+        raise UsageError(f"--smtp-rcpt-domain must be a domain name (RFC 5321 §4.1.2), "
+                         f"got {rcpt_domain!r}")
+    report = _path(values["smtp_report"])
+    baseline = load_baseline(Path(values["smtp_baseline"])) if values["smtp_baseline"] \
+        else None
+    baseline_write = _path(values["smtp_baseline_write"])
+    failures = _path(values["smtp_failures_dir"])
+    example_db = _example_db(values["smtp_example_db"])
+    for path, check, option in [(report, check_writable_file, "--smtp-report"),
+                                (baseline_write, check_writable_file, "--smtp-baseline-write"),
+                                (failures, check_writable_dir, "--smtp-failures-dir")]:
+        if path is not None:  # before the run, not after it
+            check(path, option)
+    return RunSettings(servers[0] if servers else None, profile, timeout, examples, steps,
+                       budget, seconds=seconds, strict=_flag(values, "smtp_strict"),
+                       deliver=_flag(values, "smtp_deliver"),
+                       fail_fast=_flag(values, "smtp_fail_fast"), rcpt_domain=rcpt_domain,
+                       rate=_rate(values["smtp_rate"]), report=report, seed=seed,
+                       baseline=baseline, baseline_write=baseline_write,
+                       failures_dir=failures or failures_dir, servers=servers,
+                       shards=_shards(values["smtp_shards"], workers), example_db=example_db)
+
+
+def _servers(text: str | None) -> tuple[ServerAddress, ...]:
+    """Every server given, in order; none: the embedded reference server."""
+    if text is None:
+        return ()
+    chunks = text.split(",")
+    parts = [part for chunk in chunks for part in chunk.split()]
+    if any(not chunk.strip() for chunk in chunks):
+        raise UsageError("--server was given an empty value (is the variable behind it set?); "
+                         "leave it out to test the embedded reference server")
+    servers = tuple(ServerAddress.parse(part) for part in parts)
+    if len(set(servers)) < len(servers):
+        raise UsageError(f"--server names the same server twice: {text.strip()!r}")
+    return servers
+
+
+def _path(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
+def _example_db(text: str) -> str | None:
+    if not text:
+        return None
+    if text.startswith(("redis://", "rediss://")):
+        example_db.open_db(text)  # a one-line error if Redis cannot be used
+        return text
+    check_writable_dir(Path(text), "--smtp-example-db")
+    return text
+
+
+def _shards(text: str, workers: int) -> int:
+    if text == "auto":
+        return max(1, workers)
+    if not text.isdigit() or not 0 < int(text) <= MAX_SHARDS:
+        raise UsageError(f"--smtp-shards must be auto or a number from 1 to {MAX_SHARDS}, "
+                         f"got {text!r}")
+    return int(text)
+
+
+def _seconds(values: dict[str, str], name: str, *, upper: float) -> float:
+    text = values[name]
+    try:
+        seconds = float(text)
+        if not 0 < seconds <= upper:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--{name.replace('_', '-')} must be seconds in (0, {upper:g}], "
+                         f"got {text!r}") from None
+    return seconds
+
+
+def _rate(text: str) -> float | None:
+    if not text:
+        return None
+    try:
+        rate = float(text)
+        if not 0 < rate <= 100_000:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--smtp-rate must be commands per second (a positive number), "
+                         f"got {text!r}") from None
+    return rate
+
+
+def _flag(values: dict[str, str], name: str) -> bool:
+    text = values[name].lower()
+    if text not in TRUE + FALSE:
+        raise UsageError(f"--{name.replace('_', '-')} must be true or false, got {text!r}")
+    return text in TRUE
