@@ -67,13 +67,16 @@ class EngineRun:
 def engine_run(address: ServerAddress, *, seed: int, profile: str = "seed",
                examples: str = "fast", timeout: float = 5.0, strict: bool = False,
                fail_fast: bool = False, budget: float = 0.0, finish: bool = False,
-               record: RunRecord | None = None) -> EngineRun:
+               deliver: bool = True, record: RunRecord | None = None) -> EngineRun:
     """One default-like run of the engine (conformance.runner) against ``address``:
     ``explore`` only unless ``finish`` (minimising the failing findings); ``record``: where
-    the findings go (a new one by default). The only place the benches call the engine."""
+    the findings go (a new one by default). Messages are completed (``deliver``), as they
+    are to the embedded server, and as the fault servers need to show the faults after a
+    message. The only place the benches call the engine."""
     count, steps = BUDGETS[examples]
     settings = RunSettings(address, get_profile(profile), timeout, count, steps, examples,
-                           seconds=budget, strict=strict, fail_fast=fail_fast, seed=str(seed))
+                           seconds=budget, strict=strict, deliver=deliver, fail_fast=fail_fast,
+                           seed=str(seed))
     record = record if record is not None else RunRecord()
     with tempfile.TemporaryDirectory(prefix="smtp-bench-") as failures:
         run = Run(settings, address, record, Path(failures))

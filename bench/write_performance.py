@@ -2,8 +2,10 @@
 
     python bench/write_performance.py [--results DIR] [--out PATH]
 
-Reads throughput.json, first_failure.json, cells.json, xdist_scaling.json and startup.json
-from ``--results`` (default bench/results/); a missing one is listed as not measured.
+Reads throughput.json (and throughput_process.json, throughput_gc_freeze.json),
+first_failure.json, cells.json, xdist_scaling.json and startup.json from ``--results``
+(default bench/results/); a missing one is listed as not measured. The analysis in
+bench/performance_notes.md is appended.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import RESULTS, ROOT
+
+NOTES = ROOT / "bench" / "performance_notes.md"
 
 COMMANDS = {
     "throughput": "python bench/throughput.py --rounds 7 --profile 15",
@@ -156,8 +160,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
-    parser.add_argument("--notes", type=Path,
-                        help="Markdown to append (what bounds the ratio, what was changed)")
+    parser.add_argument("--notes", type=Path, default=NOTES,
+                        help="Markdown to append: the analysis of the figures (default "
+                             "bench/performance_notes.md)")
     args = parser.parse_args()
     r = {name: load(args.results, name) for name in (
         "throughput", "throughput_process", "throughput_gc_freeze", "first_failure", "cells",
@@ -183,7 +188,7 @@ def main() -> None:
              *xdist(r["xdist_scaling"]),
              "## Start-up: `pytest` against a direct run", "", f"    {COMMANDS['startup']}", "",
              *startup(r["startup"])]
-    if args.notes is not None:
+    if args.notes.exists():
         lines += [args.notes.read_text().rstrip(), ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
