@@ -15,8 +15,8 @@ timeout times the hang factor (6): with the default 0.5 s here, 3 s; with the su
 from __future__ import annotations
 
 import argparse
+import math
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -63,6 +63,19 @@ def time_to_first_failure(server: FaultServer, seed: int, timeout: float
     return record.first_seen[first.key], first.check, run.seconds, run.error
 
 
+def spread(times: list[float | None]) -> tuple[float | None, float | None]:
+    """Median and worst, a run that found nothing counting as the slowest (None: never)."""
+    ordered = sorted(times, key=lambda t: math.inf if t is None else t)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        median = ordered[middle]
+    elif ordered[middle] is None or ordered[middle - 1] is None:
+        median = None
+    else:
+        median = (ordered[middle] + ordered[middle - 1]) / 2  # type: ignore[operator]
+    return median, ordered[-1] if ordered else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("faults", nargs="*", metavar="FAULT", help="default: every fault")
@@ -93,8 +106,7 @@ def main() -> None:
                              round(seconds, 3), "check": check, "run_seconds": round(total, 3),
                              "error": error})
         found = [t for t in times if t is not None]
-        median = statistics.median(found) if len(found) == len(times) else None
-        worst = max(found) if len(found) == len(times) else None
+        median, worst = spread(times)
         results[fault] = {"expected": DEFAULT_FAULTS[fault], "checks": sorted(checks),
                           "errors": sum(1 for run in runs if run["error"]),
                           "median": None if median is None else round(median, 3),

@@ -134,8 +134,9 @@ def xdist(data: dict[str, Any] | None) -> list[str]:
              "|---:|---:|---:|---:|---|"]
     lines += [f"| {r['workers']} | {r['seconds']:.2f} | {r['exchanges']:g} | "
               f"{r['per_second']:g} | {r['outcome']} |" for r in data["summary"]]
-    lines += ["", "It does not scale: the suite is one test item "
-              f"({data['items']}), so one worker runs the whole run and the others only add "
+    item = data["items"].removeprefix("1 (").removesuffix(")")
+    lines += ["", f"It does not scale: the suite is one test item (`{item}`), so one worker "
+              "runs the whole run and the others only add "
               "their start-up. Running several workers against one server needs a plugin "
               "change: collect the run as K items (`pytest_generate_tests` parametrising "
               "`test_server_conforms` over shards, K = the worker count, each shard with its "
