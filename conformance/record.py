@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from conformance.checks import CHECKS, Exchange, Finding
@@ -127,8 +127,8 @@ class RunRecord:
             self.findings[record.key] = record
             return
         shorter = record if len(record.transcript) < len(known.transcript) else known
-        self.findings[record.key] = FindingRecord(**{
-            **asdict(shorter), "occurrences": known.occurrences + record.occurrences})
+        self.findings[record.key] = replace(
+            shorter, occurrences=known.occurrences + record.occurrences)
 
     def merge(self, other: RunRecord) -> None:
         for record in other.findings.values():

@@ -24,6 +24,8 @@ class Entry:
 
 
 _NAMED = {0x5C: "\\\\", 0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t"}
+# Octets shown as they are: printable US-ASCII but the backslash (the escape character).
+_PLAIN = bytes(b for b in range(0x20, 0x7F) if b != 0x5C)
 # What a terminal would act on or hide: control characters (C0, DEL, C1), format characters
 # (such as a right-to-left override), and line and paragraph separators.
 _HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
@@ -32,6 +34,8 @@ _HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
 def escape_line(line: bytes) -> str:
     """One protocol line as readable text: CRLF dropped, anything unusual escaped."""
     body = line[:-2] if line.endswith(b"\r\n") else line
+    if not body.translate(None, _PLAIN):  # the usual line: nothing to escape
+        return body.decode("ascii")
     out = []
     for byte in body:
         if 0x20 <= byte < 0x7F and byte != 0x5C:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conformance.transcript import Transcript
+from conformance.transcript import Transcript, escape_line
 
 
 def test_renders_one_line_per_protocol_line_with_timestamps():
@@ -55,3 +55,12 @@ def test_oldest_entries_are_dropped_and_counted_past_the_bound():
     assert transcript.render(timestamps=False).splitlines() == [
         "... 2 earlier entries dropped", "C: NOOP 2", "C: NOOP 3", "C: NOOP 4",
     ]
+
+
+def test_each_octet_alone_shows_as_itself_only_when_printable_ascii_and_not_a_backslash():
+    shown = {"\\": "\\\\", "\r": "\\r", "\n": "\\n", "\t": "\\t"}
+    for octet in range(256):
+        char = chr(octet)
+        expected = char if 0x20 <= octet < 0x7F and char != "\\" else \
+            shown.get(char, f"\\x{octet:02x}")
+        assert escape_line(b"VRFY a" + bytes([octet]) + b"\r\n") == f"VRFY a{expected}"

@@ -1,0 +1,200 @@
+"""Write docs/performance.md from the benches' JSON results.
+
+    python bench/write_performance.py [--results DIR] [--out PATH]
+
+Reads throughput.json (and throughput_process.json, throughput_gc_freeze.json),
+first_failure.json, cells.json, xdist_scaling.json and startup.json from ``--results``
+(default bench/results/); a missing one is listed as not measured. The analysis in
+bench/performance_notes.md is appended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import RESULTS, ROOT
+
+NOTES = ROOT / "bench" / "performance_notes.md"
+
+COMMANDS = {
+    "throughput": "python bench/throughput.py --rounds 7 --profile 15",
+    "throughput_process": "python bench/throughput.py --rounds 7 --server-process "
+                          "--json bench/results/throughput_process.json",
+    "throughput_gc_freeze": "python bench/throughput.py --rounds 7 --gc-freeze "
+                            "--json bench/results/throughput_gc_freeze.json",
+    "first_failure": "python bench/first_failure.py --runs 5",
+    "cells": "python bench/cells.py --seeds 10",
+    "xdist_scaling": "python bench/xdist_scaling.py --rounds 3",
+    "startup": "python bench/startup.py --rounds 3",
+}
+
+
+def load(results: Path, name: str) -> dict[str, Any] | None:
+    path = results / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def machine_line(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    load = m.get("load_average")
+    return (f"{m['cpus']} CPUs, {m['implementation']} {m['python']}, {m['platform']}; "
+            f"{m['date']}" + (f"; load average {load[0]:g} when measured" if load else ""))
+
+
+def throughput(data: dict[str, Any] | None, title: str) -> list[str]:
+    if data is None:
+        return [f"### {title}", "", "Not measured.", ""]
+    lines = [f"### {title}", "", f"Server: {data['server']}. {machine_line(data)}.", "",
+             "| measure | per second |", "|---|---:|",
+             f"| bare-socket NOOP round trips | {data['noop_per_second']:,} |",
+             f"| the suite's sessions replayed on bare sockets (same bytes, no Hypothesis, "
+             f"parser or checks) | {data['replay_per_second']:,} |",
+             f"| the suite's exchanges (median of {data['rounds']} runs, seeds 0..) | "
+             f"{data['suite_per_second']:,} |",
+             f"| the suite, if only its I/O took time | {data['ceiling_per_second']:,} |",
+             "", f"**Ratio suite / NOOP: {data['ratio']:.3f}** (goal 0.5). The same sessions on "
+             f"bare sockets reach {data['replay_ratio']:.3f} of NOOP: that is what the server "
+             f"allows this mix of commands (a connection per session, EHLO, MAIL, messages)"
+             + (", so no client could reach 0.5 with it." if data["replay_ratio"] < 0.5 else
+                ".") + (f" {100 * data['gc_share']:.0f}% of the suite's time was in Python's "
+                        f"cyclic garbage collector (inside the layers below)."
+                        if "gc_share" in data else ""), "",
+             "Where the suite's time goes (timers around each layer, all runs):", "",
+             "| layer | share | µs per exchange |", "|---|---:|---:|"]
+    lines += [f"| {name} | {100 * part['share']:.1f}% | {part['us_per_exchange']:.0f} |"
+              for name, part in data["breakdown"].items()]
+    if data.get("profile"):
+        lines += ["", "Top functions by own time (pyinstrument, one run; its overhead inflates "
+                  "Python-heavy code):", "", "| share | function | file |", "|---:|---|---|"]
+        lines += [f"| {100 * row['share']:.1f}% | `{row['function']}` | `{row['file']}` |"
+                  for row in data["profile"]]
+    return [*lines, ""]
+
+
+def gc_freeze(default: dict[str, Any] | None, frozen: dict[str, Any] | None) -> list[str]:
+    if default is None or frozen is None or "gc_share" not in default:
+        return ["Not measured.", ""]
+    rows = [("default", default), ("gc.freeze() before the run", frozen)]
+    return ["| | suite exchanges/s | ratio to NOOP | time in the GC |", "|---|---:|---:|---:|",
+            *(f"| {name} | {d['suite_per_second']:,} | {d['ratio']:.3f} | "
+              f"{100 * d['gc_share']:.1f}% |" for name, d in rows), "",
+            "Hypothesis keeps many objects alive, and the reference server runs in the same "
+            "process: each full collection walks all of them. Freezing what exists before the "
+            "run (the imported modules, the server, the strategies) takes it out of every "
+            "collection during the run. The two rows are separate bench runs: compare their "
+            "ratios, not their absolute figures.", ""]
+
+
+def first_failure(data: dict[str, Any] | None) -> list[str]:
+    if data is None:
+        return ["Not measured.", ""]
+    lines = [f"{machine_line(data)}. {data['runs']} runs per fault, fresh random seeds, reply "
+             f"timeout {data['timeout']:g} s, strict, fail-fast. A hang cannot be seen before "
+             f"{data['hang_factor']} x the timeout ({data['hang_factor'] * data['timeout']:g} s "
+             f"here; {data['hang_factor'] * 5:g} s with the default 5 s), and a tarpit's slow "
+             f"reply is a hang at this timeout.", "",
+             "| fault | median s | worst s | found | checks |", "|---|---:|---:|---:|---|"]
+    for fault, row in data["faults"].items():
+        shown = [f"{x:.2f}" if x is not None else "never" for x in (row["median"], row["worst"])]
+        over = " (over 3 s)" if row["median"] is None or row["median"] > 3 else ""
+        lines.append(f"| {fault}{over} | {shown[0]} | {shown[1]} | {row['found']}/"
+                     f"{len(row['runs'])} | {', '.join(row['checks'])} |")
+    errors = sum(row.get("errors", 0) for row in data["faults"].values())
+    if errors:
+        lines += ["", f"{errors} run(s) ended in Hypothesis's FlakyStrategyDefinition after "
+                  f"the run was stopped (fail-fast): see the note on StopRun below."]
+    return [*lines, ""]
+
+
+def cells(data: dict[str, Any] | None) -> list[str]:
+    if data is None:
+        return ["Not measured.", ""]
+    per_seed = " ".join(f"{n}" for n in data["per_seed"].values())
+    never = ", ".join(f"{s}/{g}" for s, g in data["never_reached"]) or "none"
+    return [f"{machine_line(data)}. Cells: {', '.join(data['states'])} x the 15 seed verbs "
+            f"and an unrecognised one ({data['cells']}).", "",
+            f"- per seed (0..{data['seeds'] - 1}): {per_seed}",
+            f"- median {data['median']:g}, min {data['min']}, max {data['max']}; all seeds "
+            f"together {data['union']}/{data['cells']}",
+            f"- never reached: {never}", ""]
+
+
+def xdist(data: dict[str, Any] | None) -> list[str]:
+    if data is None:
+        return ["Not measured.", ""]
+    lines = [f"{machine_line(data)}. Median of {data['rounds']} rounds, seed {data['seed']}, "
+             f"one reference server in its own process; wall time of the whole pytest process.",
+             "", "| workers (-n) | seconds | exchanges | exchanges/s | outcome |",
+             "|---:|---:|---:|---:|---|"]
+    lines += [f"| {r['workers']} | {r['seconds']:.2f} | {r['exchanges']:g} | "
+              f"{r['per_second']:g} | {r['outcome']} |" for r in data["summary"]]
+    item = data["items"].removeprefix("1 (").removesuffix(")")
+    lines += ["", f"It does not scale: the suite is one test item (`{item}`), so one worker "
+              "runs the whole run and the others only add "
+              "their start-up. Running several workers against one server needs a plugin "
+              "change: collect the run as K items (`pytest_generate_tests` parametrising "
+              "`test_server_conforms` over shards, K = the worker count, each shard with its "
+              "own seed derived from the run's and 1/K of the examples); the records already "
+              "merge on the controller, and the minimising of a failing finding stays in the "
+              "shard that found it. One shared `Adaptation` per run becomes one per shard.", ""]
+    return lines
+
+
+def startup(data: dict[str, Any] | None) -> list[str]:
+    if data is None:
+        return ["Not measured.", ""]
+    m, labels = data["medians"], data["labels"]
+    lines = [f"{machine_line(data)}. Median of {data['rounds']} rounds.", "",
+             "| | seconds |", "|---|---:|"]
+    lines += [f"| {labels[k].strip()} | {v:.2f} |" for k, v in m.items() if k in labels]
+    top = ", ".join(f"{k} {v:.2f} s" for k, v in list(data["imports"].items())[:6])
+    return [*lines, "", f"Importing the plugin, by package (own modules' time): {top}.", ""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
+    parser.add_argument("--notes", type=Path, default=NOTES,
+                        help="Markdown to append: the analysis of the figures (default "
+                             "bench/performance_notes.md)")
+    args = parser.parse_args()
+    r = {name: load(args.results, name) for name in (
+        "throughput", "throughput_process", "throughput_gc_freeze", "first_failure", "cells",
+        "xdist_scaling", "startup")}
+    lines = ["# Performance", "",
+             "Generated by `python bench/write_performance.py` from the JSON results of the "
+             "benches below (`bench/results/`); rerun them and this file to refresh it. "
+             "Figures from a loaded machine (see its load average) are slower and noisier; "
+             "each comparison is measured side by side in one run, so its ratio holds better "
+             "than its absolute figures.", "",
+             "## Throughput: the suite against bare-socket NOOP", "",
+             *(f"    {COMMANDS[k]}" for k in ("throughput", "throughput_process")), "",
+             *throughput(r["throughput"], "Reference server in the suite's process "
+                                          "(as `pytest` runs it)"),
+             *throughput(r["throughput_process"], "Reference server in its own process"),
+             "### The garbage collector", "", f"    {COMMANDS['throughput_gc_freeze']}", "",
+             *gc_freeze(r["throughput"], r["throughput_gc_freeze"]),
+             "## Time to the first failure, per fault server", "",
+             f"    {COMMANDS['first_failure']}", "", *first_failure(r["first_failure"]),
+             "## Cells reached by a default run", "", f"    {COMMANDS['cells']}", "",
+             *cells(r["cells"]),
+             "## pytest-xdist", "", f"    {COMMANDS['xdist_scaling']}", "",
+             *xdist(r["xdist_scaling"]),
+             "## Start-up: `pytest` against a direct run", "", f"    {COMMANDS['startup']}", "",
+             *startup(r["startup"])]
+    if args.notes.exists():
+        lines += [args.notes.read_text().rstrip(), ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
