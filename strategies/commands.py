@@ -7,6 +7,7 @@ line, 8-bit or control octets, or an unknown verb.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
@@ -15,7 +16,13 @@ from hypothesis import strategies as st
 from conformance import grammar
 from conformance.commands import Command, Message
 from conformance.vocabulary import SEED_VERBS, UNMODELLED_VERBS, VERBS, Argument
-from strategies.addresses import address_literals, domains, forward_paths, reverse_paths
+from strategies.addresses import (
+    address_literals,
+    domains,
+    forward_paths,
+    quoted_strings,
+    reverse_paths,
+)
 
 SEED_VERB_NAMES = tuple(verb.name for verb in SEED_VERBS)
 
@@ -25,9 +32,9 @@ def verbs(verb: str) -> st.SearchStrategy[str]:
     return st.one_of(
         st.just(verb.upper()),
         st.just(verb.lower()),
-        st.lists(st.booleans(), min_size=len(verb), max_size=len(verb)).map(
-            lambda ups: "".join(c.upper() if up else c.lower() for c, up in zip(verb, ups,
-                                                                                 strict=True))),
+        st.integers(0, 2 ** len(verb) - 1).map(
+            lambda ups: "".join(c.upper() if ups >> i & 1 else c.lower()
+                                for i, c in enumerate(verb))),
     )
 
 
@@ -51,8 +58,9 @@ def esmtp_parameters(*, advertised: frozenset[str] = frozenset()) -> st.SearchSt
 
 def string_arguments() -> st.SearchStrategy[str]:
     """``String = Atom / Quoted-string`` arguments for VRFY, EXPN, HELP and NOOP."""
-    return st.one_of(st.sampled_from(["postmaster", "user", "list", "MAIL"]),
-                     st.from_regex(grammar.STRING, fullmatch=True).filter(lambda s: len(s) < 64))
+    atoms = st.text(grammar.ATEXT_CHARS, min_size=1, max_size=24)
+    return st.one_of(st.sampled_from(["postmaster", "user", "list", "MAIL"]), atoms,
+                     quoted_strings())
 
 
 ArgumentStrategy = Callable[[st.SearchStrategy[str] | None], st.SearchStrategy[str]]
@@ -166,7 +174,8 @@ def malformed_commands(draw: st.DrawFn, *, verb: str | None = None,
 def unknown_commands() -> st.SearchStrategy[Command]:
     """Verbs no server should recognise (RFC 5321 §4.2.4), with or without an argument."""
     known = {*VERBS, *UNMODELLED_VERBS}
-    word = st.from_regex(r"[A-Za-z]{3,8}", fullmatch=True).filter(lambda w: w.upper() not in known)
+    word = st.text(string.ascii_letters, min_size=3, max_size=8).filter(
+        lambda w: w.upper() not in known)
     return st.builds(_unknown, word, st.sampled_from(["", "x", "example.test"]))
 
 
