@@ -4,12 +4,12 @@ one reference server.
     python bench/xdist_scaling.py [--workers 0 1 2 4] [--rounds N] [--json PATH]
 
 Starts the reference server in a process of its own, then runs, for each worker count K,
-``pytest -p no:cacheprovider --server=127.0.0.1:PORT -n K --smtp-report=...`` from the
+``pytest -p no:cacheprovider --server=127.0.0.1:PORT -n K --smtp-shards=auto ...`` from the
 checkout (its testpaths: conformance/suite) with a fixed --hypothesis-seed, and reads the
 exchanges from the JSON report's coverage triples. Prints wall seconds (the whole pytest
 process, start-up included), exchanges and exchanges per second; ``-n 0`` is pytest-xdist
-off. The suite is one test item, so workers past the first have nothing to run: the report
-says so.
+off. ``--smtp-shards=auto`` splits the run's examples into one test per worker, each with a
+seed of its own, so K workers share one run's work.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def suite_run(port: int, workers: int, seed: int) -> dict[str, Any]:
         command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                    f"--server=127.0.0.1:{port}", f"--hypothesis-seed={seed}",
                    f"--smtp-report={report}", f"--smtp-failures-dir={work}/failures",
-                   "-n", str(workers)]
+                   "-n", str(workers), *(["--smtp-shards=auto"] if workers else [])]
         started = time.perf_counter()
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                               timeout=RUN_TIMEOUT, check=False)

@@ -10,6 +10,7 @@ exploring, and keeps the shortest session of each failing finding there.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -162,6 +163,9 @@ class Run:
             deliver=s.delivers, rcpt_domain=s.rcpt_domain, rate=s.rate, fail_fast=s.fail_fast,
             deadline=self.started + s.time_budget * EXPLORE_SHARE,
             seed=int(s.seed) if s.seed.isdigit() else None)
+        # What exists before the run (imports, pytest's objects) lives through it: kept out of
+        # the cyclic collector's scans while it runs, which were a tenth of a run's time.
+        gc.freeze()
         try:
             explore(machine, s.hypothesis_settings())
         except StopRun as stop:
@@ -170,6 +174,8 @@ class Run:
                                f"reported")
         except TargetLost as lost:
             self._lost(lost)
+        finally:
+            gc.unfreeze()
 
     def _lost(self, lost: BaseException) -> None:
         self.record.errors.append(RunError(

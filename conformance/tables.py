@@ -7,6 +7,7 @@ not cover (unrecognised verbs, ESMTP extension commands) are kept apart and mark
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -41,7 +42,7 @@ class Row:
     level: Level
     in_seed_scope: bool = True  # False: a row the seed page does not cover at all
 
-    @property
+    @functools.cached_property  # asked for every reply; a row never changes
     def code_set(self) -> frozenset[int]:
         return frozenset(c.code for c in self.codes)
 
