@@ -15,10 +15,10 @@ from itertools import islice
 
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
+from conformance import replay
 from conformance.checks import CHECKS
-from conformance.commands import Step
 from conformance.errors import UsageError
-from conformance.replay import REPLAY_FORMAT, Script
+from conformance.replay import Script
 
 KEY_PREFIX = "smtp-conformance/replay"
 MAX_PER_KEY = 20  # sessions replayed per (profile, check), at most
@@ -51,12 +51,7 @@ def decode(value: bytes) -> Script | None:
     if len(value) > MAX_SCRIPT:
         return None
     try:
-        data = json.loads(value)
-        if data["format"] != REPLAY_FORMAT:
-            return None
-        steps = tuple(Step(str(s["group"]), str(s["data"]).encode("latin-1"),
-                           bool(s.get("valid", True))) for s in data["steps"])
-        return Script(str(data["profile"]), str(data["check"]), steps)
+        return replay.loads(value)
     except (ValueError, KeyError, TypeError, UnicodeEncodeError):
         return None
 

@@ -83,14 +83,20 @@ def save(script: Script, path: Path) -> None:
     path.write_text(json.dumps(script.to_json(), indent=2) + "\n")
 
 
+def loads(text: str | bytes) -> Script:
+    """A replay script from its JSON (a replay file's text, an example database's value);
+    ``ValueError`` (and its kin: KeyError, TypeError) if it is not one."""
+    data = json.loads(text)
+    if data["format"] not in READABLE_FORMATS:
+        raise ValueError(f"format {data['format']!r}")
+    steps = tuple(_step_of_json(s) for s in data["steps"])
+    return Script(str(data["profile"]), str(data["check"]), steps)
+
+
 def load(path: Path) -> Script:
     """Read a replay file; any problem is a one-line UsageError."""
     try:
-        data = json.loads(path.read_text())
-        if data["format"] not in READABLE_FORMATS:
-            raise ValueError(f"format {data['format']!r}")
-        steps = tuple(_step_of_json(s) for s in data["steps"])
-        return Script(str(data["profile"]), str(data["check"]), steps)
+        return loads(path.read_text())
     except OSError as error:
         raise UsageError(f"cannot read replay file {path}: {error.strerror}") from None
     except (ValueError, KeyError, TypeError, UnicodeEncodeError) as error:
