@@ -11,8 +11,8 @@ coverage. It prints the medians, their ratio, and where the suite's time went, m
 timers around the layers (socket I/O, which includes waiting for the server; checks; the
 model; recording findings; the rest of the session layer; and everything else: Hypothesis
 drawing rules and arguments, and the state machine). ``--profile`` adds the top functions of
-a pyinstrument profile of one more run; ``--gc-freeze`` freezes what is alive before each run
-(``gc.freeze()``), so the collector does not traverse it again during the run.
+a pyinstrument profile of one more run. (The runner keeps what exists before a run out of the
+collector while it explores, ``gc.freeze()``; the GC share is what is left.)
 """
 
 from __future__ import annotations
@@ -188,19 +188,14 @@ def profile_top(address: Any, seed: int, top: int) -> list[dict[str, Any]]:
             for (f, p), s in selfs.most_common(top)]
 
 
-def measure(address: Any, rounds: int, seconds: float, *, gc_freeze: bool = False
-            ) -> dict[str, Any]:
+def measure(address: Any, rounds: int, seconds: float) -> dict[str, Any]:
     noops, rates, replays, runs = [], [], [], []
     layers: defaultdict[str, float] = defaultdict(float)
     total = collected = 0.0
     for seed in range(rounds):
         noops.append(noop_round_trips(address, seconds))
-        if gc_freeze:  # what is alive before the run is never collected again
-            gc.collect()
-            gc.freeze()
         with layer_timers() as spent, captured_sessions() as sessions, gc_timer() as gc_spent:
             run = engine_run(address, seed=seed)
-        gc.unfreeze()
         collected += gc_spent[0]
         replays.append(replayed_per_second(address, sessions))
         for name, seconds_in in spent.items():
@@ -241,8 +236,6 @@ def main() -> None:
     parser.add_argument("--server", type=loopback_address, help="HOST:PORT on loopback")
     parser.add_argument("--server-process", action="store_true",
                         help="the reference server in a child process (no shared GIL)")
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="gc.freeze() before each run (what the runner could do)")
     parser.add_argument("--profile", type=int, default=0, metavar="TOP",
                         help="also profile one run with pyinstrument; show TOP functions")
     parser.add_argument("--json", type=Path, help="default: bench/results/throughput.json")
@@ -256,14 +249,13 @@ def main() -> None:
             address = stack.enter_context(reference_server(subprocess_=args.server_process))
             where = "reference server, " + ("own process" if args.server_process
                                             else "thread of the suite's process")
-        result = measure(address, args.rounds, args.seconds, gc_freeze=args.gc_freeze)
+        result = measure(address, args.rounds, args.seconds)
         if args.profile:
             result["profile"] = profile_top(address, args.rounds, args.profile)
     result = {"server": where, "rounds": args.rounds, "noop_seconds": args.seconds,
-              "gc_freeze": args.gc_freeze, **result}
+              **result}
     path = write_json(args.json, "throughput", result)
-    print(f"server: {where}  (rounds={args.rounds}"
-          f"{', gc.freeze() before each run' if args.gc_freeze else ''})")
+    print(f"server: {where}  (rounds={args.rounds})")
     print(f"  bare-socket NOOP round trips/s   {result['noop_per_second']:>8}")
     print(f"  suite exchanges/s (median)       {result['suite_per_second']:>8}")
     print(f"  ratio                            {result['ratio']:>8.3f}")
