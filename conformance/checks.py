@@ -14,7 +14,7 @@ from conformance import grammar
 from conformance.commands import Command, Message
 from conformance.errors import ConnectionClosed, ReplyFramingError, ReplyTimeout, ServerError
 from conformance.levels import Level
-from conformance.model import ON_SUCCESS, Session, State, is_positive
+from conformance.model import Session, State, advance, is_positive
 from conformance.replies import Reply
 from conformance.tables import (
     CLOSING,
@@ -100,14 +100,15 @@ def _code_documented(x: Exchange) -> bool:
 
 def _leaves_state_as_it_was(x: Exchange) -> bool:
     """The reply is readable, of a class the row has (a client acts on the first digit, RFC
-    5321 §4.2.1), and moves the session nowhere: the server's state is the model's still.
-    An undocumented code that would move it (220 to HELO) leaves the model unsure whether
-    the server did what a documented one means."""
+    5321 §4.2.1), and the model's state after it is what any reply of that class leaves: the
+    state before, or after the end of data, READY whatever the code (§4.1.1.4). An
+    undocumented code that would move the session (220 to HELO) leaves the model unsure
+    whether the server did what a documented one means."""
     if x.reply is None or not x.reply.well_formed or \
             x.reply.first_digit not in {code // 100 for code in x.profile.row(x.group).code_set}:
         return False
-    return not is_positive(x.group, x.reply.code) or \
-        ON_SUCCESS.get((x.group, x.before.state), x.before.state) is x.before.state
+    return x.group == END_OF_DATA or \
+        advance(x.before, x.group, x.reply.code).state is x.before.state
 
 
 # --- the checks ------------------------------------------------------------------------------

@@ -68,7 +68,13 @@ def saved(db: ExampleDatabase, profile: str) -> list[Script]:
 
 
 def keep(db: ExampleDatabase, script: Script) -> None:
-    db.save(key(script.profile, script.check), encode(script))
+    """Save ``script``; past ``MAX_PER_KEY`` sessions for its profile and check, the longest
+    are dropped, so the database holds the shortest sessions and stays bounded."""
+    where = key(script.profile, script.check)
+    db.save(where, encode(script))
+    kept = sorted(islice(db.fetch(where), 4 * MAX_PER_KEY), key=len)
+    for value in kept[MAX_PER_KEY:]:
+        db.delete(where, value)
 
 
 def forget(db: ExampleDatabase, script: Script) -> None:

@@ -208,7 +208,6 @@ class SMTPConformance(RuleBasedStateMachine):
         """Send ``command``; after a 354, the message if there is one, else end the session
         (lines meant as commands are never sent as mail data)."""
         self._open()
-        self.exploration.keep(command, message)
         try:
             self.session.send(command)
             if self.session.model.state is State.DATA:
@@ -239,6 +238,7 @@ class SMTPConformance(RuleBasedStateMachine):
         ``where`` is one integer whatever is done with it: what Hypothesis draws may not
         depend on the run so far (it checks that the same choices draw the same way)."""
         choose = random.Random(where)
+        self.exploration.keep(command, message)  # what the rules drew, for later visits
         if choose.random() >= DIRECTED_SHARE:
             self._send(command, message)
             return
@@ -247,7 +247,6 @@ class SMTPConformance(RuleBasedStateMachine):
         if own:
             state = choose.choice(own)
         else:
-            self.exploration.keep(command, message)  # drawn, not sent: for a later visit
             state, group = choose.choice(cells)
             command = self.exploration.command(group, choose)
             message = self.exploration.message(choose) if group == "DATA" else None
@@ -347,8 +346,10 @@ class SMTPConformance(RuleBasedStateMachine):
         if self.session.model.state is State.READY:
             self._send(probe, Message(b"Subject: must not be delivered\r\n"))
 
+
 for _verb in SEED_VERBS:
     setattr(SMTPConformance, f"send_{_verb.name.lower()}", _verb_rule(_verb))
+del _verb
 
 
 def explore(machine: type[SMTPConformance], hypothesis_settings: settings) -> None:
@@ -378,7 +379,8 @@ def configure(address: ServerAddress, profile: Profile, *, timeout: float,
         "pacer": Pacer(rate), "adaptation": Adaptation(), "fail_fast": fail_fast,
         "deadline": deadline,
         "record": record if record is not None else RunRecord(),
-        # Read by Hypothesis, as @seed(...) would set it: the same seed, the same sessions.
+        # Read by Hypothesis, as @seed(...) would set it: the same seed, the same draws (and,
+        # from a server that answers alike and in time, the same sessions).
         "_hypothesis_internal_use_seed": seed,
         **(_recipient_rules(rcpt_domain) if rcpt_domain else {}),
         "exploration": Exploration(rcpt_domain),

@@ -118,6 +118,7 @@ class ProfileSMTP(SMTP):
 
 for _verb in NOT_IMPLEMENTED_VERBS:  # aiosmtpd finds its verbs by their smtp_ methods
     setattr(ProfileSMTP, f"smtp_{_verb}", ProfileSMTP._not_implemented)
+del _verb
 
 
 class _AnswersUnknownVerbs(dict[str, Callable[[str], Awaitable[None]]]):

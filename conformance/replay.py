@@ -105,8 +105,8 @@ def load(path: Path) -> Script:
 
 @dataclass(frozen=True)
 class Replayed:
-    """What a replay saw: every finding, in order (the session ends at the first deviation),
-    and the session's transcript."""
+    """What a replay saw: every finding, in order (the session ends at the first deviation
+    whose effect on the state is not known), and the session's transcript."""
 
     findings: tuple[FindingRecord, ...]
     transcript: str
@@ -130,10 +130,11 @@ def replay(script: Script, address: ServerAddress, *, timeout: float,
            policy: Policy | None = None, hang_wait: float | None = None,
            tls: ssl.SSLContext | None = None) -> Replayed:
     """Send the script's steps in order, in the same writes (``writes_of``), checking every
-    reply, until the first deviation. ``hang_wait``: how much longer than ``timeout`` a reply
-    may come and count as late rather than missing (by default as in a run; 0: a late reply
-    counts as none). ``tls``: the context of TLS upgrades; by default no certificate is
-    verified, since a replay is about what the server does, not about its certificate.
+    reply, until a deviation ends the session. ``hang_wait``: how much longer than
+    ``timeout`` a reply may come and count as late rather than missing (by default as in a
+    run; 0: a late reply counts as none). ``tls``: the context of TLS upgrades; by default
+    no certificate is verified, since a replay is about what the server does, not about its
+    certificate.
 
     A message is only ever sent as recorded: if the server asks for mail data (354) where
     the script has none, the replay stops there, so that later lines are never read as a

@@ -87,8 +87,9 @@ class RunSettings:
 
     def for_run(self, server: ServerAddress | None, shard: int = 0) -> RunSettings:
         """The settings of one run: against ``server`` (None: embedded), and, when the run is
-        split into shards, of shard ``shard``: its share of the examples (and of the default
-        time budget) and a seed of its own, so shards do not repeat each other's sessions."""
+        split into shards, of shard ``shard``: its share of the examples and a seed of its own,
+        so shards do not repeat each other's sessions. Its time budget follows from its
+        examples as any run's does (at least a minute), or is the --smtp-budget given."""
         one = dataclasses.replace(self, server=server, servers=() if server is None
                                   else (server,), shard=shard)
         if self.shards == 1:
@@ -185,7 +186,7 @@ class Run:
     def replay_saved(self) -> None:
         """Replay the sessions the example database kept for this profile (by the first
         shard only), each graded as the run grades: what they show again is a finding of
-        this run; one that shows nothing any more is dropped from the database."""
+        this run; one whose own check no longer fails on it is dropped from the database."""
         s = self.settings
         if s.example_db is None or s.shard:
             return
@@ -198,8 +199,8 @@ class Run:
             replayed = replay.replay(script, self.address, timeout=s.timeout,
                                      profile=s.profile, pacer=Pacer(s.rate),
                                      deliver=s.delivers, policy=s.policy)
-            if not replayed.findings:
-                example_db.forget(db, script)
+            if not any(f.key.check == script.check for f in replayed.findings):
+                example_db.forget(db, script)  # its own deviation shows no more
             shown += bool(replayed.findings)
             for finding in replayed.findings:
                 self.record.note(finding)

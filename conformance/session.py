@@ -36,7 +36,7 @@ from conformance.tables import (
     SERVICE_READY,
     Profile,
 )
-from conformance.vocabulary import END_OF_DATA, GREETING
+from conformance.vocabulary import END_OF_DATA, GREETING, VERBS
 
 # How much longer than the timeout a command may go unanswered before it counts as never
 # answered (a MUST finding) rather than late (a SHOULD finding). RFC 5321 §4.5.3.2 gives a
@@ -98,21 +98,22 @@ def control_probe(command: Command, reply: Reply) -> Command | None:
     return None
 
 
-# Commands that end a batch, each for its own reason: after DATA's 354 the next lines are
-# mail data (RFC 2920 §3.1); after STARTTLS's 220, the TLS handshake (RFC 3207 §4), so it
-# goes through ``CheckedSession.starttls``, never in a batch.
-ENDS_BATCH = frozenset({"DATA"})
+# STARTTLS is never in a batch: after its 220 comes the TLS handshake (RFC 3207 §4), so it
+# goes through ``CheckedSession.starttls``. The verbs that may only end one are the
+# vocabulary's (``Verb.ends_batch``, RFC 2920 §3.1).
 NEVER_IN_BATCH = frozenset({"STARTTLS"})
 
 
 def check_batch(commands: Sequence[Command]) -> None:
-    """Raise UsageError for a batch the session cannot send (see ENDS_BATCH)."""
+    """Raise UsageError for a batch the session cannot send: too long, STARTTLS in it, or a
+    verb that may only end a batch before its end."""
     if len(commands) > MAX_PIPELINE:
         raise UsageError(f"at most {MAX_PIPELINE} commands in one batch")
     for index, command in enumerate(commands):
         if command.group in NEVER_IN_BATCH:
             raise UsageError(f"{command.group} is never sent in a batch: use starttls()")
-        if command.group in ENDS_BATCH and index != len(commands) - 1:
+        verb = VERBS.get(command.group)
+        if verb is not None and verb.ends_batch and index != len(commands) - 1:
             raise UsageError(f"{command.group} can only end a batch (RFC 2920 §3.1)")
 
 
@@ -208,6 +209,9 @@ class CheckedSession:
         self.steps.append(Step.of(command))
         first = reply = self._exchange(command.group, command,
                                        lambda: self._command(command.line))
+        if command.group == "STARTTLS" and reply is not None and reply.code == SERVICE_READY:
+            self.close()  # the server now awaits a TLS handshake that starttls() alone does
+            return first
         # At most two probes ("noop x" refused, then "NOOP x", then "NOOP"). They are not
         # steps of their own: a replay of the steps sends them again where they are due.
         for _ in range(2):
@@ -256,7 +260,8 @@ class CheckedSession:
                 unanswered = self.model
             else:  # without a reply the model did not advance: the later commands were
                 self.model = unanswered  # sent in the state the unanswered one was
-            replies[i] = self._exchange(commands[i].group, commands[i], io)
+            replies[i] = self._exchange(commands[i].group, commands[i], io,
+                                        adapt=io.error is None)
         return replies
 
     def starttls(self, context: ssl.SSLContext, server_hostname: str | None = None
@@ -283,6 +288,9 @@ class CheckedSession:
             self.record.remark(f"after 220 to STARTTLS, {failure}")
             self.close()
             return None
+        if self.upgrade.plaintext_waiting:  # evidence for CVE-2011-0411 (RFC 3207 §5)
+            self.record.remark(f"after 220 to STARTTLS, {len(self.upgrade.plaintext_waiting)} "
+                               f"octet(s) of plaintext were waiting, discarded before TLS")
         self.model = Session(state=State.INIT)
         return self.upgrade
 
@@ -295,7 +303,11 @@ class CheckedSession:
         return self.client.read_reply(timeout=self.timeout + self.hang_wait)
 
     def _exchange(self, group: str, sent: Command | Message | None, io: Callable[[], Reply],
-                  *, variant_of: tuple[Command, Reply] | None = None) -> Reply | None:
+                  *, variant_of: tuple[Command, Reply] | None = None,
+                  adapt: bool = True) -> Reply | None:
+        """One exchange, checked and recorded. ``adapt``: what it shows of the server's
+        timing counts (not for a batch's commands after a missing reply: they were not
+        waited for on their own)."""
         self.pacer.wait()
         before = self.model
         reply: Reply | None = None
@@ -323,7 +335,8 @@ class CheckedSession:
             self.model = advance(before, group, reply.code, lines=reply.lines)
         if error is not None or closed_after is not None or self.model.state is State.CLOSED:
             self.close()
-        self._adapt(exchange, elapsed)
+        if adapt:
+            self._adapt(exchange, elapsed)
         self._note(findings, exchange)
         return reply
 

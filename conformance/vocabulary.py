@@ -3,9 +3,10 @@
 A verb is its argument grammar, the extension that adds it (none for the seed's verbs),
 whether a pipelined batch must end with it, and how a positive reply moves the session. An
 extension is its EHLO keyword, the verbs and MAIL/RCPT parameters it adds, and its RFC. The
-reply-code tables, the model, the strategies, the state machine's rules and the reference
-server's HELP all read these declarations: a new verb is one ``Verb`` here plus its rows in
-``tables``; a new extension is one ``Extension`` plus its checks.
+reply-code tables, the model, the strategies, the state machine's rules, the session's
+batches and the reference server's HELP all read these declarations: a new verb is one
+``Verb`` here plus its rows in ``tables``. The extensions are declared with the parameters they
+add; strategies and checks for them are the ESMTP work still to come.
 """
 
 from __future__ import annotations
@@ -69,17 +70,17 @@ HELLO_NAME = Argument("hello-name", "<domain or address literal>",  # EHLO: §4.
                       rf"(?:{grammar.DOMAIN}|{grammar.ADDRESS_LITERAL})",
                       "client.example.test")
 REVERSE_PATH = Argument("reverse-path", "FROM:<reverse-path> [parameters]",  # §4.1.1.2
-                        rf"FROM:{grammar.REVERSE_PATH}{_PARAMETERS}",
+                        rf"(?i:FROM:){grammar.REVERSE_PATH}{_PARAMETERS}",
                         "FROM:<sender@example.test>", keyword="FROM:")
 FORWARD_PATH = Argument("forward-path", "TO:<forward-path> [parameters]",  # §4.1.1.3
-                        rf"TO:(?:(?i:<Postmaster>)|{grammar.FORWARD_PATH}){_PARAMETERS}",
+                        rf"(?i:TO:)(?:(?i:<Postmaster>)|{grammar.FORWARD_PATH}){_PARAMETERS}",
                         "TO:<postmaster@example.test>", keyword="TO:")
 # VRFY, EXPN: §4.1.1.6, §4.1.1.7
 STRING = Argument("string", "<string>", grammar.STRING, "postmaster")
 OPTIONAL_STRING = Argument("optional-string", "[<string>]", grammar.STRING, "",  # HELP, NOOP
                            required=False)
 MECHANISM = Argument("mechanism", "<mechanism> [initial-response]",  # AUTH: RFC 4954 §4
-                     r"[A-Za-z0-9_-]{1,20}(?: (?:[A-Za-z0-9+/]+=*|=))?", "PLAIN")
+                     r"[A-Z0-9_-]{1,20}(?: (?:[A-Za-z0-9+/]+=*|=))?", "PLAIN")
 CHUNK = Argument("chunk", "<chunk-size> [LAST]", r"[0-9]{1,20}(?: LAST)?",  # BDAT: RFC 3030 §2
                  "0 LAST")
 

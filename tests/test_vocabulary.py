@@ -52,7 +52,13 @@ def test_every_verb_has_a_row_in_every_profile_and_every_row_is_a_verb():
 
 def test_every_extension_verb_belongs_to_a_declared_extension():
     assert all(verb.extension in EXTENSION_BY_KEYWORD for verb in EXTENSION_VERBS)
-    assert all(verb.in_seed for verb in SEED_VERBS)
+
+
+def test_the_verbs_that_end_a_batch_are_rfc_2920s():
+    ends = {name for name, verb in VERBS.items() if verb.ends_batch}
+    # RFC 2920 §3.1; HELO treated as EHLO; STARTTLS (RFC 3207 §4) and AUTH (RFC 4954 §4)
+    assert ends == {"EHLO", "DATA", "VRFY", "EXPN", "TURN", "QUIT", "NOOP", "HELO",
+                    "STARTTLS", "AUTH"}
 
 
 # --- commands and model ----------------------------------------------------------------------
@@ -71,6 +77,14 @@ def test_the_model_moves_as_the_verbs_declare():
     declared = {(verb.name, before): after for verb in VERBS.values()
                 for before, after in verb.moves.items()}
     assert dict(ON_SUCCESS) == {**declared, (GREETING, State.GREETING): State.INIT}
+    # and what is declared is what the RFCs say
+    assert ON_SUCCESS[("RSET", State.INIT)] is State.INIT  # RFC 5321 §4.1.1.5
+    assert ON_SUCCESS[("RSET", State.RCPT)] is State.READY
+    assert ON_SUCCESS[("HELO", State.RCPT)] is State.READY  # §4.1.4: HELO/EHLO reset
+    assert ON_SUCCESS[("STARTTLS", State.READY)] is State.INIT  # RFC 3207 §4.2
+    assert ON_SUCCESS[("TURN", State.READY)] is State.CLOSED  # RFC 821 §4.1.1
+    assert ("RCPT", State.READY) not in ON_SUCCESS  # §3.3: no RCPT before MAIL
+    assert ("DATA", State.MAIL) not in ON_SUCCESS  # no DATA before a recipient
     assert is_positive("DATA", 354)
     assert not is_positive("DATA", 250)
     assert all(is_positive(name, 250) for name in VERBS if name != "DATA")
