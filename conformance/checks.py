@@ -6,6 +6,7 @@ came back) and returns a complaint or None. Each carries an id, a level and its 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -20,12 +21,13 @@ from conformance.tables import (
     CLOSING,
     COMMAND_UNRECOGNISED,
     NOT_IMPLEMENTED,
+    OK,
     SERVICE_NOT_AVAILABLE,
     SERVICE_READY,
     START_MAIL_INPUT,
     Profile,
 )
-from conformance.vocabulary import END_OF_DATA, GREETING
+from conformance.vocabulary import END_OF_DATA, EXTENSION_OF_PARAMETER, GREETING, parse_ehlo
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,12 @@ class Exchange:
     # A control probe: this command is the plain form of the one just before it, which was
     # refused; here are that command and its reply (sent in the same state).
     variant_of: tuple[Command, Reply] | None = None
+    # In a pipelined batch (RFC 2920): this command's place in it (from 0), and how many of
+    # the commands before it were answered.
+    batch: tuple[int, int] | None = None
+    # A reply to nothing this client sent in this state: after a TLS handshake, before the
+    # client said anything over TLS (see ``starttls_discards_plaintext``).
+    unsolicited: Reply | None = None
 
 
 Complaint = str | tuple[str, Level]  # a message, optionally with a level for this instance
@@ -125,8 +133,11 @@ def reply_well_formed(x: Exchange) -> Complaint | None:
 
 @check("command_answered", level=Level.MUST, citation="RFC 5321 §4.2, §4.5.3.2", timing=True)
 def command_answered(x: Exchange) -> Complaint | None:
-    """No reply at all, even after the longer confirmation wait."""
-    return str(x.error) if isinstance(x.error, ReplyTimeout) else None
+    """No reply at all, even after the longer confirmation wait (in a batch whose earlier
+    commands were answered, ``pipelining_answers_every_command`` names the rule)."""
+    if not isinstance(x.error, ReplyTimeout) or _batch_reply_lost(x):
+        return None
+    return str(x.error)
 
 
 # RFC 5321 §4.5.3.2 gives a client minutes per command, so a late reply is not a broken one;
@@ -259,6 +270,176 @@ def end_of_data_reply_is_final(x: Exchange) -> Complaint | None:
     if x.group == END_OF_DATA and x.reply is not None and x.reply.first_digit not in (2, 4, 5):
         return f"{x.reply.code} after the end of mail data: only a final reply may follow"
     return None
+
+
+# --- extensions: each rule applies only where the server advertised its extension --------------
+
+def _advertised(x: Exchange, keyword: str) -> bool:
+    """Whether the session's last EHLO reply, before this exchange, listed ``keyword``."""
+    return keyword in x.before.extensions
+
+
+def _positive(x: Exchange) -> bool:
+    return x.reply is not None and is_positive(x.group, x.reply.code)
+
+
+@check("ehlo_reply_well_formed", level=Level.MUST, citation="RFC 5321 §4.1.1.1",
+       state_known=_always)
+def ehlo_reply_well_formed(x: Exchange) -> Complaint | None:
+    """Every line of a 250 to EHLO after the first is ``keyword *(SP parameter)``."""
+    if x.group != "EHLO" or x.reply is None or x.reply.code != OK:
+        return None
+    malformed = parse_ehlo(x.reply.lines).malformed
+    if not malformed:
+        return None
+    shown = ", ".join(repr(line) for line in malformed[:3])
+    return f"EHLO reply line(s) that are not an extension keyword and its parameters: {shown}"
+
+
+def _batch_reply_lost(x: Exchange) -> bool:
+    """The first command of a batch left unanswered, after every one before it was."""
+    return x.batch is not None and x.batch[0] > 0 and x.batch[1] == x.batch[0] and \
+        isinstance(x.error, ReplyTimeout) and _advertised(x, "PIPELINING")
+
+
+@check("pipelining_answers_every_command", level=Level.MUST, citation="RFC 2920 §3.2",
+       timing=True)
+def pipelining_answers_every_command(x: Exchange) -> Complaint | None:
+    if not _batch_reply_lost(x) or x.batch is None:
+        return None
+    return (f"command {x.batch[0] + 1} of a pipelined batch got no reply after the "
+            f"{x.batch[1]} before it were answered: the server lost its buffered input "
+            f"(PIPELINING was advertised)")
+
+
+# RFC 2034 §4 (RFC 3463 §2): class "." subject "." detail, no leading zeros in a sub-code.
+ENHANCED_STATUS_CODE = re.compile(r"([245])\.(?:0|[1-9][0-9]{0,2})\.(?:0|[1-9][0-9]{0,2})(?= |$)")
+_WITHOUT_ENHANCED_CODE = frozenset({GREETING, "HELO", "EHLO"})  # RFC 2034 §3
+
+
+@check("enhanced_status_code_valid", level=Level.MUST, citation="RFC 2034 §3, §4; RFC 3463 §2",
+       state_known=_always)
+def enhanced_status_code_valid(x: Exchange) -> Complaint | None:
+    """With ENHANCEDSTATUSCODES, every line of a 2yz, 4yz or 5yz reply (but the greeting's
+    and HELO/EHLO's) begins with one status code, of the reply's class, the same on every
+    line."""
+    if x.reply is None or x.reply.first_digit not in (2, 4, 5) or \
+            x.group in _WITHOUT_ENHANCED_CODE or not _advertised(x, "ENHANCEDSTATUSCODES"):
+        return None
+    code = x.reply.code
+    matches = [ENHANCED_STATUS_CODE.match(line) for line in x.reply.lines]
+    for line, match in zip(x.reply.lines, matches, strict=True):
+        if match is None:
+            return (f"{code} reply line {line[:40]!r} does not begin with an enhanced status "
+                    f"code (ENHANCEDSTATUSCODES was advertised)")
+        if int(match.group(1)) != x.reply.first_digit:
+            return f"enhanced status code {match.group(0)} is not of the class of reply {code}"
+    found = sorted({match.group(0) for match in matches if match is not None})
+    if len(found) > 1:
+        return f"the lines of one {code} reply carry different enhanced codes: {found}"
+    return None
+
+
+@check("size_limit_enforced", level=Level.MUST, citation="RFC 1870 §6.1, §6.3")
+def size_limit_enforced(x: Exchange) -> Complaint | None:
+    """A declared size, or a message, over the limit SIZE advertised was accepted (552, or
+    452 while the limit is temporary, is the answer)."""
+    limit = x.before.extensions.size_limit
+    if limit is None or x.reply is None or not _positive(x):
+        return None
+    if x.group == "MAIL" and isinstance(x.sent, Command):
+        declared = x.sent.parameters.get("SIZE") or ""
+        if declared.isdigit() and int(declared) > limit:
+            return (f"{x.reply.code} to MAIL declaring SIZE={declared}, over the advertised "
+                    f"limit of {limit} octets (expected 552 or 452)")
+    if x.group == END_OF_DATA and isinstance(x.sent, Message) and x.sent.size > limit:
+        return (f"{x.reply.code} to a message of {x.sent.size} octets, over the advertised "
+                f"limit of {limit} (expected 552)")
+    return None
+
+
+@check("esmtp_parameters_advertised", level=Level.SHOULD, citation="RFC 5321 §4.1.1.11",
+       state_known=_always)
+def esmtp_parameters_advertised(x: Exchange) -> Complaint | None:
+    """MAIL or RCPT with a parameter of an extension the session's EHLO reply did not list
+    was accepted: a server that does not offer it answers 555."""
+    if x.group not in ("MAIL", "RCPT") or not isinstance(x.sent, Command) or \
+            not _positive(x) or not x.before.extensions.keywords or x.reply is None:
+        return None
+    unoffered = sorted(parameter for parameter in x.sent.parameters
+                       if parameter in EXTENSION_OF_PARAMETER and
+                       not _advertised(x, EXTENSION_OF_PARAMETER[parameter]))
+    if not unoffered:
+        return None
+    extensions = sorted({EXTENSION_OF_PARAMETER[p] for p in unoffered})
+    return (f"{x.reply.code} to {x.group} with {', '.join(unoffered)} although EHLO did not "
+            f"advertise {', '.join(extensions)} (expected 555)")
+
+
+@check("starttls_refuses_argument", level=Level.MUST, citation="RFC 3207 §4")
+def starttls_refuses_argument(x: Exchange) -> Complaint | None:
+    if x.group != "STARTTLS" or not isinstance(x.sent, Command) or x.reply is None or \
+            x.reply.code != SERVICE_READY or not x.sent.argument:
+        return None
+    return f"220 to {x.sent.first_line!r}: STARTTLS takes no parameters (expected 501)"
+
+
+@check("starttls_not_readvertised", level=Level.MUST, citation="RFC 3207 §4.2",
+       state_known=_always)
+def starttls_not_readvertised(x: Exchange) -> Complaint | None:
+    if x.group != "EHLO" or not x.before.tls or x.reply is None or x.reply.code != OK or \
+            "STARTTLS" not in parse_ehlo(x.reply.lines):
+        return None
+    return "EHLO over TLS still advertises STARTTLS"
+
+
+@check("starttls_discards_plaintext", level=Level.MUST,
+       citation="RFC 3207 §4.2; CVE-2011-0411")
+def starttls_discards_plaintext(x: Exchange) -> Complaint | None:
+    """Lines sent in plaintext in the same write as STARTTLS were executed after the
+    handshake, as if sent over TLS: a man in the middle can inject commands."""
+    if x.group != "STARTTLS" or x.unsolicited is None or not isinstance(x.sent, Command):
+        return None
+    injected = x.sent.line.split(b"\r\n", 1)[1]
+    return (f"after the TLS handshake the server answered {x.unsolicited.code} to "
+            f"{injected!r}, sent in plaintext in the same write as STARTTLS")
+
+
+@check("bdat_not_mixed_with_data", level=Level.MUST, citation="RFC 3030 §2")
+def bdat_not_mixed_with_data(x: Exchange) -> Complaint | None:
+    if x.group != "DATA" or not x.before.chunked or x.reply is None or \
+            x.reply.code != START_MAIL_INPUT:
+        return None
+    return "354 to DATA after a BDAT chunk of the same transaction (expected 503)"
+
+
+def _auth_started(x: Exchange) -> bool:
+    """AUTH went ahead: it succeeded at once, or a challenge (334) came."""
+    return x.group == "AUTH" and isinstance(x.sent, Command) and x.sent.group == "AUTH" and \
+        x.sent.verb == "AUTH" and x.reply is not None and x.reply.first_digit in (2, 3)
+
+
+@check("auth_once", level=Level.MUST, citation="RFC 4954 §4")
+def auth_once(x: Exchange) -> Complaint | None:
+    if not _auth_started(x) or not x.before.authenticated or x.reply is None:
+        return None
+    return f"{x.reply.code} to AUTH after a successful AUTH (expected 503)"
+
+
+@check("auth_not_in_transaction", level=Level.MUST, citation="RFC 4954 §4")
+def auth_not_in_transaction(x: Exchange) -> Complaint | None:
+    if not _auth_started(x) or not x.before.in_transaction or x.reply is None:
+        return None
+    return f"{x.reply.code} to AUTH during a mail transaction (expected 503)"
+
+
+@check("auth_cancel_refused", level=Level.MUST, citation="RFC 4954 §4")
+def auth_cancel_refused(x: Exchange) -> Complaint | None:
+    """The client answered a challenge with ``*``: the exchange is cancelled, with 501."""
+    if x.group != "AUTH" or not isinstance(x.sent, Command) or x.sent.line != b"*\r\n" or \
+            x.reply is None or x.reply.code == 501 or x.reply.code == SERVICE_NOT_AVAILABLE:
+        return None
+    return f"{x.reply.code} to '*', which cancels an AUTH exchange (expected 501)"
 
 
 # Last: a check above names the specific rule when a code is also outside the table.

@@ -54,6 +54,29 @@ class Command:
     def verb_as_sent(self) -> str:
         return self.line.split(b" ", 1)[0].strip(b"\r\n").decode("ascii", "replace")
 
+    @property
+    def first_line(self) -> str:
+        """The command line without its CRLF, and without what follows it in the same write
+        (a BDAT chunk's data, lines injected after STARTTLS)."""
+        return self.line.split(b"\r\n", 1)[0].decode("latin-1")
+
+    @property
+    def argument(self) -> str:
+        """Everything after the verb and its space."""
+        return self.first_line.partition(" ")[2]
+
+    @property
+    def parameters(self) -> dict[str, str | None]:
+        """The ESMTP parameters of a MAIL or RCPT command (RFC 5321 §4.1.1.11) that follows
+        the grammar: keyword (upper case) -> value or None."""
+        verb = VOCABULARY.get(self.group)
+        return verb.argument.parameters(self.argument) if verb is not None else {}
+
+    @property
+    def last_chunk(self) -> bool:
+        """``BDAT <size> LAST``: the chunk that ends the message (RFC 3030 §2)."""
+        return self.group == "BDAT" and self.first_line.upper().endswith(" LAST")
+
     def __repr__(self) -> str:
         return f"Command({self.line!r}{'' if self.valid else ', valid=False'})"
 
@@ -73,6 +96,13 @@ class Message:
         lines = body.split(b"\r\n")
         stuffed = b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
         return stuffed + b".\r\n"
+
+    @property
+    def size(self) -> int:
+        """Its size as RFC 1870 §6.1 counts it: every octet and CRLF of the content, not the
+        stuffing dots or the terminating line."""
+        body = self.content
+        return len(body) + (2 if body and not body.endswith(b"\r\n") else 0)
 
     @classmethod
     def from_wire(cls, wire: bytes) -> Message:

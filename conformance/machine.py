@@ -11,6 +11,7 @@ last session ended): what the run has seen only steers where a drawn command goe
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,14 +28,16 @@ from hypothesis.stateful import (
 )
 
 import strategies as smtp
-from conformance.client import ServerAddress
+import strategies.extensions as ext
+from conformance.client import ServerAddress, tls_context
 from conformance.commands import Command, Message
 from conformance.errors import StopRun, TargetLost, TargetUnreachable
 from conformance.grading import Policy
 from conformance.model import State
 from conformance.record import RunRecord
+from conformance.replies import Reply
 from conformance.session import Adaptation, CheckedSession, Pacer
-from conformance.tables import Profile
+from conformance.tables import OK, Profile
 from conformance.vocabulary import OPEN_STATES, SEED_VERBS, UNRECOGNISED, VERBS, Verb
 
 DIRECTED_SHARE = 0.5  # of the commands sent: the rest go where the random walk is
@@ -107,12 +110,48 @@ def _recipient_rules(domain: str) -> dict[str, Callable[..., None]]:
     }
 
 
+def _extension_rules(domain: str | None) -> dict[str, Callable[..., None]]:
+    """The rules for what extensions add, with every recipient in ``domain`` if given."""
+    recipients = st.just(domain) if domain else None
+
+    @rule(commands=st.lists(ext.batched_commands(domain=recipients,
+                                                 domain_name=domain or "example.test"),
+                            min_size=1, max_size=4),
+          ending=ext.batch_endings(), message=smtp.message_bodies(), where=WHERE)
+    def send_pipelined(self: SMTPConformance, commands: list[Command], ending: Command | None,
+                       message: Message, where: int) -> None:
+        self._pipeline([*commands, *([ending] if ending else [])], message, where)
+
+    @rule(mail=ext.mail_with_parameters(), recipient=ext.rcpt_with_parameters(domain=recipients),
+          over_limit=st.booleans(), where=WHERE)
+    def send_with_parameters(self: SMTPConformance, mail: Command, recipient: Command,
+                             over_limit: bool, where: int) -> None:
+        self._mail_parameters(mail, recipient, over_limit, where)
+
+    @rule(injected=ext.injected_lines(domain=recipients),
+          argument=st.sampled_from(["", "", "", "x"]), hello=smtp.ehlo_commands(), where=WHERE)
+    def send_starttls(self: SMTPConformance, injected: bytes, argument: str, hello: Command,
+                      where: int) -> None:
+        self._starttls(injected, argument, hello, where)
+
+    @rule(chunks=ext.chunks(), then_data=st.booleans(), message=smtp.message_bodies(),
+          where=WHERE)
+    def send_bdat(self: SMTPConformance, chunks: list[Command], then_data: bool,
+                  message: Message, where: int) -> None:
+        self._chunks(chunks, then_data, message, where)
+
+    return {rule_.__name__: rule_ for rule_ in
+            (send_pipelined, send_with_parameters, send_starttls, send_bdat)}
+
+
 READY_ROUTES = ("as is", "reset", "hello", "message")
 # The (state, command) cells a run should reach: every open state x every seed verb and an
 # unrecognised one.
 CELLS = tuple((state, group) for state in OPEN_STATES
               for group in (*(verb.name for verb in SEED_VERBS), UNRECOGNISED))
 POOL_SIZE = 32  # commands kept per group
+# A message over the limit SIZE advertises is sent only when the limit is at most this.
+MAX_MESSAGE_SENT = 1 << 20
 
 
 class Exploration:
@@ -177,6 +216,8 @@ class SMTPConformance(RuleBasedStateMachine):
     fail_fast: ClassVar[bool] = False
     deadline: ClassVar[float] = float("inf")  # time.monotonic() at which exploring stops
     exploration: ClassVar[Exploration]  # one per run, shared by its sessions
+    tls: ClassVar[ssl.SSLContext | None] = None  # for STARTTLS; None: never upgrade
+    tls_server_name: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -204,19 +245,23 @@ class SMTPConformance(RuleBasedStateMachine):
         except StopRun as stop:
             raise self._stop(stop) from None
 
-    def _send(self, command: Command, message: Message | None = None) -> None:
+    def _send(self, command: Command, message: Message | None = None) -> Reply | None:
         """Send ``command``; after a 354, the message if there is one, else end the session
-        (lines meant as commands are never sent as mail data)."""
+        (lines meant as commands are never sent as mail data). The reply to ``command``."""
         self._open()
         try:
-            self.session.send(command)
-            if self.session.model.state is State.DATA:
-                if message is not None:
-                    self.session.send_message(message)
-                else:
-                    self.session.close()
+            reply = self.session.send(command)
+            self._after_data(message)
         except StopRun as stop:  # fail-fast
             raise self._stop(stop) from None
+        return reply
+
+    def _after_data(self, message: Message | None) -> None:
+        if self.session.model.state is State.DATA:
+            if message is not None:
+                self.session.send_message(message)
+            else:
+                self.session.close()
 
     def _stop(self, error: StopRun | TargetLost) -> StopRun | TargetLost:
         self.exploration.stopped = error
@@ -347,9 +392,101 @@ class SMTPConformance(RuleBasedStateMachine):
             self._send(probe, Message(b"Subject: must not be delivered\r\n"))
 
 
+    # --- extensions: what the session's EHLO reply advertised -------------------------------
+    # Each rule draws the same whatever the server offers; what it sends depends on that:
+    # the extension's commands where advertised, else what any server must refuse.
+
+    def _with_extensions(self, choose: random.Random) -> None:
+        """Say EHLO first in a session not identified yet, or (as ``choose`` decides) in one
+        that said HELO or whose EHLO advertised nothing: what follows depends on the list."""
+        self._open()
+        model = self.session.model
+        if model.state is State.INIT or (not model.extensions.keywords and choose.random() < 0.5):
+            self._send(self.exploration.valid("EHLO", choose))
+        self._open()
+
+    def _pipeline(self, commands: list[Command], message: Message, where: int) -> None:
+        """The commands in one write where PIPELINING is advertised (RFC 2920), else one by
+        one (a client must not pipeline otherwise, §3.1)."""
+        self._with_extensions(random.Random(where))
+        if "PIPELINING" not in self.session.model.extensions:
+            for command in commands:
+                self._send(command, message)
+                self._open()
+            return
+        try:
+            self.session.send_batch(commands)
+            self._after_data(message)
+        except StopRun as stop:
+            raise self._stop(stop) from None
+
+    def _mail_parameters(self, mail: Command, recipient: Command, over_limit: bool,
+                         where: int) -> None:
+        """MAIL and RCPT with ESMTP parameters, advertised or not (RFC 5321 §4.1.1.11);
+        ``over_limit``: the declared SIZE, and where the limit is small and messages are
+        delivered the message too, over the limit SIZE advertised (RFC 1870 §6)."""
+        choose = random.Random(where)
+        self._with_extensions(choose)
+        limit = self.session.model.extensions.size_limit
+        if over_limit and limit is not None:
+            mail = ext.with_size(mail, limit + 1)
+        if self.session.model.in_transaction:
+            self._send(self.exploration.valid("RSET", choose))
+        self._send(mail)
+        if self.session.model.state is State.MAIL:
+            self._send(recipient)
+        if over_limit and limit is not None and limit <= MAX_MESSAGE_SENT and self.deliver and \
+                self.session.model.state is State.RCPT:
+            self._send(Command.of("DATA"), ext.oversized_message(limit + 1))
+
+    def _starttls(self, injected: bytes, argument: str, hello: Command, where: int) -> None:
+        """STARTTLS where advertised: the TLS upgrade (with lines injected after STARTTLS in
+        the same write, if drawn, which the server must drop: CVE-2011-0411), then EHLO over
+        TLS. With an argument, or where not advertised, a STARTTLS the server must refuse."""
+        self._with_extensions(random.Random(where))
+        if argument:
+            self._send(Command(f"STARTTLS {argument}\r\n".encode(), valid=False))
+            return
+        if "STARTTLS" not in self.session.model.extensions or self.tls is None:
+            self._send(Command(b"STARTTLS\r\n"))
+            return
+        try:
+            upgraded = self.session.starttls(self.tls, self.tls_server_name, inject=injected)
+        except StopRun as stop:
+            raise self._stop(stop) from None
+        if upgraded is not None and self.session.model.open:
+            self._send(hello)
+
+    def _chunks(self, chunks: list[Command], then_data: bool, message: Message,
+                where: int) -> None:
+        """BDAT chunks in a transaction where CHUNKING is advertised (RFC 3030 §2), then DATA
+        if drawn (refused after a chunk: the two never mix). In safe mode no LAST chunk is
+        sent, and the session ends after the chunks. Where CHUNKING is not advertised, only
+        ``BDAT 0 LAST``, which has no data a server could read as commands."""
+        choose = random.Random(where)
+        self._with_extensions(choose)
+        if "CHUNKING" not in self.session.model.extensions:
+            self._send(Command(b"BDAT 0 LAST\r\n"))
+            return
+        if choose.random() < 0.8:
+            self._reach(State.RCPT, choose)
+        for chunk in chunks if self.deliver else [c for c in chunks if not c.last_chunk]:
+            reply = self._send(chunk)
+            if reply is None or reply.code != OK:
+                if self.session.model.in_transaction:  # the state is "indeterminate" (§2)
+                    self._send(self.exploration.valid("RSET", choose))
+                return
+        if then_data:
+            self._send(Command.of("DATA"), message)
+        if not self.deliver:
+            self.session.close()
+
+
 for _verb in SEED_VERBS:
     setattr(SMTPConformance, f"send_{_verb.name.lower()}", _verb_rule(_verb))
-del _verb
+for _name, _rule in _extension_rules(None).items():
+    setattr(SMTPConformance, _name, _rule)
+del _verb, _name, _rule
 
 
 def explore(machine: type[SMTPConformance], hypothesis_settings: settings) -> None:
@@ -369,10 +506,14 @@ def configure(address: ServerAddress, profile: Profile, *, timeout: float,
               policy: Policy | None = None, record: RunRecord | None = None,
               seed: int | None = None, deliver: bool = True,
               rcpt_domain: str | None = None, rate: float | None = None,
-              fail_fast: bool = False, deadline: float = float("inf")
+              fail_fast: bool = False, deadline: float = float("inf"),
+              tls: ssl.SSLContext | None = None, tls_server_name: str | None = None
               ) -> type[SMTPConformance]:
     """A state machine class bound to one server, profile and timeout; ``deadline``
-    (``time.monotonic()``) ends its exploration."""
+    (``time.monotonic()``) ends its exploration. ``tls``: the context of STARTTLS upgrades
+    (by default one that verifies nothing: the suite tests SMTP, not the certificate);
+    ``tls_server_name``: the name asked for (SNI, and verification)."""
+    tls = tls if tls is not None else tls_context(verify=False)
     return type("SMTPConformance", (SMTPConformance,), {
         "address": address, "profile": profile, "timeout": timeout,
         "policy": policy if policy is not None else Policy(), "deliver": deliver,
@@ -383,5 +524,7 @@ def configure(address: ServerAddress, profile: Profile, *, timeout: float,
         # from a server that answers alike and in time, the same sessions).
         "_hypothesis_internal_use_seed": seed,
         **(_recipient_rules(rcpt_domain) if rcpt_domain else {}),
+        **(_extension_rules(rcpt_domain) if rcpt_domain else {}),
+        "tls": tls, "tls_server_name": tls_server_name,
         "exploration": Exploration(rcpt_domain),
     })

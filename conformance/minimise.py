@@ -29,7 +29,7 @@ from conformance.grading import FindingKey
 from conformance.record import FindingRecord
 from conformance.replay import Script, replay
 from conformance.session import Pacer
-from conformance.vocabulary import END_OF_DATA
+from conformance.vocabulary import VERBS
 
 Unit = tuple[Step, ...]  # steps that are kept or dropped together
 
@@ -42,8 +42,11 @@ class Minimised:
     replays: int
 
 
-# (a step, the step it cannot go without, just before it)
-_KEPT_WITH = ((END_OF_DATA, "DATA"), (TLS_UPGRADE, "STARTTLS"))
+# (a step, the step it cannot go without, just before it), from the vocabulary: the data
+# a verb's positive reply asks for, and the TLS handshake after an upgrading verb.
+_KEPT_WITH = frozenset(
+    {(verb.data_reply, verb.name) for verb in VERBS.values() if verb.data_reply} |
+    {(TLS_UPGRADE, verb.name) for verb in VERBS.values() if verb.upgrades})
 
 
 def units_of(steps: Sequence[Step]) -> list[Unit]:

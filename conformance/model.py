@@ -45,6 +45,9 @@ class Session:
     messages: int = 0  # completed (250 to the end of data) in this session
     extensions: Advertised = NOTHING_ADVERTISED  # by the last EHLO reply of this session
     errors: int = 0  # 5yz replies so far in this session (RFC 5321 §7.8 lets a server give up)
+    tls: bool = False  # upgraded by STARTTLS (RFC 3207)
+    chunked: bool = False  # a BDAT chunk was accepted in this transaction (RFC 3030 §2)
+    authenticated: bool = False  # 235 to AUTH in this session (RFC 4954 §4)
 
     @property
     def open(self) -> bool:
@@ -60,15 +63,22 @@ def is_positive(group: str, code: int) -> bool:
     return code // 100 == positive_class(group)
 
 
-def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] = ()) -> Session:
-    """The session after the server answered ``code`` to a command of ``group``."""
+def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] = (),
+            last_chunk: bool = False) -> Session:
+    """The session after the server answered ``code`` to a command of ``group``;
+    ``last_chunk``: the command was ``BDAT ... LAST``."""
     if code == SERVICE_NOT_AVAILABLE:  # §3.8: the server is closing
-        return replace(session, state=S.CLOSED, recipients=0)
+        return replace(session, state=S.CLOSED, recipients=0, chunked=False)
     if code // 100 == 5:
         session = replace(session, errors=session.errors + 1)
-    if group == END_OF_DATA:
+    if group == END_OF_DATA or (group == "BDAT" and last_chunk and code == OK and
+                                session.in_transaction):
+        # The reply to a message's end, whatever it is, ends the transaction (§4.1.1.4); so
+        # does 250 to the last BDAT chunk (RFC 3030 §2). After a refused chunk the state is
+        # "indeterminate" (§2): the client resets it with RSET.
         done = session.messages + (1 if code == OK else 0)
-        return replace(session, state=ON_END_OF_DATA, recipients=0, messages=done)
+        return replace(session, state=ON_END_OF_DATA, recipients=0, messages=done,
+                       chunked=False)
     if not is_positive(group, code):
         return session
     after = ON_SUCCESS.get((group, session.state), session.state)
@@ -79,7 +89,10 @@ def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] =
         extensions = parse_ehlo(lines)
     elif group == "HELO" or after is S.INIT:  # HELO, or a session started over (STARTTLS)
         extensions = NOTHING_ADVERTISED
-    return replace(session, state=after, recipients=recipients, extensions=extensions)
+    chunked = after in (S.MAIL, S.RCPT) and (session.chunked or group == "BDAT")
+    authenticated = (session.authenticated or group == "AUTH") and after is not S.INIT
+    return replace(session, state=after, recipients=recipients, extensions=extensions,
+                   chunked=chunked, authenticated=authenticated)
 
 
 def closed(session: Session) -> Session:

@@ -7,7 +7,9 @@ what it found; the seed a run uses is chosen here too.
 
 from __future__ import annotations
 
+import ipaddress
 import random
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,16 @@ OPTIONS = (
     Option("--smtp-deliver", "smtp_deliver", "SMTP_CONFORMANCE_DELIVER", "false",
            "complete messages (send the final <CRLF>.<CRLF>); without it a message is never "
            "completed and nothing is delivered (always on for the embedded server)", flag=True),
+    Option("--smtp-tls-verify", "smtp_tls_verify", "SMTP_CONFORMANCE_TLS_VERIFY", "false",
+           "verify the server's certificate and name after STARTTLS (against the system's "
+           "CAs, or --smtp-tls-cafile); by default any certificate, self-signed included, is "
+           "accepted: the suite tests SMTP, not the certificate", flag=True),
+    Option("--smtp-tls-cafile", "smtp_tls_cafile", "SMTP_CONFORMANCE_TLS_CAFILE", "",
+           "PEM file of the CA(s) to verify the server's certificate against (implies "
+           "--smtp-tls-verify)"),
+    Option("--smtp-tls-server-name", "smtp_tls_server_name", "SMTP_CONFORMANCE_TLS_SERVER_NAME",
+           "", "name asked for in the TLS handshake (SNI) and verified (default: the host of "
+           "--server)"),
     Option("--smtp-rcpt-domain", "smtp_rcpt_domain", "SMTP_CONFORMANCE_RCPT_DOMAIN", "",
            "domain of every generated recipient (default: names reserved for testing, "
            "RFC 2606: example.test, example.com, ...)"),
@@ -118,6 +130,14 @@ def parse(given: Callable[[Option], str | None], *, seed: str, workers: int = 1,
     if rcpt_domain is not None and not grammar.is_domain(rcpt_domain):
         raise UsageError(f"--smtp-rcpt-domain must be a domain name (RFC 5321 §4.1.2), "
                          f"got {rcpt_domain!r}")
+    tls_cafile = _path(values["smtp_tls_cafile"])
+    if tls_cafile is not None:
+        _check_cafile(tls_cafile)
+    tls_server_name = values["smtp_tls_server_name"] or None
+    if tls_server_name is not None and not (grammar.is_domain(tls_server_name) or
+                                            _is_ip(tls_server_name)):
+        raise UsageError(f"--smtp-tls-server-name must be a domain name or an IP address, "
+                         f"got {tls_server_name!r}")
     report = _path(values["smtp_report"])
     baseline = load_baseline(Path(values["smtp_baseline"])) if values["smtp_baseline"] \
         else None
@@ -136,7 +156,9 @@ def parse(given: Callable[[Option], str | None], *, seed: str, workers: int = 1,
                        rate=_rate(values["smtp_rate"]), report=report, seed=seed,
                        baseline=baseline, baseline_write=baseline_write,
                        failures_dir=failures or failures_dir, servers=servers,
-                       shards=_shards(values["smtp_shards"], workers), example_db=example_db)
+                       shards=_shards(values["smtp_shards"], workers), example_db=example_db,
+                       tls_verify=_flag(values, "smtp_tls_verify") or tls_cafile is not None,
+                       tls_cafile=tls_cafile, tls_server_name=tls_server_name)
 
 
 def _servers(text: str | None) -> tuple[ServerAddress, ...]:
@@ -156,6 +178,23 @@ def _servers(text: str | None) -> tuple[ServerAddress, ...]:
 
 def _path(text: str) -> Path | None:
     return Path(text) if text else None
+
+
+def _check_cafile(path: Path) -> None:
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as error:
+        why = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise UsageError(f"--smtp-tls-cafile {str(path)!r} is not a readable PEM file of CA "
+                         f"certificates: {why}") from None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _example_db(text: str) -> str | None:

@@ -287,11 +287,13 @@ def smtp_state_machine(request: pytest.FixtureRequest, smtp_server_address: Serv
     request.node.stash[SETTLES_AT_TEARDOWN] = True
     assert settings.failures_dir is not None
     engine = Run(settings, smtp_server_address, record, settings.failures_dir)
+    tls, tls_server_name = settings.tls(smtp_server_address)
     yield configure(smtp_server_address, settings.profile, timeout=settings.timeout,
                     policy=settings.policy, record=record, deliver=settings.delivers,
                     rcpt_domain=settings.rcpt_domain, rate=settings.rate,
                     fail_fast=settings.fail_fast,
-                    seed=int(settings.seed) if settings.seed.isdigit() else None)
+                    seed=int(settings.seed) if settings.seed.isdigit() else None, tls=tls,
+                    tls_server_name=tls_server_name)
     if record.errors:
         return
     failing = engine.finish()

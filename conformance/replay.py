@@ -158,7 +158,8 @@ def replay(script: Script, address: ServerAddress, *, timeout: float,
             elif first.batch:
                 session.send_batch([step.command() for step in write])
             elif write[-1].is_tls and len(write) == 2:  # STARTTLS, then the upgrade
-                session.starttls(context, write[-1].server_hostname)
+                injected = first.data.partition(b"\r\n")[2]  # lines sent after STARTTLS
+                session.starttls(context, write[-1].server_hostname, inject=injected)
             elif not first.is_tls:  # (an upgrade without its STARTTLS upgrades nothing)
                 session.send(first.command())  # a STARTTLS recorded without an upgrade too
     except StopRun:

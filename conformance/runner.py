@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from hypothesis.errors import FlakyStrategyDefinition
 
 from conformance import example_db, replay
 from conformance.baseline import Baseline
-from conformance.client import ServerAddress, SMTPClient
+from conformance.client import ServerAddress, SMTPClient, tls_context
 from conformance.errors import (
     EXIT_UNREACHABLE,
     ConformanceError,
@@ -79,6 +80,15 @@ class RunSettings:
     shard: int = 0  # which of them this run is
     example_db: str | None = None  # a directory or a redis:// URL; None: no example database
     survey: bool = False  # nothing fails (as with ``baseline_write``)
+    tls_verify: bool = False  # verify the certificate after STARTTLS (else accept any)
+    tls_cafile: Path | None = None  # None: the system's CAs
+    tls_server_name: str | None = None  # None: the server's host
+
+    def tls(self, address: ServerAddress) -> tuple[ssl.SSLContext, str | None]:
+        """The TLS context of STARTTLS upgrades against ``address``, and the name to ask for
+        (SNI; verified when ``tls_verify``)."""
+        name = self.tls_server_name or address.host
+        return tls_context(cafile=self.tls_cafile, verify=self.tls_verify), name
 
     @property
     def targets(self) -> tuple[ServerAddress | None, ...]:
@@ -159,11 +169,13 @@ class Run:
         except (TargetLost, TargetUnreachable) as lost:
             self._lost(lost)
             return
+        tls, tls_server_name = s.tls(self.address)
         machine = configure(
             self.address, s.profile, timeout=s.timeout, policy=s.policy, record=self.record,
             deliver=s.delivers, rcpt_domain=s.rcpt_domain, rate=s.rate, fail_fast=s.fail_fast,
             deadline=self.started + s.time_budget * EXPLORE_SHARE,
-            seed=int(s.seed) if s.seed.isdigit() else None)
+            seed=int(s.seed) if s.seed.isdigit() else None, tls=tls,
+            tls_server_name=tls_server_name)
         # What exists before the run (imports, pytest's objects) lives through it: kept out of
         # the cyclic collector's scans while it runs, which were a tenth of a run's time.
         gc.freeze()
@@ -198,7 +210,8 @@ class Run:
                 break
             replayed = replay.replay(script, self.address, timeout=s.timeout,
                                      profile=s.profile, pacer=Pacer(s.rate),
-                                     deliver=s.delivers, policy=s.policy)
+                                     deliver=s.delivers, policy=s.policy,
+                                     tls=s.tls(self.address)[0])
             if not any(f.key.check == script.check for f in replayed.findings):
                 example_db.forget(db, script)  # its own deviation shows no more
             shown += bool(replayed.findings)
@@ -227,7 +240,8 @@ class Run:
         minimal = minimise(script, self.address, timeout=self.settings.timeout,
                            key=finding.key, pacer=Pacer(self.settings.rate),
                            deliver=self.settings.delivers, max_replays=MINIMISE_REPLAYS,
-                           seconds=min(MINIMISE_SECONDS, left))
+                           seconds=min(MINIMISE_SECONDS, left),
+                           tls=self.settings.tls(self.address)[0])
         if minimal is None and finding.timing:
             return self._saved(dataclasses.replace(
                 finding, verdict=str(Verdict.INCONCLUSIVE),

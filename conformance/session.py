@@ -98,10 +98,13 @@ def control_probe(command: Command, reply: Reply) -> Command | None:
     return None
 
 
-# STARTTLS is never in a batch: after its 220 comes the TLS handshake (RFC 3207 §4), so it
-# goes through ``CheckedSession.starttls``. The verbs that may only end one are the
+# A verb whose 220 is followed by a TLS handshake (STARTTLS, RFC 3207 §4) is never in a
+# batch: it goes through ``CheckedSession.starttls``. The verbs that may only end one are the
 # vocabulary's (``Verb.ends_batch``, RFC 2920 §3.1).
-NEVER_IN_BATCH = frozenset({"STARTTLS"})
+NEVER_IN_BATCH = frozenset(verb.name for verb in VERBS.values() if verb.upgrades)
+# How long, after a TLS handshake that followed lines injected after STARTTLS, the session
+# listens for a reply to them (a server that runs them answers at once).
+INJECTION_WAIT = 0.5
 
 
 def check_batch(commands: Sequence[Command]) -> None:
@@ -209,7 +212,8 @@ class CheckedSession:
         self.steps.append(Step.of(command))
         first = reply = self._exchange(command.group, command,
                                        lambda: self._command(command.line))
-        if command.group == "STARTTLS" and reply is not None and reply.code == SERVICE_READY:
+        if command.group in NEVER_IN_BATCH and reply is not None and \
+                reply.code == SERVICE_READY:
             self.close()  # the server now awaits a TLS handshake that starttls() alone does
             return first
         # At most two probes ("noop x" refused, then "NOOP x", then "NOOP"). They are not
@@ -253,27 +257,32 @@ class CheckedSession:
         io = _BatchIO(self.client, b"".join(commands[i].line for i in sending),
                       self.timeout + self.hang_wait)
         replies: list[Reply | None] = [None] * len(commands)
-        for i in sending:
+        for place, i in enumerate(sending):
             if io.error is None:
                 if not self.client.connected:
                     break  # a deviation, or a close after 221/421, ended the session
                 unanswered = self.model
             else:  # without a reply the model did not advance: the later commands were
                 self.model = unanswered  # sent in the state the unanswered one was
+            answered = sum(reply is not None for reply in replies)
             replies[i] = self._exchange(commands[i].group, commands[i], io,
-                                        adapt=io.error is None)
+                                        adapt=io.error is None, batch=(place, answered))
         return replies
 
-    def starttls(self, context: ssl.SSLContext, server_hostname: str | None = None
-                 ) -> Upgrade | None:
+    def starttls(self, context: ssl.SSLContext, server_hostname: str | None = None, *,
+                 inject: bytes = b"") -> Upgrade | None:
         """STARTTLS, checked as an exchange of its own; on 220, the TLS handshake (a step of
         its own, bounded by the timeout), after which the model starts over in INIT with
         nothing carried over (RFC 3207 §4.2: EHLO comes next). None: no upgrade (STARTTLS
         refused or unanswered, or the handshake failed: the session then ends, and the
-        failure is in the transcript, ``tls_failure`` and the run's notes)."""
+        failure is in the transcript, ``tls_failure`` and the run's notes).
+
+        ``inject``: command lines sent in plaintext in the same write, after STARTTLS. The
+        server must drop them; after the handshake the session listens ``INJECTION_WAIT``
+        for a reply to them before it says anything (``starttls_discards_plaintext``)."""
         check_tls_arguments(context, server_hostname)  # before STARTTLS, not after its 220
         self.ensure_open()
-        command = Command(b"STARTTLS\r\n", group="STARTTLS")
+        command = Command(b"STARTTLS\r\n" + inject, group="STARTTLS")
         if not self.model.open or command.group in self.adaptation.unanswered:
             return None
         self.steps.append(Step.of(command))
@@ -288,11 +297,28 @@ class CheckedSession:
             self.record.remark(f"after 220 to STARTTLS, {failure}")
             self.close()
             return None
-        if self.upgrade.plaintext_waiting:  # evidence for CVE-2011-0411 (RFC 3207 §5)
+        if self.upgrade.plaintext_waiting:
             self.record.remark(f"after 220 to STARTTLS, {len(self.upgrade.plaintext_waiting)} "
                                f"octet(s) of plaintext were waiting, discarded before TLS")
-        self.model = Session(state=State.INIT)
+        self.model = Session(state=State.INIT, tls=True)
+        if inject:
+            self._listen_after_upgrade(command)
         return self.upgrade
+
+    def _listen_after_upgrade(self, starttls: Command) -> None:
+        """A reply over TLS before the client said anything answers the plaintext injected
+        after STARTTLS (CVE-2011-0411): checked as an exchange of the STARTTLS command."""
+        try:
+            unsolicited = self.client.read_reply(timeout=min(INJECTION_WAIT, self.timeout))
+        except ReplyTimeout:
+            return  # nothing came: the injected lines were dropped, as they must be
+        except ServerError as error:
+            self.record.remark(f"after the TLS handshake: {error}")
+            self.close()
+            return
+        exchange = Exchange(self.profile, self.model, starttls.group, starttls,
+                            timeout=self.timeout, unsolicited=unsolicited)
+        self._note(run_checks(exchange), exchange)
 
     def close(self) -> None:
         self.client.close()
@@ -304,10 +330,11 @@ class CheckedSession:
 
     def _exchange(self, group: str, sent: Command | Message | None, io: Callable[[], Reply],
                   *, variant_of: tuple[Command, Reply] | None = None,
-                  adapt: bool = True) -> Reply | None:
+                  adapt: bool = True, batch: tuple[int, int] | None = None) -> Reply | None:
         """One exchange, checked and recorded. ``adapt``: what it shows of the server's
         timing counts (not for a batch's commands after a missing reply: they were not
-        waited for on their own)."""
+        waited for on their own). ``batch``: the command's place in its batch, and how many
+        before it were answered."""
         self.pacer.wait()
         before = self.model
         reply: Reply | None = None
@@ -327,12 +354,14 @@ class CheckedSession:
         self.record.coverage[(before.state.name, group, reply.code if reply else 0)] += 1
         self.cells[(before.state.name, group)] += 1
         exchange = Exchange(self.profile, before, group, sent, reply, error, closed_after,
-                            late=late, timeout=self.timeout, variant_of=variant_of)
+                            late=late, timeout=self.timeout, variant_of=variant_of,
+                            batch=batch)
         findings = run_checks(exchange)
         for check_id in refuted_checks(exchange):
             self.record.refuted.add((check_id, group))
         if reply is not None:
-            self.model = advance(before, group, reply.code, lines=reply.lines)
+            self.model = advance(before, group, reply.code, lines=reply.lines,
+                                 last_chunk=isinstance(sent, Command) and sent.last_chunk)
         if error is not None or closed_after is not None or self.model.state is State.CLOSED:
             self.close()
         if adapt:

@@ -61,8 +61,20 @@ class Argument:
             return not self.required
         return re.fullmatch(self.pattern, text) is not None
 
+    def parameters(self, text: str) -> dict[str, str | None]:
+        """The ESMTP parameters of a valid argument (RFC 5321 §4.1.1.11): keyword (upper
+        case, §4.1.2) -> value (None: a keyword without one). Empty for an argument that
+        does not follow the grammar or takes none."""
+        match = re.fullmatch(self.pattern, text) if self.pattern else None
+        found = match.groupdict().get("parameters") if match else None
+        if not found:
+            return {}
+        pairs = (parameter.partition("=") for parameter in found.split(" "))
+        return {keyword.upper(): value if sign else None for keyword, sign, value in pairs}
 
-_PARAMETERS = rf"(?: {grammar.MAIL_PARAMETERS})?"  # §4.1.1.11, for MAIL and RCPT
+
+# §4.1.1.11, for MAIL and RCPT (named, for ``Argument.parameters``)
+_PARAMETERS = rf"(?: (?P<parameters>{grammar.MAIL_PARAMETERS}))?"
 
 NOTHING = Argument("nothing", "", None, "")
 DOMAIN = Argument("domain", "<domain>", grammar.DOMAIN, "client.example.test")  # HELO: §4.1.1.1
@@ -101,6 +113,7 @@ class Verb:
     extension: str | None = None  # the EHLO keyword that adds it; None: a seed verb
     ends_batch: bool = False  # RFC 2920 §3.1: the last command of a pipelined batch
     data_reply: str | None = None  # the row answering what the client sends after a positive reply
+    upgrades: bool = False  # a positive reply is followed by a TLS handshake, not by SMTP
 
     @property
     def in_seed(self) -> bool:
@@ -175,7 +188,7 @@ EXTENSION_VERBS: tuple[Verb, ...] = (
     # RFC 3207 §4.2: after the handshake the client knows nothing of the session: greeted,
     # and it must say EHLO again.
     Verb("STARTTLS", NOTHING, _from(OPEN_STATES, S.INIT), "RFC 3207 §4", extension="STARTTLS",
-         ends_batch=True),
+         ends_batch=True, upgrades=True),
     Verb("AUTH", MECHANISM, _STAYS, "RFC 4954 §4", extension="AUTH", ends_batch=True),
     Verb("BDAT", CHUNK, _STAYS, "RFC 3030 §2", extension="CHUNKING"),
 )
@@ -184,6 +197,10 @@ VERBS: Mapping[str, Verb] = MappingProxyType(
     {verb.name: verb for verb in (*SEED_VERBS, *EXTENSION_VERBS)})
 EXTENSION_BY_KEYWORD: Mapping[str, Extension] = MappingProxyType(
     {extension.keyword: extension for extension in EXTENSIONS})
+# MAIL or RCPT parameter keyword -> the extension that adds it.
+EXTENSION_OF_PARAMETER: Mapping[str, str] = MappingProxyType(
+    {parameter: extension.keyword for extension in EXTENSIONS
+     for parameter in (*extension.mail_parameters, *extension.rcpt_parameters)})
 
 # Verbs real servers implement that the suite does not model (ETRN RFC 1985, ATRN RFC 2645,
 # BURL RFC 4468, LHLO RFC 2033, and vendors' own): never sent as an unrecognised verb.
@@ -243,6 +260,15 @@ class Advertised:
 
     def parameters(self, keyword: str) -> tuple[str, ...]:
         return self.keywords.get(keyword.upper(), ())
+
+    @property
+    def size_limit(self) -> int | None:
+        """The fixed maximum message size SIZE declares (RFC 1870 §3); None: SIZE not
+        advertised, 0 or no number (no fixed maximum), or a malformed one."""
+        declared = self.parameters("SIZE")
+        if len(declared) != 1 or not declared[0].isdigit() or len(declared[0]) > 20:
+            return None
+        return int(declared[0]) or None
 
 
 NOTHING_ADVERTISED = Advertised()

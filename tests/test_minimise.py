@@ -200,20 +200,22 @@ def test_an_upgrade_stays_with_its_starttls_and_a_batch_is_split():
 
 
 def test_a_session_with_tls_and_a_batch_is_cut_down_to_what_the_finding_needs(tmp_path):
-    # Over TLS, the server answers every batch short: the finding needs the upgrade and a
-    # batch of two, whose last command goes unanswered.
+    # Over TLS, the server answers every batch short: the finding needs the upgrade, the
+    # EHLO that advertises PIPELINING over TLS, and a batch of two, whose last command goes
+    # unanswered.
     certificates = Certificates(tmp_path)
-    script = Script("seed", "command_answered", (
+    script = Script("seed", "pipelining_answers_every_command", (
         EHLO, NOOP, STARTTLS, TLS, EHLO, HELP, *in_batch(1, MAIL, RCPT, NOOP)))
-    missing = FindingKey("command_answered", "MUST", "NOOP", 0)
+    missing = FindingKey("pipelining_answers_every_command", "MUST", "NOOP", 0)
     server_script = starttls_server(certificates.server_context(), batch_fault="short")
     with ScriptedServer(server_script) as server:
         result = minimise(script, server.address, timeout=TIMEOUT, key=missing)
     assert result is not None
     steps = result.script.steps
     assert steps[:2] == (STARTTLS, TLS)
-    assert len(steps) == 4
+    assert len(steps) == 5
+    assert steps[2] == EHLO
     assert steps[-1] == NOOP._replace(batch=1)
-    assert steps[2].batch == 1  # still one write: a batch of two
+    assert steps[3].batch == 1  # still one write: a batch of two
     assert result.finding.key == missing
     assert result.finding.session == steps

@@ -1,0 +1,134 @@
+"""Strategies for what ESMTP extensions add (RFC 5321 §2.2): MAIL and RCPT parameters, BDAT
+chunks, lines injected after STARTTLS, and pipelined batches.
+
+Every parameter the vocabulary declares has a strategy for its values here (tested); a value
+follows its extension's syntax, so a refusal is the server's choice, not our mistake.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from hypothesis import strategies as st
+
+from conformance.commands import Command, Message
+from conformance.vocabulary import VERBS
+from strategies.addresses import forward_paths, mailboxes, reverse_paths
+from strategies.commands import command, malformed_commands, valid_commands, verbs
+
+
+def xtext(text: str) -> str:
+    """``text`` as xtext (RFC 3461 §4): "+", "=" and what is not printable ASCII as "+XX"."""
+    return "".join(c if "!" <= c <= "~" and c not in "+=" else f"+{ord(c):02X}" for c in text)
+
+
+_XTEXT = st.text(string.printable[:94], min_size=1, max_size=20).map(xtext)
+
+# Parameter keyword -> its values (None: a keyword that takes none).
+MAIL_PARAMETER_VALUES: Mapping[str, st.SearchStrategy[str | None]] = MappingProxyType({
+    "SIZE": st.integers(0, 10**7).map(str),  # RFC 1870 §3: 1*20DIGIT
+    "BODY": st.sampled_from(["7BIT", "8BITMIME"]),  # RFC 6152 §2
+    "SMTPUTF8": st.none(),  # RFC 6531 §3.4
+    "RET": st.sampled_from(["FULL", "HDRS"]),  # RFC 3461
+    "ENVID": _XTEXT,  # RFC 3461
+    "AUTH": st.just("<>"),  # RFC 4954 §5: no identity vouched for
+})
+RCPT_PARAMETER_VALUES: Mapping[str, st.SearchStrategy[str | None]] = MappingProxyType({
+    "NOTIFY": st.one_of(st.just("NEVER"), st.lists(
+        st.sampled_from(["SUCCESS", "FAILURE", "DELAY"]), min_size=1, max_size=3,
+        unique=True).map(",".join)),  # RFC 3461
+    "ORCPT": mailboxes(quoted=False, literals=False).map(
+        lambda mailbox: f"rfc822;{xtext(mailbox)}"),  # RFC 3461: addr-type ";" xtext
+})
+
+
+@st.composite
+def parameters(draw: st.DrawFn, values: Mapping[str, st.SearchStrategy[str | None]]) -> str:
+    """One to three distinct parameters from ``values``, each with a leading space."""
+    keywords = draw(st.lists(st.sampled_from(sorted(values)), min_size=1, max_size=3,
+                             unique=True))
+    drawn = ((keyword, draw(values[keyword])) for keyword in keywords)
+    return "".join(f" {k}={v}" if v is not None else f" {k}" for k, v in drawn)
+
+
+def mail_with_parameters() -> st.SearchStrategy[Command]:
+    """``MAIL FROM:<path> parameters`` (RFC 5321 §4.1.1.2, §4.1.1.11)."""
+    return st.builds(lambda verb, path, found: command(verb, f"FROM:{path}{found}"),
+                     verbs("MAIL"), reverse_paths(), parameters(MAIL_PARAMETER_VALUES))
+
+
+def with_size(mail: Command, size: int) -> Command:
+    """``mail`` (a valid MAIL command) declaring ``size`` (RFC 1870 §3), its other
+    parameters kept."""
+    verb, _, argument = mail.first_line.partition(" ")
+    match = re.fullmatch(VERBS["MAIL"].argument.pattern or "", argument)
+    if match is None:
+        raise ValueError(f"not a valid MAIL command: {mail.line!r}")
+    path_end = match.start("parameters") - 1 if match.group("parameters") else len(argument)
+    kept = [p for p in (match.group("parameters") or "").split(" ")
+            if p and p.partition("=")[0].upper() != "SIZE"]
+    return command(verb, " ".join([argument[:path_end], *kept, f"SIZE={size}"]))
+
+
+def oversized_message(size: int) -> Message:
+    """Message content of at least ``size`` octets as RFC 1870 counts them (at most two
+    more), in lines within the 1000-octet limit (RFC 5321 §4.5.3.1.6)."""
+    line = b"x" * 998 + b"\r\n"
+    whole, rest = divmod(size, len(line))
+    return Message(line * whole + (b"x" * max(rest - 2, 0) + b"\r\n" if rest else b""))
+
+
+def rcpt_with_parameters(*, domain: st.SearchStrategy[str] | None = None
+                         ) -> st.SearchStrategy[Command]:
+    """``RCPT TO:<path> parameters`` (RFC 5321 §4.1.1.3, §4.1.1.11)."""
+    return st.builds(lambda verb, path, found: command(verb, f"TO:{path}{found}"),
+                     verbs("RCPT"), forward_paths(domain=domain),
+                     parameters(RCPT_PARAMETER_VALUES))
+
+
+def chunk(data: bytes, last: bool) -> Command:
+    """``BDAT <size> [LAST]`` and the chunk's octets, in one write (RFC 3030 §2)."""
+    return Command(f"BDAT {len(data)}{' LAST' if last else ''}\r\n".encode() + data,
+                   group="BDAT")
+
+
+_CHUNK_DATA = st.one_of(
+    st.just(b""),
+    st.sampled_from([b"Subject: chunked\r\n\r\n", b"line\r\n", b".\r\n", b"\r\n.\r\n"]),
+    st.binary(max_size=64),  # any octets: BDAT data is not read as lines
+)
+
+
+def chunks() -> st.SearchStrategy[list[Command]]:
+    """One to three BDAT chunks, the last one with LAST more often than not."""
+    return st.builds(
+        lambda data, last: [chunk(d, last and i == len(data) - 1) for i, d in enumerate(data)],
+        st.lists(_CHUNK_DATA, min_size=1, max_size=3), st.sampled_from([True, True, False]))
+
+
+def injected_lines(*, domain: st.SearchStrategy[str] | None = None
+                   ) -> st.SearchStrategy[bytes]:
+    """Command lines a man in the middle would add after a plaintext STARTTLS (CVE-2011-0411):
+    nothing, or one or two commands the server must not run after the handshake."""
+    injected = st.one_of(valid_commands("NOOP"), valid_commands("RSET"),
+                         valid_commands("MAIL"), valid_commands("RCPT", domain=domain))
+    return st.one_of(st.just(b""), st.lists(injected, min_size=1, max_size=2).map(
+        lambda commands: b"".join(c.line for c in commands)))
+
+
+def batched_commands(*, domain: st.SearchStrategy[str] | None = None,
+                     domain_name: str = "example.test") -> st.SearchStrategy[Command]:
+    """Commands that may go anywhere in a pipelined batch (RFC 2920 §3.1), valid or not."""
+    return st.one_of(valid_commands("MAIL"), valid_commands("RCPT", domain=domain),
+                     valid_commands("RCPT", domain=domain), valid_commands("RSET"),
+                     malformed_commands(verb="RCPT", domain=domain_name),
+                     malformed_commands(verb="MAIL", domain=domain_name))
+
+
+def batch_endings() -> st.SearchStrategy[Command | None]:
+    """What may only end a batch (RFC 2920 §3.1), or nothing."""
+    return st.one_of(st.none(), st.just(Command.of("DATA")), valid_commands("NOOP"),
+                     valid_commands("EHLO"), valid_commands("VRFY"))
