@@ -128,9 +128,9 @@ def captured_sessions() -> Iterator[list[list[bytes]]]:
         sessions.append(self._bench_sent)
         return connect(self, *args, **kwargs)
 
-    def sending(self: Any, data: bytes) -> None:
+    def sending(self: Any, data: bytes, *, shown: bytes | None = None) -> None:
         getattr(self, "_bench_sent", []).append(data)
-        send(self, data)
+        send(self, data, shown=shown)
 
     client.connect, client.send = connecting, sending  # type: ignore[method-assign]
     try:

@@ -249,10 +249,11 @@ class SMTPClient:
 
     # --- sending and receiving -------------------------------------------------------------
 
-    def send(self, data: bytes) -> None:
-        """Send ``data`` exactly as given (CRLF included by the caller)."""
+    def send(self, data: bytes, *, shown: bytes | None = None) -> None:
+        """Send ``data`` exactly as given (CRLF included by the caller); the transcript
+        shows ``shown`` instead, if given (credentials stay out of it)."""
         sock = self._socket()
-        self.transcript.client(data)
+        self.transcript.client(data if shown is None else shown)
         sock.settimeout(self.timeout)
         try:
             sock.sendall(data)

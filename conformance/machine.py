@@ -31,13 +31,14 @@ import strategies as smtp
 import strategies.extensions as ext
 from conformance.client import ServerAddress, tls_context
 from conformance.commands import Command, Message
+from conformance.credentials import Credentials
 from conformance.errors import StopRun, TargetLost, TargetUnreachable
 from conformance.grading import Policy
 from conformance.model import State
 from conformance.record import RunRecord
 from conformance.replies import Reply
 from conformance.session import Adaptation, CheckedSession, Pacer
-from conformance.tables import OK, Profile
+from conformance.tables import AUTH_SUCCEEDED, OK, Profile
 from conformance.vocabulary import OPEN_STATES, SEED_VERBS, UNRECOGNISED, VERBS, Verb
 
 DIRECTED_SHARE = 0.5  # of the commands sent: the rest go where the random walk is
@@ -140,8 +141,13 @@ def _extension_rules(domain: str | None) -> dict[str, Callable[..., None]]:
                   message: Message, where: int) -> None:
         self._chunks(chunks, then_data, message, where)
 
+    @rule(exchange=ext.auth_exchanges(), twice=st.booleans(), where=WHERE)
+    def send_auth(self: SMTPConformance, exchange: tuple[Command, tuple[Command, ...]],
+                  twice: bool, where: int) -> None:
+        self._auth(*exchange, twice, where)
+
     return {rule_.__name__: rule_ for rule_ in
-            (send_pipelined, send_with_parameters, send_starttls, send_bdat)}
+            (send_pipelined, send_with_parameters, send_starttls, send_bdat, send_auth)}
 
 
 READY_ROUTES = ("as is", "reset", "hello", "message")
@@ -218,6 +224,7 @@ class SMTPConformance(RuleBasedStateMachine):
     exploration: ClassVar[Exploration]  # one per run, shared by its sessions
     tls: ClassVar[ssl.SSLContext | None] = None  # for STARTTLS; None: never upgrade
     tls_server_name: ClassVar[str | None] = None
+    credentials: ClassVar[Credentials | None] = None  # for AUTH; None: wrong ones
 
     def __init__(self) -> None:
         super().__init__()
@@ -225,7 +232,8 @@ class SMTPConformance(RuleBasedStateMachine):
                                       policy=self.policy, record=self.record,
                                       deliver=self.deliver, pacer=self.pacer,
                                       adaptation=self.adaptation, fail_fast=self.fail_fast,
-                                      cells=self.exploration.cells)
+                                      cells=self.exploration.cells,
+                                      credentials=self.credentials)
 
     @initialize()
     def connect(self) -> None:
@@ -481,6 +489,23 @@ class SMTPConformance(RuleBasedStateMachine):
         if not self.deliver:
             self.session.close()
 
+    def _auth(self, command: Command, answers: tuple[Command, ...], twice: bool,
+              where: int) -> None:
+        """An AUTH exchange (RFC 4954 §4), where the session is or (as ``where`` decides) in
+        a mail transaction, where AUTH must be refused; ``twice``: after a success, AUTH
+        again, which must be refused too. The credentials are the run's (wrong ones when none
+        are configured: the exchange then ends in a refusal)."""
+        choose = random.Random(where)
+        self._with_extensions(choose)
+        if choose.random() < 0.3:
+            self._reach(State.MAIL, choose)
+        try:
+            reply = self.session.authenticate(command, answers)
+            if twice and reply is not None and reply.code == AUTH_SUCCEEDED:
+                self.session.authenticate(command, answers)
+        except StopRun as stop:
+            raise self._stop(stop) from None
+
 
 for _verb in SEED_VERBS:
     setattr(SMTPConformance, f"send_{_verb.name.lower()}", _verb_rule(_verb))
@@ -507,8 +532,8 @@ def configure(address: ServerAddress, profile: Profile, *, timeout: float,
               seed: int | None = None, deliver: bool = True,
               rcpt_domain: str | None = None, rate: float | None = None,
               fail_fast: bool = False, deadline: float = float("inf"),
-              tls: ssl.SSLContext | None = None, tls_server_name: str | None = None
-              ) -> type[SMTPConformance]:
+              tls: ssl.SSLContext | None = None, tls_server_name: str | None = None,
+              credentials: Credentials | None = None) -> type[SMTPConformance]:
     """A state machine class bound to one server, profile and timeout; ``deadline``
     (``time.monotonic()``) ends its exploration. ``tls``: the context of STARTTLS upgrades
     (by default one that verifies nothing: the suite tests SMTP, not the certificate);
@@ -525,6 +550,6 @@ def configure(address: ServerAddress, profile: Profile, *, timeout: float,
         "_hypothesis_internal_use_seed": seed,
         **(_recipient_rules(rcpt_domain) if rcpt_domain else {}),
         **(_extension_rules(rcpt_domain) if rcpt_domain else {}),
-        "tls": tls, "tls_server_name": tls_server_name,
+        "tls": tls, "tls_server_name": tls_server_name, "credentials": credentials,
         "exploration": Exploration(rcpt_domain),
     })

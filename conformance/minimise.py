@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from conformance.checks import CHECKS
 from conformance.client import ServerAddress
 from conformance.commands import TLS_UPGRADE, Step
+from conformance.credentials import Credentials
 from conformance.errors import ServerError, TargetUnreachable
 from conformance.grading import FindingKey
 from conformance.record import FindingRecord
@@ -84,11 +85,12 @@ def minimise(script: Script, address: ServerAddress, *, timeout: float, key: Fin
              pacer: Pacer | None = None, deliver: bool = True,
              max_replays: int = 50, seconds: float = 30.0,
              clock: Callable[[], float] = time.monotonic,
-             tls: ssl.SSLContext | None = None) -> Minimised | None:
+             tls: ssl.SSLContext | None = None,
+             credentials: Credentials | None = None) -> Minimised | None:
     """The shortest part of ``script`` found that shows the finding ``key`` again. None if a
     replay of the whole script does not show it (the server is not deterministic) or the
     budget does not allow even that replay. ``deliver=False``: no message is completed.
-    ``tls``: the context of TLS upgrades, as in ``replay``."""
+    ``tls``, ``credentials``: for TLS upgrades and AUTH, as in ``replay``."""
     budget = _Budget(max_replays, seconds, clock)
     # A late reply (timing evidence with a reply code) shows again only if the replay waits
     # as long as the run did; anything else, a missing reply included, shows within the
@@ -98,7 +100,8 @@ def minimise(script: Script, address: ServerAddress, *, timeout: float, key: Fin
     def run(units: Sequence[Unit]) -> FindingRecord | None:
         try:
             return replay(_script(script, units), address, timeout=timeout, pacer=pacer,
-                          deliver=deliver, hang_wait=hang_wait, tls=tls).first(key)
+                          deliver=deliver, hang_wait=hang_wait, tls=tls,
+                          credentials=credentials).first(key)
         except (ServerError, TargetUnreachable):  # this candidate tells nothing
             return None
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from conformance import example_db, grammar
 from conformance.baseline import load as load_baseline
 from conformance.client import ServerAddress
+from conformance.credentials import Credentials
 from conformance.errors import UsageError
 from conformance.paths import check_writable_dir, check_writable_file
 from conformance.runner import BUDGETS, RunSettings
@@ -69,6 +70,12 @@ OPTIONS = (
     Option("--smtp-tls-server-name", "smtp_tls_server_name", "SMTP_CONFORMANCE_TLS_SERVER_NAME",
            "", "name asked for in the TLS handshake (SNI) and verified (default: the host of "
            "--server)"),
+    Option("--smtp-auth-user", "smtp_auth_user", "SMTP_CONFORMANCE_AUTH_USER", "",
+           "user name for AUTH PLAIN and LOGIN (RFC 4954); without it AUTH is exercised with "
+           "credentials no server accepts"),
+    Option("--smtp-auth-password", "smtp_auth_password", "SMTP_CONFORMANCE_AUTH_PASSWORD", "",
+           "password for AUTH (better from the environment than the command line); it is "
+           "never written to transcripts, reports or replay files"),
     Option("--smtp-rcpt-domain", "smtp_rcpt_domain", "SMTP_CONFORMANCE_RCPT_DOMAIN", "",
            "domain of every generated recipient (default: names reserved for testing, "
            "RFC 2606: example.test, example.com, ...)"),
@@ -138,6 +145,7 @@ def parse(given: Callable[[Option], str | None], *, seed: str, workers: int = 1,
                                             _is_ip(tls_server_name)):
         raise UsageError(f"--smtp-tls-server-name must be a domain name or an IP address, "
                          f"got {tls_server_name!r}")
+    credentials = _credentials(values["smtp_auth_user"], values["smtp_auth_password"])
     report = _path(values["smtp_report"])
     baseline = load_baseline(Path(values["smtp_baseline"])) if values["smtp_baseline"] \
         else None
@@ -158,7 +166,8 @@ def parse(given: Callable[[Option], str | None], *, seed: str, workers: int = 1,
                        failures_dir=failures or failures_dir, servers=servers,
                        shards=_shards(values["smtp_shards"], workers), example_db=example_db,
                        tls_verify=_flag(values, "smtp_tls_verify") or tls_cafile is not None,
-                       tls_cafile=tls_cafile, tls_server_name=tls_server_name)
+                       tls_cafile=tls_cafile, tls_server_name=tls_server_name,
+                       credentials=credentials)
 
 
 def _servers(text: str | None) -> tuple[ServerAddress, ...]:
@@ -178,6 +187,15 @@ def _servers(text: str | None) -> tuple[ServerAddress, ...]:
 
 def _path(text: str) -> Path | None:
     return Path(text) if text else None
+
+
+def _credentials(user: str, password: str) -> Credentials | None:
+    if bool(user) != bool(password):
+        raise UsageError("--smtp-auth-user and --smtp-auth-password go together: give both "
+                         "or neither")
+    if any(c in user + password for c in "\0\r\n"):
+        raise UsageError("AUTH credentials cannot hold NUL, CR or LF (RFC 4616 §2)")
+    return Credentials(user, password) if user else None
 
 
 def _check_cafile(path: Path) -> None:

@@ -293,7 +293,7 @@ def smtp_state_machine(request: pytest.FixtureRequest, smtp_server_address: Serv
                     rcpt_domain=settings.rcpt_domain, rate=settings.rate,
                     fail_fast=settings.fail_fast,
                     seed=int(settings.seed) if settings.seed.isdigit() else None, tls=tls,
-                    tls_server_name=tls_server_name)
+                    tls_server_name=tls_server_name, credentials=settings.credentials)
     if record.errors:
         return
     failing = engine.finish()

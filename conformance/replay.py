@@ -18,6 +18,7 @@ from typing import Any
 
 from conformance.client import ServerAddress, tls_context
 from conformance.commands import Message, Step
+from conformance.credentials import Credentials
 from conformance.errors import StopRun, UsageError
 from conformance.grading import FindingKey, Policy
 from conformance.model import State
@@ -128,13 +129,15 @@ class _OneSession(Adaptation):
 def replay(script: Script, address: ServerAddress, *, timeout: float,
            profile: Profile | None = None, pacer: Pacer | None = None, deliver: bool = True,
            policy: Policy | None = None, hang_wait: float | None = None,
-           tls: ssl.SSLContext | None = None) -> Replayed:
+           tls: ssl.SSLContext | None = None,
+           credentials: Credentials | None = None) -> Replayed:
     """Send the script's steps in order, in the same writes (``writes_of``), checking every
     reply, until a deviation ends the session. ``hang_wait``: how much longer than
     ``timeout`` a reply may come and count as late rather than missing (by default as in a
     run; 0: a late reply counts as none). ``tls``: the context of TLS upgrades; by default
     no certificate is verified, since a replay is about what the server does, not about its
-    certificate.
+    certificate. ``credentials``: what fills the placeholders of AUTH commands (by default
+    credentials no server accepts).
 
     A message is only ever sent as recorded: if the server asks for mail data (354) where
     the script has none, the replay stops there, so that later lines are never read as a
@@ -143,7 +146,7 @@ def replay(script: Script, address: ServerAddress, *, timeout: float,
     session = CheckedSession(address, profile or get_profile(script.profile), timeout=timeout,
                              hang_wait=hang_wait, policy=policy or Policy(strict=True),
                              record=record, pacer=pacer, deliver=deliver,
-                             adaptation=_OneSession())
+                             adaptation=_OneSession(), credentials=credentials)
     context = tls if tls is not None else tls_context(verify=False)
     try:
         session.connect()

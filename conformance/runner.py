@@ -25,6 +25,7 @@ from hypothesis.errors import FlakyStrategyDefinition
 from conformance import example_db, replay
 from conformance.baseline import Baseline
 from conformance.client import ServerAddress, SMTPClient, tls_context
+from conformance.credentials import Credentials
 from conformance.errors import (
     EXIT_UNREACHABLE,
     ConformanceError,
@@ -83,6 +84,7 @@ class RunSettings:
     tls_verify: bool = False  # verify the certificate after STARTTLS (else accept any)
     tls_cafile: Path | None = None  # None: the system's CAs
     tls_server_name: str | None = None  # None: the server's host
+    credentials: Credentials | None = None  # for AUTH; None: none (AUTH is refused)
 
     def tls(self, address: ServerAddress) -> tuple[ssl.SSLContext, str | None]:
         """The TLS context of STARTTLS upgrades against ``address``, and the name to ask for
@@ -175,7 +177,7 @@ class Run:
             deliver=s.delivers, rcpt_domain=s.rcpt_domain, rate=s.rate, fail_fast=s.fail_fast,
             deadline=self.started + s.time_budget * EXPLORE_SHARE,
             seed=int(s.seed) if s.seed.isdigit() else None, tls=tls,
-            tls_server_name=tls_server_name)
+            tls_server_name=tls_server_name, credentials=s.credentials)
         # What exists before the run (imports, pytest's objects) lives through it: kept out of
         # the cyclic collector's scans while it runs, which were a tenth of a run's time.
         gc.freeze()
@@ -211,7 +213,7 @@ class Run:
             replayed = replay.replay(script, self.address, timeout=s.timeout,
                                      profile=s.profile, pacer=Pacer(s.rate),
                                      deliver=s.delivers, policy=s.policy,
-                                     tls=s.tls(self.address)[0])
+                                     tls=s.tls(self.address)[0], credentials=s.credentials)
             if not any(f.key.check == script.check for f in replayed.findings):
                 example_db.forget(db, script)  # its own deviation shows no more
             shown += bool(replayed.findings)
@@ -241,7 +243,8 @@ class Run:
                            key=finding.key, pacer=Pacer(self.settings.rate),
                            deliver=self.settings.delivers, max_replays=MINIMISE_REPLAYS,
                            seconds=min(MINIMISE_SECONDS, left),
-                           tls=self.settings.tls(self.address)[0])
+                           tls=self.settings.tls(self.address)[0],
+                           credentials=self.settings.credentials)
         if minimal is None and finding.timing:
             return self._saved(dataclasses.replace(
                 finding, verdict=str(Verdict.INCONCLUSIVE),

@@ -23,12 +23,14 @@ from conformance.client import (
     check_tls_arguments,
 )
 from conformance.commands import Command, Message, Step
+from conformance.credentials import WRONG, Credentials
 from conformance.errors import ReplyTimeout, ServerError, StopRun, TLSHandshakeFailed, UsageError
 from conformance.grading import Policy
 from conformance.model import Session, State, advance, closed, is_positive
 from conformance.record import RunRecord, records_for
 from conformance.replies import Reply
 from conformance.tables import (
+    AUTH_CHALLENGE,
     CLOSING,
     COMMAND_UNRECOGNISED,
     NOT_IMPLEMENTED,
@@ -149,7 +151,8 @@ class CheckedSession:
                  record: RunRecord | None = None, deliver: bool = True,
                  pacer: Pacer | None = None, adaptation: Adaptation | None = None,
                  probes: bool = True, fail_fast: bool = False,
-                 cells: Counter[tuple[str, str]] | None = None) -> None:
+                 cells: Counter[tuple[str, str]] | None = None,
+                 credentials: Credentials | None = None) -> None:
         self.address = address
         self.profile = profile
         self.timeout = timeout
@@ -174,6 +177,8 @@ class CheckedSession:
         self.cells = cells if cells is not None else Counter()
         self.upgrade: Upgrade | None = None  # this session's TLS upgrade, if any
         self.tls_failure: TLSHandshakeFailed | None = None  # this session's failed one
+        # What fills the placeholders of AUTH commands, on the wire only (see credentials).
+        self.credentials = credentials if credentials is not None else WRONG
 
     @property
     def transcript(self) -> str:
@@ -320,12 +325,27 @@ class CheckedSession:
                             timeout=self.timeout, unsolicited=unsolicited)
         self._note(run_checks(exchange), exchange)
 
+    def authenticate(self, command: Command, responses: Sequence[Command]) -> Reply | None:
+        """AUTH (RFC 4954 §4): ``command``, then each of ``responses`` while the server
+        challenges (334), each an exchange of the AUTH group; an exchange still open when
+        they run out is cancelled with ``*``. The last reply (None: none)."""
+        reply = self.send(command)
+        for response in (*responses, Command(b"*\r\n", group=command.group)):
+            if reply is None or reply.code != AUTH_CHALLENGE or not self.model.open:
+                break
+            self.steps.append(Step.of(response))
+            reply = self._exchange(response.group, response, self._sends(response.line))
+        return reply
+
     def close(self) -> None:
         self.client.close()
         self.model = closed(self.model)
 
+    def _sends(self, data: bytes) -> Callable[[], Reply]:
+        return lambda: self._command(data)
+
     def _command(self, data: bytes) -> Reply:
-        self.client.send(data)
+        self.client.send(self.credentials.fill(data), shown=data)
         return self.client.read_reply(timeout=self.timeout + self.hang_wait)
 
     def _exchange(self, group: str, sent: Command | Message | None, io: Callable[[], Reply],

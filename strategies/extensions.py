@@ -15,6 +15,7 @@ from types import MappingProxyType
 from hypothesis import strategies as st
 
 from conformance.commands import Command, Message
+from conformance.credentials import PASSWORD, PLAIN_RESPONSE, USERNAME
 from conformance.vocabulary import VERBS
 from strategies.addresses import forward_paths, mailboxes, reverse_paths
 from strategies.commands import command, malformed_commands, valid_commands, verbs
@@ -132,3 +133,25 @@ def batch_endings() -> st.SearchStrategy[Command | None]:
     """What may only end a batch (RFC 2920 §3.1), or nothing."""
     return st.one_of(st.none(), st.just(Command.of("DATA")), valid_commands("NOOP"),
                      valid_commands("EHLO"), valid_commands("VRFY"))
+
+
+# AUTH exchanges (RFC 4954 §4): the command, then the client's answers to the challenges. The
+# credentials are placeholders, filled in on the wire only (conformance.credentials).
+AUTH_EXCHANGES: Mapping[str, tuple[bytes, tuple[bytes, ...]]] = MappingProxyType({
+    "PLAIN with an initial response": (b"AUTH PLAIN " + PLAIN_RESPONSE, ()),
+    "PLAIN, challenged": (b"AUTH PLAIN", (PLAIN_RESPONSE,)),
+    "LOGIN": (b"AUTH LOGIN", (USERNAME, PASSWORD)),
+    "cancelled": (b"AUTH LOGIN", (b"*",)),  # 501 (§4)
+    "not base64": (b"AUTH PLAIN", (b"%not-base64%",)),  # 501 (§4)
+    "unknown mechanism": (b"AUTH X-SMTP-CONFORMANCE", ()),  # 504 (§4)
+})
+
+
+def auth_exchange(name: str) -> tuple[Command, tuple[Command, ...]]:
+    command, answers = AUTH_EXCHANGES[name]
+    return (Command(command + b"\r\n", group="AUTH"),
+            tuple(Command(answer + b"\r\n", group="AUTH") for answer in answers))
+
+
+def auth_exchanges() -> st.SearchStrategy[tuple[Command, tuple[Command, ...]]]:
+    return st.sampled_from(sorted(AUTH_EXCHANGES)).map(auth_exchange)

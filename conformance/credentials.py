@@ -1,0 +1,42 @@
+"""AUTH credentials, kept out of everything the suite writes.
+
+A command that carries credentials is built with a placeholder (``PLAIN_RESPONSE``,
+``USERNAME``, ``PASSWORD``); only the bytes on the wire have them filled in (``fill``). Steps,
+transcripts, reports and replay files keep the placeholder, so a replay with the same
+credentials configured sends the same octets, and nothing secret is ever written down.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+# Placeholders, as they appear in recorded command lines (each stands for base64 text, RFC
+# 4954 §4).
+PLAIN_RESPONSE = b"<credentials: PLAIN response>"  # base64("\0user\0password"), RFC 4616 §2
+USERNAME = b"<credentials: username>"  # base64(user), for LOGIN
+PASSWORD = b"<credentials: password>"  # base64(password), for LOGIN
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never shown, even by accident
+        return f"Credentials({self.username!r}, <password>)"
+
+    def fill(self, data: bytes) -> bytes:
+        """``data`` with each placeholder replaced by these credentials, base64-encoded."""
+        if b"<credentials: " not in data:
+            return data
+        plain = f"\0{self.username}\0{self.password}".encode()
+        for placeholder, value in ((PLAIN_RESPONSE, plain), (USERNAME, self.username.encode()),
+                                   (PASSWORD, self.password.encode())):
+            data = data.replace(placeholder, base64.b64encode(value))
+        return data
+
+
+# Credentials no server accepts, for the runs that have none configured: AUTH is exercised
+# (challenges, cancelling, refusals), never expected to succeed.
+WRONG = Credentials("smtp-conformance-unknown-user", "not-a-password")
