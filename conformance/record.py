@@ -107,6 +107,10 @@ class RunRecord:
     errors: list[RunError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     refuted: set[tuple[str, str]] = field(default_factory=set)  # (per-run check, group)
+    # The extensions the server advertised (keyword -> its parameters, as last seen), and
+    # how often the run exercised what is not a command of its own: batches, TLS upgrades.
+    advertised: dict[str, str] = field(default_factory=dict)
+    exercised: Counter[str] = field(default_factory=Counter)
 
     def coverage_of(self, group: str) -> int:
         """Exchanges of ``group`` in the run (of the greeting: sessions opened)."""
@@ -138,6 +142,8 @@ class RunRecord:
         for note in other.notes:
             self.remark(note)
         self.refuted |= other.refuted
+        self.advertised.update(other.advertised)
+        self.exercised.update(other.exercised)
 
     def by_verdict(self, verdict: Verdict) -> list[FindingRecord]:
         return [f for f in self.sorted_findings() if f.verdict == verdict.value]
@@ -153,6 +159,8 @@ class RunRecord:
             "errors": [asdict(error) for error in self.errors],
             "notes": list(self.notes),
             "refuted": sorted([check, group] for check, group in self.refuted),
+            "advertised": dict(sorted(self.advertised.items())),
+            "exercised": dict(sorted(self.exercised.items())),
         }
 
     @classmethod
@@ -164,6 +172,8 @@ class RunRecord:
         record.errors = [RunError(**error) for error in data["errors"]]
         record.notes = list(data.get("notes", []))
         record.refuted = {(check, group) for check, group in data.get("refuted", [])}
+        record.advertised = dict(data.get("advertised", {}))
+        record.exercised = Counter(data.get("exercised", {}))
         return record
 
 

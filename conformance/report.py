@@ -19,7 +19,7 @@ from typing import Any
 from conformance.levels import Verdict
 from conformance.model import is_positive, to_dot
 from conformance.record import RunRecord
-from conformance.tables import GROUPS, SERVICE_NOT_AVAILABLE, Profile
+from conformance.tables import EXTENSION_GROUPS, GROUPS, SERVICE_NOT_AVAILABLE, Profile
 from conformance.transcript import escape_text
 from conformance.vocabulary import END_OF_DATA
 
@@ -106,7 +106,31 @@ def document(record: RunRecord, run: RunInfo, baseline: dict[str, Any] | None = 
                         for (s, g, c), n in sorted(record.coverage.items())],
             "groups": group_coverage(record, run.profile),
         },
+        "extensions": extension_coverage(record),
     }
+
+
+def extension_coverage(record: RunRecord) -> dict[str, Any]:
+    """What the server advertised, the extension commands sent (exchanges per state), and
+    the batches and TLS upgrades."""
+    sent: dict[str, Counter[str]] = defaultdict(Counter)
+    for (state, group, _code), count in record.coverage.items():
+        if group in EXTENSION_GROUPS:
+            sent[group][state] += count
+    return {"advertised": dict(sorted(record.advertised.items())),
+            "commands": {group: dict(sent[group]) for group in EXTENSION_GROUPS if sent[group]},
+            "exercised": dict(sorted(record.exercised.items()))}
+
+
+def extension_lines(coverage: dict[str, Any]) -> list[str]:
+    """The extensions part of the summary: advertised, and what of it was exercised."""
+    advertised = " ".join(f"{k} {v}".strip() for k, v in coverage["advertised"].items())
+    lines = [f"extensions advertised: {advertised or 'none'}"]
+    for group, states in coverage["commands"].items():
+        where = ", ".join(f"{state} {n}" for state, n in states.items())
+        lines.append(f"  {group:15} {sum(states.values()):5}  sent in: {where}")
+    lines += [f"  {what}: {n}" for what, n in coverage["exercised"].items()]
+    return lines
 
 
 def transitions_taken(record: RunRecord) -> dict[tuple[str, str], int]:
@@ -174,6 +198,7 @@ def summary_lines(record: RunRecord, profile: Profile, *, survey: bool = False) 
         lines.append(f"  {finding.verdict} [{finding.check}] {finding.complaint} "
                      f"(state {finding.state}, sent {sent})")
     lines += coverage_lines(group_coverage(record, profile))
+    lines += extension_lines(extension_coverage(record))
     return [escape_text(line) for line in lines]
 
 

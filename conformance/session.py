@@ -258,6 +258,7 @@ class CheckedSession:
         sending = [i for i, c in enumerate(commands)
                    if c.group not in self.adaptation.unanswered]
         batch = 1 + max((step.batch for step in self.steps), default=0)
+        self.record.exercised["pipelined batches"] += 1
         self.steps += [Step.of(commands[i], batch=batch) for i in sending]
         io = _BatchIO(self.client, b"".join(commands[i].line for i in sending),
                       self.timeout + self.hang_wait)
@@ -306,7 +307,9 @@ class CheckedSession:
             self.record.remark(f"after 220 to STARTTLS, {len(self.upgrade.plaintext_waiting)} "
                                f"octet(s) of plaintext were waiting, discarded before TLS")
         self.model = Session(state=State.INIT, tls=True)
+        self.record.exercised["TLS upgrades"] += 1
         if inject:
+            self.record.exercised["TLS upgrades after injected plaintext"] += 1
             self._listen_after_upgrade(command)
         return self.upgrade
 
@@ -382,6 +385,9 @@ class CheckedSession:
         if reply is not None:
             self.model = advance(before, group, reply.code, lines=reply.lines,
                                  last_chunk=isinstance(sent, Command) and sent.last_chunk)
+            if group == "EHLO" and self.model.extensions is not before.extensions:
+                self.record.advertised.update(
+                    {k: " ".join(v) for k, v in self.model.extensions.keywords.items()})
         if error is not None or closed_after is not None or self.model.state is State.CLOSED:
             self.close()
         if adapt:

@@ -7,6 +7,7 @@ messages have size limits, every socket read times out, and the server stops whe
 from __future__ import annotations
 
 import random
+import re
 import socket
 import socketserver
 import sys
@@ -75,6 +76,8 @@ NONDETERMINISTIC = {
     "mail_553_at_random": "reply_code_documented",  # 553 to MAIL three times in ten
 }
 TARPIT_AFTER, TARPIT_DELAY = 3, 6.0
+# A reverse-path, and the one parameter of the one extension EHLO offers (8BITMIME, RFC 6152).
+MAIL_ARGUMENT = re.compile(r"FROM:<[^<>]*>(?: BODY=(?:7BIT|8BITMIME))?", re.IGNORECASE)
 
 
 @dataclass
@@ -150,8 +153,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.reply(f"501 Bad sender address syntax: {arg}")
             elif "mail_fails_after_message" in faults and s.messages:
                 self.reply("550 no more mail today")
-            elif s.mail or not arg.upper().startswith("FROM:<") or not arg.endswith(">"):
-                self.reply("501 Syntax error or nested MAIL")
+            elif s.mail or not MAIL_ARGUMENT.fullmatch(arg):
+                self.reply("501 Syntax error, nested MAIL, or a parameter not offered")
             else:
                 s.mail, s.recipients = True, 0
                 self.reply("250 OK")
