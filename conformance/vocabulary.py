@@ -6,7 +6,7 @@ extension is its EHLO keyword, the verbs and MAIL/RCPT parameters it adds, and i
 reply-code tables, the model, the strategies, the state machine's rules, the session's
 batches and the reference server's HELP all read these declarations: a new verb is one
 ``Verb`` here plus its rows in ``tables``. The extensions are declared with the parameters they
-add; strategies and checks for them are the ESMTP work still to come.
+add (``strategies.extensions`` has values for each; the checks read ``Advertised``).
 """
 
 from __future__ import annotations
