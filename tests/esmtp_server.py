@@ -151,6 +151,14 @@ class _Closed(Exception):
     """The client went away, timed out, or the server is stopping."""
 
 
+class _ExchangeEnds(Exception):
+    """An AUTH exchange ends before its credentials are judged, with the reply named."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
 class _Connection:
     """A socket and what was read from it ahead of the line being answered (RFC 2920 §3.2:
     buffered input is never lost)."""
@@ -261,14 +269,6 @@ class _Handler(socketserver.BaseRequestHandler):
             prefix = f"{status_class}.{detail} " if detail else ""
             lines.append(f"{code}{separator}{prefix}{text}\r\n")
         self.conn.send("".join(lines).encode())
-
-    def challenge(self, text: str) -> bytes:
-        """A 334 (RFC 4954 §4) and the client's answer, without its line ending."""
-        self.conn.send(f"{CHALLENGE} {text}\r\n".encode())
-        line = self.conn.line()
-        if not line.endswith(b"\n"):
-            raise ValueError("overlong")
-        return line.rstrip(b"\r\n")
 
     # --- the command loop ----------------------------------------------------------------
 
@@ -501,46 +501,45 @@ class _Handler(socketserver.BaseRequestHandler):
                 return True
             try:
                 result = exchange(self, initial.strip() or None)
-            except ValueError:
-                result = "line_too_long"
+            except _ExchangeEnds as ended:
+                result = ended.reply
             s.authenticated = s.authenticated or result == "auth_ok"
             self.reply(result)
         return True
 
+    def challenge(self, text: str) -> bytes:
+        """A 334 (RFC 4954 §4) and the client's answer, without its line ending."""
+        self.conn.send(f"{CHALLENGE} {text}\r\n".encode())
+        line = self.conn.line()
+        if not line.endswith(b"\n"):
+            raise _ExchangeEnds("line_too_long")
+        return line.rstrip(b"\r\n")
+
     def answer(self, text: bytes | str) -> str:
-        """A base64 answer decoded; ValueError names the refusal if it is no answer."""
+        """The client's base64 answer (RFC 4954 §4), decoded."""
         raw = text.encode() if isinstance(text, str) else text
-        if raw == b"*":
-            raise _Cancelled
+        if raw == b"*":  # the client cancels: 501
+            raise _ExchangeEnds("auth_ok" if self.has("auth_cancel_accepted") else
+                                "auth_cancelled")
         try:
             return base64.b64decode(raw, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            raise _Undecodable from None
+            raise _ExchangeEnds("bad_base64") from None
 
     def plain(self, initial: str | None) -> str:
-        """RFC 4616 via RFC 4954 §4: [authzid] NUL authcid NUL passwd."""
-        try:
-            text = "" if initial == "=" else \
-                self.answer(initial if initial is not None else self.challenge(""))
-        except _Cancelled:
-            return "auth_ok" if self.has("auth_cancel_accepted") else "auth_cancelled"
-        except _Undecodable:
-            return "bad_base64"
+        """PLAIN (RFC 4616): [authzid] NUL authcid NUL passwd, as the initial response ("="
+        for an empty one) or in answer to an empty challenge."""
+        text = "" if initial == "=" else \
+            self.answer(initial if initial is not None else self.challenge(""))
         parts = text.split("\0")
         good = len(parts) == 3 and parts[0] in ("", USERNAME) and \
             parts[1:] == [USERNAME, PASSWORD]
         return "auth_ok" if good else "bad_credentials"
 
     def login(self, initial: str | None) -> str:
-        """The LOGIN mechanism: the username (perhaps the initial response), the password."""
-        try:
-            user = self.answer(initial if initial is not None
-                               else self.challenge(LOGIN_PROMPTS[0]))
-            password = self.answer(self.challenge(LOGIN_PROMPTS[1]))
-        except _Cancelled:
-            return "auth_ok" if self.has("auth_cancel_accepted") else "auth_cancelled"
-        except _Undecodable:
-            return "bad_base64"
+        """LOGIN: the username (perhaps as the initial response), then the password."""
+        user = self.answer(initial if initial is not None else self.challenge(LOGIN_PROMPTS[0]))
+        password = self.answer(self.challenge(LOGIN_PROMPTS[1]))
         return "auth_ok" if (user, password) == (USERNAME, PASSWORD) else "bad_credentials"
 
     COMMANDS: Mapping[str, Callable[[_Handler, str], bool]] = MappingProxyType({
@@ -549,14 +548,6 @@ class _Handler(socketserver.BaseRequestHandler):
         **dict.fromkeys(("EXPN", "SEND", "SOML", "SAML", "TURN"), not_implemented),
         "STARTTLS": starttls, "AUTH": auth,
     })
-
-
-class _Cancelled(Exception):
-    """The client answered a 334 with "*" (RFC 4954 §4)."""
-
-
-class _Undecodable(Exception):
-    """The client's answer to a 334 is not base64 (RFC 4954 §4)."""
 
 
 MECHANISMS: Mapping[str, Callable[[_Handler, str | None], str]] = MappingProxyType({
@@ -601,6 +592,8 @@ class EsmtpServer:
         wanted = set(IMPLEMENTED if extensions is None else (k.upper() for k in extensions))
         if strangers := wanted - set(IMPLEMENTED):
             raise ValueError(f"extension(s) not implemented: {sorted(strangers)}")
+        if not 0 < size_limit <= MAX_MESSAGE:  # RFC 1870 §3: SIZE 0 would mean "no limit"
+            raise ValueError(f"size_limit must be from 1 to {MAX_MESSAGE}")
         if tls is None:
             wanted.discard("STARTTLS")
         if "dsn_accepted_unadvertised" in chosen:

@@ -73,6 +73,8 @@ def test_refuses_unknown_fault_and_extension():
         EsmtpServer("no_such_fault")
     with pytest.raises(ValueError, match="XFOO"):
         EsmtpServer(extensions=["XFOO"])
+    with pytest.raises(ValueError, match="size_limit"):
+        EsmtpServer(size_limit=0)
 
 
 def test_advertises_what_it_implements_and_starttls_only_with_tls(server):
