@@ -327,7 +327,7 @@ class _Handler(socketserver.BaseRequestHandler):
     def parameters(self, verb: str, text: str | None) -> str | None:
         """The reply refusing MAIL's or RCPT's parameters; None if they are acceptable."""
         seen = set()
-        for parameter in (text or "").split(" ") if text else ():
+        for parameter in text.split(" ") if text else ():
             keyword, equals, value = parameter.partition("=")
             keyword = keyword.upper()
             extension, pattern = PARAMETERS.get((verb, keyword), ("", None))
