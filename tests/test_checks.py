@@ -15,13 +15,14 @@ from conformance.record import FindingRecord, records_for
 from conformance.replies import Reply
 from conformance.tables import get_profile
 from conformance.vocabulary import END_OF_DATA
+from tests.esmtp_server import ESMTP_FAULTS
 from tests.fault_server import FAULTS, SHOULD_FAULTS
 
 READY = Session(state=State.READY)
 
 
 def test_every_check_has_a_fault_that_only_it_reports_first() -> None:
-    faults = {*FAULTS.values(), *SHOULD_FAULTS.values()}
+    faults = {*FAULTS.values(), *SHOULD_FAULTS.values(), *ESMTP_FAULTS.values()}
     assert faults == set(CHECKS), "a check with no fault is unverified"
 
 
