@@ -3,11 +3,12 @@
 The rules come from the vocabulary: one per seed verb, one for raw lines, two for whole
 transactions, and one per thing an extension adds (pipelined batches, MAIL/RCPT parameters,
 STARTTLS, BDAT, AUTH), which sends it where the session's EHLO reply advertised it, and
-otherwise what a server must refuse. Findings are recorded, never raised, so one run explores its whole budget and
-reports every deviation it meets. No rule has a precondition, and how much Hypothesis draws
-never depends on the server's answers or the run so far (a step reconnects by itself when the
-last session ended): what the run has seen only steers where a drawn command goes (see
-``_send_somewhere``), so that every (state, verb) cell is reached early in every run.
+otherwise what a server must refuse. Findings are recorded, never raised, so one run
+explores its whole budget and reports every deviation it meets. No rule has a precondition,
+and how much Hypothesis draws never depends on the server's answers or the run so far (a
+step reconnects by itself when the last session ended): what the run has seen only steers
+where a drawn command goes (see ``_send_somewhere``), so that every (state, verb) cell is
+reached early in every run.
 """
 
 from __future__ import annotations

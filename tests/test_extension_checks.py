@@ -111,12 +111,12 @@ def test_enhanced_codes_are_not_asked_of_the_greeting_hello_3yz_or_without_the_e
 
 def test_a_declared_size_over_the_limit_must_be_refused():
     over, under = Command.of("MAIL FROM:<> SIZE=1001"), Command.of("MAIL FROM:<> SIZE=1000")
-    assert "size_limit_enforced" in found(exchange("MAIL", over, Reply.build(250, "2.1.0 Ok")))
-    assert "size_limit_enforced" not in found(exchange("MAIL", over, Reply.build(552, "5.3.4 no")))
-    assert "size_limit_enforced" not in found(exchange("MAIL", under, Reply.build(250, "2.1.0 Ok")))
-    unlimited = parse_ehlo(("mx.example.test", "SIZE 0"))
-    assert "size_limit_enforced" not in found(
-        exchange("MAIL", over, Reply.build(250, "Ok"), before=replace(READY, extensions=unlimited)))
+    accepted, refused = Reply.build(250, "2.1.0 Ok"), Reply.build(552, "5.3.4 no")
+    assert "size_limit_enforced" in found(exchange("MAIL", over, accepted))
+    assert "size_limit_enforced" not in found(exchange("MAIL", over, refused))
+    assert "size_limit_enforced" not in found(exchange("MAIL", under, accepted))
+    unlimited = replace(READY, extensions=parse_ehlo(("mx.example.test", "SIZE 0")))
+    assert "size_limit_enforced" not in found(exchange("MAIL", over, accepted, before=unlimited))
 
 
 def test_a_message_over_the_limit_must_be_refused():
@@ -198,7 +198,8 @@ def test_a_tls_upgrade_starts_the_session_over():
     in_transaction = replace(READY, state=State.RCPT, recipients=2, authenticated=True)
     upgraded = advance(in_transaction, "STARTTLS", 220)
     assert upgraded.state is State.INIT
-    assert not upgraded.extensions.keywords and not upgraded.authenticated
+    assert not upgraded.extensions.keywords
+    assert not upgraded.authenticated
 
 
 # --- CHUNKING --------------------------------------------------------------------------------
@@ -206,7 +207,8 @@ def test_a_tls_upgrade_starts_the_session_over():
 def test_data_after_a_chunk_must_be_refused():
     rcpt = replace(READY, state=State.RCPT, recipients=1)
     chunked = advance(rcpt, "BDAT", 250)
-    assert chunked.chunked and chunked.state is State.RCPT
+    assert chunked.chunked
+    assert chunked.state is State.RCPT
     data = Command.of("DATA")
     assert "bdat_not_mixed_with_data" in found(
         exchange("DATA", data, Reply.build(354, "go on"), before=chunked))
@@ -219,10 +221,13 @@ def test_data_after_a_chunk_must_be_refused():
 def test_the_last_chunk_ends_the_transaction_only_when_accepted():
     rcpt = replace(READY, state=State.RCPT, recipients=1)
     done = advance(rcpt, "BDAT", 250, last_chunk=True)
-    assert done.state is State.READY and done.messages == 1 and not done.chunked
+    assert done.state is State.READY
+    assert done.messages == 1
+    assert not done.chunked
     # A refused chunk leaves the state "indeterminate" (RFC 3030 §2): the model keeps it.
     assert advance(rcpt, "BDAT", 554, last_chunk=True).state is State.RCPT
-    assert ext.chunk(b"abc", True).last_chunk and not ext.chunk(b"abc", False).last_chunk
+    assert ext.chunk(b"abc", True).last_chunk
+    assert not ext.chunk(b"abc", False).last_chunk
 
 
 # --- AUTH ------------------------------------------------------------------------------------
