@@ -473,11 +473,16 @@ class SMTPConformance(RuleBasedStateMachine):
         """BDAT chunks in a transaction where CHUNKING is advertised (RFC 3030 §2), then DATA
         if drawn (refused after a chunk: the two never mix). In safe mode no LAST chunk is
         sent, and the session ends after the chunks. Where CHUNKING is not advertised, only
-        ``BDAT 0 LAST``, which has no data a server could read as commands."""
+        ``BDAT 0 LAST`` outside a transaction: no data a server could read as commands, and
+        no message, even for a server that takes BDAT without advertising it (Postfix after
+        HELO)."""
         choose = random.Random(where)
         self._with_extensions(choose)
         if "CHUNKING" not in self.session.model.extensions:
-            self._send(Command(b"BDAT 0 LAST\r\n"))
+            if self.session.model.in_transaction:
+                self._send(self.exploration.valid("RSET", choose))
+            if not self.session.model.in_transaction:
+                self._send(Command(b"BDAT 0 LAST\r\n"))
             return
         if choose.random() < 0.8:
             self._reach(State.RCPT, choose)

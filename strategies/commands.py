@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 
 from conformance import grammar
 from conformance.commands import Command, Message
-from conformance.vocabulary import SEED_VERBS, UNMODELLED_VERBS, VERBS, Argument
+from conformance.vocabulary import (
+    SEED_VERBS,
+    UNMODELLED_VERBS,
+    VERBS,
+    Argument,
+    follows_grammar,
+)
 from strategies.addresses import (
     address_literals,
     domains,
@@ -191,7 +197,8 @@ def raw_lines(*, domain: str = "example.test") -> st.SearchStrategy[Command]:
     """Any malformed line: a broken seed command (any mailbox in ``domain``), an unknown verb,
     or garbage octets."""
     garbage = st.binary(min_size=0, max_size=40).filter(
-        lambda b: b"\n" not in b and b"\r" not in b).map(_garbage)
+        lambda b: b"\n" not in b and b"\r" not in b).map(_garbage).filter(
+        lambda command: not follows_grammar(command.line))  # "AUTH 0" is no garbage
     return st.one_of(malformed_commands(domain=domain), unknown_commands(), garbage)
 
 

@@ -111,7 +111,7 @@ def test_a_must_and_a_should_of_one_check_on_one_reply_code_are_both_kept(pytest
     # echoed in 501 replies to MAIL: the MUST is never folded into the SHOULD.
     with FaultServer("mail_echoes_argument") as server:
         _, report = run_checked(pytester, f"--server={server.address}", "--smtp-timeout=0.5",
-                                "--smtp-examples=150")
+                                "--smtp-examples=300")
     kept = {(f["check"], f["level"], f["group"], f["reply_code"]) for f in report["findings"]}
     assert ("reply_well_formed", "MUST", "MAIL", 501) in kept, kept
     assert ("reply_well_formed", "SHOULD", "MAIL", 501) in kept, kept

@@ -37,7 +37,8 @@ def record_with(groups: list[str], *findings: FindingRecord) -> RunRecord:
 def table(lines: list[str]) -> tuple[str, list[str], list[str]]:
     """The count line, the rows under it, and the rows under the 'outside' heading."""
     start = next(n for n, line in enumerate(lines) if line.startswith("seed groups exercised:"))
-    rows = lines[start + 2:]
+    end = next(n for n, line in enumerate(lines) if line.startswith("extensions advertised:"))
+    rows = lines[start + 2:end]
     outside = next((n for n, line in enumerate(rows) if line.startswith("outside")), len(rows))
     return lines[start], rows[:outside], rows[outside + 1:]
 
@@ -61,6 +62,21 @@ def test_count_is_of_exercised_groups_among_every_seed_group_shown():
     assert len(rows) == len(GROUPS)
     assert [group_of(row) for row in rows if " 0  -" not in row] == ["HELO", "NOOP"]
     assert outside == []
+
+
+def test_the_extensions_part_lists_what_was_advertised_and_where_each_command_went():
+    record = record_with(["EHLO"])
+    assert summary_lines(record, SEED)[-1] == "extensions advertised: none"
+    record.advertised.update({"PIPELINING": "", "SIZE": "1000"})
+    record.coverage.update({("READY", "STARTTLS", 220): 2, ("MAIL", "STARTTLS", 501): 1,
+                            ("RCPT", "BDAT", 250): 4})
+    record.exercised.update({"pipelined batches": 3})
+    lines = summary_lines(record, SEED)
+    start = lines.index("extensions advertised: PIPELINING SIZE 1000")
+    assert lines[start + 1:] == [
+        "  STARTTLS            3  sent in: READY 2, MAIL 1",
+        "  BDAT                4  sent in: RCPT 4",
+        "  pipelined batches: 3"]
 
 
 HIDDEN = "\x00\x07\x1b[2J\x7f\x85\u202e\u2028"

@@ -139,12 +139,16 @@ def test_the_grammar_of_a_command_line(line, ok):
 
 # --- the state machine and the reference server ----------------------------------------------
 
-def test_the_machine_has_one_rule_per_seed_verb():
+def test_the_machine_has_one_rule_per_seed_verb_and_per_extension_feature():
     names = {rule.function.__name__ for rule in SMTPConformance.setup_state().rules}
     per_verb = {f"send_{name.lower()}" for name in SEED_NAMES}
     assert per_verb <= names
     assert names - per_verb == {"send_raw_line", "transaction_complete",
-                                "transaction_interrupted"}
+                                "transaction_interrupted", "send_pipelined",
+                                "send_with_parameters", "send_starttls", "send_bdat",
+                                "send_auth"}
+    # Each extension verb has a rule that sends it.
+    assert {f"send_{verb.name.lower()}" for verb in EXTENSION_VERBS} <= names
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))
