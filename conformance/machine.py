@@ -418,7 +418,10 @@ class SMTPConformance(RuleBasedStateMachine):
 
     def _pipeline(self, commands: list[Command], message: Message, where: int) -> None:
         """The commands in one write where PIPELINING is advertised (RFC 2920), else one by
-        one (a client must not pipeline otherwise, §3.1)."""
+        one (a client must not pipeline otherwise, §3.1). A session the run's adaptation
+        has no room in for the whole batch and its EHLO starts over first."""
+        if not self.session.has_room(len(commands) + 1):
+            self.session.close()
         self._with_extensions(random.Random(where))
         if "PIPELINING" not in self.session.model.extensions:
             for command in commands:

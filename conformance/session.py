@@ -198,13 +198,17 @@ class CheckedSession:
                           f" nothing more can be tested")
         return greeting
 
-    def ensure_open(self) -> None:
-        """Reconnect if the last session ended, or if it has had as many commands as the
-        run's adaptation allows."""
-        cap = self.adaptation.max_commands
-        if not self.model.open or (cap is not None and len(self.steps) >= cap):
+    def ensure_open(self, commands: int = 1) -> None:
+        """Reconnect if the last session ended, or if ``commands`` more would take it past
+        as many commands as the run's adaptation allows."""
+        if not self.model.open or not self.has_room(commands):
             self.close()
             self.connect()
+
+    def has_room(self, commands: int) -> bool:
+        """Whether this session may have ``commands`` more (see Adaptation)."""
+        cap = self.adaptation.max_commands
+        return cap is None or len(self.steps) + commands <= max(cap, commands)
 
     def send(self, command: Command) -> Reply | None:
         """Send ``command`` (reconnecting first if needed) and check the reply; then, if the
@@ -252,7 +256,7 @@ class CheckedSession:
         check_batch(commands)
         if not commands:
             return []
-        self.ensure_open()
+        self.ensure_open(len(commands))
         if not self.model.open:
             return [None] * len(commands)
         sending = [i for i, c in enumerate(commands)
