@@ -122,7 +122,8 @@ class _OneSession(Adaptation):
     the middle would replay another session than the one recorded (it would not even be
     TLS any more after an upgrade). A late reply is still checked, and ends the replay."""
 
-    def cap(self, commands_before: int, record: RunRecord, why: str) -> None:
+    def cap(self, commands_before: int, record: RunRecord, why: str, *,
+            floor: int = 1) -> None:
         return
 
 

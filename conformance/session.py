@@ -46,6 +46,11 @@ from conformance.vocabulary import END_OF_DATA, GREETING, VERBS
 HANG_FACTOR = 6
 
 
+# EHLO, MAIL, two RCPTs, DATA and its message: a session the run caps for replies that are
+# slow but in time still has room for a whole transaction.
+COMMANDS_FOR_A_TRANSACTION = 6
+
+
 class Pacer:
     """At most ``rate`` commands (connections count too) per second, for production servers;
     ``None``: as fast as the server answers. One pacer may serve many sessions."""
@@ -78,8 +83,9 @@ class Adaptation:
     unanswered: frozenset[str] = frozenset()  # command groups never sent again
     skip_close_wait: bool = False
 
-    def cap(self, commands_before: int, record: RunRecord, why: str) -> None:
-        cap = max(commands_before, 1)
+    def cap(self, commands_before: int, record: RunRecord, why: str, *,
+            floor: int = 1) -> None:
+        cap = max(commands_before, floor)
         if self.max_commands is None or cap < self.max_commands:
             self.max_commands = cap
             record.remark(f"{why}: sessions were kept to {cap} command(s) from then on")
@@ -423,9 +429,12 @@ class CheckedSession:
                                 f"a reply came late ({x.late:.1f}s) after {commands_before} "
                                 f"command(s) in a session (a tarpit?)")
         elif elapsed > self.timeout / 5 and commands_before >= 3 and x.group != GREETING:
+            # Slow but in time (a server that sleeps after errors, as Postfix does): never
+            # so short a session that no transaction fits in it.
             self.adaptation.cap(commands_before, self.record,
                                 f"replies slowed down ({elapsed:.1f}s) after {commands_before} "
-                                f"commands in a session (a tarpit?)")
+                                f"commands in a session (a tarpit?)",
+                                floor=COMMANDS_FOR_A_TRANSACTION)
 
     def _note(self, findings: list[Finding], exchange: Exchange) -> None:
         """Record every finding, graded. A deviation whose effect on the state the model
