@@ -8,7 +8,8 @@ are this server's declared deviations from aiosmtpd, not loosened checks.
 By default it offers STARTTLS (a certificate from a throwaway trustme CA made at start-up),
 AUTH PLAIN and LOGIN with fixed test credentials (before TLS too, never required),
 PIPELINING, SMTPUTF8, SIZE and 8BITMIME. Where aiosmtpd breaks RFC 4954 or RFC 3207 the
-subclass below corrects it (AUTH in a transaction, STARTTLS once TLS is on).
+subclass below corrects it (AUTH in a transaction, STARTTLS once TLS is on). Leniency kept
+from aiosmtpd: non-ASCII addresses are accepted without the SMTPUTF8 MAIL parameter.
 """
 
 from __future__ import annotations
