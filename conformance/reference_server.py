@@ -4,18 +4,27 @@ It makes no DNS lookups (its hostname is fixed), keeps accepted messages in memo
 configured to conform to a profile. Where stock aiosmtpd would answer with a code the profile
 does not document, it answers with the substitute listed in ``SUBSTITUTES`` instead; those
 are this server's declared deviations from aiosmtpd, not loosened checks.
+
+By default it offers STARTTLS (a certificate from a throwaway trustme CA made at start-up),
+AUTH PLAIN and LOGIN with fixed test credentials (before TLS too, never required),
+PIPELINING, SMTPUTF8, SIZE and 8BITMIME. Where aiosmtpd breaks RFC 4954 or RFC 3207 the
+subclass below corrects it (AUTH in a transaction, STARTTLS once TLS is on). Leniency kept
+from aiosmtpd: non-ASCII addresses are accepted without the SMTPUTF8 MAIL parameter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any
 
+import trustme
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from conformance import grammar
 from conformance.client import ServerAddress
@@ -48,6 +57,47 @@ def implemented_verbs(profile: Profile) -> tuple[str, ...]:
 SERVER_HOSTNAME = "mx.example.test"
 LOOPBACK = "127.0.0.1"
 
+# AUTH PLAIN and LOGIN accept exactly these (RFC 4954; the mechanisms are RFC 4616 and the
+# LOGIN draft); anything else is 535.
+TEST_USERNAME = "conformance"
+TEST_PASSWORD = "not-a-secret"
+
+# Keywords added to aiosmtpd's EHLO reply. PIPELINING: aiosmtpd reads commands in order from
+# one stream and answers each in turn, as RFC 2920 §3.2 asks; it just does not say so.
+EXTRA_EHLO_KEYWORDS = ("PIPELINING",)
+
+# aiosmtpd options this server sets unless the caller gives its own.
+DEFAULT_SMTP_OPTIONS: Mapping[str, Any] = MappingProxyType({
+    "enable_SMTPUTF8": True,  # RFC 6531; aiosmtpd also offers 8BITMIME, as §3.1 requires
+    "auth_require_tls": False,  # AUTH offered before STARTTLS, so the suite reaches it
+})
+
+
+def accept_test_credentials(server: SMTP, session: Session, envelope: Envelope,
+                            mechanism: str, auth_data: Any) -> AuthResult:
+    """aiosmtpd authenticator: TEST_USERNAME with TEST_PASSWORD, nothing else."""
+    expected = LoginPassword(TEST_USERNAME.encode(), TEST_PASSWORD.encode())
+    if isinstance(auth_data, LoginPassword) and auth_data == expected:
+        return AuthResult(success=True, auth_data=auth_data)
+    return AuthResult(success=False, handled=False)  # aiosmtpd answers 535 5.7.8
+
+
+class Certificate:
+    """A throwaway CA (trustme) and the server certificate it signed, for SERVER_HOSTNAME
+    and LOOPBACK; clients verify against ``ca_pem``."""
+
+    names = (SERVER_HOSTNAME, LOOPBACK)
+
+    def __init__(self) -> None:
+        self._ca = trustme.CA()
+        self._leaf = self._ca.issue_cert(*self.names)
+        self.ca_pem: bytes = self._ca.cert_pem.bytes()
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # no client certificate
+        self._leaf.configure_cert(context)
+        return context
+
 
 class MemoryHandler:
     """Keeps every accepted message, bounded, so tests can see what was delivered."""
@@ -74,6 +124,10 @@ class ProfileSMTP(SMTP):
         self._smtp_methods = _AnswersUnknownVerbs(
             {verb: self._tracking(verb, method) for verb, method in self._smtp_methods.items()},
             self._unrecognised)
+        self._handler_ehlo = self._handle_hooks.get("EHLO")
+        if self._ehlo_hook_ver != "old":  # the old 4-argument hook cannot edit the list
+            self._handle_hooks["EHLO"] = self._ehlo_keywords
+            self._ehlo_hook_ver = "new"
 
     def _tracking(self, verb: str, method: Callable[[str], Awaitable[None]]) -> Callable[
             [str], Awaitable[None]]:
@@ -105,6 +159,32 @@ class ProfileSMTP(SMTP):
         if not row.allows(substitute):
             return status
         return f"{substitute} {text}" if text else f"{substitute}{status[3:]}"
+
+    async def _ehlo_keywords(self, server: SMTP, session: Session, envelope: Envelope,
+                             hostname: str, responses: list[str]) -> list[str]:
+        *keywords, last = responses
+        responses = [*keywords, *(f"250-{word}" for word in EXTRA_EHLO_KEYWORDS), last]
+        if self._handler_ehlo is not None:
+            return list(await self._handler_ehlo(server, session, envelope, hostname,
+                                                 responses))
+        session.host_name = hostname  # what aiosmtpd does itself when there is no hook
+        return responses
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # Once TLS is on, STARTTLS is no longer offered (RFC 3207 §4.2); aiosmtpd would say
+        # 220 and try a second TLS layer inside the first.
+        if self._tls_protocol is not None:
+            await self.push("502 Error: TLS already active")
+            return
+        await super().smtp_STARTTLS(arg)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        # RFC 4954 §4: "An AUTH command issued during a mail transaction MUST be rejected
+        # with a 503 reply"; aiosmtpd does not look.
+        if self.envelope is not None and self.envelope.mail_from is not None:
+            await self.push("503 5.5.1 AUTH not permitted during a mail transaction")
+            return
+        await super().smtp_AUTH(arg)
 
     async def _unrecognised(self, arg: str) -> None:
         await self.push("500 Error: command not recognized")
@@ -156,19 +236,35 @@ class _EphemeralController(Controller):
 
 
 class ReferenceServer:
-    """Start with ``with ReferenceServer() as server:``; ``server.address`` is where it listens."""
+    """Start with ``with ReferenceServer() as server:``; ``server.address`` is where it listens.
+
+    ``tls=False``: no STARTTLS (aiosmtpd then answers it 454). A ``tls_context`` of the
+    caller's replaces the trustme certificate, and ``ca_pem`` is then None. Other keywords
+    go to aiosmtpd's SMTP, over DEFAULT_SMTP_OPTIONS.
+    """
+
+    tls_server_name = SERVER_HOSTNAME  # the name the certificate is for (LOOPBACK too)
 
     def __init__(self, *, profile: Profile | None = None, handler: Any = None,
-                 **smtp_options: Any) -> None:
+                 tls: bool = True, **smtp_options: Any) -> None:
         self.profile = profile or get_profile(DEFAULT_PROFILE)
         self.handler = handler if handler is not None else MemoryHandler()
+        self.ca_pem: bytes | None = None
+        if tls and "tls_context" not in smtp_options:
+            certificate = Certificate()
+            self.ca_pem = certificate.ca_pem
+            smtp_options["tls_context"] = certificate.server_context()
+        elif not tls:
+            smtp_options["tls_context"] = None
+        if "authenticator" not in smtp_options and "auth_callback" not in smtp_options:
+            smtp_options["authenticator"] = accept_test_credentials
         self._controller = _EphemeralController(
             self.handler,
             hostname=LOOPBACK,
             port=0,
             server_hostname=SERVER_HOSTNAME,
             ready_timeout=10.0,
-            **smtp_options,
+            **{**DEFAULT_SMTP_OPTIONS, **smtp_options},
         )
         self._controller.profile = self.profile
         self._address: ServerAddress | None = None
@@ -178,6 +274,13 @@ class ReferenceServer:
         if self._address is None:
             raise RuntimeError("reference server is not running")
         return self._address
+
+    def write_ca(self, path: str | Path) -> Path:
+        """Write the CA certificate to ``path``, for ``tls_context(cafile=path)``."""
+        if self.ca_pem is None:
+            raise RuntimeError("this reference server has no trustme certificate")
+        Path(path).write_bytes(self.ca_pem)
+        return Path(path)
 
     def start(self) -> ServerAddress:
         self._controller.start()

@@ -5,6 +5,8 @@
 
 The instance lives in ROOT (config, queue, log, and the sink mailbox that local mail for
 ``postmaster`` and ``sink`` goes to); it makes no DNS lookups and delivers nothing elsewhere.
+It offers STARTTLS with a certificate made at each start by a throwaway trustme CA, whose
+certificate is ``ca_file``; no AUTH (Postfix needs a SASL server for it: Cyrus or Dovecot).
 Facts: shared/reference/postfix-on-loopback.md.
 """
 
@@ -21,11 +23,14 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+import trustme
+
 from conformance.client import ServerAddress
 
 TEMPLATES = Path(__file__).resolve().parent / "postfix"
 DOMAIN = "mx.postfix.test"  # a local domain of the instance: RCPT to it is not relaying
 LOG_LINES = 10  # of Postfix's log, in the error when it does not start
+TLS_NAMES = (DOMAIN, "127.0.0.1")  # what the instance's certificate is for
 
 
 def closed_to_others(path: Path) -> Path | None:
@@ -75,6 +80,26 @@ class PostfixInstance:
     def log(self) -> Path:
         return self.root / "postfix.log"
 
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate to verify the instance's STARTTLS certificate with."""
+        return self.root / "tls" / "ca.pem"
+
+    def _write_certificate(self) -> None:
+        """A new throwaway CA and a certificate for TLS_NAMES, in ROOT/tls (main.cf names
+        the files). The key is root's alone: smtpd reads it before it drops privileges."""
+        directory = self.ca_file.parent
+        directory.mkdir(exist_ok=True)
+        directory.chmod(0o755)
+        ca = trustme.CA()
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        leaf = ca.issue_cert(*TLS_NAMES)
+        key, chain = directory / "server.key", directory / "server.pem"
+        key.touch(mode=0o600)
+        key.chmod(0o600)
+        leaf.private_key_pem.write_to_path(str(key))
+        chain.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+
     def start(self, *, timeout: float = 30.0) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         closed = closed_to_others(self.root)
@@ -91,6 +116,7 @@ class PostfixInstance:
             (self.root / name).chmod(0o755)
         (self.root / "mailbox").chmod(0o1777)  # local(8) writes the sink as nobody
         shutil.chown(self.root / "data", "postfix")
+        self._write_certificate()
         for template in ("main.cf", "master.cf", "aliases"):
             text = (TEMPLATES / f"{template}.in").read_text()
             text = text.replace("@ROOT@", str(self.root)).replace("@PORT@",

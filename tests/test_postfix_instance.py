@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import tempfile
 from pathlib import Path
 
@@ -70,3 +71,16 @@ def test_a_failed_postfix_command_shows_the_end_of_postfix_s_log(tmp_path):
     assert message.endswith("fatal: open lock file: Permission denied")
     assert "line 11" in message
     assert "line 10" not in message  # only the last ten lines
+
+
+def test_each_start_makes_a_certificate_whose_key_only_root_reads(tmp_path):
+    instance = PostfixInstance(tmp_path, 25)
+    instance._write_certificate()
+    tls = instance.ca_file.parent
+    assert instance.ca_file.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert (tls / "server.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert b"PRIVATE KEY" in (tls / "server.key").read_bytes()
+    assert stat.S_IMODE((tls / "server.key").stat().st_mode) == 0o600
+    first = instance.ca_file.read_bytes()
+    instance._write_certificate()
+    assert instance.ca_file.read_bytes() != first  # a new CA each time

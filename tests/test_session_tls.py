@@ -62,7 +62,7 @@ def test_after_the_upgrade_the_session_starts_over(certificates):
 
 
 def test_a_refused_starttls_is_no_upgrade_and_no_step_of_its_own():
-    with ReferenceServer() as server:  # no TLS context: aiosmtpd answers 454
+    with ReferenceServer(tls=False) as server:  # no STARTTLS: aiosmtpd answers 454
         session = CheckedSession(server.address, get_profile("seed"), timeout=5)
         session.connect()
         session.send(EHLO)
