@@ -39,6 +39,7 @@ from conformance.levels import Verdict
 from conformance.machine import configure, explore
 from conformance.minimise import minimise
 from conformance.record import FindingRecord, RunError, RunRecord
+from conformance.reference_server import TEST_PASSWORD, TEST_USERNAME
 from conformance.session import Pacer
 from conformance.tables import Profile
 from conformance.vocabulary import GREETING
@@ -54,6 +55,10 @@ EMBEDDED = "embedded reference server"  # the target's name when no server was g
 
 def default_budget(examples: int) -> float:
     return float(max(60, examples * SECONDS_PER_EXAMPLE))
+
+
+# What the embedded reference server's AUTH accepts (nothing secret: it is a test server).
+EMBEDDED_CREDENTIALS = Credentials(TEST_USERNAME, TEST_PASSWORD)
 
 
 @dataclass(frozen=True)
@@ -101,9 +106,13 @@ class RunSettings:
         """The settings of one run: against ``server`` (None: embedded), and, when the run is
         split into shards, of shard ``shard``: its share of the examples and a seed of its own,
         so shards do not repeat each other's sessions. Its time budget follows from its
-        examples as any run's does (at least a minute), or is the --smtp-budget given."""
+        examples as any run's does (at least a minute), or is the --smtp-budget given.
+        Against the embedded server, AUTH uses its test credentials unless others were
+        given."""
         one = dataclasses.replace(self, server=server, servers=() if server is None
                                   else (server,), shard=shard)
+        if server is None and self.credentials is None:
+            one = dataclasses.replace(one, credentials=EMBEDDED_CREDENTIALS)
         if self.shards == 1:
             return one
         seed = str((int(self.seed) + shard) % 2**32) if self.seed.isdigit() else self.seed
