@@ -3,18 +3,21 @@ one-line UsageError for each bad value; and the settings of each run and shard."
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import trustme
 
 from conformance.client import ServerAddress
+from conformance.credentials import Credentials
 from conformance.errors import UsageError
 from conformance.options import OPTIONS, Option, choose_seed, parse
 from conformance.outputs import report
 from conformance.record import FindingRecord, RunError, RunRecord, Runs
-from conformance.runner import EMBEDDED, RunSettings, exit_status
+from conformance.runner import EMBEDDED, EMBEDDED_CREDENTIALS, RunSettings, exit_status
 
 FAILURES = Path("failures")
 
@@ -54,11 +57,37 @@ def test_several_servers_are_comma_or_space_separated_in_order(text):
     ({"--smtp-timeout": "nan"}, "--smtp-timeout must be seconds"),
     ({"--smtp-strict": "maybe"}, "--smtp-strict must be true or false"),
     ({"--smtp-profile": "rfc9999"}, "unknown SMTP profile"),
+    ({"--smtp-tls-cafile": "/nonexistent/ca.pem"}, "is not a readable PEM file"),
+    ({"--smtp-tls-cafile": __file__}, "is not a readable PEM file"),
+    ({"--smtp-tls-server-name": "not a name"}, "must be a domain name or an IP address"),
+    ({"--smtp-tls-verify": "sometimes"}, "--smtp-tls-verify must be true or false"),
+    ({"--smtp-auth-user": "someone"}, "go together"),
+    ({"--smtp-auth-password": "secret"}, "go together"),
+    ({"--smtp-auth-user": "a\nb", "--smtp-auth-password": "c"}, "cannot hold NUL, CR or LF"),
 ])
 def test_a_bad_value_is_a_one_line_usage_error(values, message):
     with pytest.raises(UsageError, match=message) as raised:
         settings(values)
     assert "\n" not in str(raised.value)
+
+
+def test_tls_and_auth_options_become_settings(tmp_path):
+    ca = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    suite = settings({"--server": "127.0.0.1:2525", "--smtp-tls-cafile": str(ca),
+                      "--smtp-auth-user": "u", "--smtp-auth-password": "s3cret"})
+    assert (suite.tls_verify, suite.tls_cafile) == (True, ca)
+    context, name = suite.tls(ServerAddress("127.0.0.1", 2525))
+    assert (context.check_hostname, name) == (True, "127.0.0.1")
+    assert suite.credentials == Credentials("u", "s3cret")
+    assert "s3cret" not in repr(suite)
+    # By default: any certificate, and the embedded server's own credentials for AUTH.
+    plain = settings()
+    assert plain.tls(ServerAddress("127.0.0.1", 25))[0].verify_mode == ssl.CERT_NONE
+    assert plain.credentials is None
+    assert plain.for_run(None).credentials == EMBEDDED_CREDENTIALS
+    assert settings({"--server": "127.0.0.1:2525"}).for_run(
+        ServerAddress("127.0.0.1", 2525)).credentials is None
 
 
 def test_shards_auto_is_one_per_xdist_worker():
