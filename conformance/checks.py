@@ -413,6 +413,22 @@ def bdat_not_mixed_with_data(x: Exchange) -> Complaint | None:
     return "354 to DATA after a BDAT chunk of the same transaction (expected 503)"
 
 
+@check("utf8_address_needs_smtputf8", level=Level.SHOULD,
+       citation="RFC 6531 §3.4; RFC 5321 §2.4")
+def utf8_address_needs_smtputf8(x: Exchange) -> Complaint | None:
+    """A UTF-8 mailbox was accepted in a transaction that did not ask for SMTPUTF8 (its MAIL
+    without the parameter, or the extension not advertised): such a command is not SMTP."""
+    if not isinstance(x.sent, Command) or not x.sent.utf8_mailbox or not _positive(x) or \
+            x.reply is None:
+        return None
+    asked = x.before.utf8 or (x.group == "MAIL" and "SMTPUTF8" in x.sent.parameters)
+    if asked and _advertised(x, "SMTPUTF8"):
+        return None
+    why = "SMTPUTF8 was not advertised" if not _advertised(x, "SMTPUTF8") else \
+        "the transaction's MAIL did not ask for SMTPUTF8"
+    return f"{x.reply.code} to {x.group} with a UTF-8 mailbox, although {why}"
+
+
 def _auth_started(x: Exchange) -> bool:
     """AUTH went ahead: it succeeded at once, or a challenge (334) came."""
     return x.group == "AUTH" and isinstance(x.sent, Command) and x.sent.group == "AUTH" and \

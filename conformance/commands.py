@@ -68,9 +68,20 @@ class Command:
     @property
     def parameters(self) -> dict[str, str | None]:
         """The ESMTP parameters of a MAIL or RCPT command (RFC 5321 §4.1.1.11) that follows
-        the grammar: keyword (upper case) -> value or None."""
+        the grammar, or would but for a UTF-8 mailbox (RFC 6531 §3.3): keyword (upper case)
+        -> value or None."""
         verb = VOCABULARY.get(self.group)
-        return verb.argument.parameters(self.argument) if verb is not None else {}
+        if verb is None:
+            return {}
+        argument = self.argument
+        if not argument.isascii():  # a UTF-8 mailbox: the parameters follow its path
+            argument = verb.argument.keyword + "<>" + argument.rpartition(">")[2]
+        return verb.argument.parameters(argument)
+
+    @property
+    def utf8_mailbox(self) -> bool:
+        """A MAIL or RCPT whose path is not ASCII (a UTF-8 mailbox, RFC 6531 §3.3)."""
+        return self.group in ("MAIL", "RCPT") and not self.line.split(b">", 1)[0].isascii()
 
     @property
     def last_chunk(self) -> bool:

@@ -149,8 +149,15 @@ def _extension_rules(domain: str | None) -> dict[str, Callable[..., None]]:
                   twice: bool, where: int) -> None:
         self._auth(*exchange, twice, where)
 
+    @rule(mail=st.one_of(ext.utf8_mail(asks=True), ext.utf8_mail(asks=False),
+                         smtp.mail_commands()),
+          recipient=ext.utf8_rcpt(domain=domain), where=WHERE)
+    def send_utf8(self: SMTPConformance, mail: Command, recipient: Command, where: int) -> None:
+        self._utf8(mail, recipient, where)
+
     return {rule_.__name__: rule_ for rule_ in
-            (send_pipelined, send_with_parameters, send_starttls, send_bdat, send_auth)}
+            (send_pipelined, send_with_parameters, send_starttls, send_bdat, send_auth,
+             send_utf8)}
 
 
 READY_ROUTES = ("as is", "reset", "hello", "message")
@@ -499,6 +506,18 @@ class SMTPConformance(RuleBasedStateMachine):
             self._send(Command.of("DATA"), message)
         if not self.deliver:
             self.session.close()
+
+    def _utf8(self, mail: Command, recipient: Command, where: int) -> None:
+        """UTF-8 mailboxes (RFC 6531): MAIL, with or without SMTPUTF8 or with an ASCII
+        sender, then RCPT to a UTF-8 mailbox; accepted only in a transaction that asked for
+        SMTPUTF8 where it is advertised."""
+        choose = random.Random(where)
+        self._with_extensions(choose)
+        if self.session.model.in_transaction:
+            self._send(self.exploration.valid("RSET", choose))
+        self._send(mail)
+        if self.session.model.state is State.MAIL:
+            self._send(recipient)
 
     def _auth(self, command: Command, answers: tuple[Command, ...], twice: bool,
               where: int) -> None:

@@ -48,6 +48,7 @@ class Session:
     tls: bool = False  # upgraded by STARTTLS (RFC 3207)
     chunked: bool = False  # a BDAT chunk was accepted in this transaction (RFC 3030 §2)
     authenticated: bool = False  # 235 to AUTH in this session (RFC 4954 §4)
+    utf8: bool = False  # this transaction's MAIL asked for SMTPUTF8 (RFC 6531 §3.4)
 
     @property
     def open(self) -> bool:
@@ -64,11 +65,12 @@ def is_positive(group: str, code: int) -> bool:
 
 
 def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] = (),
-            last_chunk: bool = False) -> Session:
+            last_chunk: bool = False, smtputf8: bool = False) -> Session:
     """The session after the server answered ``code`` to a command of ``group``;
-    ``last_chunk``: the command was ``BDAT ... LAST``."""
+    ``last_chunk``: the command was ``BDAT ... LAST``; ``smtputf8``: it had the SMTPUTF8
+    parameter."""
     if code == SERVICE_NOT_AVAILABLE:  # §3.8: the server is closing
-        return replace(session, state=S.CLOSED, recipients=0, chunked=False)
+        return replace(session, state=S.CLOSED, recipients=0, chunked=False, utf8=False)
     if code // 100 == 5:
         session = replace(session, errors=session.errors + 1)
     if group == END_OF_DATA or (group == "BDAT" and last_chunk and code == OK and
@@ -78,7 +80,7 @@ def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] =
         # "indeterminate" (§2): the client resets it with RSET.
         done = session.messages + (1 if code == OK else 0)
         return replace(session, state=ON_END_OF_DATA, recipients=0, messages=done,
-                       chunked=False)
+                       chunked=False, utf8=False)
     if not is_positive(group, code):
         return session
     after = ON_SUCCESS.get((group, session.state), session.state)
@@ -89,10 +91,12 @@ def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] =
         extensions = parse_ehlo(lines)
     elif group == "HELO" or after is S.INIT:  # HELO, or a session started over (STARTTLS)
         extensions = NOTHING_ADVERTISED
+    in_transaction = after in (S.MAIL, S.RCPT, S.DATA)
     chunked = after in (S.MAIL, S.RCPT) and (session.chunked or group == "BDAT")
+    utf8 = in_transaction and (session.utf8 or (group == "MAIL" and smtputf8))
     authenticated = (session.authenticated or group == "AUTH") and after is not S.INIT
     return replace(session, state=after, recipients=recipients, extensions=extensions,
-                   chunked=chunked, authenticated=authenticated)
+                   chunked=chunked, authenticated=authenticated, utf8=utf8)
 
 
 def closed(session: Session) -> Session:

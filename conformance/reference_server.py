@@ -186,6 +186,23 @@ class ProfileSMTP(SMTP):
             return
         await super().smtp_AUTH(arg)
 
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        # RFC 6531 §3.4, RFC 5321 §2.4: a UTF-8 mailbox only with SMTPUTF8 asked for;
+        # aiosmtpd takes one in any MAIL once SMTPUTF8 is enabled.
+        path, _, parameters = (arg or "").rpartition(">")
+        if not path.isascii() and "SMTPUTF8" not in parameters.upper().split():
+            await self.push("500 5.6.7 Non-ASCII address without SMTPUTF8")
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        path = (arg or "").rpartition(">")[0]
+        if not path.isascii() and not (self.envelope is not None and
+                                       self.envelope.smtp_utf8):
+            await self.push("500 5.6.7 Non-ASCII address without SMTPUTF8")
+            return
+        await super().smtp_RCPT(arg)
+
     async def _unrecognised(self, arg: str) -> None:
         await self.push("500 Error: command not recognized")
 

@@ -401,8 +401,11 @@ class CheckedSession:
         for check_id in refuted_checks(exchange):
             self.record.refuted.add((check_id, group))
         if reply is not None:
+            command = sent if isinstance(sent, Command) else None
             self.model = advance(before, group, reply.code, lines=reply.lines,
-                                 last_chunk=isinstance(sent, Command) and sent.last_chunk)
+                                 last_chunk=command is not None and command.last_chunk,
+                                 smtputf8=command is not None and
+                                 "SMTPUTF8" in command.parameters)
             if group == "EHLO" and self.model.extensions is not before.extensions:
                 self.record.advertised.update(
                     {k: " ".join(v) for k, v in self.model.extensions.keywords.items()})

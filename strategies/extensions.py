@@ -156,3 +156,24 @@ def auth_exchange(name: str) -> tuple[Command, tuple[Command, ...]]:
 
 def auth_exchanges() -> st.SearchStrategy[tuple[Command, tuple[Command, ...]]]:
     return st.sampled_from(sorted(AUTH_EXCHANGES)).map(auth_exchange)
+
+
+# UTF-8 local parts (RFC 6531 §3.3: a Mailbox's local part may be UTF-8 under SMTPUTF8).
+UTF8_LOCAL_PARTS = ("üser", "δοκιμή", "用户", "почта", "josé.garcía")
+
+
+def utf8_mailboxes() -> st.SearchStrategy[str]:
+    return st.sampled_from(UTF8_LOCAL_PARTS).map("{}@example.test".format)
+
+
+def utf8_mail(asks: bool) -> st.SearchStrategy[Command]:
+    """``MAIL FROM:<utf-8 mailbox>``, with the SMTPUTF8 parameter if ``asks``."""
+    suffix = " SMTPUTF8" if asks else ""
+    return utf8_mailboxes().map(
+        lambda mailbox: Command(f"MAIL FROM:<{mailbox}>{suffix}\r\n".encode(), valid=False))
+
+
+def utf8_rcpt(*, domain: str | None = None) -> st.SearchStrategy[Command]:
+    return st.sampled_from(UTF8_LOCAL_PARTS).map(
+        lambda local: Command(f"RCPT TO:<{local}@{domain or 'example.test'}>\r\n".encode(),
+                              valid=False))

@@ -50,6 +50,7 @@ ESMTP_FAULTS: Mapping[str, str] = MappingProxyType({
     "auth_twice": "auth_once",
     "auth_in_transaction": "auth_not_in_transaction",
     "auth_cancel_accepted": "auth_cancel_refused",
+    "utf8_address_without_smtputf8": "utf8_address_needs_smtputf8",
 })
 
 # Every extension this server implements, in the order its EHLO reply lists them.
@@ -220,10 +221,11 @@ class _Session:
     chunks: list[bytes] = field(default_factory=list)
     chunked: bool = False  # a BDAT was accepted in this transaction
     size: int = 0  # octets of the chunks so far
+    utf8: bool = False  # this transaction's MAIL had SMTPUTF8 (RFC 6531 §3.4)
 
     def reset(self) -> None:
         """RFC 5321 §4.1.1.5: the transaction is aborted; the rest stays."""
-        self.mail, self.size_declared, self.recipients = False, 0, 0
+        self.mail, self.size_declared, self.recipients, self.utf8 = False, 0, 0, False
         self.chunks, self.chunked, self.size = [], False, 0
 
 
@@ -343,6 +345,12 @@ class _Handler(socketserver.BaseRequestHandler):
                 self.session.size_declared = int(value)
         return None
 
+    def utf8_allowed(self, path: str, parameters: str | None) -> bool:
+        """A non-ASCII mailbox only in a transaction whose MAIL asked for SMTPUTF8 (RFC 6531
+        §3.4); ``parameters``: MAIL's, for the MAIL itself."""
+        asked = self.session.utf8 or "SMTPUTF8" in (parameters or "").upper().split(" ")
+        return path.isascii() or asked or self.has("utf8_address_without_smtputf8")
+
     def mail(self, argument: str) -> bool:
         s = self.session
         match = _PATH_ARGUMENT["MAIL"].fullmatch(argument)
@@ -358,8 +366,12 @@ class _Handler(socketserver.BaseRequestHandler):
         elif s.size_declared > self.server.size_limit and not self.has("size_not_enforced"):
             s.size_declared = 0
             self.reply("too_big")  # RFC 1870 §6.1
+        elif not self.utf8_allowed(match.group(1), match.group(2)):
+            s.size_declared = 0
+            self.reply("syntax")  # RFC 5321 §2.4, RFC 6531 §3.4
         else:
             s.mail = True
+            s.utf8 = "SMTPUTF8" in (match.group(2) or "").upper().split(" ")
             self.reply("sender_ok")
         return True
 
@@ -371,6 +383,8 @@ class _Handler(socketserver.BaseRequestHandler):
             self.reply("syntax")
         elif refusal := self.parameters("RCPT", match.group(2)):
             self.reply(refusal)
+        elif not self.utf8_allowed(match.group(1), None):
+            self.reply("syntax")
         else:
             self.session.recipients += 1
             self.reply("recipient_ok")

@@ -330,7 +330,19 @@ PROBES: dict[str, Probe] = {
     ) == [250, 235],
     "auth_cancel_accepted": lambda client, _: codes(
         client, b"AUTH PLAIN\r\n", b"*\r\n") == [334, 235],
+    "utf8_address_without_smtputf8": lambda client, _: codes(
+        client, "MAIL FROM:<üser@example.test>\r\n".encode()) == [250],
 }
+
+
+def test_utf8_mailboxes_only_in_a_transaction_that_asked_for_smtputf8(server):
+    with connect(server) as client:
+        assert codes(client, "MAIL FROM:<üser@example.test>\r\n".encode(),
+                     b"MAIL FROM:<a@example.test>\r\n",
+                     "RCPT TO:<δοκιμή@example.test>\r\n".encode(), b"RSET\r\n",
+                     "MAIL FROM:<üser@example.test> SMTPUTF8\r\n".encode(),
+                     "RCPT TO:<δοκιμή@example.test>\r\n".encode()) == [
+            501, 250, 501, 250, 250, 250]
 
 
 def test_every_fault_has_a_probe():
