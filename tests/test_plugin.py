@@ -24,6 +24,8 @@ SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider"]
     ("--smtp-rate=0", "--smtp-rate must be commands per second"),
     ("--server=", "--server was given an empty value"),
     ("--smtp-budget=-1", "--smtp-budget must be seconds"),
+    ("--smtp-tls-cafile=/nonexistent/ca.pem", "is not a readable PEM file"),
+    ("--smtp-auth-user=someone", "--smtp-auth-user and --smtp-auth-password go together"),
 ])
 def test_bad_option_is_a_one_line_usage_error(pytester, option, message):
     result = pytester.runpytest_subprocess(*SUITE, option)
