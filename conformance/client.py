@@ -36,6 +36,9 @@ MAX_PIPELINE = 1000
 MAX_WAITING = 64 * 1024
 
 
+MASKED = b"<masked>"  # in place of a secret the server sent back
+
+
 @dataclass(frozen=True)
 class ServerAddress:
     host: str
@@ -158,6 +161,10 @@ class SMTPClient:
         self.parser = ReplyParser(limits=limits, smtputf8=smtputf8)
         self.closed_by_server = False
         self._sock: socket.socket | None = None
+        # Octets never to be shown (credentials on the wire): masked in everything the
+        # server sends, before it is parsed or recorded. (One split across two reads is
+        # not caught; servers that echo what they were sent echo it in one line.)
+        self.secrets: tuple[bytes, ...] = ()
 
     # --- connection ------------------------------------------------------------------------
 
@@ -220,7 +227,7 @@ class SMTPClient:
         waiting = self.parser.pending + self._take_readable(sock)
         self.parser = ReplyParser(limits=self.limits, smtputf8=self.smtputf8)
         if waiting:
-            self.transcript.server(waiting)
+            self.transcript.server(self._scrub(waiting))
             self.transcript.event(f"{len(waiting)} octet(s) of plaintext were waiting unread "
                                   f"at the TLS upgrade: discarded")
         limit = self.timeout if timeout is None else timeout
@@ -327,7 +334,7 @@ class SMTPClient:
             if not data:
                 self._server_closed()
                 return True
-            self.transcript.server(data)
+            self.transcript.server(self._scrub(data))
             return False
         self.transcript.event(f"connection still open after {limit:g}s")
         return False
@@ -341,9 +348,14 @@ class SMTPClient:
             self._record_partial(error.partial, f"unreadable reply: {error}")
             raise
 
+    def _scrub(self, data: bytes) -> bytes:
+        for secret in self.secrets:
+            data = data.replace(secret, MASKED)
+        return data
+
     def _feed(self, data: bytes) -> None:
         try:
-            self.parser.feed(data)
+            self.parser.feed(self._scrub(data))
         except ReplyFramingError as error:
             self._record_partial(error.partial, f"unreadable reply: {error}")
             raise

@@ -166,6 +166,12 @@ class Step(NamedTuple):
         return self.group == TLS_UPGRADE
 
     @property
+    def answers_challenge(self) -> bool:
+        """A line answering the server's challenge within a command's exchange (an AUTH
+        response, RFC 4954 §4): of the command's group, but not that verb."""
+        return self.group in VERBS and verb_of(self.data) != self.group
+
+    @property
     def server_hostname(self) -> str | None:
         """The server name a TLS step asked for (SNI, and verification); None: none."""
         return self.data.decode() or None

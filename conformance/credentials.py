@@ -26,15 +26,24 @@ class Credentials:
     def __repr__(self) -> str:  # never shown, even by accident
         return f"Credentials({self.username!r}, <password>)"
 
+    def _filled(self) -> tuple[tuple[bytes, bytes], ...]:
+        plain = f"\0{self.username}\0{self.password}".encode()
+        return tuple((placeholder, base64.b64encode(value)) for placeholder, value in (
+            (PLAIN_RESPONSE, plain), (USERNAME, self.username.encode()),
+            (PASSWORD, self.password.encode())))
+
     def fill(self, data: bytes) -> bytes:
         """``data`` with each placeholder replaced by these credentials, base64-encoded."""
         if b"<credentials: " not in data:
             return data
-        plain = f"\0{self.username}\0{self.password}".encode()
-        for placeholder, value in ((PLAIN_RESPONSE, plain), (USERNAME, self.username.encode()),
-                                   (PASSWORD, self.password.encode())):
-            data = data.replace(placeholder, base64.b64encode(value))
+        for placeholder, value in self._filled():
+            data = data.replace(placeholder, value)
         return data
+
+    def encoded(self) -> tuple[bytes, ...]:
+        """What of these credentials may go on the wire, and must never come back into a
+        transcript or a reply's text (a server may echo a line it did not understand)."""
+        return tuple(value for _, value in self._filled())
 
 
 # Credentials no server accepts, for the runs that have none configured: AUTH is exercised

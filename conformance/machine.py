@@ -430,7 +430,8 @@ class SMTPConformance(RuleBasedStateMachine):
         if not self.session.has_room(len(commands) + 1):
             self.session.close()
         self._with_extensions(random.Random(where))
-        if "PIPELINING" not in self.session.model.extensions:
+        if "PIPELINING" not in self.session.model.extensions or \
+                not self.session.has_room(len(commands)):  # a batch never opens a session
             for command in commands:
                 self._send(command, message)
                 self._open()
@@ -468,7 +469,8 @@ class SMTPConformance(RuleBasedStateMachine):
         if argument:
             self._send(Command(f"STARTTLS {argument}\r\n".encode(), valid=False))
             return
-        if "STARTTLS" not in self.session.model.extensions or self.tls is None:
+        if "STARTTLS" not in self.session.model.extensions or self.tls is None or \
+                self.session.model.tls:  # over TLS, whatever the server (re)advertises
             self._send(Command(b"STARTTLS\r\n"))
             return
         try:
@@ -496,6 +498,8 @@ class SMTPConformance(RuleBasedStateMachine):
             return
         if choose.random() < 0.8:
             self._reach(State.RCPT, choose)
+        if "CHUNKING" not in self.session.model.extensions:  # the route said HELO, say
+            return
         for chunk in chunks if self.deliver else [c for c in chunks if not c.last_chunk]:
             reply = self._send(chunk)
             if reply is None or reply.code != OK:

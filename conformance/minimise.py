@@ -55,10 +55,12 @@ def units_of(steps: Sequence[Step]) -> list[Unit]:
     sent without its DATA would be read as commands, and a DATA without its message would
     make the server read the next commands as mail), and each TLS upgrade with its STARTTLS
     (an upgrade without STARTTLS upgrades nothing; a STARTTLS answered 220 and not followed
-    by the handshake leaves the server waiting for one)."""
+    by the handshake leaves the server waiting for one), and each answer to an AUTH
+    challenge with its exchange (alone, it would go out as a command: credentials and all)."""
     units: list[Unit] = []
     for step in steps:
-        if units and (step.group, units[-1][-1].group) in _KEPT_WITH:
+        if units and (step.answers_challenge or
+                      (step.group, units[-1][-1].group) in _KEPT_WITH):
             units[-1] = (*units[-1], step)
         else:
             units.append((step,))

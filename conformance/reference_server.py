@@ -191,7 +191,7 @@ class ProfileSMTP(SMTP):
         # aiosmtpd takes one in any MAIL once SMTPUTF8 is enabled.
         path, _, parameters = (arg or "").rpartition(">")
         if not path.isascii() and "SMTPUTF8" not in parameters.upper().split():
-            await self.push("500 5.6.7 Non-ASCII address without SMTPUTF8")
+            await self.push("550 5.6.7 Non-ASCII address without SMTPUTF8")  # §3.5
             return
         await super().smtp_MAIL(arg)
 
@@ -199,7 +199,7 @@ class ProfileSMTP(SMTP):
         path = (arg or "").rpartition(">")[0]
         if not path.isascii() and not (self.envelope is not None and
                                        self.envelope.smtp_utf8):
-            await self.push("500 5.6.7 Non-ASCII address without SMTPUTF8")
+            await self.push("553 5.6.7 Non-ASCII address without SMTPUTF8")  # §3.5
             return
         await super().smtp_RCPT(arg)
 

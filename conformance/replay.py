@@ -57,12 +57,13 @@ def _step_of_json(item: dict[str, Any]) -> Step:
 
 def writes_of(steps: Sequence[Step]) -> list[tuple[Step, ...]]:
     """The steps as the client performs them: each batch (consecutive steps with the same
-    batch number) at once; STARTTLS with the TLS upgrade after it; anything else alone."""
+    batch number) at once; STARTTLS with the TLS upgrade after it; an AUTH command with the
+    answers to its challenges (each sent only after a 334); anything else alone."""
     writes: list[tuple[Step, ...]] = []
     for step in steps:
         previous = writes[-1][-1] if writes else None
         if previous is not None and (
-                (step.batch and step.batch == previous.batch) or
+                (step.batch and step.batch == previous.batch) or step.answers_challenge or
                 (step.is_tls and previous.group == "STARTTLS" and len(writes[-1]) == 1)):
             writes[-1] = (*writes[-1], step)
         else:
@@ -161,6 +162,8 @@ def replay(script: Script, address: ServerAddress, *, timeout: float,
                 session.send_message(Message.from_wire(first.data))
             elif first.batch:
                 session.send_batch([step.command() for step in write])
+            elif len(write) > 1 and write[1].answers_challenge:  # AUTH and its answers
+                session.authenticate(first.command(), [step.command() for step in write[1:]])
             elif write[-1].is_tls and len(write) == 2:  # STARTTLS, then the upgrade
                 injected = first.data.partition(b"\r\n")[2]  # lines sent after STARTTLS
                 session.starttls(context, write[-1].server_hostname, inject=injected)

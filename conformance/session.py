@@ -171,7 +171,11 @@ class CheckedSession:
         self.model = Session()
         self.policy = policy if policy is not None else Policy()
         self.record = record if record is not None else RunRecord()
-        self.client = SMTPClient(address, timeout=timeout)
+        # What fills the placeholders of AUTH commands, on the wire only (see credentials):
+        # ``credentials`` during an AUTH exchange where AUTH is offered, else wrong ones.
+        self.credentials = credentials if credentials is not None else WRONG
+        self.filling = WRONG
+        self.client = self._new_client()
         self.steps: list[Step] = []  # this session's, since the last connect
         # False: safe mode. A message is never completed: after the 354 the connection is
         # closed instead of sending the data, so the server aborts the transaction (§4.1.1.4)
@@ -187,8 +191,13 @@ class CheckedSession:
         self.cells = cells if cells is not None else Counter()
         self.upgrade: Upgrade | None = None  # this session's TLS upgrade, if any
         self.tls_failure: TLSHandshakeFailed | None = None  # this session's failed one
-        # What fills the placeholders of AUTH commands, on the wire only (see credentials).
-        self.credentials = credentials if credentials is not None else WRONG
+
+    def _new_client(self) -> SMTPClient:
+        """A client whose transcript and replies never show the credentials, even when the
+        server echoes them."""
+        client = SMTPClient(self.address, timeout=self.timeout)
+        client.secrets = self.credentials.encoded()
+        return client
 
     @property
     def transcript(self) -> str:
@@ -196,7 +205,7 @@ class CheckedSession:
 
     def connect(self) -> Reply | None:
         self.client.close()
-        self.client = SMTPClient(self.address, timeout=self.timeout)
+        self.client = self._new_client()
         self.model = Session()
         self.steps = []
         self.findings = []
@@ -303,6 +312,9 @@ class CheckedSession:
         the server has dropped them ``INJECTION_PROBES`` times in the run, none are sent."""
         check_tls_arguments(context, server_hostname)  # before STARTTLS, not after its 220
         self.ensure_open()
+        if self.client.tls:  # no second upgrade: a 220 now ends the session (see send)
+            self.send(Command(b"STARTTLS\r\n"))
+            return None
         if self.adaptation.injections_dropped >= INJECTION_PROBES:
             inject = b""  # the server has shown it drops them
         command = Command(b"STARTTLS\r\n" + inject, group="STARTTLS")
@@ -328,6 +340,9 @@ class CheckedSession:
         if inject:
             self.record.exercised["TLS upgrades after injected plaintext"] += 1
             self._listen_after_upgrade(command)
+            # An answer to the injected lines later than the listen would be read as the
+            # reply to the next command: the session ends here.
+            self.close()
         return self.upgrade
 
     def _listen_after_upgrade(self, starttls: Command) -> None:
@@ -350,12 +365,18 @@ class CheckedSession:
         """AUTH (RFC 4954 §4): ``command``, then each of ``responses`` while the server
         challenges (334), each an exchange of the AUTH group; an exchange still open when
         they run out is cancelled with ``*``. The last reply (None: none)."""
-        reply = self.send(command)
-        for response in (*responses, Command(b"*\r\n", group=command.group)):
-            if reply is None or reply.code != AUTH_CHALLENGE or not self.model.open:
-                break
-            self.steps.append(Step.of(response))
-            reply = self._exchange(response.group, response, self._sends(response.line))
+        # The run's credentials only where this session's EHLO offered AUTH: never to a
+        # server that did not ask for them (after HELO, before a STARTTLS it requires).
+        self.filling = self.credentials if "AUTH" in self.model.extensions else WRONG
+        try:
+            reply = self.send(command)
+            for response in (*responses, Command(b"*\r\n", group=command.group)):
+                if reply is None or reply.code != AUTH_CHALLENGE or not self.model.open:
+                    break
+                self.steps.append(Step.of(response))
+                reply = self._exchange(response.group, response, self._sends(response.line))
+        finally:
+            self.filling = WRONG
         return reply
 
     def close(self) -> None:
@@ -366,7 +387,7 @@ class CheckedSession:
         return lambda: self._command(data)
 
     def _command(self, data: bytes) -> Reply:
-        self.client.send(self.credentials.fill(data), shown=data)
+        self.client.send(self.filling.fill(data), shown=data)
         return self.client.read_reply(timeout=self.timeout + self.hang_wait)
 
     def _exchange(self, group: str, sent: Command | Message | None, io: Callable[[], Reply],

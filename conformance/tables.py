@@ -86,6 +86,7 @@ AUTH_SUCCEEDED = 235  # RFC 4954 §6
 AUTH_CHALLENGE = 334  # to AUTH: a server challenge, answered by the client (RFC 4954 §4)
 SERVICE_NOT_AVAILABLE = 421  # any time, then close (§3.8)
 COMMAND_UNRECOGNISED = 500
+SYNTAX_ERROR = 501  # in parameters or arguments; also how AUTH is cancelled (RFC 4954 §4)
 NOT_IMPLEMENTED = 502
 
 # --- Code texts ------------------------------------------------------------------------------

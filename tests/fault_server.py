@@ -77,7 +77,9 @@ NONDETERMINISTIC = {
 }
 TARPIT_AFTER, TARPIT_DELAY = 3, 6.0
 # A reverse-path, and the one parameter of the one extension EHLO offers (8BITMIME, RFC 6152).
-MAIL_ARGUMENT = re.compile(r"FROM:<[^<>]*>(?: BODY=(?:7BIT|8BITMIME))?", re.IGNORECASE)
+# ASCII only: no SMTPUTF8 here (RFC 5321 §2.4).
+MAIL_ARGUMENT = re.compile(r"FROM:<[\x20-\x3b=\x3f-\x7e]*>(?: BODY=(?:7BIT|8BITMIME))?",
+                           re.IGNORECASE)
 
 
 @dataclass
@@ -161,7 +163,8 @@ class _Handler(socketserver.StreamRequestHandler):
         elif verb == "RCPT":
             if not s.mail and "rcpt_without_mail_accepted" not in faults:
                 self.reply("503 Need MAIL first")
-            elif not arg.upper().startswith("TO:<") or not arg.endswith(">"):
+            elif not arg.upper().startswith("TO:<") or not arg.endswith(">") or \
+                    not arg.isascii():
                 self.reply("501 Syntax: RCPT TO:<address>")
             elif "third_recipient_554" in faults and s.recipients == 2:
                 self.reply("554 too many")
