@@ -255,3 +255,27 @@ def test_a_cancelled_auth_exchange_is_answered_501():
     assert "auth_cancel_refused" in found(exchange("AUTH", cancel, Reply.build(235, "2.7.0 Ok")))
     assert "auth_cancel_refused" not in found(
         exchange("AUTH", cancel, Reply.build(501, "5.7.0 cancelled")))
+
+
+# --- SMTPUTF8 --------------------------------------------------------------------------------
+
+def test_a_utf8_mailbox_needs_a_transaction_that_asked_for_smtputf8():
+    ok = Reply.build(250, "2.1.0 Ok")
+    plain_mail = Command("MAIL FROM:<üser@example.test>\r\n".encode(), valid=False)
+    asking_mail = Command("MAIL FROM:<üser@example.test> SMTPUTF8\r\n".encode(), valid=False)
+    rcpt = Command("RCPT TO:<δοκιμή@example.test>\r\n".encode(), valid=False)
+    assert asking_mail.parameters == {"SMTPUTF8": None}
+    assert plain_mail.utf8_mailbox
+    assert rcpt.utf8_mailbox
+    assert not Command.of("MAIL FROM:<a@example.test> SMTPUTF8").utf8_mailbox
+    assert "utf8_address_needs_smtputf8" in found(exchange("MAIL", plain_mail, ok))
+    assert "utf8_address_needs_smtputf8" not in found(exchange("MAIL", asking_mail, ok))
+    # A transaction that asked: its recipients may be UTF-8; one that did not: not.
+    asked = advance(READY, "MAIL", 250, smtputf8=True)
+    assert asked.utf8
+    assert "utf8_address_needs_smtputf8" not in found(exchange("RCPT", rcpt, ok, before=asked))
+    unasked = advance(READY, "MAIL", 250)
+    assert "utf8_address_needs_smtputf8" in found(exchange("RCPT", rcpt, ok, before=unasked))
+    assert "utf8_address_needs_smtputf8" not in found(
+        exchange("RCPT", rcpt, Reply.build(553, "5.6.7 no"), before=unasked))
+    assert not advance(asked, "RSET", 250).utf8
