@@ -67,6 +67,11 @@ class ServerAddress:
             port_text = rest if colon else None
         if not host:
             raise UsageError(f"bad server address {text!r}: missing host")
+        if host.replace(".", "").isdigit() and not _is_ipv4(host):
+            # "2525" or "127.1": the resolver would take them as legacy IPv4 forms (2525 is
+            # 0.0.9.221), never what was meant.
+            raise UsageError(f"bad server address {text!r}: {host!r} is neither a host name "
+                             f"nor a dotted-quad IPv4 address (a port goes after HOST:)")
         return cls(host, default_port if port_text is None else _parse_port(port_text, text))
 
     def __str__(self) -> str:
@@ -80,6 +85,14 @@ def _parse_port(port_text: str, whole: str) -> int:
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise UsageError(f"bad server address {whole!r}: port must be 1-65535")
     return int(port_text)
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_ipv6(host: str) -> bool:

@@ -64,6 +64,9 @@ def test_parses_server_address(text, host, port):
         ("[::1", "missing ']'"),
         ("[::1]25", "expected ':PORT'"),
         ("[nothost]:25", "is not IPv6"),
+        ("2525", "neither a host name nor a dotted-quad IPv4 address"),  # 0.0.9.221 to a resolver
+        ("127.1:2525", "neither a host name nor a dotted-quad IPv4 address"),
+        ("999.0.0.1", "neither a host name nor a dotted-quad IPv4 address"),
     ],
 )
 def test_rejects_bad_server_address_with_one_line(text, message):
