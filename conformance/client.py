@@ -57,7 +57,7 @@ class ServerAddress:
                 raise UsageError(f"bad server address {text!r}: missing ']'")
             if rest and not rest.startswith(":"):
                 raise UsageError(f"bad server address {text!r}: expected ':PORT' after ']'")
-            if not _is_ipv6(host):
+            if ip_version(host) != 6:
                 raise UsageError(f"bad server address {text!r}: {host!r} is not IPv6")
             port_text = rest[1:] if rest else None
         elif text.count(":") > 1:
@@ -67,7 +67,7 @@ class ServerAddress:
             port_text = rest if colon else None
         if not host:
             raise UsageError(f"bad server address {text!r}: missing host")
-        if host.replace(".", "").isdigit() and not _is_ipv4(host):
+        if host.replace(".", "").isdigit() and ip_version(host) != 4:
             # "2525" or "127.1": the resolver would take them as legacy IPv4 forms (2525 is
             # 0.0.9.221), never what was meant.
             raise UsageError(f"bad server address {text!r}: {host!r} is neither a host name "
@@ -87,20 +87,13 @@ def _parse_port(port_text: str, whole: str) -> int:
     return int(port_text)
 
 
-def _is_ipv4(host: str) -> bool:
+def ip_version(text: str) -> int | None:
+    """4 or 6 if ``text`` is an IP address of that version (IPv6 without brackets), else
+    None."""
     try:
-        ipaddress.IPv4Address(host)
+        return ipaddress.ip_address(text).version
     except ValueError:
-        return False
-    return True
-
-
-def _is_ipv6(host: str) -> bool:
-    try:
-        ipaddress.IPv6Address(host)
-    except ValueError:
-        return False
-    return True
+        return None
 
 
 @dataclass(frozen=True)

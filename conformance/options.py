@@ -7,7 +7,6 @@ what it found; the seed a run uses is chosen here too.
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import ssl
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from conformance import example_db, grammar
 from conformance.baseline import load as load_baseline
-from conformance.client import ServerAddress
+from conformance.client import ServerAddress, ip_version
 from conformance.credentials import Credentials
 from conformance.errors import UsageError
 from conformance.paths import check_writable_dir, check_writable_file
@@ -142,7 +141,7 @@ def parse(given: Callable[[Option], str | None], *, seed: str, workers: int = 1,
         _check_cafile(tls_cafile)
     tls_server_name = values["smtp_tls_server_name"] or None
     if tls_server_name is not None and not (grammar.is_domain(tls_server_name) or
-                                            _is_ip(tls_server_name)):
+                                            ip_version(tls_server_name) is not None):
         raise UsageError(f"--smtp-tls-server-name must be a domain name or an IP address, "
                          f"got {tls_server_name!r}")
     credentials = _credentials(values["smtp_auth_user"], values["smtp_auth_password"])
@@ -205,14 +204,6 @@ def _check_cafile(path: Path) -> None:
         why = error.strerror if isinstance(error, OSError) and error.strerror else error
         raise UsageError(f"--smtp-tls-cafile {str(path)!r} is not a readable PEM file of CA "
                          f"certificates: {why}") from None
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _example_db(text: str) -> str | None:
