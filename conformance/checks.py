@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from conformance import grammar
-from conformance.commands import Command, Message
+from conformance.commands import Command, DataProbe, Message, Sent
 from conformance.errors import ConnectionClosed, ReplyFramingError, ReplyTimeout, ServerError
 from conformance.levels import Level
 from conformance.model import Session, State, advance, is_positive
@@ -38,7 +38,7 @@ class Exchange:
     profile: Profile
     before: Session
     group: str
-    sent: Command | Message | None  # None for the greeting
+    sent: Sent | None  # None for the greeting
     reply: Reply | None = None
     error: ServerError | None = None
     closed_after: bool | None = None  # probed only after 221 to QUIT and after 421
@@ -52,8 +52,21 @@ class Exchange:
     # the commands before it were answered.
     batch: tuple[int, int] | None = None
     # A reply to nothing this client sent in this state: after a TLS handshake, before the
-    # client said anything over TLS (see ``starttls_discards_plaintext``).
+    # client said anything over TLS (see ``starttls_discards_plaintext``); after the reply to
+    # an end-of-data probe, one to the line smuggled after its ending.
     unsolicited: Reply | None = None
+    # The reply came before the client ended the mail data (an end-of-data probe's, which
+    # must not be answered before its real end: ``data_ends_only_at_crlf_dot_crlf``).
+    early: bool = False
+
+    @property
+    def filed_under(self) -> str:
+        """The group a finding on this exchange is filed under (its key's): the command's;
+        for a reply before an end-of-data probe's real end, with the probe's ending, so that
+        each ending a server takes is a finding of its own."""
+        if self.early and isinstance(self.sent, DataProbe):
+            return f"{self.group} {self.sent.ending}"
+        return self.group
 
 
 Complaint = str | tuple[str, Level]  # a message, optionally with a level for this instance
@@ -407,6 +420,23 @@ def starttls_discards_plaintext(x: Exchange) -> Complaint | None:
     injected = x.sent.line.split(b"\r\n", 1)[1]
     return (f"after the TLS handshake the server answered {x.unsolicited.code} to "
             f"{injected!r}, sent in plaintext in the same write as STARTTLS")
+
+
+@check("data_ends_only_at_crlf_dot_crlf", level=Level.MUST,
+       citation="RFC 5321 §4.1.1.4, §2.3.8; CVE-2023-51764")
+def data_ends_only_at_crlf_dot_crlf(x: Exchange) -> Complaint | None:
+    """The server answered mail data before its real end, at a non-standard ending, or ran
+    the command line sent after that ending as a command: SMTP smuggling. (A refusal of the
+    bare line break, 4yz or 5yz, with nothing run after it, is no exchange: the session
+    records it as a remark.)"""
+    if not isinstance(x.sent, DataProbe) or not x.early or x.reply is None:
+        return None
+    complaint = (f"{x.reply.code} before the end of the mail data: the server took "
+                 f"{x.sent.ending} for the end of the data")
+    if x.unsolicited is not None:
+        complaint += (f", then answered {x.unsolicited.code} to {x.sent.smuggled_line!r}, "
+                      f"sent after it as message data")
+    return complaint + " (SMTP smuggling: a message can carry another)"
 
 
 @check("bdat_not_mixed_with_data", level=Level.MUST, citation="RFC 3030 §2")

@@ -5,9 +5,10 @@ Each knows its table group, the row of the reply-code tables its reply is judged
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from types import MappingProxyType
+from typing import ClassVar, NamedTuple
 
 from conformance.vocabulary import END_OF_DATA, UNRECOGNISED
 from conformance.vocabulary import VERBS as VOCABULARY
@@ -125,21 +126,92 @@ class Message:
         return f"Message({self.content!r})"
 
 
-def describe(sent: Command | Message) -> str:
-    """How reports show what was sent: a command's exact bytes, a message's size."""
+# Endings a lenient server may take for the end of mail data, as a probe sends them. Only
+# <CRLF>.<CRLF> ends it (RFC 5321 §4.1.1.4), and CR and LF go only together (§2.3.8); a server
+# that ends the data at one of these, where the server it relays from did not, lets one
+# message carry another: SMTP smuggling (CVE-2023-51764, CVE-2023-51765, CVE-2023-51766).
+NON_STANDARD_ENDINGS: Mapping[str, bytes] = MappingProxyType({
+    "<LF>.<LF>": b"\n.\n",
+    "<LF>.<CRLF>": b"\n.\r\n",
+    "<CRLF>.<LF>": b"\r\n.\n",
+    "<CR>.<CR>": b"\r.\r",
+    "<CR>.<LF>": b"\r.\n",
+    "<CR>.<CRLF>": b"\r.\r\n",
+    "<CRLF>.<CR>": b"\r\n.\r",
+    "<LF>.<CR>": b"\n.\r",
+    "<CRLF><NUL>.<CRLF>": b"\r\n\x00.\r\n",
+    "<CRLF>.<NUL><CRLF>": b"\r\n.\x00\r\n",
+})
+
+
+@dataclass(frozen=True)
+class DataProbe:
+    """Mail data holding a non-standard end of data (``ending``, a key of
+    NON_STANDARD_ENDINGS) with a command line after it (``smuggled``). A server that ends
+    the data there answers before the real end, and then runs the smuggled command: it
+    would let a message carry another. ``wire`` is what goes out after the 354; ``REAL_END``,
+    sent after it, completes the <CRLF>.<CRLF> that ends the data for any server."""
+
+    ending: str
+    smuggled: bytes
+
+    # No line break at its end: the ending's own line breaks are the ones the server meets.
+    CONTENT: ClassVar[bytes] = (b"Subject: end-of-data probe\r\n\r\n"
+                                b"Only <CRLF>.<CRLF> ends this message")
+    REAL_END: ClassVar[bytes] = b".\r\n"  # after ``smuggled``, which ends in CRLF
+
+    def __post_init__(self) -> None:
+        if self.ending not in NON_STANDARD_ENDINGS:
+            raise ValueError(f"unknown end-of-data variant {self.ending!r}")
+        if not self.smuggled.endswith(b"\r\n") or b"\n" in self.smuggled[:-1]:
+            raise ValueError(f"not one command line: {self.smuggled!r}")
+
+    @property
+    def wire(self) -> bytes:
+        return self.CONTENT + NON_STANDARD_ENDINGS[self.ending] + self.smuggled
+
+    @property
+    def smuggled_line(self) -> str:
+        return self.smuggled.removesuffix(b"\r\n").decode("latin-1")
+
+    @classmethod
+    def from_wire(cls, wire: bytes) -> DataProbe:
+        """The probe whose ``wire`` is ``wire``; ValueError if none is."""
+        rest = wire.removeprefix(cls.CONTENT)
+        for name, ending in sorted(NON_STANDARD_ENDINGS.items(), key=lambda e: -len(e[1])):
+            if rest != wire and rest.startswith(ending):
+                return cls(name, rest[len(ending):])
+        raise ValueError(f"not an end-of-data probe: {wire[:80]!r}")
+
+    def __repr__(self) -> str:
+        return f"DataProbe({self.ending!r}, {self.smuggled!r})"
+
+
+Sent = Command | Message | DataProbe
+
+
+def describe(sent: Sent) -> str:
+    """How reports show what was sent: a command's exact bytes, a message's size, a probe's
+    ending and smuggled line."""
     if isinstance(sent, Message):
         return f"<message data, {len(sent.wire)} octets>"
+    if isinstance(sent, DataProbe):
+        return (f"<message data ending in {sent.ending}, then {sent.smuggled_line!r}, "
+                f"{len(sent.wire)} octets>")
     return repr(sent.line)
 
 
 # The step kind of a TLS upgrade after a 220 to STARTTLS (RFC 3207 §4): none of our bytes
 # go out as SMTP, the handshake does.
 TLS_UPGRADE = "tls upgrade"
+# The step kind of an end-of-data probe's data (``DataProbe.wire``).
+DATA_PROBE = "end-of-data probe"
 
 
 class Step(NamedTuple):
     """One thing the client did in a session: sent a command or message data (its command
-    group, END_OF_DATA for message data; the exact bytes; whether the command was valid: a
+    group, END_OF_DATA for message data, DATA_PROBE for an end-of-data probe's; the exact
+    bytes; whether the command was valid: a
     refused valid command gets a control probe, so a replay must know), or upgraded the
     connection to TLS (group TLS_UPGRADE, data: the server name asked for, or empty).
 
@@ -152,9 +224,11 @@ class Step(NamedTuple):
     batch: int = 0
 
     @classmethod
-    def of(cls, sent: Command | Message, *, batch: int = 0) -> Step:
+    def of(cls, sent: Sent, *, batch: int = 0) -> Step:
         if isinstance(sent, Message):
             return cls(END_OF_DATA, sent.wire, batch=batch)
+        if isinstance(sent, DataProbe):
+            return cls(DATA_PROBE, sent.wire, batch=batch)
         return cls(sent.group, sent.line, sent.valid, batch)
 
     @classmethod

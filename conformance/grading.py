@@ -1,7 +1,8 @@
 """How a run grades its findings: by the rule's level, --smtp-strict, and the baseline.
 
 A finding's key is (check, level, command group, reply code): the same deviation, whatever
-the state. The level is part of it, so a MUST finding is never folded into a SHOULD one.
+the state. The level is part of it, so a MUST finding is never folded into a SHOULD one; an
+end-of-data probe's ending is part of its group (``Exchange.filed_under``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class FindingKey(NamedTuple):
 
 
 def finding_key(finding: Finding, exchange: Exchange) -> FindingKey:
-    return FindingKey(finding.check.id, str(finding.level), exchange.group,
+    return FindingKey(finding.check.id, str(finding.level), exchange.filed_under,
                       exchange.reply.code if exchange.reply else 0)
 
 

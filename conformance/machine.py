@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 import strategies as smtp
 import strategies.extensions as ext
 from conformance.client import ServerAddress, tls_context
-from conformance.commands import Command, Message
+from conformance.commands import NON_STANDARD_ENDINGS, Command, DataProbe, Message
 from conformance.credentials import Credentials
 from conformance.errors import StopRun, TargetLost, TargetUnreachable
 from conformance.grading import Policy
@@ -168,6 +168,8 @@ CELLS = tuple((state, group) for state in OPEN_STATES
 POOL_SIZE = 32  # commands kept per group
 # A message over the limit SIZE advertises is sent only when the limit is at most this.
 MAX_MESSAGE_SENT = 1 << 20
+# End-of-data probes per non-standard ending in a run (each costs a wait: see send_probe).
+PROBES_PER_ENDING = 1
 
 
 class Exploration:
@@ -183,6 +185,7 @@ class Exploration:
         self.commands: dict[str, list[Command]] = {}
         self.messages: list[Message] = []
         self.rcpt_domain = rcpt_domain
+        self.probes: Counter[str] = Counter()  # end-of-data probes sent, per ending
 
     def keep(self, command: Command, message: Message | None = None) -> None:
         _keep(self.commands.setdefault(command.group, []), command)
@@ -409,6 +412,34 @@ class SMTPConformance(RuleBasedStateMachine):
         if self.session.model.state is State.READY:
             self._send(probe, Message(b"Subject: must not be delivered\r\n"))
 
+
+    @rule(probe=smtp.data_probes(), where=WHERE)
+    def transaction_probed(self, probe: DataProbe, where: int) -> None:
+        self._probe_end_of_data(probe, where)
+
+    def _probe_end_of_data(self, probe: DataProbe, where: int) -> None:
+        """A transaction whose data holds a non-standard end of data and a command after it
+        (SMTP smuggling: see ``CheckedSession.send_probe``). Each ending is sent
+        PROBES_PER_ENDING times in a run: the drawn one, or once it has been, the one sent
+        least; then none."""
+        sent = self.exploration.probes
+        if sent[probe.ending] >= PROBES_PER_ENDING:
+            fewest = min(NON_STANDARD_ENDINGS, key=lambda ending: sent[ending])
+            if sent[fewest] >= PROBES_PER_ENDING:
+                return
+            probe = DataProbe(fewest, probe.smuggled)
+        choose = random.Random(where)
+        self._reach(State.RCPT, choose)
+        if self.session.model.state is not State.RCPT:
+            return
+        try:
+            self.session.send(self.exploration.valid("DATA", choose))
+            after = self.session.model  # (a new Session: the send moved it)
+            if after.state is State.DATA:
+                sent[probe.ending] += 1
+                self.session.send_probe(probe)
+        except StopRun as stop:
+            raise self._stop(stop) from None
 
     # --- extensions: what the session's EHLO reply advertised -------------------------------
     # Each rule draws the same whatever the server offers; what it sends depends on that:

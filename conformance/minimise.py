@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from conformance.checks import CHECKS
 from conformance.client import ServerAddress
-from conformance.commands import TLS_UPGRADE, Step
+from conformance.commands import DATA_PROBE, TLS_UPGRADE, Step
 from conformance.credentials import Credentials
 from conformance.errors import ServerError, TargetUnreachable
 from conformance.grading import FindingKey
@@ -44,9 +44,11 @@ class Minimised:
 
 
 # (a step, the step it cannot go without, just before it), from the vocabulary: the data
-# a verb's positive reply asks for, and the TLS handshake after an upgrading verb.
+# a verb's positive reply asks for (a message, or an end-of-data probe's data), and the TLS
+# handshake after an upgrading verb.
 _KEPT_WITH = frozenset(
-    {(verb.data_reply, verb.name) for verb in VERBS.values() if verb.data_reply} |
+    {(data, verb.name) for verb in VERBS.values() if verb.data_reply
+     for data in (verb.data_reply, DATA_PROBE)} |
     {(TLS_UPGRADE, verb.name) for verb in VERBS.values() if verb.upgrades})
 
 

@@ -54,7 +54,7 @@ class FindingRecord:
         return cls(
             check=first.check.id, level=str(first.level), verdict=str(verdict),
             citation=first.check.citation, complaint=first.complaint, profile=x.profile.name,
-            state=x.before.state.name, group=x.group,
+            state=x.before.state.name, group=x.filed_under,
             sent=None if x.sent is None else describe(x.sent),
             reply_code=x.reply.code if x.reply else None,
             reply_lines=list(x.reply.lines) if x.reply else [],

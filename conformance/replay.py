@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.client import ServerAddress, tls_context
-from conformance.commands import Message, Step
+from conformance.commands import DATA_PROBE, DataProbe, Message, Step
 from conformance.credentials import Credentials
 from conformance.errors import StopRun, UsageError
 from conformance.grading import FindingKey, Policy
@@ -156,10 +156,13 @@ def replay(script: Script, address: ServerAddress, *, timeout: float,
             first = write[0]
             if not session.model.open:
                 break
-            if session.model.state is State.DATA and first.group != END_OF_DATA:
+            if session.model.state is State.DATA and first.group not in (END_OF_DATA,
+                                                                         DATA_PROBE):
                 break
             if first.group == END_OF_DATA:
                 session.send_message(Message.from_wire(first.data))
+            elif first.group == DATA_PROBE:
+                session.send_probe(DataProbe.from_wire(first.data))
             elif first.batch:
                 session.send_batch([step.command() for step in write])
             elif len(write) > 1 and write[1].answers_challenge:  # AUTH and its answers

@@ -22,7 +22,7 @@ from conformance.client import (
     Upgrade,
     check_tls_arguments,
 )
-from conformance.commands import Command, Message, Step
+from conformance.commands import Command, DataProbe, Message, Sent, Step
 from conformance.credentials import WRONG, Credentials
 from conformance.errors import ReplyTimeout, ServerError, StopRun, TLSHandshakeFailed, UsageError
 from conformance.grading import Policy
@@ -80,6 +80,7 @@ class Adaptation:
     keeps the connection open after 221/421 is not waited for again."""
 
     max_commands: int | None = None  # per session; None: no cap
+    slowest_data_reply: float = 0.0  # seconds, the slowest reply to the end of data so far
     injections_dropped: int = 0  # STARTTLS injection probes the server passed (see starttls)
     unanswered: frozenset[str] = frozenset()  # command groups never sent again
     skip_close_wait: bool = False
@@ -117,6 +118,11 @@ NEVER_IN_BATCH = frozenset(verb.name for verb in VERBS.values() if verb.upgrades
 # the wait).
 INJECTION_WAIT = 0.2
 INJECTION_PROBES = 5
+# How long a session listens for a reply that must not come, to an end-of-data probe's data
+# before its real end: at least PROBE_WAIT, and PROBE_WAIT_FACTOR times the run's slowest
+# reply to the end of data so far (a server answers the ending it takes as soon as it has
+# queued the message); never longer than the timeout.
+PROBE_WAIT, PROBE_WAIT_FACTOR = 0.2, 4
 
 
 def check_batch(commands: Sequence[Command]) -> None:
@@ -265,6 +271,44 @@ class CheckedSession:
         self.steps.append(Step.of(message))
         return self._exchange(END_OF_DATA, message, lambda: self._command(message.wire))
 
+    def send_probe(self, probe: DataProbe) -> Reply | None:
+        """After a 354: an end-of-data probe's data, then a wait for a reply, which must not
+        come before the data's real end (``data_ends_only_at_crlf_dot_crlf``); if one does,
+        a shorter one for a reply to the smuggled line. With ``deliver``, then the real end
+        of data, checked as any message's. The session ends either way: a server that took
+        the ending may answer what follows in ways no model follows. The reply to the real
+        end (None: not sent, or none came)."""
+        self.steps.append(Step.of(probe))
+        self.record.exercised["end-of-data probes"] += 1
+        self.pacer.wait()
+        wait = min(self.timeout, max(PROBE_WAIT, PROBE_WAIT_FACTOR *
+                                     self.adaptation.slowest_data_reply))
+        try:
+            self.client.send(probe.wire)
+            early = self.client.read_reply(timeout=wait)
+        except ReplyTimeout:  # nothing before the real end, as it must be
+            reply = self._exchange(END_OF_DATA, probe, self._sends(probe.REAL_END)) \
+                if self.deliver else None
+            self.close()
+            return reply
+        except ServerError as error:
+            self.record.remark(f"after mail data ending in {probe.ending}: {error}")
+            self.close()
+            return None
+        try:
+            smuggled: Reply | None = self.client.read_reply(timeout=wait)
+        except ServerError:
+            smuggled = None
+        if smuggled is None and early.first_digit in (4, 5):
+            self.record.remark(f"the server refused mail data ending in {probe.ending} "
+                               f"before its end: {early.code} {' '.join(early.lines)[:80]}")
+        else:
+            exchange = Exchange(self.profile, self.model, END_OF_DATA, probe, early,
+                                timeout=self.timeout, unsolicited=smuggled, early=True)
+            self._note(run_checks(exchange), exchange)
+        self.close()
+        return None
+
     def send_batch(self, commands: Sequence[Command]) -> list[Reply | None]:
         """Send ``commands`` in one write (RFC 2920), then read one reply per command, in
         order (§3.2), each checked as an exchange of its own; no control probes (a replay
@@ -390,7 +434,7 @@ class CheckedSession:
         self.client.send(self.filling.fill(data), shown=data)
         return self.client.read_reply(timeout=self.timeout + self.hang_wait)
 
-    def _exchange(self, group: str, sent: Command | Message | None, io: Callable[[], Reply],
+    def _exchange(self, group: str, sent: Sent | None, io: Callable[[], Reply],
                   *, variant_of: tuple[Command, Reply] | None = None,
                   adapt: bool = True, batch: tuple[int, int] | None = None) -> Reply | None:
         """One exchange, checked and recorded. ``adapt``: what it shows of the server's
@@ -449,6 +493,9 @@ class CheckedSession:
 
     def _adapt(self, x: Exchange, elapsed: float) -> None:
         commands_before = len(self.steps) - 1
+        if x.group == END_OF_DATA and x.reply is not None and x.late is None:
+            self.adaptation.slowest_data_reply = max(self.adaptation.slowest_data_reply,
+                                                     elapsed)
         if isinstance(x.error, ReplyTimeout) and x.group != GREETING:
             self.adaptation.unanswered |= {x.group}
             self.record.remark(f"{x.group} went unanswered: it was not sent again in this run")

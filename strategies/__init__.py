@@ -1,4 +1,5 @@
-"""Hypothesis strategies for SMTP: addresses, commands (valid and malformed), message data.
+"""Hypothesis strategies for SMTP: addresses, commands (valid and malformed), message data
+(and end-of-data probes).
 
 Every strategy is built on ``conformance.grammar``, so what is generated is exactly what the
 parser and checks accept as valid. Options are keyword-only.
@@ -13,6 +14,7 @@ from strategies.addresses import (
     reverse_paths,
 )
 from strategies.commands import (
+    data_probes,
     ehlo_commands,
     esmtp_parameters,
     helo_commands,
@@ -28,8 +30,8 @@ from strategies.commands import (
 )
 
 __all__ = [
-    "address_literals", "domains", "ehlo_commands", "esmtp_parameters", "forward_paths",
-    "helo_commands", "local_parts", "mail_commands", "mailboxes", "malformed_commands",
-    "message_bodies", "raw_lines", "rcpt_commands", "reverse_paths", "simple_commands",
-    "unknown_commands", "valid_commands", "verbs",
+    "address_literals", "data_probes", "domains", "ehlo_commands", "esmtp_parameters",
+    "forward_paths", "helo_commands", "local_parts", "mail_commands", "mailboxes",
+    "malformed_commands", "message_bodies", "raw_lines", "rcpt_commands", "reverse_paths",
+    "simple_commands", "unknown_commands", "valid_commands", "verbs",
 ]

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from hypothesis import strategies as st
 
 from conformance import grammar
-from conformance.commands import Command, Message
+from conformance.commands import NON_STANDARD_ENDINGS, Command, DataProbe, Message
 from conformance.vocabulary import (
     SEED_VERBS,
     UNMODELLED_VERBS,
@@ -227,3 +227,14 @@ def message_bodies(*, eight_bit: bool = True) -> st.SearchStrategy[Message]:
 
 def _message(headers: bytes, lines: list[bytes]) -> Message:
     return Message(headers + b"\r\n".join(lines))
+
+
+# Lines sent after a non-standard end of data: harmless wherever a server runs them.
+SMUGGLED_LINES = (b"RSET\r\n", b"NOOP\r\n", b"HELP\r\n")
+
+
+def data_probes() -> st.SearchStrategy[DataProbe]:
+    """End-of-data probes: mail data ending in one of the non-standard endings
+    (``NON_STANDARD_ENDINGS``: bare CR or LF, a NUL), then a harmless command line."""
+    return st.builds(DataProbe, st.sampled_from(sorted(NON_STANDARD_ENDINGS)),
+                     st.sampled_from(SMUGGLED_LINES))

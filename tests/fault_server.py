@@ -18,9 +18,19 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from conformance.client import ServerAddress
+from conformance.commands import NON_STANDARD_ENDINGS
 
 MAX_LINE = 4096
 MAX_MESSAGE = 1 << 20
+
+# Faults that end the mail data at a non-standard ending as well as at <CRLF>.<CRLF> (the
+# earliest in the data; at one place, the longest), then read what follows as commands:
+# each open to SMTP smuggling by that ending alone (data_ends_only_at_crlf_dot_crlf, with
+# the ending named: tests/test_smuggling.py). Fault name -> the ending it takes.
+ENDING_TAKEN = {
+    "ends_data_at_" + re.sub(r"[<>]+", "_", name).replace(".", "dot").strip("_").lower(): name
+    for name in NON_STANDARD_ENDINGS}
+SMUGGLING_FAULTS = dict.fromkeys(ENDING_TAKEN, "data_ends_only_at_crlf_dot_crlf")
 
 # fault name -> the check that must catch it
 FAULTS = {
@@ -93,6 +103,7 @@ class _Session:
 
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
+    pending: bytes  # read after a non-standard end of data, not yet taken as commands
     timeout = 90  # an idle client is dropped after this; a test ends well before
 
     def reply(self, text: str) -> None:
@@ -101,20 +112,47 @@ class _Handler(socketserver.StreamRequestHandler):
         self.wfile.write(data + ending.encode())
         self.wfile.flush()
 
+    def read_line(self) -> bytes:
+        """The next line (up to MAX_LINE octets), first from what followed a non-standard
+        end of data, if anything did."""
+        if self.pending:
+            line, newline, self.pending = self.pending.partition(b"\n")
+            return line + newline if newline else line + self.rfile.readline(MAX_LINE + 1)
+        return self.rfile.readline(MAX_LINE + 1)
+
+    def read_data(self) -> bool:
+        """Mail data, up to its end: <CRLF>.<CRLF>, or a non-standard ending this server's
+        faults take too (what follows it is then read as commands). False: the client went
+        away, or the message is over MAX_MESSAGE."""
+        endings = [b"\r\n.\r\n", *(NON_STANDARD_ENDINGS[name] for fault, name in
+                                      ENDING_TAKEN.items() if fault in self.server.faults)]
+        data = b"\r\n"  # the DATA line's own: the data may end at once
+        while len(data) <= MAX_MESSAGE:
+            if not (line := self.read_line()):
+                return False
+            data += line
+            ends = [(at, -len(ending)) for ending in endings if (at := data.find(ending)) >= 0]
+            if ends:
+                at, length = min(ends)
+                self.pending = data[at - length:] + self.pending
+                return True
+        return False
+
     def handle(self) -> None:
         faults = self.server.faults
+        self.pending = b""
         self.reply("220" if "greeting_without_domain" in faults else
                    "220 mx.fault.test ESMTP fault server")
         s = _Session()
         while not self.server.stopping.is_set():
-            line = self.rfile.readline(MAX_LINE + 1)
+            line = self.read_line()
             if not line:
                 return
             self.server.received.append(line)  # an overlong line: its first MAX_LINE octets
             limit = MAX_LINE if "mail_echoes_argument" in faults else 512
             if not line.endswith(b"\n") or len(line) > limit:
                 while line and not line.endswith(b"\n"):
-                    line = self.rfile.readline(MAX_LINE + 1)
+                    line = self.read_line()
                 self.reply("500 Line too long")
                 continue
             text = line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
@@ -178,11 +216,9 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.reply("503 Need RCPT first")
             else:
                 self.reply("354 End data with <CRLF>.<CRLF>")
-                size = 0
-                while (line := self.rfile.readline(MAX_LINE + 1)) not in (b".\r\n", b""):
-                    size += len(line)
-                    if size > MAX_MESSAGE:
-                        return False
+                if not self.read_data():
+                    return False
+                self.server.count("messages")
                 s.mail, s.recipients = "message_keeps_transaction" in faults, 0
                 s.messages += 1
                 self.reply("354 Go on" if "end_of_data_replies_354" in faults else
@@ -258,7 +294,7 @@ class FaultServer:
     may be combined: ``FaultServer("helo_replies_220", "noop_replies_252")``."""
 
     def __init__(self, *faults: str | None) -> None:
-        known = {*FAULTS, *SHOULD_FAULTS, *NONDETERMINISTIC}
+        known = {*FAULTS, *SHOULD_FAULTS, *NONDETERMINISTIC, *SMUGGLING_FAULTS}
         chosen = frozenset(f for f in faults if f is not None)
         if unknown := chosen - known:
             raise ValueError(f"unknown fault(s) {sorted(unknown)}")
@@ -271,6 +307,12 @@ class FaultServer:
         self.address = ServerAddress("127.0.0.1", self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def messages(self) -> int:
+        """Messages whose data ended (at <CRLF>.<CRLF>, or where a fault ends it)."""
+        with self._server.lock:
+            return self._server.counts["messages"]
 
     def __enter__(self) -> FaultServer:
         self._thread.start()

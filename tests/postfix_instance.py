@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -159,12 +161,31 @@ class PostfixInstance:
                 raise AssertionError(f"nothing delivered to {self.mailbox} in {timeout:g}s")
             time.sleep(0.2)
 
-    def _postfix(self, command: str, *args: str) -> None:
+    @contextmanager
+    def settings(self, **values: str) -> Iterator[None]:
+        """main.cf's ``values`` (parameter=value) while the block runs, the old ones after:
+        each change holds from the next connection on (a reload starts new smtpd processes).
+        One test at a time: the instance is shared."""
+        old = {name: self._postfix("postconf", "-h", name) for name in values}
+        self._configure(values)
+        try:
+            yield
+        finally:
+            self._configure(old)
+
+    def _configure(self, values: dict[str, str]) -> None:
+        self._postfix("postconf", "-e", *(f"{name}={value}" for name, value in values.items()))
+        self._postfix("postfix", "reload")
+        self._wait_for_greeting(timeout=30)
+
+    def _postfix(self, command: str, *args: str) -> str:
+        """Run a Postfix command on this instance's configuration; its output."""
         argv = [command, "-c", str(self.conf), *args]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed (exit {done.returncode})"
                                + self._evidence(done.stderr))
+        return done.stdout.strip()
 
     def _evidence(self, stderr: str = "") -> str:
         """Postfix's own words on a failure: its stderr, and the end of its log file (daemons

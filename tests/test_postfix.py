@@ -43,14 +43,51 @@ def mailbox_size(postfix: PostfixInstance) -> int:
     return postfix.mailbox.stat().st_size if postfix.mailbox.exists() else 0
 
 
+# Postfix 3.7's own fix for SMTP smuggling (CVE-2023-51764), off by default: bare LF no
+# longer ends a line, so only <CRLF>.<CRLF> ends the data. The exclusions (by default
+# $mynetworks) would exempt nobody here, but say so.
+BARE_NEWLINE_FORBIDDEN = {"smtpd_forbid_bare_newline": "yes",
+                          "smtpd_forbid_bare_newline_exclusions": ""}
+SMUGGLING = "data_ends_only_at_crlf_dot_crlf"
+
+
+def smuggling_complaints(report: dict[str, Any]) -> list[str]:
+    return [f["complaint"] for f in report["findings"] if f["check"] == SMUGGLING]
+
+
 def test_safe_mode_never_completes_a_message(pytester, postfix):
-    before, size = postfix.messages_received(), mailbox_size(postfix)
-    result, report = run(pytester, postfix, *TO_LOCAL, *FEWER)
-    result.stdout.fnmatch_lines(["smtp-conformance: *; safe mode (messages are not completed)"])
-    assert data_accepted(report) > 0  # transactions did reach the data phase...
-    assert report["coverage"]["groups"]["received data"]["exchanges"] == 0  # ...and stopped
-    assert postfix.messages_received() == before
-    assert mailbox_size(postfix) == size
+    """Against a Postfix that ends the data only at <CRLF>.<CRLF>: not even the end-of-data
+    probes complete a message, since the connection closes before their real end."""
+    with postfix.settings(**BARE_NEWLINE_FORBIDDEN):
+        before, size = postfix.messages_received(), mailbox_size(postfix)
+        result, report = run(pytester, postfix, *TO_LOCAL, *FEWER)
+        result.stdout.fnmatch_lines(
+            ["smtp-conformance: *; safe mode (messages are not completed)"])
+        assert data_accepted(report) > 0  # transactions did reach the data phase...
+        assert report["coverage"]["groups"]["received data"]["exchanges"] == 0  # ...and stopped
+        assert report["extensions"]["exercised"]["end-of-data probes"] > 0
+        assert smuggling_complaints(report) == []
+        assert postfix.messages_received() == before
+        assert mailbox_size(postfix) == size
+
+
+def test_smuggling_is_found_with_bare_newlines_allowed_and_not_when_forbidden(pytester,
+                                                                              postfix):
+    """Postfix's default (smtpd_forbid_bare_newline = no) takes a bare LF for a line end, so
+    the three endings with one end its data; forbidden, none does, safe mode or not."""
+    before = postfix.messages_received()
+    _, report = run(pytester, postfix, *TO_LOCAL, *FEWER)  # (a survey: nothing fails)
+    complaints = smuggling_complaints(report)
+    for ending in ("<LF>.<LF>", "<LF>.<CRLF>", "<CRLF>.<LF>"):
+        assert any(f"took {ending} for the end" in c for c in complaints), complaints
+    assert all("<CR>.<CR>" not in c and "<NUL>" not in c for c in complaints), complaints
+    # What was queued is the probes' data up to the ending taken: nothing else.
+    assert postfix.messages_received() - before <= report["extensions"]["exercised"][
+        "end-of-data probes"]
+    with postfix.settings(**BARE_NEWLINE_FORBIDDEN):
+        _, report = run(pytester, postfix, "--smtp-deliver", *TO_LOCAL, *FEWER)
+    assert report["extensions"]["exercised"]["end-of-data probes"] >= 10
+    assert smuggling_complaints(report) == []
 
 
 def test_deliver_mode_completes_messages(pytester, postfix):
