@@ -24,7 +24,14 @@ from conformance.client import (
 )
 from conformance.commands import Command, DataProbe, Message, Sent, Step
 from conformance.credentials import WRONG, Credentials
-from conformance.errors import ReplyTimeout, ServerError, StopRun, TLSHandshakeFailed, UsageError
+from conformance.errors import (
+    ConnectionClosed,
+    ReplyTimeout,
+    ServerError,
+    StopRun,
+    TLSHandshakeFailed,
+    UsageError,
+)
 from conformance.grading import Policy
 from conformance.model import Session, State, advance, closed, is_positive
 from conformance.record import RunRecord, records_for
@@ -274,7 +281,7 @@ class CheckedSession:
     def send_probe(self, probe: DataProbe) -> Reply | None:
         """After a 354: an end-of-data probe's data, then a wait for a reply, which must not
         come before the data's real end (``data_ends_only_at_crlf_dot_crlf``); if one does,
-        a shorter one for a reply to the smuggled line. With ``deliver``, then the real end
+        as long again for a reply to the smuggled line. With ``deliver``, then the real end
         of data, checked as any message's. The session ends either way: a server that took
         the ending may answer what follows in ways no model follows. The reply to the real
         end (None: not sent, or none came)."""
@@ -283,31 +290,40 @@ class CheckedSession:
         self.pacer.wait()
         wait = min(self.timeout, max(PROBE_WAIT, PROBE_WAIT_FACTOR *
                                      self.adaptation.slowest_data_reply))
+        reply = None
         try:
             self.client.send(probe.wire)
-            early = self.client.read_reply(timeout=wait)
-        except ReplyTimeout:  # nothing before the real end, as it must be
-            reply = self._exchange(END_OF_DATA, probe, self._sends(probe.REAL_END)) \
-                if self.deliver else None
-            self.close()
-            return reply
+            early = self._reply_within(wait)
+            if early is not None:
+                self._note_early(probe, early, self._reply_within(wait))
+            elif self.deliver:
+                reply = self._exchange(END_OF_DATA, probe, self._sends(probe.REAL_END))
         except ServerError as error:
             self.record.remark(f"after mail data ending in {probe.ending}: {error}")
+        finally:
             self.close()
-            return None
+        return reply
+
+    def _reply_within(self, wait: float) -> Reply | None:
+        """The next reply, if one comes within ``wait`` (None: none came, or the server
+        closed the connection)."""
         try:
-            smuggled: Reply | None = self.client.read_reply(timeout=wait)
-        except ServerError:
-            smuggled = None
+            return self.client.read_reply(timeout=wait)
+        except (ReplyTimeout, ConnectionClosed):
+            return None
+
+    def _note_early(self, probe: DataProbe, early: Reply, smuggled: Reply | None) -> None:
+        """A reply before a probe's real end, and the one after it (to the smuggled line), if
+        any. A refusal (4yz, 5yz) with nothing after it is the server's defence against the
+        bare line break, which a client must not send (RFC 5321 §2.3.8): a remark, not an
+        exchange to check."""
         if smuggled is None and early.first_digit in (4, 5):
             self.record.remark(f"the server refused mail data ending in {probe.ending} "
                                f"before its end: {early.code} {' '.join(early.lines)[:80]}")
-        else:
-            exchange = Exchange(self.profile, self.model, END_OF_DATA, probe, early,
-                                timeout=self.timeout, unsolicited=smuggled, early=True)
-            self._note(run_checks(exchange), exchange)
-        self.close()
-        return None
+            return
+        exchange = Exchange(self.profile, self.model, END_OF_DATA, probe, early,
+                            timeout=self.timeout, unsolicited=smuggled, early=True)
+        self._note(run_checks(exchange), exchange)
 
     def send_batch(self, commands: Sequence[Command]) -> list[Reply | None]:
         """Send ``commands`` in one write (RFC 2920), then read one reply per command, in
