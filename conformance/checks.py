@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from conformance import grammar
-from conformance.commands import Command, DataProbe, Message, Sent
+from conformance.commands import RELAY_PROBES, Command, DataProbe, Message, Sent
 from conformance.errors import ConnectionClosed, ReplyFramingError, ReplyTimeout, ServerError
 from conformance.levels import Level
 from conformance.model import Session, State, advance, is_positive
@@ -437,6 +437,17 @@ def data_ends_only_at_crlf_dot_crlf(x: Exchange) -> Complaint | None:
         complaint += (f", then answered {x.unsolicited.code} to {x.sent.smuggled_line!r}, "
                       f"sent after it as message data")
     return complaint + " (SMTP smuggling: a message can carry another)"
+
+
+@check("relay_refused", level=Level.SHOULD, citation="RFC 5321 §3.6.2, §7.1")
+def relay_refused(x: Exchange) -> Complaint | None:
+    """A recipient at a domain the server is not the destination for, taken without
+    authentication: an open relay (sent only with --smtp-relay-check)."""
+    if x.group != "RCPT" or x.sent not in RELAY_PROBES or x.before.authenticated or \
+            x.reply is None or x.reply.first_digit != 2 or not isinstance(x.sent, Command):
+        return None
+    return (f"{x.reply.code} to {x.sent.first_line!r} without authentication: the server "
+            f"relays to any domain (an open relay)")
 
 
 @check("bdat_not_mixed_with_data", level=Level.MUST, citation="RFC 3030 §2")

@@ -201,6 +201,14 @@ def describe(sent: Sent) -> str:
     return repr(sent.line)
 
 
+# A domain no server under test is the destination for (RFC 2606 reserves example.net): a
+# recipient there, taken without authentication, makes the server an open relay (RFC 5321
+# §3.6.2, §7.1). Plainly, and behind a source route through the server itself, which a server
+# SHOULD ignore and deliver to the mailbox at its end (RFC 5321 Appendix C).
+RELAY_DOMAIN = "relay-check.example.net"
+RELAY_PROBES = (Command.of(f"RCPT TO:<relay-check@{RELAY_DOMAIN}>"),
+                Command.of(f"RCPT TO:<@[127.0.0.1]:relay-check@{RELAY_DOMAIN}>"))
+
 # The step kind of a TLS upgrade after a 220 to STARTTLS (RFC 3207 §4): none of our bytes
 # go out as SMTP, the handshake does.
 TLS_UPGRADE = "tls upgrade"

@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 import strategies as smtp
 import strategies.extensions as ext
 from conformance.client import ServerAddress, tls_context
-from conformance.commands import NON_STANDARD_ENDINGS, Command, DataProbe, Message
+from conformance.commands import NON_STANDARD_ENDINGS, RELAY_PROBES, Command, DataProbe, Message
 from conformance.credentials import Credentials
 from conformance.errors import StopRun, TargetLost, TargetUnreachable
 from conformance.grading import Policy
@@ -158,6 +158,17 @@ def _extension_rules(domain: str | None) -> dict[str, Callable[..., None]]:
     return {rule_.__name__: rule_ for rule_ in
             (send_pipelined, send_with_parameters, send_starttls, send_bdat, send_auth,
              send_utf8)}
+
+
+@rule(recipient=st.sampled_from(RELAY_PROBES), where=WHERE)
+def transaction_relayed(self: SMTPConformance, recipient: Command, where: int) -> None:
+    """With --smtp-relay-check: a recipient at a domain the server is not the destination
+    for (``relay_refused``). The session ends after it, whatever the reply: a relayed
+    message is never sent."""
+    self._reach(State.MAIL, random.Random(where))
+    if self.session.model.state is State.MAIL:
+        self._send(recipient)
+    self.session.close()
 
 
 READY_ROUTES = ("as is", "reset", "hello", "message")
@@ -598,11 +609,13 @@ def configure(address: ServerAddress, profile: Profile, *, timeout: float,
               rcpt_domain: str | None = None, rate: float | None = None,
               fail_fast: bool = False, deadline: float = float("inf"),
               tls: ssl.SSLContext | None = None, tls_server_name: str | None = None,
-              credentials: Credentials | None = None) -> type[SMTPConformance]:
+              credentials: Credentials | None = None,
+              relay_check: bool = False) -> type[SMTPConformance]:
     """A state machine class bound to one server, profile and timeout; ``deadline``
     (``time.monotonic()``) ends its exploration. ``tls``: the context of STARTTLS upgrades
     (by default one that verifies nothing: the suite tests SMTP, not the certificate);
-    ``tls_server_name``: the name asked for (SNI, and verification)."""
+    ``tls_server_name``: the name asked for (SNI, and verification). ``relay_check``: send
+    recipients the server must not relay to without authentication too."""
     tls = tls if tls is not None else tls_context(verify=False)
     return type("SMTPConformance", (SMTPConformance,), {
         "address": address, "profile": profile, "timeout": timeout,
@@ -615,6 +628,7 @@ def configure(address: ServerAddress, profile: Profile, *, timeout: float,
         "_hypothesis_internal_use_seed": seed,
         **(_recipient_rules(rcpt_domain) if rcpt_domain else {}),
         **(_extension_rules(rcpt_domain) if rcpt_domain else {}),
+        **({"transaction_relayed": transaction_relayed} if relay_check else {}),
         "tls": tls, "tls_server_name": tls_server_name, "credentials": credentials,
         "exploration": Exploration(rcpt_domain),
     })

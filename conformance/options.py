@@ -59,6 +59,10 @@ OPTIONS = (
     Option("--smtp-deliver", "smtp_deliver", "SMTP_CONFORMANCE_DELIVER", "false",
            "complete messages (send the final <CRLF>.<CRLF>); without it a message is never "
            "completed and nothing is delivered (always on for the embedded server)", flag=True),
+    Option("--smtp-relay-check", "smtp_relay_check", "SMTP_CONFORMANCE_RELAY_CHECK", "false",
+           "also send recipients at a domain the server is not the destination for "
+           "(relay-check.example.net), never followed by a message: taken without "
+           "authentication, the server is an open relay (a SHOULD finding)", flag=True),
     Option("--smtp-tls-verify", "smtp_tls_verify", "SMTP_CONFORMANCE_TLS_VERIFY", "false",
            "verify the server's certificate and name after STARTTLS (against the system's "
            "CAs, or --smtp-tls-cafile); by default any certificate, self-signed included, is "
@@ -166,7 +170,7 @@ def parse(given: Callable[[Option], str | None], *, seed: str, workers: int = 1,
                        shards=_shards(values["smtp_shards"], workers), example_db=example_db,
                        tls_verify=_flag(values, "smtp_tls_verify") or tls_cafile is not None,
                        tls_cafile=tls_cafile, tls_server_name=tls_server_name,
-                       credentials=credentials)
+                       credentials=credentials, relay_check=_flag(values, "smtp_relay_check"))
 
 
 def _servers(text: str | None) -> tuple[ServerAddress, ...]:

@@ -49,6 +49,7 @@ def header(suite: RunSettings) -> str:
             f"budget {suite.time_budget:g}s; hypothesis-seed {suite.seed}{shards}"
             f"{'; strict' if suite.strict else ''}{'; fail-fast' if suite.fail_fast else ''}"
             f"{'' if suite.delivers else '; safe mode (messages are not completed)'}"
+            f"{'; relay check' if suite.relay_check else ''}"
             f"{f'; at most {suite.rate:g} commands/s' if suite.rate else ''}"
             f"{f'; example database {suite.example_db}' if suite.example_db else ''}")
 

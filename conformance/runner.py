@@ -90,6 +90,7 @@ class RunSettings:
     tls_cafile: Path | None = None  # None: the system's CAs
     tls_server_name: str | None = None  # None: the server's host
     credentials: Credentials | None = None  # for AUTH; None: none (AUTH is refused)
+    relay_check: bool = False  # send recipients the server must not relay to
 
     def tls(self, address: ServerAddress) -> tuple[ssl.SSLContext, str | None]:
         """The TLS context of STARTTLS upgrades against ``address``, and the name to ask for
@@ -186,7 +187,8 @@ class Run:
             deliver=s.delivers, rcpt_domain=s.rcpt_domain, rate=s.rate, fail_fast=s.fail_fast,
             deadline=self.started + s.time_budget * EXPLORE_SHARE,
             seed=int(s.seed) if s.seed.isdigit() else None, tls=tls,
-            tls_server_name=tls_server_name, credentials=s.credentials)
+            tls_server_name=tls_server_name, credentials=s.credentials,
+            relay_check=s.relay_check)
         # What exists before the run (imports, pytest's objects) lives through it: kept out of
         # the cyclic collector's scans while it runs, which were a tenth of a run's time.
         gc.freeze()

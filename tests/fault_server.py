@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from conformance.client import ServerAddress
-from conformance.commands import NON_STANDARD_ENDINGS
+from conformance.commands import NON_STANDARD_ENDINGS, RELAY_DOMAIN
 
 MAX_LINE = 4096
 MAX_MESSAGE = 1 << 20
@@ -31,6 +31,10 @@ ENDING_TAKEN = {
     "ends_data_at_" + re.sub(r"[<>]+", "_", name).replace(".", "dot").strip("_").lower(): name
     for name in NON_STANDARD_ENDINGS}
 SMUGGLING_FAULTS = dict.fromkeys(ENDING_TAKEN, "data_ends_only_at_crlf_dot_crlf")
+# Shown only with --smtp-relay-check (tests/test_relay_check.py): without the fault, the
+# server refuses recipients at the relay check's domain, as one that is not their
+# destination must.
+RELAY_FAULTS = {"open_relay": "relay_refused"}
 
 # fault name -> the check that must catch it
 FAULTS = {
@@ -204,6 +208,8 @@ class _Handler(socketserver.StreamRequestHandler):
             elif not arg.upper().startswith("TO:<") or not arg.endswith(">") or \
                     not arg.isascii():
                 self.reply("501 Syntax: RCPT TO:<address>")
+            elif RELAY_DOMAIN in arg.lower() and "open_relay" not in faults:
+                self.reply("550 5.7.1 Relaying denied")
             elif "third_recipient_554" in faults and s.recipients == 2:
                 self.reply("554 too many")
             else:
@@ -294,7 +300,7 @@ class FaultServer:
     may be combined: ``FaultServer("helo_replies_220", "noop_replies_252")``."""
 
     def __init__(self, *faults: str | None) -> None:
-        known = {*FAULTS, *SHOULD_FAULTS, *NONDETERMINISTIC, *SMUGGLING_FAULTS}
+        known = {*FAULTS, *SHOULD_FAULTS, *NONDETERMINISTIC, *SMUGGLING_FAULTS, *RELAY_FAULTS}
         chosen = frozenset(f for f in faults if f is not None)
         if unknown := chosen - known:
             raise ValueError(f"unknown fault(s) {sorted(unknown)}")

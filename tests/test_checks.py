@@ -16,14 +16,14 @@ from conformance.replies import Reply
 from conformance.tables import get_profile
 from conformance.vocabulary import END_OF_DATA
 from tests.esmtp_server import ESMTP_FAULTS
-from tests.fault_server import FAULTS, SHOULD_FAULTS, SMUGGLING_FAULTS
+from tests.fault_server import FAULTS, RELAY_FAULTS, SHOULD_FAULTS, SMUGGLING_FAULTS
 
 READY = Session(state=State.READY)
 
 
 def test_every_check_has_a_fault_that_only_it_reports_first() -> None:
     faults = {*FAULTS.values(), *SHOULD_FAULTS.values(), *ESMTP_FAULTS.values(),
-              *SMUGGLING_FAULTS.values()}
+              *SMUGGLING_FAULTS.values(), *RELAY_FAULTS.values()}
     assert faults == set(CHECKS), "a check with no fault is unverified"
 
 

@@ -1,0 +1,76 @@
+"""--smtp-relay-check: recipients at a domain the server is not the destination for, taken
+without authentication, are an open relay (``relay_refused``, SHOULD); without the option
+none is sent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.checks import Exchange, relay_refused
+from conformance.commands import RELAY_DOMAIN, RELAY_PROBES, Command
+from conformance.model import Session, State
+from conformance.replies import Reply
+from conformance.tables import get_profile
+from tests.fault_server import FaultServer
+
+SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--hypothesis-seed=0",
+         "--smtp-timeout=1", "--smtp-examples=20"]
+
+
+def _rcpt(command: Command, code: int, *, authenticated: bool = False) -> Exchange:
+    before = Session(state=State.MAIL, authenticated=authenticated)
+    return Exchange(get_profile("rfc5321"), before, "RCPT", command, Reply(code, ("ok",)))
+
+
+@pytest.mark.parametrize("probe", RELAY_PROBES, ids=["plain", "source-route"])
+def test_a_relay_probe_taken_without_authentication_is_an_open_relay(probe):
+    assert "open relay" in str(relay_refused(_rcpt(probe, 250)))
+    assert relay_refused(_rcpt(probe, 250, authenticated=True)) is None
+    assert relay_refused(_rcpt(probe, 550)) is None
+
+
+def test_any_other_recipient_taken_is_no_relay():
+    assert relay_refused(_rcpt(Command.of("RCPT TO:<postmaster@example.test>"), 250)) is None
+
+
+def run(pytester: pytest.Pytester, server: FaultServer, *args: str
+        ) -> tuple[pytest.RunResult, dict[str, Any]]:
+    report = pytester.path / "report.json"
+    result = pytester.runpytest(*SUITE, f"--server={server.address}",
+                                f"--smtp-report={report}", *args)
+    return result, json.loads(Path(report).read_text())
+
+
+def relay_findings(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [f for f in report["findings"] if f["check"] == "relay_refused"]
+
+
+@pytest.mark.timeout(120)
+def test_an_open_relay_warns_and_fails_when_strict(pytester):
+    with FaultServer("open_relay") as server:
+        result, report = run(pytester, server, "--smtp-relay-check")
+        strict, strict_report = run(pytester, server, "--smtp-relay-check", "--smtp-strict")
+    result.stdout.fnmatch_lines(["smtp-conformance: *; relay check*"])
+    assert [f["verdict"] for f in relay_findings(report)] == ["WARN"]
+    assert result.ret == pytest.ExitCode.OK
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    [finding] = relay_findings(strict_report)
+    assert RELAY_DOMAIN in finding["complaint"]
+    assert len(finding["steps"]) <= 3  # minimised: (HELO,) MAIL, the recipient
+
+
+@pytest.mark.timeout(120)
+def test_a_server_that_refuses_to_relay_passes_and_without_the_option_none_is_sent(pytester):
+    with FaultServer() as server:
+        result, report = run(pytester, server, "--smtp-relay-check", "--smtp-strict")
+        assert any(RELAY_DOMAIN.encode() in line for line in server.received)
+    assert result.ret == pytest.ExitCode.OK
+    assert relay_findings(report) == []
+    with FaultServer("open_relay") as server:
+        result, report = run(pytester, server, "--smtp-strict")
+        assert not any(RELAY_DOMAIN.encode() in line for line in server.received)
+    assert result.ret == pytest.ExitCode.OK
