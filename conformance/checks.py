@@ -439,6 +439,18 @@ def data_ends_only_at_crlf_dot_crlf(x: Exchange) -> Complaint | None:
     return complaint + " (SMTP smuggling: a message can carry another)"
 
 
+@check("command_lines_end_only_at_crlf", level=Level.MUST, citation="RFC 5321 §2.3.8")
+def command_lines_end_only_at_crlf(x: Exchange) -> Complaint | None:
+    """A second reply to one command line holding a bare CR or LF: the server took it for a
+    line end, and ran what followed as a command of its own."""
+    if not isinstance(x.sent, Command) or x.sent.bare_line_break is None or \
+            x.unsolicited is None or x.reply is None:
+        return None
+    return (f"two replies ({x.reply.code}, then {x.unsolicited.code}) to one command line, "
+            f"{x.sent.first_line!r}: the server took its bare {x.sent.bare_line_break} for a "
+            f"line end")
+
+
 @check("relay_refused", level=Level.SHOULD, citation="RFC 5321 §3.6.2, §7.1")
 def relay_refused(x: Exchange) -> Complaint | None:
     """A recipient at a domain the server is not the destination for, taken without

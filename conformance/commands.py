@@ -85,6 +85,13 @@ class Command:
         return self.group in ("MAIL", "RCPT") and not self.line.split(b">", 1)[0].isascii()
 
     @property
+    def bare_line_break(self) -> str | None:
+        """"<LF>" or "<CR>": the command line holds a bare one before its CRLF, which a server
+        must not take for a line end (RFC 5321 §2.3.8); None if it holds neither."""
+        first = self.line.split(b"\r\n", 1)[0]
+        return "<LF>" if b"\n" in first else "<CR>" if b"\r" in first else None
+
+    @property
     def last_chunk(self) -> bool:
         """``BDAT <size> LAST``: the chunk that ends the message (RFC 3030 §2)."""
         return self.group == "BDAT" and self.first_line.upper().endswith(" LAST")

@@ -144,10 +144,9 @@ def _extension_rules(domain: str | None) -> dict[str, Callable[..., None]]:
                   message: Message, where: int) -> None:
         self._chunks(chunks, then_data, message, where)
 
-    @rule(exchange=ext.auth_exchanges(), twice=st.booleans(), where=WHERE)
-    def send_auth(self: SMTPConformance, exchange: tuple[Command, tuple[Command, ...]],
-                  twice: bool, where: int) -> None:
-        self._auth(*exchange, twice, where)
+    @rule(exchange=ext.auth_exchange_names(), twice=st.booleans(), where=WHERE)
+    def send_auth(self: SMTPConformance, exchange: str, twice: bool, where: int) -> None:
+        self._auth(exchange, twice, where)
 
     @rule(mail=st.one_of(ext.utf8_mail(asks=True), ext.utf8_mail(asks=False),
                          smtp.mail_commands()),
@@ -197,6 +196,7 @@ class Exploration:
         self.messages: list[Message] = []
         self.rcpt_domain = rcpt_domain
         self.probes: Counter[str] = Counter()  # end-of-data probes sent, per ending
+        self.auth_exchanges: Counter[str] = Counter()  # AUTH exchanges sent, per name
 
     def keep(self, command: Command, message: Message | None = None) -> None:
         _keep(self.commands.setdefault(command.group, []), command)
@@ -424,6 +424,15 @@ class SMTPConformance(RuleBasedStateMachine):
             self._send(probe, Message(b"Subject: must not be delivered\r\n"))
 
 
+    @rule(command=smtp.bare_line_break_commands())
+    def send_bare_line_break(self, command: Command) -> None:
+        """A command line holding a bare LF or CR, where the session is: once per kind in a
+        run (each costs a wait for a second reply: see ``CheckedSession.send``)."""
+        kind = command.bare_line_break or ""
+        if self.exploration.probes[kind] < PROBES_PER_ENDING:
+            self.exploration.probes[kind] += 1
+            self._send(command)
+
     @rule(probe=smtp.data_probes(), where=WHERE)
     def transaction_probed(self, probe: DataProbe, where: int) -> None:
         self._probe_end_of_data(probe, where)
@@ -565,13 +574,20 @@ class SMTPConformance(RuleBasedStateMachine):
         if self.session.model.state is State.MAIL:
             self._send(recipient)
 
-    def _auth(self, command: Command, answers: tuple[Command, ...], twice: bool,
-              where: int) -> None:
-        """An AUTH exchange (RFC 4954 §4), where the session is or (as ``where`` decides) in
-        a mail transaction, where AUTH must be refused; ``twice``: after a success, AUTH
-        again, which must be refused too. The credentials are the run's (wrong ones when none
-        are configured: the exchange then ends in a refusal)."""
+    def _auth(self, name: str, twice: bool, where: int) -> None:
+        """An AUTH exchange (RFC 4954 §4): the one named, or (as ``where`` decides) the one
+        this run has sent least; where the session is or in a mail transaction, where AUTH
+        must be refused; ``twice``: after a success, AUTH again, which must be refused too.
+        The credentials are the run's (wrong ones when none are configured: the exchange then
+        ends in a refusal)."""
         choose = random.Random(where)
+        sent = self.exploration.auth_exchanges
+        if choose.random() < DIRECTED_SHARE:
+            name = min(sorted(ext.AUTH_EXCHANGES), key=lambda each: sent[each])
+        sent[name] += 1
+        command, answers = ext.auth_exchange(name)
+        if self.session.model.authenticated and choose.random() < 0.5:
+            self.session.close()  # a session of its own: the exchange, not the second AUTH
         self._with_extensions(choose)
         if choose.random() < 0.3:
             self._reach(State.MAIL, choose)

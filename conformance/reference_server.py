@@ -129,6 +129,12 @@ class ProfileSMTP(SMTP):
             self._handle_hooks["EHLO"] = self._ehlo_keywords
             self._ehlo_hook_ver = "new"
 
+    def _cb_client_connected(self, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+        # aiosmtpd reads a command line up to a bare LF; only CRLF ends one (RFC 5321 §2.3.8).
+        reader.__class__ = _CRLFLines
+        super()._cb_client_connected(reader, writer)
+
     def _tracking(self, verb: str, method: Callable[[str], Awaitable[None]]) -> Callable[
             [str], Awaitable[None]]:
         async def call(arg: str) -> None:
@@ -216,6 +222,14 @@ class ProfileSMTP(SMTP):
 for _verb in NOT_IMPLEMENTED_VERBS:  # aiosmtpd finds its verbs by their smtp_ methods
     setattr(ProfileSMTP, f"smtp_{_verb}", ProfileSMTP._not_implemented)
 del _verb
+
+
+class _CRLFLines(asyncio.StreamReader):
+    """A stream whose lines end at CRLF only: where aiosmtpd reads up to the default b"\n"
+    (commands, AUTH answers), up to b"\r\n" instead."""
+
+    async def readuntil(self, separator: Any = b"\n") -> bytes:
+        return await super().readuntil(b"\r\n" if separator == b"\n" else separator)
 
 
 class _AnswersUnknownVerbs(dict[str, Callable[[str], Awaitable[None]]]):

@@ -125,10 +125,11 @@ NEVER_IN_BATCH = frozenset(verb.name for verb in VERBS.values() if verb.upgrades
 # the wait).
 INJECTION_WAIT = 0.2
 INJECTION_PROBES = 5
-# How long a session listens for a reply that must not come, to an end-of-data probe's data
-# before its real end: at least PROBE_WAIT, and PROBE_WAIT_FACTOR times the run's slowest
-# reply to the end of data so far (a server answers the ending it takes as soon as it has
-# queued the message); never longer than the timeout.
+# How long a session listens for a reply that must not come (to an end-of-data probe's data
+# before its real end; a second one to a command line holding a bare CR or LF): at least
+# PROBE_WAIT, and PROBE_WAIT_FACTOR times the run's slowest reply to the end of data so far
+# (a server answers an ending it takes as soon as it has queued the message); never longer
+# than the timeout.
 PROBE_WAIT, PROBE_WAIT_FACTOR = 0.2, 4
 
 
@@ -253,6 +254,9 @@ class CheckedSession:
         self.steps.append(Step.of(command))
         first = reply = self._exchange(command.group, command,
                                        lambda: self._command(command.line))
+        if command.bare_line_break is not None and reply is not None and self.model.open:
+            self._listen_for_second_reply(command, reply)
+            return first
         if command.group in NEVER_IN_BATCH and reply is not None and \
                 reply.code == SERVICE_READY:
             self.close()  # the server now awaits a TLS handshake that starttls() alone does
@@ -288,8 +292,7 @@ class CheckedSession:
         self.steps.append(Step.of(probe))
         self.record.exercised["end-of-data probes"] += 1
         self.pacer.wait()
-        wait = min(self.timeout, max(PROBE_WAIT, PROBE_WAIT_FACTOR *
-                                     self.adaptation.slowest_data_reply))
+        wait = self._probe_wait()
         reply = None
         try:
             self.client.send(probe.wire)
@@ -303,6 +306,24 @@ class CheckedSession:
         finally:
             self.close()
         return reply
+
+    def _probe_wait(self) -> float:
+        return min(self.timeout, max(PROBE_WAIT, PROBE_WAIT_FACTOR *
+                                     self.adaptation.slowest_data_reply))
+
+    def _listen_for_second_reply(self, command: Command, reply: Reply) -> None:
+        """After the reply to a command line holding a bare CR or LF, a wait for a second
+        one (``command_lines_end_only_at_crlf``); then the session ends, so that a late
+        second reply is never read as the next command's."""
+        try:
+            second = self._reply_within(self._probe_wait())
+        except ServerError:
+            second = None
+        if second is not None:
+            exchange = Exchange(self.profile, self.model, command.group, command, reply,
+                                timeout=self.timeout, unsolicited=second)
+            self._note(run_checks(exchange), exchange)
+        self.close()
 
     def _reply_within(self, wait: float) -> Reply | None:
         """The next reply, if one comes within ``wait`` (None: none came, or the server

@@ -14,6 +14,7 @@ from strategies.addresses import (
     reverse_paths,
 )
 from strategies.commands import (
+    bare_line_break_commands,
     data_probes,
     ehlo_commands,
     esmtp_parameters,
@@ -30,8 +31,8 @@ from strategies.commands import (
 )
 
 __all__ = [
-    "address_literals", "data_probes", "domains", "ehlo_commands", "esmtp_parameters",
-    "forward_paths", "helo_commands", "local_parts", "mail_commands", "mailboxes",
-    "malformed_commands", "message_bodies", "raw_lines", "rcpt_commands", "reverse_paths",
-    "simple_commands", "unknown_commands", "valid_commands", "verbs",
+    "address_literals", "bare_line_break_commands", "data_probes", "domains", "ehlo_commands",
+    "esmtp_parameters", "forward_paths", "helo_commands", "local_parts", "mail_commands",
+    "mailboxes", "malformed_commands", "message_bodies", "raw_lines", "rcpt_commands",
+    "reverse_paths", "simple_commands", "unknown_commands", "valid_commands", "verbs",
 ]

@@ -229,6 +229,13 @@ def _message(headers: bytes, lines: list[bytes]) -> Message:
     return Message(headers + b"\r\n".join(lines))
 
 
+def bare_line_break_commands() -> st.SearchStrategy[Command]:
+    """NOOP, a bare LF or CR, and NOOP again, in one command line: a server that takes the
+    bare one for a line end answers twice (RFC 5321 §2.3.8)."""
+    return st.sampled_from([Command(b"NOOP\nNOOP\r\n", valid=False),
+                            Command(b"NOOP\rNOOP\r\n", valid=False)])
+
+
 # Lines sent after a non-standard end of data: harmless wherever a server runs them.
 SMUGGLED_LINES = (b"RSET\r\n", b"NOOP\r\n", b"HELP\r\n")
 

@@ -154,8 +154,12 @@ def auth_exchange(name: str) -> tuple[Command, tuple[Command, ...]]:
             tuple(Command(answer + b"\r\n", group="AUTH") for answer in answers))
 
 
+def auth_exchange_names() -> st.SearchStrategy[str]:
+    return st.sampled_from(sorted(AUTH_EXCHANGES))
+
+
 def auth_exchanges() -> st.SearchStrategy[tuple[Command, tuple[Command, ...]]]:
-    return st.sampled_from(sorted(AUTH_EXCHANGES)).map(auth_exchange)
+    return auth_exchange_names().map(auth_exchange)
 
 
 # UTF-8 local parts (RFC 6531 §3.3: a Mailbox's local part may be UTF-8 under SMTPUTF8).

@@ -278,6 +278,9 @@ class _Handler(socketserver.BaseRequestHandler):
         """Answer the next command line; False when the session is over."""
         line = self.conn.line()
         fresh = self.conn.fresh
+        # Only CRLF ends a command line (RFC 5321 §2.3.8): a bare LF is part of it.
+        while line.endswith(b"\n") and not line.endswith(b"\r\n") and len(line) <= MAX_LINE:
+            line += self.conn.line()
         self.server.received.append(line)
         if not line.endswith(b"\n"):
             self.reply("line_too_long")

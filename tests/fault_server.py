@@ -64,6 +64,9 @@ FAULTS = {
     "expn_replies_354": "reply_code_documented",  # a class EXPN's row never has: MUST anywhere
     "helo_keeps_transaction": "rcpt_requires_mail",  # HELO/EHLO must reset (RFC 5321 §4.1.4)
     "message_keeps_transaction": "rcpt_requires_mail",  # the end of data clears (§4.1.1.4)
+    # A command line ends at CRLF only (RFC 5321 §2.3.8); these end one at a bare LF or CR.
+    "bare_lf_ends_command_lines": "command_lines_end_only_at_crlf",
+    "bare_cr_ends_command_lines": "command_lines_end_only_at_crlf",
 }
 # The faults about the session's state: only the right command after the right sequence
 # shows them, so they measure how deep the search goes. Each with every check that names it
@@ -124,6 +127,21 @@ class _Handler(socketserver.StreamRequestHandler):
             return line + newline if newline else line + self.rfile.readline(MAX_LINE + 1)
         return self.rfile.readline(MAX_LINE + 1)
 
+    def command_line(self) -> bytes:
+        """The next command line, up to CRLF: a bare LF or CR is part of it, unless a fault
+        takes it for a line end."""
+        faults = self.server.faults
+        line = self.read_line()
+        if "bare_lf_ends_command_lines" not in faults:
+            while line.endswith(b"\n") and not line.endswith(b"\r\n") and \
+                    len(line) <= MAX_LINE and (more := self.read_line()):
+                line += more
+        if "bare_cr_ends_command_lines" in faults and \
+                0 <= (at := line.find(b"\r")) < len(line) - 2:
+            self.pending = line[at + 1:] + self.pending
+            line = line[:at] + b"\r\n"
+        return line
+
     def read_data(self) -> bool:
         """Mail data, up to its end: <CRLF>.<CRLF>, or a non-standard ending this server's
         faults take too (what follows it is then read as commands). False: the client went
@@ -149,7 +167,7 @@ class _Handler(socketserver.StreamRequestHandler):
                    "220 mx.fault.test ESMTP fault server")
         s = _Session()
         while not self.server.stopping.is_set():
-            line = self.read_line()
+            line = self.command_line()
             if not line:
                 return
             self.server.received.append(line)  # an overlong line: its first MAX_LINE octets

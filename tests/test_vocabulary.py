@@ -146,7 +146,8 @@ def test_the_machine_has_one_rule_per_seed_verb_and_per_extension_feature():
     assert names - per_verb == {"send_raw_line", "transaction_complete",
                                 "transaction_interrupted", "send_pipelined",
                                 "send_with_parameters", "send_starttls", "send_bdat",
-                                "send_auth", "send_utf8", "transaction_probed"}
+                                "send_auth", "send_utf8", "transaction_probed",
+                                "send_bare_line_break"}
     # Each extension verb has a rule that sends it.
     assert {f"send_{verb.name.lower()}" for verb in EXTENSION_VERBS} <= names
 
