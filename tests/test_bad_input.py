@@ -4,6 +4,7 @@ cannot be reached, each run end to end through the plugin."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
@@ -23,6 +24,7 @@ FILES = {
     "list.json": "[1, 2]\n",
     "no-command.json": '{"format": 1, "entries": [{"check": "x", "code": 500}]}\n',
     "FILE": "a file where a directory is expected\n",
+    "secret.json": '{"format": 1, "entries": []}\n',  # made unreadable
 }
 DIRECTORY = "adir"
 
@@ -30,7 +32,8 @@ DIRECTORY = "adir"
 # a port nothing listens on.
 CASES = [
     ("server-empty", ["--server="], USAGE, r"--server was given an empty value"),
-    ("server-no-host", ["--server=:2525"], USAGE, r"'\:2525': missing host"),
+    ("server-no-host", ["--server=:2525"], USAGE,
+     r"smtp-conformance: bad server address ':2525': missing host$"),
     ("server-port-0", ["--server=127.0.0.1:0"], USAGE,
      r"'127\.0\.0\.1:0': port must be 1-65535"),
     ("server-port-70000", ["--server=127.0.0.1:70000"], USAGE,
@@ -45,6 +48,8 @@ CASES = [
      rf"--server 'mail \.example\.com:2525' holds a space, .*'\.example\.com' {NOT_A_HOST}"),
     ("server-empty-label", ["--server=mail..example.com"], USAGE,
      rf"'mail\.\.example\.com' {NOT_A_HOST}"),
+    ("server-with-path", ["--server=mail.example.com/smtp"], USAGE,
+     rf"'mail\.example\.com/smtp' {NOT_A_HOST}"),
     ("server-with-scheme", ["--server=smtp://127.0.0.1:2525"], USAGE,
      r"'smtp://127\.0\.0\.1:2525': give HOST\[:PORT\], without a scheme"),
     ("server-unresolvable", ["--server=nonexistent.invalid:2525", "--smtp-timeout=1"],
@@ -57,6 +62,8 @@ CASES = [
      r"cannot read baseline missing\.json: No such file or directory"),
     ("baseline-unreadable", [f"--smtp-baseline={DIRECTORY}"], USAGE,
      rf"cannot read baseline {DIRECTORY}: Is a directory"),
+    ("baseline-permission-denied", ["--smtp-baseline=secret.json"], USAGE,
+     r"cannot read baseline secret\.json: Permission denied"),
     ("baseline-not-json", ["--smtp-baseline=not-json.json"], USAGE,
      r"baseline not-json\.json is not JSON: Expecting value: line 1 column 1"),
     ("baseline-wrong-shape", ["--smtp-baseline=list.json"], USAGE,
@@ -78,20 +85,26 @@ CASES = [
 ]
 
 
+AS_ROOT = pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+PARAMS = [pytest.param(*case[1:], id=case[0],
+                       marks=[AS_ROOT] if case[0] == "baseline-permission-denied" else [])
+          for case in CASES]
+
+
 def free_port() -> int:
     """A port nothing listens on: bound, then closed."""
     with socket.create_server(("127.0.0.1", 0)) as probe:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.parametrize(("arguments", "status", "pattern"),
-                         [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+@pytest.mark.parametrize(("arguments", "status", "pattern"), PARAMS)
 def test_bad_input_ends_the_run_with_one_line_naming_it(pytester, monkeypatch, arguments,
                                                         status, pattern):
     for option in OPTIONS:  # only the row's values count
         monkeypatch.delenv(option.env, raising=False)
     for name, text in FILES.items():
         (pytester.path / name).write_text(text)
+    (pytester.path / "secret.json").chmod(0)
     (pytester.path / DIRECTORY).mkdir()
     port = str(free_port())
     started = time.monotonic()
