@@ -178,14 +178,25 @@ def _servers(text: str | None) -> tuple[ServerAddress, ...]:
     if text is None:
         return ()
     chunks = text.split(",")
-    parts = [part for chunk in chunks for part in chunk.split()]
     if any(not chunk.strip() for chunk in chunks):
         raise UsageError("--server was given an empty value (is the variable behind it set?); "
                          "leave it out to test the embedded reference server")
-    servers = tuple(ServerAddress.parse(part) for part in parts)
+    servers = tuple(_server(part, chunk) for chunk in chunks for part in chunk.split())
     if len(set(servers)) < len(servers):
         raise UsageError(f"--server names the same server twice: {text.strip()!r}")
     return servers
+
+
+def _server(part: str, chunk: str) -> ServerAddress:
+    """``part`` of the comma-separated ``chunk`` it came from; when a space split the chunk,
+    the error says so, since "HOST :PORT" is more likely a typo than two servers."""
+    try:
+        return ServerAddress.parse(part)
+    except UsageError as error:
+        if len(chunk.split()) < 2:
+            raise
+        raise UsageError(f"--server {chunk.strip()!r} holds a space, which separates servers "
+                         f"(write HOST:PORT without spaces): {error}") from None
 
 
 def _path(text: str) -> Path | None:
