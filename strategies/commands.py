@@ -231,9 +231,10 @@ def _message(headers: bytes, lines: list[bytes]) -> Message:
 
 def bare_line_break_commands() -> st.SearchStrategy[Command]:
     """NOOP, a bare LF or CR, and NOOP again, in one command line: a server that takes the
-    bare one for a line end answers twice (RFC 5321 §2.3.8)."""
-    return st.sampled_from([Command(b"NOOP\nNOOP\r\n", valid=False),
-                            Command(b"NOOP\rNOOP\r\n", valid=False)])
+    bare one for a line end answers twice (RFC 5321 §2.3.8). Judged as NOOP (whose verb ends
+    at the bare line break, or at the space a server may read a bare CR as)."""
+    return st.sampled_from([Command(b"NOOP\nNOOP\r\n", valid=False, group="NOOP"),
+                            Command(b"NOOP\rNOOP\r\n", valid=False, group="NOOP")])
 
 
 # Lines sent after a non-standard end of data: harmless wherever a server runs them.

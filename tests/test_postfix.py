@@ -76,7 +76,9 @@ def test_smuggling_is_found_with_bare_newlines_allowed_and_not_when_forbidden(py
     """Postfix's default (smtpd_forbid_bare_newline = no) takes a bare LF for a line end, so
     the three endings with one end its data; forbidden, none does, safe mode or not."""
     before = postfix.messages_received()
-    _, report = run(pytester, postfix, *TO_LOCAL, *FEWER)  # (a survey: nothing fails)
+    # A default run: fewer sessions may not reach the data phase with each ending.
+    _, report = run(pytester, postfix, *TO_LOCAL)  # (a survey: nothing fails)
+    assert report["extensions"]["exercised"]["end-of-data probes"] == 10
     complaints = smuggling_complaints(report)
     for ending in ("<LF>.<LF>", "<LF>.<CRLF>", "<CRLF>.<LF>"):
         assert any(f"took {ending} for the end" in c for c in complaints), complaints
@@ -85,8 +87,8 @@ def test_smuggling_is_found_with_bare_newlines_allowed_and_not_when_forbidden(py
     assert postfix.messages_received() - before <= report["extensions"]["exercised"][
         "end-of-data probes"]
     with postfix.settings(**BARE_NEWLINE_FORBIDDEN):
-        _, report = run(pytester, postfix, "--smtp-deliver", *TO_LOCAL, *FEWER)
-    assert report["extensions"]["exercised"]["end-of-data probes"] >= 10
+        _, report = run(pytester, postfix, "--smtp-deliver", *TO_LOCAL)
+    assert report["extensions"]["exercised"]["end-of-data probes"] == 10
     assert smuggling_complaints(report) == []
 
 
@@ -109,6 +111,5 @@ def test_every_finding_against_postfix_is_a_documented_deviation(pytester, postf
                          "--smtp-relay-check")
     unexplained = [f for f in report["findings"] if f["verdict"] in ("FAIL", "WARN")]
     assert unexplained == [], result.stdout.str()[-4000:]
-    assert "; relay check" in result.stdout.lines[0] or any(
-        "; relay check" in line for line in result.stdout.lines)
+    result.stdout.fnmatch_lines(["smtp-conformance: *; relay check*"])
     assert result.ret == pytest.ExitCode.OK
