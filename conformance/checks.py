@@ -231,13 +231,31 @@ def verb_case_insensitive(x: Exchange) -> Complaint | None:
 def noop_ignores_parameter(x: Exchange) -> Complaint | None:
     """Differential: a bare NOOP succeeded right after a NOOP with a parameter was refused."""
     if x.group != "NOOP" or x.variant_of is None or x.reply is None or \
-            not is_positive("NOOP", x.reply.code):
+            not is_positive("NOOP", x.reply.code) or not isinstance(x.sent, Command) or \
+            x.sent.argument:
         return None
     variant, refusal = x.variant_of
     if variant.verb_as_sent != variant.verb:
         return None  # a case variant: verb_case_insensitive speaks for it
     return (f"{refusal.code} to {variant.line.rstrip()!r} but {x.reply.code} to a bare NOOP: "
             f"a server should ignore NOOP's parameter")
+
+
+@check("command_line_limit_honoured", level=Level.MUST, citation="RFC 5321 §4.5.3.1.4",
+       state_known=_always)
+def command_line_limit_honoured(x: Exchange) -> Complaint | None:
+    """Differential: a NOOP with a short parameter succeeded right after the same verb with a
+    long one, within the 512 octets a server must take, was refused."""
+    if x.group != "NOOP" or x.variant_of is None or x.reply is None or \
+            not is_positive("NOOP", x.reply.code) or not isinstance(x.sent, Command) or \
+            not x.sent.argument:
+        return None
+    variant, refusal = x.variant_of
+    if not len(x.sent.line) < len(variant.line) <= grammar.MAX_COMMAND_LINE_OCTETS:
+        return None
+    return (f"{refusal.code} to a NOOP line of {len(variant.line)} octets but {x.reply.code} to "
+            f"{x.sent.first_line!r}: command lines up to {grammar.MAX_COMMAND_LINE_OCTETS} "
+            f"octets, CRLF included, must be taken")
 
 
 def _minimum_verb_sent(x: Exchange) -> Command | None:

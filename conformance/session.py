@@ -100,16 +100,24 @@ class Adaptation:
             record.remark(f"{why}: sessions were kept to {cap} command(s) from then on")
 
 
+# A NOOP whose parameter is short: the control for a NOOP line of over LONG_LINE octets
+# refused (is it the length, RFC 5321 §4.5.3.1.4, or the parameter at all, §4.1.1.9?).
+SHORT_NOOP = Command(b"NOOP x\r\n")
+LONG_LINE = 256
+
+
 def control_probe(command: Command, reply: Reply) -> Command | None:
     """The plain form of a refused valid command, sent next in the same state, so a check can
-    tell what the refusal was about: the verb in upper case (RFC 5321 §2.4), or NOOP without
-    its parameter (§4.1.1.9)."""
+    tell what the refusal was about: the verb in upper case (RFC 5321 §2.4), NOOP with a
+    short parameter after a longer one, or NOOP without its parameter (§4.1.1.9)."""
     if not command.valid or (reply.code not in (COMMAND_UNRECOGNISED, NOT_IMPLEMENTED) and \
             not (command.group == "NOOP" and not is_positive("NOOP", reply.code))):
         return None
     verb_as_sent = command.verb_as_sent
     if verb_as_sent != command.verb:
         return Command(command.verb.encode() + command.line[len(verb_as_sent):])
+    if command.group == "NOOP" and len(command.line) > LONG_LINE:
+        return SHORT_NOOP
     if command.group == "NOOP" and command.line.rstrip(b"\r\n") != b"NOOP":
         return Command(b"NOOP\r\n")
     return None

@@ -62,11 +62,17 @@ def esmtp_parameters(*, advertised: frozenset[str] = frozenset()) -> st.SearchSt
         lambda ps: "".join(f" {p}" for p in ps))
 
 
+# The longest String a four-letter verb's line holds: VERB SP String CRLF in the 512 octets
+# a server must take (RFC 5321 §4.5.3.1.4).
+LONGEST_STRING = grammar.MAX_COMMAND_LINE_OCTETS - len("NOOP ") - len("\r\n")
+
+
 def string_arguments() -> st.SearchStrategy[str]:
-    """``String = Atom / Quoted-string`` arguments for VRFY, EXPN, HELP and NOOP."""
+    """``String = Atom / Quoted-string`` arguments for VRFY, EXPN, HELP and NOOP, up to the
+    longest their line may be."""
     atoms = st.text(grammar.ATEXT_CHARS, min_size=1, max_size=24)
     return st.one_of(st.sampled_from(["postmaster", "user", "list", "MAIL"]), atoms,
-                     quoted_strings())
+                     quoted_strings(), st.just("a" * LONGEST_STRING))
 
 
 ArgumentStrategy = Callable[[st.SearchStrategy[str] | None], st.SearchStrategy[str]]

@@ -67,6 +67,7 @@ FAULTS = {
     # A command line ends at CRLF only (RFC 5321 §2.3.8); these end one at a bare LF or CR.
     "bare_lf_ends_command_lines": "command_lines_end_only_at_crlf",
     "bare_cr_ends_command_lines": "command_lines_end_only_at_crlf",
+    "long_lines_refused": "command_line_limit_honoured",  # over 256 octets: "too long"
 }
 # The faults about the session's state: only the right command after the right sequence
 # shows them, so they measure how deep the search goes. Each with every check that names it
@@ -171,7 +172,8 @@ class _Handler(socketserver.StreamRequestHandler):
             if not line:
                 return
             self.server.received.append(line)  # an overlong line: its first MAX_LINE octets
-            limit = MAX_LINE if "mail_echoes_argument" in faults else 512
+            limit = MAX_LINE if "mail_echoes_argument" in faults else \
+                256 if "long_lines_refused" in faults else 512
             if not line.endswith(b"\n") or len(line) > limit:
                 while line and not line.endswith(b"\n"):
                     line = self.read_line()

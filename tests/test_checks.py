@@ -253,3 +253,15 @@ def test_rfc5321_grades_an_undocumented_class_as_must_and_a_code_as_should(
     [finding] = run_checks(exchange)
     assert (finding.check.id, finding.level) == ("reply_code_documented", level)
     assert ("clients act on the first digit" in finding.complaint) is (level is Level.MUST)
+
+
+def test_a_long_noop_refused_where_a_short_one_is_taken_breaks_the_line_limit() -> None:
+    longest = Command(b"NOOP " + b"a" * 505 + b"\r\n")  # 512 octets: within the limit
+    refused, taken = Reply.build(500, "Line too long"), Reply.build(250, "OK")
+    short = Command(b"NOOP x\r\n")
+    exchange = Exchange(get_profile("seed"), READY, "NOOP", short, taken,
+                        variant_of=(longest, refused))
+    assert [check for check, _ in _found(exchange)] == ["command_line_limit_honoured"]
+    over = Command(b"NOOP " + b"a" * 506 + b"\r\n")  # 513: a server may refuse it
+    assert _found(Exchange(get_profile("seed"), READY, "NOOP", short, taken,
+                           variant_of=(over, refused))) == []

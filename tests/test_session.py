@@ -9,7 +9,7 @@ from conformance.commands import Command, Step
 from conformance.errors import StopRun
 from conformance.grading import FindingKey
 from conformance.replies import Reply
-from conformance.session import CheckedSession, Pacer, control_probe
+from conformance.session import SHORT_NOOP, CheckedSession, Pacer, control_probe
 from conformance.tables import get_profile
 from tests.fault_server import FaultServer
 
@@ -132,6 +132,8 @@ def test_a_command_never_answered_is_a_must_and_is_not_sent_again() -> None:
     (Command(b"noop\r\n"), 500, Command(b"NOOP\r\n")),
     (Command(b"Mail FROM:<a@example.test>\r\n"), 502, Command(b"MAIL FROM:<a@example.test>\r\n")),
     (Command(b"NOOP hello\r\n"), 501, Command(b"NOOP\r\n")),  # NOOP's parameter refused
+    (Command(b"NOOP " + b"a" * 505 + b"\r\n"), 500, SHORT_NOOP),  # its length? (512 octets)
+    (SHORT_NOOP, 501, Command(b"NOOP\r\n")),
     (Command(b"NOOP hello\r\n"), 250, None),  # not refused
     (Command(b"NOOP\r\n"), 500, None),  # already the plain form
     (Command(b"mail FROM:<a@example.test>\r\n"), 501, None),  # refused, but not as unknown
