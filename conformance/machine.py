@@ -216,6 +216,10 @@ class Exploration:
     def message(self, choose: random.Random) -> Message:
         return choose.choice(self.messages) if self.messages else Message(b"Subject: test\r\n")
 
+    def postmaster(self) -> Command:
+        """RCPT to the postmaster of the recipients' domain, or of the server itself."""
+        return self._example("RCPT") if self.rcpt_domain else Command.of("RCPT TO:<Postmaster>")
+
     def _example(self, group: str) -> Command:
         if group == UNRECOGNISED:
             return Command(b"XYZZY\r\n", valid=False)
@@ -357,6 +361,10 @@ class SMTPConformance(RuleBasedStateMachine):
             if not self.session.model.in_transaction:
                 break
             self._send(self.exploration.valid("RCPT", choose))
+        if target is State.RCPT and self.session.model.state is State.MAIL:
+            # Every recipient drawn was refused (a real server's unknown users): postmaster,
+            # which every server takes (RFC 5321 §4.5.1).
+            self._send(self.exploration.postmaster())
 
     def _reach_ready(self, choose: random.Random) -> None:
         """READY: after HELO/EHLO, or after a transaction ended by RSET, by a new HELO/EHLO

@@ -23,6 +23,7 @@ TO_LOCAL = [f"--smtp-rcpt-domain={DOMAIN}", "--smtp-baseline-write=seen.json",
 # (a second's sleep per reply after ten refused commands) a full default run takes its whole
 # budget.
 FEWER = ["--smtp-examples=20"]
+MORE = ["--smtp-examples=100"]
 
 
 def run(pytester: pytest.Pytester, postfix: PostfixInstance, *args: str
@@ -76,8 +77,8 @@ def test_smuggling_is_found_with_bare_newlines_allowed_and_not_when_forbidden(py
     """Postfix's default (smtpd_forbid_bare_newline = no) takes a bare LF for a line end, so
     the three endings with one end its data; forbidden, none does, safe mode or not."""
     before = postfix.messages_received()
-    # A default run: fewer sessions may not reach the data phase with each ending.
-    _, report = run(pytester, postfix, *TO_LOCAL)  # (a survey: nothing fails)
+    # More sessions than a default run's, so that each ending reaches the data phase.
+    _, report = run(pytester, postfix, *TO_LOCAL, *MORE)  # (a survey: nothing fails)
     assert report["extensions"]["exercised"]["end-of-data probes"] == 10
     complaints = smuggling_complaints(report)
     for ending in ("<LF>.<LF>", "<LF>.<CRLF>", "<CRLF>.<LF>"):
@@ -87,7 +88,7 @@ def test_smuggling_is_found_with_bare_newlines_allowed_and_not_when_forbidden(py
     assert postfix.messages_received() - before <= report["extensions"]["exercised"][
         "end-of-data probes"]
     with postfix.settings(**BARE_NEWLINE_FORBIDDEN):
-        _, report = run(pytester, postfix, "--smtp-deliver", *TO_LOCAL)
+        _, report = run(pytester, postfix, "--smtp-deliver", *TO_LOCAL, *MORE)
     assert report["extensions"]["exercised"]["end-of-data probes"] == 10
     assert smuggling_complaints(report) == []
 
