@@ -166,6 +166,7 @@ class SMTPClient:
         self.limits, self.smtputf8 = limits, smtputf8
         self.parser = ReplyParser(limits=limits, smtputf8=smtputf8)
         self.closed_by_server = False
+        self._lost = ""  # how the connection was lost, when it was not an orderly close
         self._sock: socket.socket | None = None
         # Octets never to be shown (credentials on the wire): masked in everything the
         # server sends, before it is parsed or recorded. (One split across two reads is
@@ -299,11 +300,12 @@ class SMTPClient:
                 continue
             if not data:
                 partial = self.parser.pending
+                how = self._lost or "server closed the connection"
                 self._server_closed()
-                self._record_partial(partial, "server closed the connection")
+                self._record_partial(partial, how)
                 where = "in the middle of a reply" if partial else "instead of replying"
                 raise ConnectionClosed(
-                    f"server closed the connection {where}"
+                    f"{how} {where}"
                     + (f" (received: {partial[:120]!r})" if partial else ""),
                     partial=partial,
                 )
@@ -367,16 +369,17 @@ class SMTPClient:
             raise
 
     def _recv(self, timeout: float) -> bytes | None:
-        """Up to RECV_SIZE bytes; b"" at end of stream; None if nothing came in time."""
+        """Up to RECV_SIZE bytes; b"" at end of stream (an orderly close, or a reset: then
+        ``_lost`` says so); None if nothing came in time."""
         sock = self._socket()
         sock.settimeout(max(timeout, 0.001))
         try:
             return sock.recv(RECV_SIZE)
         except TimeoutError:
             return None
-        except OSError as error:  # reset by peer and the like
-            self._server_closed()
-            raise ConnectionClosed(f"connection lost: {error.strerror or error}") from None
+        except OSError as error:  # reset by peer and the like: what came before it stays
+            self._lost = f"connection lost ({error.strerror or error})"
+            return b""
 
     def _take_readable(self, sock: socket.socket) -> bytes:
         """What is readable on the socket right now, without waiting (at most MAX_WAITING)."""
@@ -394,7 +397,7 @@ class SMTPClient:
     def _server_closed(self) -> None:
         if not self.closed_by_server:
             self.closed_by_server = True
-            self.transcript.event("server closed the connection")
+            self.transcript.event(self._lost or "server closed the connection")
 
     def _record_partial(self, partial: bytes, why: str) -> None:
         if partial:
