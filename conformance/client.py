@@ -27,13 +27,17 @@ from conformance.errors import (
 )
 from conformance.replies import Limits, Reply, ReplyParser
 from conformance.transcript import Transcript
+from conformance.violations import Violation
 
 DEFAULT_PORT = 25
 RECV_SIZE = 64 * 1024
 MAX_PIPELINE = 1000
 # Plaintext read and discarded at a TLS upgrade, at most (the rest is left to fail the
-# handshake): enough to show what was waiting.
+# handshake), and octets read before a command is sent, at most: enough to show what was
+# waiting.
 MAX_WAITING = 64 * 1024
+# RFC 5321 §3.8: a server shutting down may send 421 before the command it answers.
+ASYNCHRONOUS_REPLY = b"421"
 
 
 MASKED = b"<masked>"  # in place of a secret the server sent back
@@ -267,6 +271,7 @@ class SMTPClient:
         """Send ``data`` exactly as given (CRLF included by the caller); the transcript
         shows ``shown`` instead, if given (credentials stay out of it)."""
         sock = self._socket()
+        self._check_nothing_waiting(sock)
         self.transcript.client(data if shown is None else shown)
         sock.settimeout(self.timeout)
         try:
@@ -381,17 +386,45 @@ class SMTPClient:
             self._lost = f"connection lost ({error.strerror or error})"
             return b""
 
+    def _check_nothing_waiting(self, sock: socket.socket) -> None:
+        """Raise ``ReplyFramingError`` if the server has sent anything since the last reply
+        was read, before the next command is sent: a reply then answers nothing, and every
+        later reply would be taken for the answer to the command before it (RFC 5321 §4.2:
+        exactly one reply per command). What waits is kept for the next reply if it is a
+        421 (§3.8 lets a server shutting down send one so)."""
+        if self.closed_by_server:
+            return
+        waiting = self._take_readable(sock)
+        if waiting:
+            self._feed(waiting)
+        pending = self.parser.pending
+        if not pending or pending.startswith(ASYNCHRONOUS_REPLY):
+            return
+        self.parser = ReplyParser(limits=self.limits, smtputf8=self.smtputf8)
+        violation = Violation("unsolicited-reply", f"{len(pending)} octet(s) came from the "
+                              f"server after its last reply, before this command was sent",
+                              pending[:80])
+        self._record_partial(self._scrub(pending), f"unsolicited: {violation.detail}")
+        raise ReplyFramingError(violation, partial=pending[:1024])
+
     def _take_readable(self, sock: socket.socket) -> bytes:
-        """What is readable on the socket right now, without waiting (at most MAX_WAITING)."""
+        """What is readable on the socket right now, without waiting (at most MAX_WAITING);
+        over TLS, what decrypts without waiting for more."""
         taken = b""
-        while len(taken) < MAX_WAITING and select.select([sock], [], [], 0)[0]:
-            try:
+        pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+        if not pending and not select.select([sock], [], [], 0)[0]:
+            return taken
+        sock.settimeout(0.0)
+        try:
+            while len(taken) < MAX_WAITING:
                 data = sock.recv(min(RECV_SIZE, MAX_WAITING - len(taken)))
-            except OSError:
-                break  # the handshake will say what is wrong
-            if not data:
-                break
-            taken += data
+                if not data:
+                    break
+                taken += data
+        except OSError:
+            pass  # nothing more now (or the connection is lost: the next read will say so)
+        finally:
+            sock.settimeout(self.timeout)
         return taken
 
     def _server_closed(self) -> None:
