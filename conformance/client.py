@@ -23,6 +23,7 @@ from conformance.errors import (
     ReplyTimeout,
     TargetUnreachable,
     TLSHandshakeFailed,
+    TLSHandshakeTimeout,
     UsageError,
 )
 from conformance.replies import Limits, Reply, ReplyParser
@@ -255,7 +256,9 @@ class SMTPClient:
             self.transcript.event(f"TLS handshake failed: {why}")
             self.closed_by_server = True
             self.close()
-            raise TLSHandshakeFailed(f"TLS handshake failed: {why}") from None
+            failed = TLSHandshakeTimeout if isinstance(error, TimeoutError) else \
+                TLSHandshakeFailed
+            raise failed(f"TLS handshake failed: {why}") from None
         version, cipher = wrapped.version() or "?", (wrapped.cipher() or ("?",))[0]
         self.transcript.event(f"TLS upgrade: {version}, {cipher}")
         return Upgrade(version, cipher, waiting)

@@ -92,6 +92,13 @@ class Adaptation:
             record.remark(f"{why}: sessions were kept to {cap} command(s) from then on")
 
 
+def _raises(error: ServerError) -> Callable[[], Reply]:
+    """An exchange's I/O that already failed with ``error``."""
+    def fail() -> Reply:
+        raise error
+    return fail
+
+
 def control_probe(command: Command, reply: Reply) -> Command | None:
     """The plain form of a refused valid command, sent next in the same state, so a check can
     tell what the refusal was about: the verb in upper case (RFC 5321 §2.4), or NOOP without
@@ -330,6 +337,10 @@ class CheckedSession:
         except TLSHandshakeFailed as failure:
             self.tls_failure = failure
             self.record.remark(f"after 220 to STARTTLS, {failure}")
+            if isinstance(failure, ReplyTimeout):  # the server's side of it never came: the
+                # 220 promised a handshake, so STARTTLS went unanswered (and is not sent again)
+                self._exchange(command.group, command, _raises(failure), adapt=False)
+                self.adaptation.unanswered |= {command.group}
             self.close()
             return None
         if self.upgrade.plaintext_waiting:
