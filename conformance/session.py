@@ -49,6 +49,8 @@ HANG_FACTOR = 6
 # EHLO, MAIL, two RCPTs, DATA and its message: a session the run caps for replies that are
 # slow but in time still has room for a whole transaction.
 COMMANDS_FOR_A_TRANSACTION = 6
+# Command groups left unanswered, with none ever answered, after which a run stops.
+SILENT_AFTER = 2
 
 
 class Pacer:
@@ -83,6 +85,13 @@ class Adaptation:
     injections_dropped: int = 0  # STARTTLS injection probes the server passed (see starttls)
     unanswered: frozenset[str] = frozenset()  # command groups never sent again
     skip_close_wait: bool = False
+    answered: bool = False  # some command (not the greeting) has had a reply
+
+    @property
+    def answers_nothing(self) -> bool:
+        """No command has had a reply, and commands of several groups went unanswered: the
+        server answers nothing (waiting for each group in turn would only cost time)."""
+        return not self.answered and len(self.unanswered) >= SILENT_AFTER
 
     def cap(self, commands_before: int, record: RunRecord, why: str, *,
             floor: int = 1) -> None:
@@ -266,7 +275,7 @@ class CheckedSession:
     def send_message(self, message: Message) -> Reply | None:
         """After a 354: the message data and its terminating <CRLF>.<CRLF> (in safe mode,
         nothing: the connection is closed instead)."""
-        if not self.deliver:
+        if not self.deliver or END_OF_DATA in self.adaptation.unanswered:
             self.close()
             return None
         self.steps.append(Step.of(message))
@@ -446,6 +455,10 @@ class CheckedSession:
         if adapt:
             self._adapt(exchange, elapsed)
         self._note(findings, exchange)
+        if adapt and self.adaptation.answers_nothing:
+            raise StopRun(f"the server answered none of {len(self.adaptation.unanswered)} "
+                          f"different commands within {self.timeout + self.hang_wait:g}s: "
+                          f"nothing more can be tested")
         return reply
 
     def _wait_for_close(self) -> tuple[bool | None, float | None]:
@@ -460,6 +473,7 @@ class CheckedSession:
 
     def _adapt(self, x: Exchange, elapsed: float) -> None:
         commands_before = len(self.steps) - 1
+        self.adaptation.answered |= x.reply is not None and x.group != GREETING
         if isinstance(x.error, ReplyTimeout) and x.group != GREETING:
             self.adaptation.unanswered |= {x.group}
             self.record.remark(f"{x.group} went unanswered: it was not sent again in this run")
