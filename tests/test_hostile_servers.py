@@ -1,0 +1,102 @@
+"""The whole suite against hostile servers: each run ends within a bound that follows from the
+timeout, with FAIL, exit 1, and the one check that names what the server did, and no other.
+
+A reply counts as never coming after the timeout times HANG_FACTOR (the confirmation wait);
+each behaviour's bound is the waits it may cost at most, plus a fixed allowance for pytest,
+the run's start and its replays of fast findings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from conformance.session import HANG_FACTOR
+from tests.hostile_server import BEHAVIOURS, GIGABYTE, HostileServer
+from tests.test_suite_end_to_end import findings, run_checked
+
+TIMEOUT = 0.5
+CONFIRMED = TIMEOUT * HANG_FACTOR  # how long until a reply counts as never coming
+ALLOWANCE = 15.0  # pytest in-process, the reachability probe, replays of fast findings
+
+
+@dataclass(frozen=True)
+class Expected:
+    check: str  # the only check that fails the run
+    says: str  # in its complaint: what the server did
+    waits: int = 0  # confirmation waits the run may spend, replays included
+    group: str | None = None  # the command it is reported on, where there is one to name
+    note: str = ""  # in the report's notes: why the run stopped early
+
+
+STALLED = f"no complete reply within {CONFIRMED:g}s"
+EXPECTED = {
+    # Not unreachable (exit 6): it accepted the connection. One wait, then one replay's.
+    "never_greets": Expected("command_answered", STALLED, waits=2, group="connect",
+                             note=f"did not greet within {CONFIRMED:g}s"),
+    # Two commands of different kinds unanswered, nothing ever answered: the run stops.
+    "greets_then_stalls": Expected("command_answered", STALLED, waits=4,
+                                   note=f"answered none of 2 different commands within "
+                                        f"{CONFIRMED:g}s"),
+    "garbage_without_crlf": Expected("reply_well_formed",
+                                     "line-bound: more than 8192 octets without a line ending",
+                                     group="connect"),
+    "endless_multiline_reply": Expected("reply_well_formed", "more than 1000 lines"),
+    "gigabyte_reply": Expected("reply_well_formed", "reply-bound"),
+    "reset_mid_reply": Expected("no_silent_close", "(Connection reset by peer) in the middle "
+                                                   "of a reply (received: b'250-mx.hostile"),
+    # Blamed on the one rule broken (exactly one reply per command, RFC 5321 §4.2), not on
+    # whatever each late reply looks like as the answer to the next command.
+    "reply_before_any_command": Expected("reply_well_formed", "unsolicited-reply: 18 octet(s)"),
+    # The handshake is bounded by the timeout itself; STARTTLS is then not sent again.
+    "tls_handshake_never_completes": Expected("command_answered",
+                                              f"no complete handshake within {TIMEOUT:g}s",
+                                              group="STARTTLS"),
+    # --smtp-deliver (run_checked's) sends the end of data.
+    "end_of_data_never_answered": Expected("command_answered", STALLED, waits=2,
+                                           group="received data"),
+}
+# Stopped at the first failing finding: every command meets the same behaviour, so the rest
+# of the run would repeat it. Not for a stall, whose early stop is the claim.
+FAIL_FAST = set(EXPECTED) - {"greets_then_stalls", "never_greets"}
+
+
+def test_every_behaviour_has_its_expectation():
+    assert set(EXPECTED) == set(BEHAVIOURS)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("behaviour", list(EXPECTED))
+def test_suite_ends_in_time_and_names_what_the_hostile_server_did(pytester, behaviour):
+    expected = EXPECTED[behaviour]
+    bound = expected.waits * CONFIRMED + ALLOWANCE
+    started = time.monotonic()
+    with HostileServer(behaviour) as server:
+        result, report = run_checked(
+            pytester, f"--server={server.address}", f"--smtp-timeout={TIMEOUT}",
+            "--smtp-examples=10", *(["--smtp-fail-fast"] if behaviour in FAIL_FAST else []))
+        elapsed = time.monotonic() - started
+        assert server.idle(within=2.0), "a connection outlived the run"
+    assert elapsed < bound, f"{elapsed:.1f}s (bound {bound:g}s)"
+    assert result.ret == 1
+    assert report["verdict"] == "FAIL"
+    failed = [f for f in report["findings"] if f["verdict"] == "FAIL"]
+    assert {f["check"] for f in failed} == {expected.check}, findings(report)
+    assert all(f["level"] == "MUST" for f in failed)
+    assert any(expected.says in f["complaint"] for f in failed), failed[0]["complaint"]
+    if expected.group is not None:
+        assert {f["group"] for f in failed} == {expected.group}, findings(report)
+    assert any(expected.note in note for note in report["notes"]), report["notes"]
+    assert "Traceback" not in result.stdout.str()
+
+
+@pytest.mark.timeout(60)
+def test_a_gigabyte_reply_is_cut_at_the_bound_and_the_server_stops_streaming(pytester):
+    with HostileServer("gigabyte_reply") as server:
+        run_checked(pytester, f"--server={server.address}", f"--smtp-timeout={TIMEOUT}",
+                    "--smtp-examples=1", "--smtp-fail-fast")
+        assert server.idle(within=2.0)  # each stream ended when its client went away
+        streamed = server.streamed
+    assert 0 < streamed < GIGABYTE // 16, streamed
