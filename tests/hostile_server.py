@@ -102,7 +102,7 @@ class _Peer(_Handler):
             text = line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
             verb, _, arg = text.partition(" ")
             if len(line) > 512 or not line.endswith(b"\n"):
-                while line and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n") and self.going:
                     line = self.rfile.readline(MAX_LINE + 1)
                 self.reply("500 Line too long")
             elif not self.command(s, verb.upper(), arg.strip()):
