@@ -8,13 +8,19 @@ the run's start and its replays of fast findings.
 
 from __future__ import annotations
 
+import socket
+import struct
+import threading
 import time
 from dataclasses import dataclass
 
 import pytest
 
+from conformance.client import SMTPClient
+from conformance.errors import ConnectionClosed, ReplyFramingError
 from conformance.session import HANG_FACTOR
 from tests.hostile_server import BEHAVIOURS, GIGABYTE, HostileServer
+from tests.scripted_server import Script, ScriptedServer, read_line
 from tests.test_suite_end_to_end import findings, run_checked
 
 TIMEOUT = 0.5
@@ -102,3 +108,47 @@ def test_a_gigabyte_reply_is_cut_at_the_bound_and_the_server_stops_streaming(pyt
         assert server.idle(within=2.0)  # each stream ended when its client went away
         streamed = server.streamed
     assert 0 < streamed < GIGABYTE // 16, streamed
+
+
+# --- the client's side of it: what each reading rests on -------------------------------------
+
+def greets_with(extra: bytes) -> Script:
+    """A greeting and ``extra`` in one write, then ``250 ok`` to each command."""
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"220 mx.example.test\r\n" + extra)
+        while read_line(conn):
+            conn.sendall(b"250 ok\r\n")
+    return script
+
+
+def test_a_reply_before_the_command_is_an_unsolicited_reply_and_the_command_is_not_sent():
+    with ScriptedServer(greets_with(b"250 nobody asked\r\n")) as server, \
+            SMTPClient(server.address, timeout=TIMEOUT) as client:
+        client.connect()
+        with pytest.raises(ReplyFramingError) as caught:
+            client.command(b"NOOP\r\n")
+    assert caught.value.violation.rule == "unsolicited-reply"
+    assert caught.value.partial == b"250 nobody asked\r\n"
+    assert "C: NOOP" not in client.transcript.render(timestamps=False)
+
+
+def test_a_421_before_the_command_is_read_as_its_reply():
+    # RFC 5321 §3.8: a server shutting down may send 421 before the command it answers.
+    with ScriptedServer(greets_with(b"421 mx.example.test closing\r\n")) as server, \
+            SMTPClient(server.address, timeout=TIMEOUT) as client:
+        client.connect()
+        assert client.command(b"NOOP\r\n").code == 421
+
+
+def test_a_reset_in_the_middle_of_a_reply_keeps_what_came_before_it():
+    def resets(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"220-mx.example.test\r\n220 half")
+        time.sleep(0.1)  # the half reply is in before the reset
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    said = r"\(Connection reset by peer\) in the middle of a reply"
+    with ScriptedServer(resets) as server, SMTPClient(server.address, timeout=TIMEOUT) as client, \
+            pytest.raises(ConnectionClosed, match=said) as caught:
+        client.connect()
+    assert caught.value.partial == b"220-mx.example.test\r\n220 half"
