@@ -24,17 +24,22 @@ from conformance.errors import (
     ReplyTimeout,
     TargetUnreachable,
     TLSHandshakeFailed,
+    TLSHandshakeTimeout,
     UsageError,
 )
 from conformance.replies import Limits, Reply, ReplyParser
 from conformance.transcript import Transcript
+from conformance.violations import Violation
 
 DEFAULT_PORT = 25
 RECV_SIZE = 64 * 1024
 MAX_PIPELINE = 1000
 # Plaintext read and discarded at a TLS upgrade, at most (the rest is left to fail the
-# handshake): enough to show what was waiting.
+# handshake), and octets read before a command is sent, at most: enough to show what was
+# waiting.
 MAX_WAITING = 64 * 1024
+# RFC 5321 §3.8: a server shutting down may send 421 before the command it answers.
+ASYNCHRONOUS_REPLY = b"421"
 
 
 MASKED = b"<masked>"  # in place of a secret the server sent back
@@ -191,6 +196,7 @@ class SMTPClient:
         self.limits, self.smtputf8 = limits, smtputf8
         self.parser = ReplyParser(limits=limits, smtputf8=smtputf8)
         self.closed_by_server = False
+        self._lost = ""  # how the connection was lost, when it was not an orderly close
         self._sock: socket.socket | None = None
         # Octets never to be shown (credentials on the wire): masked in everything the
         # server sends, before it is parsed or recorded. (One split across two reads is
@@ -275,7 +281,9 @@ class SMTPClient:
             self.transcript.event(f"TLS handshake failed: {why}")
             self.closed_by_server = True
             self.close()
-            raise TLSHandshakeFailed(f"TLS handshake failed: {why}") from None
+            failed = TLSHandshakeTimeout if isinstance(error, TimeoutError) else \
+                TLSHandshakeFailed
+            raise failed(f"TLS handshake failed: {why}") from None
         version, cipher = wrapped.version() or "?", (wrapped.cipher() or ("?",))[0]
         self.transcript.event(f"TLS upgrade: {version}, {cipher}")
         return Upgrade(version, cipher, waiting)
@@ -291,6 +299,7 @@ class SMTPClient:
         """Send ``data`` exactly as given (CRLF included by the caller); the transcript
         shows ``shown`` instead, if given (credentials stay out of it)."""
         sock = self._socket()
+        self._check_nothing_waiting(sock)
         self.transcript.client(data if shown is None else shown)
         sock.settimeout(self.timeout)
         try:
@@ -324,11 +333,12 @@ class SMTPClient:
                 continue
             if not data:
                 partial = self.parser.pending
+                how = self._lost or "server closed the connection"
                 self._server_closed()
-                self._record_partial(partial, "server closed the connection")
+                self._record_partial(partial, how)
                 where = "in the middle of a reply" if partial else "instead of replying"
                 raise ConnectionClosed(
-                    f"server closed the connection {where}"
+                    f"{how} {where}"
                     + (f" (received: {partial[:120]!r})" if partial else ""),
                     partial=partial,
                 )
@@ -392,34 +402,63 @@ class SMTPClient:
             raise
 
     def _recv(self, timeout: float) -> bytes | None:
-        """Up to RECV_SIZE bytes; b"" at end of stream; None if nothing came in time."""
+        """Up to RECV_SIZE bytes; b"" at end of stream (an orderly close, or a reset: then
+        ``_lost`` says so); None if nothing came in time."""
         sock = self._socket()
         sock.settimeout(max(timeout, 0.001))
         try:
             return sock.recv(RECV_SIZE)
         except TimeoutError:
             return None
-        except OSError as error:  # reset by peer and the like
-            self._server_closed()
-            raise ConnectionClosed(f"connection lost: {error.strerror or error}") from None
+        except OSError as error:  # reset by peer and the like: what came before it stays
+            self._lost = f"connection lost ({error.strerror or error})"
+            return b""
+
+    def _check_nothing_waiting(self, sock: socket.socket) -> None:
+        """Raise ``ReplyFramingError`` if the server has sent anything since the last reply
+        was read, before the next command is sent: a reply then answers nothing, and every
+        later reply would be taken for the answer to the command before it (RFC 5321 §4.2:
+        exactly one reply per command). What waits is kept for the next reply if it is a
+        421 (§3.8 lets a server shutting down send one so)."""
+        if self.closed_by_server:
+            return
+        waiting = self._take_readable(sock)
+        if waiting:
+            self._feed(waiting)
+        pending = self.parser.pending
+        if not pending or pending.startswith(ASYNCHRONOUS_REPLY):
+            return
+        self.parser = ReplyParser(limits=self.limits, smtputf8=self.smtputf8)
+        violation = Violation("unsolicited-reply", f"{len(pending)} octet(s) came from the "
+                              f"server after its last reply, before this command was sent",
+                              pending[:80])
+        self._record_partial(self._scrub(pending), f"unsolicited: {violation.detail}")
+        raise ReplyFramingError(violation, partial=pending[:1024])
 
     def _take_readable(self, sock: socket.socket) -> bytes:
-        """What is readable on the socket right now, without waiting (at most MAX_WAITING)."""
+        """What is readable on the socket right now, without waiting (at most MAX_WAITING);
+        over TLS, what decrypts without waiting for more."""
         taken = b""
-        while len(taken) < MAX_WAITING and select.select([sock], [], [], 0)[0]:
-            try:
+        pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+        if not pending and not select.select([sock], [], [], 0)[0]:
+            return taken
+        sock.settimeout(0.0)
+        try:
+            while len(taken) < MAX_WAITING:
                 data = sock.recv(min(RECV_SIZE, MAX_WAITING - len(taken)))
-            except OSError:
-                break  # the handshake will say what is wrong
-            if not data:
-                break
-            taken += data
+                if not data:
+                    break
+                taken += data
+        except OSError:
+            pass  # nothing more now (or the connection is lost: the next read will say so)
+        finally:
+            sock.settimeout(self.timeout)
         return taken
 
     def _server_closed(self) -> None:
         if not self.closed_by_server:
             self.closed_by_server = True
-            self.transcript.event("server closed the connection")
+            self.transcript.event(self._lost or "server closed the connection")
 
     def _record_partial(self, partial: bytes, why: str) -> None:
         if partial:

@@ -61,6 +61,11 @@ class TLSHandshakeFailed(ServerError):
     timeout, the server broke it off, or its certificate failed the caller's verification."""
 
 
+class TLSHandshakeTimeout(TLSHandshakeFailed, ReplyTimeout):
+    """The TLS handshake after a 220 to STARTTLS did not complete within the timeout: the
+    server's side of it never came (or never ended), as a reply that never comes."""
+
+
 class ReplyFramingError(ServerError):
     """The reply stream broke a rule badly enough that replies can no longer be delimited.
 

@@ -56,6 +56,8 @@ HANG_FACTOR = 6
 # EHLO, MAIL, two RCPTs, DATA and its message: a session the run caps for replies that are
 # slow but in time still has room for a whole transaction.
 COMMANDS_FOR_A_TRANSACTION = 6
+# Command groups left unanswered, with none ever answered, after which a run stops.
+SILENT_AFTER = 2
 
 
 class Pacer:
@@ -91,6 +93,13 @@ class Adaptation:
     injections_dropped: int = 0  # STARTTLS injection probes the server passed (see starttls)
     unanswered: frozenset[str] = frozenset()  # command groups never sent again
     skip_close_wait: bool = False
+    answered: bool = False  # some command (not the greeting) has had a reply
+
+    @property
+    def answers_nothing(self) -> bool:
+        """No command has had a reply, and commands of several groups went unanswered: the
+        server answers nothing (waiting for each group in turn would only cost time)."""
+        return not self.answered and len(self.unanswered) >= SILENT_AFTER
 
     def cap(self, commands_before: int, record: RunRecord, why: str, *,
             floor: int = 1) -> None:
@@ -98,6 +107,13 @@ class Adaptation:
         if self.max_commands is None or cap < self.max_commands:
             self.max_commands = cap
             record.remark(f"{why}: sessions were kept to {cap} command(s) from then on")
+
+
+def _raises(error: ServerError) -> Callable[[], Reply]:
+    """An exchange's I/O that already failed with ``error``."""
+    def fail() -> Reply:
+        raise error
+    return fail
 
 
 # A NOOP whose parameter is short: the control for a NOOP line of over LONG_LINE octets
@@ -284,7 +300,7 @@ class CheckedSession:
     def send_message(self, message: Message) -> Reply | None:
         """After a 354: the message data and its terminating <CRLF>.<CRLF> (in safe mode,
         nothing: the connection is closed instead)."""
-        if not self.deliver:
+        if not self.deliver or END_OF_DATA in self.adaptation.unanswered:
             self.close()
             return None
         self.steps.append(Step.of(message))
@@ -307,7 +323,7 @@ class CheckedSession:
             early = self._reply_within(wait)
             if early is not None:
                 self._note_early(probe, early, self._reply_within(wait))
-            elif self.deliver:
+            elif self.deliver and END_OF_DATA not in self.adaptation.unanswered:
                 reply = self._exchange(END_OF_DATA, probe, self._sends(probe.REAL_END))
         except ServerError as error:
             self.record.remark(f"after mail data ending in {probe.ending}: {error}")
@@ -419,6 +435,10 @@ class CheckedSession:
         except TLSHandshakeFailed as failure:
             self.tls_failure = failure
             self.record.remark(f"after 220 to STARTTLS, {failure}")
+            if isinstance(failure, ReplyTimeout):  # the server's side of it never came: the
+                # 220 promised a handshake, so STARTTLS went unanswered (and is not sent again)
+                self._exchange(command.group, command, _raises(failure), adapt=False)
+                self.adaptation.unanswered |= {command.group}
             self.close()
             return None
         if self.upgrade.plaintext_waiting:
@@ -524,6 +544,10 @@ class CheckedSession:
         if adapt:
             self._adapt(exchange, elapsed)
         self._note(findings, exchange)
+        if adapt and self.adaptation.answers_nothing:
+            raise StopRun(f"the server answered none of {len(self.adaptation.unanswered)} "
+                          f"different commands within {self.timeout + self.hang_wait:g}s: "
+                          f"nothing more can be tested")
         return reply
 
     def _wait_for_close(self) -> tuple[bool | None, float | None]:
@@ -538,6 +562,7 @@ class CheckedSession:
 
     def _adapt(self, x: Exchange, elapsed: float) -> None:
         commands_before = len(self.steps) - 1
+        self.adaptation.answered |= x.reply is not None and x.group != GREETING
         if x.group == END_OF_DATA and x.reply is not None and x.late is None:
             self.adaptation.slowest_data_reply = max(self.adaptation.slowest_data_reply,
                                                      elapsed)

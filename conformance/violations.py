@@ -48,6 +48,11 @@ _RULES = (
          "multiline reply exceeds the parser's hard bound on lines", fatal=True),
     Rule("reply-bound", Level.MUST, "RFC 5321 §4.2.1",
          "reply exceeds the parser's hard bound on octets", fatal=True),
+    # Found by the client, not the parser: octets the server sent before the command they
+    # would answer was sent (a 421 may come so, §3.8: it is read as the next reply).
+    Rule("unsolicited-reply", Level.MUST, "RFC 5321 §4.2",
+         "exactly one reply per command: nothing may come before the command is sent",
+         fatal=True),
 )
 
 RULES: MappingProxyType[str, Rule] = MappingProxyType({rule.id: rule for rule in _RULES})

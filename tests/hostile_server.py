@@ -1,0 +1,314 @@
+"""Hostile SMTP servers: each misbehaves one named way on every connection, so the suite can
+be shown to end, with a specific verdict, against servers that do not play fair.
+
+Bounded on our side whatever the client does: at most ``MAX_CONNECTIONS`` at once, each for
+at most ``MAX_SECONDS``; floods stream one shared chunk (never a buffer of their size) and
+stop when the client goes away; every read times out. No name is ever resolved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from types import TracebackType
+
+from conformance.client import ServerAddress
+from tests.fault_server import MAX_LINE, MAX_MESSAGE, _Handler, _Server, _Session
+
+MAX_CONNECTIONS = 32
+MAX_SECONDS = 60.0  # a connection is dropped after this, whatever it is doing
+POLL = 0.05  # how often a waiting connection looks at the stop flag
+CHUNK = 64 * 1024
+GIGABYTE = 1 << 30
+GREETING = b"220 mx.hostile.test ESMTP hostile server\r\n"
+# A reply line as long as a line may be for the client's parser, far over RFC 5321's 512
+# octets: the bound on a whole reply is met before the one on its lines or on each line.
+LONG_LINE = b"250-" + b"x" * 3994 + b"\r\n"
+
+
+class _Peer(_Handler):
+    """One connection, as a behaviour sees it: the conforming fault server's dialogue (from
+    ``tests/fault_server.py``, no faults), plus the raw moves the behaviours are made of."""
+
+    server: _HostileServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(POLL)
+        self.until = time.monotonic() + MAX_SECONDS
+
+    def handle(self) -> None:
+        with contextlib.suppress(OSError):
+            BEHAVIOURS[self.server.behaviour](self)
+
+    @property
+    def going(self) -> bool:
+        return not self.server.stopping.is_set() and time.monotonic() < self.until
+
+    def send(self, data: bytes) -> bool:
+        """Write ``data``, waiting while the client does not read; False once the client has
+        gone away, or the server stops."""
+        view = memoryview(data)
+        while view and self.going:
+            try:
+                view = view[self.connection.send(view):]
+            except TimeoutError:
+                continue
+            except OSError:
+                return False
+        return not view
+
+    def stream(self, chunk: bytes, total: int = GIGABYTE) -> int:
+        """``chunk`` again and again, up to ``total`` octets or until the client goes away;
+        the octets sent."""
+        sent = 0
+        while sent < total and self.send(chunk):
+            sent += len(chunk)
+        with self.server.lock:
+            self.server.streamed += sent
+        return sent
+
+    def ignore(self) -> None:
+        """Read and drop whatever comes, answering nothing, until the client goes away."""
+        while self.going:
+            try:
+                if not self.connection.recv(CHUNK):
+                    return
+            except TimeoutError:
+                continue
+
+    def command(self, s: _Session, verb: str, arg: str) -> bool:
+        hook = SMTP_HOOKS.get((self.server.behaviour, verb))
+        if hook is not None:
+            return hook(self, s, arg)
+        return super().command(s, verb, arg)
+
+    def converse(self) -> None:
+        """The fault server's conforming dialogue (its greeting is already sent); the
+        behaviour's hooks answer their commands."""
+        self.rfile.close()
+        self.connection.settimeout(5.0)  # the dialogue reads lines, as the fault server does
+        self.rfile = self.connection.makefile("rb")
+        s = _Session()
+        while self.going:
+            line = self.rfile.readline(MAX_LINE + 1)
+            if not line:
+                return
+            text = line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+            verb, _, arg = text.partition(" ")
+            if len(line) > 512 or not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n") and self.going:
+                    line = self.rfile.readline(MAX_LINE + 1)
+                self.reply("500 Line too long")
+            elif not self.command(s, verb.upper(), arg.strip()):
+                return
+
+    def first_command(self) -> bool:
+        """Greet, and wait for the first command line (False: the client went away)."""
+        if not self.send(GREETING):
+            return False
+        buffered = b""
+        while self.going and b"\n" not in buffered and len(buffered) < MAX_LINE:
+            try:
+                data = self.connection.recv(MAX_LINE)
+            except TimeoutError:
+                continue
+            if not data:
+                return False
+            buffered += data
+        return b"\n" in buffered
+
+
+# --- the behaviours --------------------------------------------------------------------------
+
+def never_greets(peer: _Peer) -> None:
+    peer.ignore()
+
+
+def greets_then_stalls(peer: _Peer) -> None:
+    """A greeting, then silence: every command is read, none is answered."""
+    if peer.send(GREETING):
+        peer.ignore()
+
+
+def garbage_without_crlf(peer: _Peer) -> None:
+    """Instead of a greeting, octets without a line ending, for ever (up to a gigabyte)."""
+    peer.stream(b"garbage " * (CHUNK // 8))
+
+
+def endless_multiline_reply(peer: _Peer) -> None:
+    """To the first command, a multiline reply whose last line never comes."""
+    if peer.first_command():
+        peer.stream(b"250-and there is more\r\n" * 2000)
+
+
+def gigabyte_reply(peer: _Peer) -> None:
+    """To the first command, a reply of a gigabyte, in lines of 4000 octets."""
+    if peer.first_command():
+        peer.stream(LONG_LINE * (CHUNK // len(LONG_LINE)), GIGABYTE - 9)
+        peer.send(b"250 done\r\n")
+
+
+def reset_mid_reply(peer: _Peer) -> None:
+    """To the first command, half a reply, then a TCP reset (RST, not FIN)."""
+    if peer.first_command() and peer.send(b"250-mx.hostile.test\r\n250 half a rep"):
+        peer.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                   struct.pack("ii", 1, 0))
+        peer.connection.close()  # now, before socketserver's shutdown() could send a FIN
+
+
+def reply_before_any_command(peer: _Peer) -> None:
+    """A reply nobody asked for right after the greeting (in the same write); then a
+    conforming dialogue, in which every reply is one command late."""
+    if peer.send(GREETING + b"250 nobody asked\r\n"):
+        peer.converse()
+
+
+def tls_handshake_never_completes(peer: _Peer) -> None:
+    """STARTTLS advertised and answered 220, then no TLS: what the client sends is read
+    and dropped, and nothing is answered."""
+    if peer.send(GREETING):
+        peer.converse()
+
+
+def end_of_data_never_answered(peer: _Peer) -> None:
+    """MAIL, RCPT and DATA answered as they should be; the end of data, never."""
+    if peer.send(GREETING):
+        peer.converse()
+
+
+Behaviour = Callable[[_Peer], None]
+BEHAVIOURS: dict[str, Behaviour] = {
+    "never_greets": never_greets,
+    "greets_then_stalls": greets_then_stalls,
+    "garbage_without_crlf": garbage_without_crlf,
+    "endless_multiline_reply": endless_multiline_reply,
+    "gigabyte_reply": gigabyte_reply,
+    "reset_mid_reply": reset_mid_reply,
+    "reply_before_any_command": reply_before_any_command,
+    "tls_handshake_never_completes": tls_handshake_never_completes,
+    "end_of_data_never_answered": end_of_data_never_answered,
+}
+
+
+# --- where a behaviour answers a command of the dialogue its own way -------------------------
+
+Hook = Callable[[_Peer, _Session, str], bool]  # False: the connection ends
+
+
+def _ehlo_with_starttls(peer: _Peer, s: _Session, arg: str) -> bool:
+    if not arg:
+        peer.reply("501 Syntax: EHLO domain")
+        return True
+    s.mail, s.recipients, s.greeted = False, 0, True
+    peer.reply("250-mx.hostile.test\r\n250-8BITMIME\r\n250 STARTTLS")
+    return True
+
+
+def _starttls_then_nothing(peer: _Peer, s: _Session, arg: str) -> bool:
+    if arg:
+        peer.reply("501 Syntax: STARTTLS")
+        return True
+    peer.reply("220 Ready to start TLS")
+    peer.connection.settimeout(POLL)
+    peer.ignore()
+    return False
+
+
+def _data_never_ended(peer: _Peer, s: _Session, arg: str) -> bool:
+    if arg:
+        peer.reply("501 No arguments allowed")
+        return True
+    if not s.recipients:
+        peer.reply("503 Need RCPT first")
+        return True
+    peer.reply("354 End data with <CRLF>.<CRLF>")
+    size = 0  # the message is read (up to the fault server's bound), and dropped
+    while size <= MAX_MESSAGE and peer.going and \
+            (line := peer.rfile.readline(MAX_LINE + 1)) not in (b".\r\n", b""):
+        size += len(line)
+    peer.connection.settimeout(POLL)
+    peer.ignore()
+    return False
+
+
+SMTP_HOOKS: dict[tuple[str, str], Hook] = {
+    ("tls_handshake_never_completes", "EHLO"): _ehlo_with_starttls,
+    ("tls_handshake_never_completes", "STARTTLS"): _starttls_then_nothing,
+    ("end_of_data_never_answered", "DATA"): _data_never_ended,
+}
+
+
+class _HostileServer(_Server):
+    behaviour: str
+    slots: threading.BoundedSemaphore
+    streamed: int  # octets sent by floods, over the server's life
+    connections: int  # open now
+
+    def verify_request(self, request: object, client_address: object) -> bool:
+        """A connection past ``MAX_CONNECTIONS`` at once is closed unanswered."""
+        return self.slots.acquire(blocking=False)
+
+    def process_request_thread(self, request: socket.socket,  # type: ignore[override]
+                               client_address: object) -> None:
+        with self.lock:
+            self.connections += 1
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.lock:
+                self.connections -= 1
+            self.slots.release()
+
+
+class HostileServer:
+    """``with HostileServer("never_greets") as server:`` ... ``server.address``."""
+
+    def __init__(self, behaviour: str) -> None:
+        if behaviour not in BEHAVIOURS:
+            raise ValueError(f"unknown behaviour {behaviour!r}")
+        self._server = _HostileServer(("127.0.0.1", 0), _Peer)
+        self._server.behaviour = behaviour
+        self._server.faults = frozenset()
+        self._server.stopping = threading.Event()
+        self._server.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._server.received = deque(maxlen=1000)
+        self._server.counts = Counter()
+        self._server.lock = threading.Lock()
+        self._server.streamed = self._server.connections = 0
+        self.address = ServerAddress("127.0.0.1", self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": POLL}, daemon=True)
+
+    @property
+    def streamed(self) -> int:
+        """Octets the floods have sent, on every connection so far."""
+        with self._server.lock:
+            return self._server.streamed
+
+    def idle(self, within: float) -> bool:
+        """Whether every connection has ended (the clients went away) within ``within``
+        seconds, the server still running."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            with self._server.lock:
+                if not self._server.connections:
+                    return True
+            time.sleep(POLL)
+        return False
+
+    def __enter__(self) -> HostileServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._server.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
