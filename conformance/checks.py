@@ -473,8 +473,8 @@ def command_lines_end_only_at_crlf(x: Exchange) -> Complaint | None:
 def relay_refused(x: Exchange) -> Complaint | None:
     """A recipient at a domain the server is not the destination for, taken without
     authentication: an open relay (sent only with --smtp-relay-check)."""
-    if x.group != "RCPT" or x.sent not in RELAY_PROBES or x.before.authenticated or \
-            x.reply is None or x.reply.first_digit != 2 or not isinstance(x.sent, Command):
+    if x.group != "RCPT" or not isinstance(x.sent, Command) or x.sent not in RELAY_PROBES or \
+            x.before.authenticated or x.reply is None or x.reply.first_digit != 2:
         return None
     return (f"{x.reply.code} to {x.sent.first_line!r} without authentication: the server "
             f"relays to any domain (an open relay)")

@@ -184,10 +184,11 @@ class DataProbe:
     @classmethod
     def from_wire(cls, wire: bytes) -> DataProbe:
         """The probe whose ``wire`` is ``wire``; ValueError if none is."""
-        rest = wire.removeprefix(cls.CONTENT)
-        for name, ending in sorted(NON_STANDARD_ENDINGS.items(), key=lambda e: -len(e[1])):
-            if rest != wire and rest.startswith(ending):
-                return cls(name, rest[len(ending):])
+        if wire.startswith(cls.CONTENT):
+            rest = wire.removeprefix(cls.CONTENT)
+            for name, ending in sorted(NON_STANDARD_ENDINGS.items(), key=lambda e: -len(e[1])):
+                if rest.startswith(ending):
+                    return cls(name, rest[len(ending):])
         raise ValueError(f"not an end-of-data probe: {wire[:80]!r}")
 
     def __repr__(self) -> str:

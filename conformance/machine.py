@@ -164,6 +164,8 @@ def transaction_relayed(self: SMTPConformance, recipient: Command, where: int) -
     """With --smtp-relay-check: a recipient at a domain the server is not the destination
     for (``relay_refused``). The session ends after it, whatever the reply: a relayed
     message is never sent."""
+    if self.session.model.authenticated:
+        self.session.close()  # an authenticated client may relay: it would prove nothing
     self._reach(State.MAIL, random.Random(where))
     if self.session.model.state is State.MAIL:
         self._send(recipient)
@@ -178,8 +180,9 @@ CELLS = tuple((state, group) for state in OPEN_STATES
 POOL_SIZE = 32  # commands kept per group
 # A message over the limit SIZE advertises is sent only when the limit is at most this.
 MAX_MESSAGE_SENT = 1 << 20
-# End-of-data probes per non-standard ending in a run (each costs a wait: see send_probe).
-PROBES_PER_ENDING = 1
+# End-of-data probes per non-standard ending, and command lines per kind of bare line break,
+# in a run (each costs a wait: see CheckedSession.send_probe and _exchange's listen).
+PROBES_PER_ENDING = PROBES_PER_KIND = 1
 
 
 class Exploration:
@@ -196,6 +199,7 @@ class Exploration:
         self.messages: list[Message] = []
         self.rcpt_domain = rcpt_domain
         self.probes: Counter[str] = Counter()  # end-of-data probes sent, per ending
+        self.line_probes: Counter[str] = Counter()  # bare line breaks sent, per kind
         self.auth_exchanges: Counter[str] = Counter()  # AUTH exchanges sent, per name
 
     def keep(self, command: Command, message: Message | None = None) -> None:
@@ -437,8 +441,8 @@ class SMTPConformance(RuleBasedStateMachine):
         """A command line holding a bare LF or CR, where the session is: once per kind in a
         run (each costs a wait for a second reply: see ``CheckedSession.send``)."""
         kind = command.bare_line_break or ""
-        if self.exploration.probes[kind] < PROBES_PER_ENDING:
-            self.exploration.probes[kind] += 1
+        if self.exploration.line_probes[kind] < PROBES_PER_KIND:
+            self.exploration.line_probes[kind] += 1
             self._send(command)
 
     @rule(probe=smtp.data_probes(), where=WHERE)
@@ -594,7 +598,8 @@ class SMTPConformance(RuleBasedStateMachine):
             name = min(sorted(ext.AUTH_EXCHANGES), key=lambda each: sent[each])
         sent[name] += 1
         command, answers = ext.auth_exchange(name)
-        if self.session.model.authenticated and choose.random() < 0.5:
+        own_session = choose.random() < 0.5
+        if self.session.model.authenticated and own_session:
             self.session.close()  # a session of its own: the exchange, not the second AUTH
         self._with_extensions(choose)
         if choose.random() < 0.3:

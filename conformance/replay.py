@@ -156,8 +156,10 @@ def replay(script: Script, address: ServerAddress, *, timeout: float,
             first = write[0]
             if not session.model.open:
                 break
-            if session.model.state is State.DATA and first.group not in (END_OF_DATA,
-                                                                         DATA_PROBE):
+            # Mail data only where the server asked for it, and nothing else where it did: a
+            # message sent as commands, or commands sent as mail data, replay another session.
+            if (session.model.state is State.DATA) != (first.group in (END_OF_DATA,
+                                                                       DATA_PROBE)):
                 break
             if first.group == END_OF_DATA:
                 session.send_message(Message.from_wire(first.data))

@@ -25,7 +25,6 @@ from conformance.client import (
 from conformance.commands import Command, DataProbe, Message, Sent, Step
 from conformance.credentials import WRONG, Credentials
 from conformance.errors import (
-    ConnectionClosed,
     ReplyTimeout,
     ServerError,
     StopRun,
@@ -227,6 +226,7 @@ class CheckedSession:
         # Exchanges per (state, group), for whoever steers the sessions (the state machine);
         # the record's coverage may be shared with other runs.
         self.cells = cells if cells is not None else Counter()
+        self.last_reply_time = 0.0  # seconds the session's last reply took (see _probe_wait)
         self.upgrade: Upgrade | None = None  # this session's TLS upgrade, if any
         self.tls_failure: TLSHandshakeFailed | None = None  # this session's failed one
 
@@ -248,6 +248,7 @@ class CheckedSession:
         self.steps = []
         self.findings = []
         self.upgrade, self.tls_failure = None, None
+        self.last_reply_time = 0.0
         greeting = self._exchange(GREETING, None, lambda: self.client.connect(
             greeting_timeout=self.timeout + self.hang_wait))
         if greeting is None and any(f.check.timing for f in self.findings):
@@ -277,9 +278,10 @@ class CheckedSession:
             return None
         self.steps.append(Step.of(command))
         first = reply = self._exchange(command.group, command,
-                                       lambda: self._command(command.line))
-        if command.bare_line_break is not None and reply is not None and self.model.open:
-            self._listen_for_second_reply(command, reply)
+                                       lambda: self._command(command.line),
+                                       listen=command.bare_line_break is not None)
+        if command.bare_line_break is not None:
+            self.close()  # a second reply later than the listen must not answer another
             return first
         if command.group in NEVER_IN_BATCH and reply is not None and \
                 reply.code == SERVICE_READY:
@@ -310,9 +312,12 @@ class CheckedSession:
         """After a 354: an end-of-data probe's data, then a wait for a reply, which must not
         come before the data's real end (``data_ends_only_at_crlf_dot_crlf``); if one does,
         as long again for a reply to the smuggled line. With ``deliver``, then the real end
-        of data, checked as any message's. The session ends either way: a server that took
-        the ending may answer what follows in ways no model follows. The reply to the real
-        end (None: not sent, or none came)."""
+        of data, checked as any message's, and a wait for any reply after that one (a server
+        that took the ending but answered it late). The session ends either way: a server
+        that took the ending may answer what follows in ways no model follows. The reply to
+        the real end (None: not sent, none came, or the session was not in DATA)."""
+        if not self.model.open or self.model.state is not State.DATA:
+            return None
         self.steps.append(Step.of(probe))
         self.record.exercised["end-of-data probes"] += 1
         self.pacer.wait()
@@ -322,40 +327,45 @@ class CheckedSession:
             self.client.send(probe.wire)
             early = self._reply_within(wait)
             if early is not None:
-                self._note_early(probe, early, self._reply_within(wait))
+                self._note_early(probe, early, self._second_reply(wait))
             elif self.deliver and END_OF_DATA not in self.adaptation.unanswered:
                 reply = self._exchange(END_OF_DATA, probe, self._sends(probe.REAL_END))
-        except ServerError as error:
+                late = self._second_reply(wait) if reply is not None and \
+                    self.client.connected else None
+                if reply is not None and late is not None:
+                    self._note_early(probe, reply, late)
+        except ServerError as error:  # a close: the server's defence, or its failure
             self.record.remark(f"after mail data ending in {probe.ending}: {error}")
         finally:
             self.close()
         return reply
 
     def _probe_wait(self) -> float:
-        return min(self.timeout, max(PROBE_WAIT, PROBE_WAIT_FACTOR *
-                                     self.adaptation.slowest_data_reply))
-
-    def _listen_for_second_reply(self, command: Command, reply: Reply) -> None:
-        """After the reply to a command line holding a bare CR or LF, a wait for a second
-        one (``command_lines_end_only_at_crlf``); then the session ends, so that a late
-        second reply is never read as the next command's."""
-        try:
-            second = self._reply_within(self._probe_wait())
-        except ServerError:
-            second = None
-        if second is not None:
-            exchange = Exchange(self.profile, self.model, command.group, command, reply,
-                                timeout=self.timeout, unsolicited=second)
-            self._note(run_checks(exchange), exchange)
-        self.close()
+        """How long to listen for a reply that must not come: PROBE_WAIT, or longer where the
+        server is slow (its slowest reply to the end of data in this run, or to this
+        session's last command), never longer than the timeout."""
+        slowest = max(self.adaptation.slowest_data_reply, self.last_reply_time)
+        return min(self.timeout, max(PROBE_WAIT, PROBE_WAIT_FACTOR * slowest))
 
     def _reply_within(self, wait: float) -> Reply | None:
-        """The next reply, if one comes within ``wait`` (None: none came, or the server
-        closed the connection)."""
+        """The next reply, if one starts within ``wait`` (one that has started gets another
+        ``wait`` to end); None if none starts. A close, or a reply still unfinished, raises."""
         try:
             return self.client.read_reply(timeout=wait)
-        except (ReplyTimeout, ConnectionClosed):
+        except ReplyTimeout as timeout:
+            if not timeout.partial:
+                return None
+        return self.client.read_reply(timeout=wait)
+
+    def _second_reply(self, wait: float) -> Reply | None:
+        """A reply after one already read, within ``wait``: to a line the server should not
+        have taken as one. A 421 is not one (the server is leaving, RFC 5321 §3.8), nor is
+        anything the server did instead of replying (closing)."""
+        try:
+            second = self._reply_within(wait)
+        except ServerError:
             return None
+        return None if second is None or second.code == SERVICE_NOT_AVAILABLE else second
 
     def _note_early(self, probe: DataProbe, early: Reply, smuggled: Reply | None) -> None:
         """A reply before a probe's real end, and the one after it (to the smuggled line), if
@@ -501,11 +511,13 @@ class CheckedSession:
 
     def _exchange(self, group: str, sent: Sent | None, io: Callable[[], Reply],
                   *, variant_of: tuple[Command, Reply] | None = None,
-                  adapt: bool = True, batch: tuple[int, int] | None = None) -> Reply | None:
+                  adapt: bool = True, batch: tuple[int, int] | None = None,
+                  listen: bool = False) -> Reply | None:
         """One exchange, checked and recorded. ``adapt``: what it shows of the server's
         timing counts (not for a batch's commands after a missing reply: they were not
         waited for on their own). ``batch``: the command's place in its batch, and how many
-        before it were answered."""
+        before it were answered. ``listen``: after the reply, wait for a second one, which
+        must not come (a command line holding a bare CR or LF: ``unsolicited``)."""
         self.pacer.wait()
         before = self.model
         reply: Reply | None = None
@@ -516,6 +528,10 @@ class CheckedSession:
         except ServerError as failure:
             error = failure
         elapsed = time.monotonic() - started
+        if reply is not None:
+            self.last_reply_time = elapsed
+        second = self._second_reply(self._probe_wait()) if listen and reply is not None \
+            else None
         late = elapsed if reply is not None and elapsed > self.timeout else None
         closed_after = None
         if reply is not None and (reply.code == SERVICE_NOT_AVAILABLE or
@@ -526,7 +542,7 @@ class CheckedSession:
         self.cells[(before.state.name, group)] += 1
         exchange = Exchange(self.profile, before, group, sent, reply, error, closed_after,
                             late=late, timeout=self.timeout, variant_of=variant_of,
-                            batch=batch)
+                            batch=batch, unsolicited=second)
         findings = run_checks(exchange)
         for check_id in refuted_checks(exchange):
             self.record.refuted.add((check_id, group))

@@ -406,7 +406,7 @@ class _Handler(socketserver.BaseRequestHandler):
         after_crlf = True  # the DATA line's: the data may end at once
         # Only <CRLF>.<CRLF> ends it (RFC 5321 §4.1.1.4): not a "." line after a bare LF.
         while (line := self.conn.line()) != b".\r\n" or not after_crlf:
-            after_crlf = line.endswith(b"\r\n")
+            after_crlf = line.endswith(b"\r\n") or not line.endswith(b"\n")  # (cut: CRLF)
             overlong = overlong or not line.endswith(b"\n")
             line = line[1:] if line.startswith(b".") else line  # RFC 5321 §4.5.2
             size += len(line)

@@ -111,7 +111,7 @@ class _Session:
 
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
-    pending: bytes  # read after a non-standard end of data, not yet taken as commands
+    pending: bytes = b""  # read after a non-standard end of data, not yet taken as commands
     timeout = 90  # an idle client is dropped after this; a test ends well before
 
     def reply(self, text: str) -> None:
@@ -163,7 +163,6 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         faults = self.server.faults
-        self.pending = b""
         self.reply("220" if "greeting_without_domain" in faults else
                    "220 mx.fault.test ESMTP fault server")
         s = _Session()

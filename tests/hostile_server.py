@@ -97,6 +97,10 @@ class _Peer(_Handler):
         s = _Session()
         while self.going:
             line = self.rfile.readline(MAX_LINE + 1)
+            # Only CRLF ends a command line (RFC 5321 §2.3.8): a bare LF is part of it.
+            while line.endswith(b"\n") and not line.endswith(b"\r\n") and \
+                    len(line) <= MAX_LINE and (more := self.rfile.readline(MAX_LINE + 1)):
+                line += more
             if not line:
                 return
             text = line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")

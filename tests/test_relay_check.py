@@ -5,6 +5,7 @@ none is sent."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from conformance.checks import Exchange, relay_refused
 from conformance.commands import RELAY_DOMAIN, RELAY_PROBES, Command
+from conformance.machine import configure
 from conformance.model import Session, State
 from conformance.replies import Reply
 from conformance.tables import get_profile
@@ -74,3 +76,26 @@ def test_a_server_that_refuses_to_relay_passes_and_without_the_option_none_is_se
         result, report = run(pytester, server, "--smtp-strict")
         assert not any(RELAY_DOMAIN.encode() in line for line in server.received)
     assert result.ret == pytest.ExitCode.OK
+
+
+@pytest.mark.parametrize(("fault", "authenticated"), [
+    ("open_relay", False), ("open_relay", True), (None, False)])
+def test_a_relay_probe_ends_its_session_and_never_goes_out_authenticated(fault, authenticated):
+    """Whatever the reply, the session ends after the relay recipient (no message can
+    follow it); and it goes out in a session that has not authenticated."""
+    with FaultServer(fault) as server:
+        machine = configure(server.address, get_profile("seed"), timeout=1.0,
+                            relay_check=True)()
+        machine.connect()
+        if authenticated:  # as a session left by send_auth would be
+            machine.session.model = replace(machine.session.model, authenticated=True)
+        machine.transaction_relayed(  # type: ignore[attr-defined]
+            recipient=RELAY_PROBES[0], where=0)
+        assert not machine.session.model.open
+        assert not machine.session.client.connected
+        machine.teardown()
+        sent = list(server.received)
+    assert sent[-1] == RELAY_PROBES[0].line
+    verdicts = [f.verdict for f in machine.record.findings.values()
+                if f.check == "relay_refused"]
+    assert verdicts == (["WARN"] if fault else [])

@@ -18,9 +18,16 @@ import pytest
 
 from conformance.checks import Exchange, data_ends_only_at_crlf_dot_crlf
 from conformance.client import ServerAddress
-from conformance.commands import NON_STANDARD_ENDINGS, Command, DataProbe, Step, describe
+from conformance.commands import (
+    DATA_PROBE,
+    NON_STANDARD_ENDINGS,
+    Command,
+    DataProbe,
+    Step,
+    describe,
+)
 from conformance.model import Session, State
-from conformance.replay import replay, script_of
+from conformance.replay import Script, replay, script_of
 from conformance.replies import Reply
 from conformance.session import CheckedSession
 from conformance.tables import get_profile
@@ -28,6 +35,7 @@ from conformance.vocabulary import END_OF_DATA
 from strategies.commands import SMUGGLED_LINES
 from tests.fault_server import ENDING_TAKEN, FaultServer
 from tests.scripted_server import Lines, ScriptedServer
+from tests.scripted_server import Script as ScriptFunction
 
 CHECK = "data_ends_only_at_crlf_dot_crlf"
 SEED = get_profile("seed")
@@ -114,26 +122,72 @@ def test_a_strict_server_passes_every_probe_and_completes_only_when_delivering(d
         assert server.messages == (len(NON_STANDARD_ENDINGS) if deliver else 0)
 
 
-def _refuses_bare_lf(conn: socket.socket, stop: threading.Event) -> None:
-    """Takes a transaction; in its data, a bare LF gets 521 and the connection closes (as
-    Postfix 3.9's smtpd_forbid_bare_newline = reject does)."""
-    lines = Lines(conn)
-    conn.sendall(b"220 strict.example.test ESMTP\r\n")
-    while (line := lines.next()) and not line.upper().startswith(b"DATA"):
-        conn.sendall(b"250 OK\r\n")
-    conn.sendall(b"354 go ahead\r\n")
-    while line := lines.next():
-        if not line.endswith(b"\r\n"):
-            conn.sendall(b"521 5.5.2 bare <LF> received\r\n")
-            return
+def _server_at_data(answer: bytes, *, delay: float = 0.0, then: bytes = b"") -> ScriptFunction:
+    """A script: takes a transaction; at the first line of its data that ends in a bare LF,
+    answers ``answer`` (after ``delay`` seconds), then each later line with ``then`` (none:
+    closes the connection)."""
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        lines = Lines(conn)
+        conn.sendall(b"220 strict.example.test ESMTP\r\n")
+        while (line := lines.next()) and not line.upper().startswith(b"DATA"):
+            conn.sendall(b"250 OK\r\n")
+        conn.sendall(b"354 go ahead\r\n")
+        while (line := lines.next()) and line.endswith(b"\r\n"):
+            pass
+        stop.wait(delay)
+        conn.sendall(answer)
+        while then and lines.next():
+            conn.sendall(then)
+    return script
 
 
-def test_a_refusal_of_the_bare_line_break_is_a_remark_not_a_finding():
-    with ScriptedServer(_refuses_bare_lf) as server:
-        session = _probed(server.address, DataProbe("<LF>.<LF>", b"RSET\r\n"), deliver=True)
+@pytest.mark.parametrize(("answer", "deliver"), [
+    (b"521 5.5.2 bare <LF> received\r\n", True),  # Postfix 3.9's "reject", then a close
+    (b"451 4.5.0 bare <LF>, try later\r\n", False),
+    (b"554 5.6.0 bare <LF>\r\n421 4.7.0 closing\r\n", True),  # the 421 answers no line
+], ids=["521-close", "451-close", "554-then-421"])
+def test_a_refusal_of_the_bare_line_break_is_a_remark_not_a_finding(answer, deliver):
+    with ScriptedServer(_server_at_data(answer)) as server:
+        session = _probed(server.address, DataProbe("<LF>.<LF>", b"RSET\r\n"),
+                          deliver=deliver)
     assert session.findings == []
-    assert any("refused mail data ending in <LF>.<LF> before its end: 521" in note
+    code = answer[:3].decode()
+    assert any(f"refused mail data ending in <LF>.<LF> before its end: {code}" in note
                for note in session.record.notes), session.record.notes
+
+
+def test_an_ending_answered_after_the_wait_is_still_found_when_delivering():
+    """A server that took the ending but answered it late: its answer is read as the real
+    end's, and the reply to the smuggled line comes after it."""
+    late = _server_at_data(b"250 queued\r\n", delay=0.5, then=b"250 OK\r\n")
+    with ScriptedServer(late) as server:
+        session = _probed(server.address, DataProbe("<LF>.<LF>", b"RSET\r\n"), deliver=True)
+    [finding] = session.findings
+    assert finding.check.id == CHECK
+    assert "then answered 250 to 'RSET'" in finding.complaint
+
+
+def test_a_probe_outside_the_data_phase_is_not_sent():
+    with FaultServer() as server:
+        session = CheckedSession(server.address, SEED, timeout=2.0)
+        session.connect()
+        session.send(Command.of("EHLO client.example.test"))
+        assert session.send_probe(DataProbe("<LF>.<LF>", b"RSET\r\n")) is None
+        assert all(step.group != DATA_PROBE for step in session.steps)
+        session.close()
+
+
+def test_a_replay_never_sends_a_probe_as_commands():
+    """A script whose DATA is refused on replay (here: no recipient) stops before the
+    probe's data, which would otherwise be read as command lines."""
+    steps = (Step.of(Command.of("EHLO client.example.test")),
+             Step.of(Command.of("MAIL FROM:<a@example.test>")), Step.of(Command.of("DATA")),
+             Step.of(DataProbe("<LF>.<LF>", b"RSET\r\n")))
+    with FaultServer() as server:
+        replayed = replay(Script("seed", CHECK, steps), server.address, timeout=2.0)
+        sent = list(server.received)
+    assert replayed.findings == ()
+    assert not any(b"probe" in line for line in sent), sent
 
 
 def test_a_recorded_probe_replays_and_finds_the_same():
@@ -194,3 +248,36 @@ def test_a_strict_server_passes_and_safe_mode_completes_nothing(pytester):
         assert server.messages == 0
     assert result.ret == pytest.ExitCode.OK
     assert report["extensions"]["exercised"]["end-of-data probes"] == len(NON_STANDARD_ENDINGS)
+
+
+# --- a bare CR or LF in a command line ---------------------------------------------------------
+
+BARE_LF = Command(b"NOOP\nNOOP\r\n", valid=False, group="NOOP")
+
+
+def _sent_alone(address: ServerAddress, command: Command) -> CheckedSession:
+    session = CheckedSession(address, SEED, timeout=2.0)
+    session.connect()
+    session.send(command)
+    assert not session.client.connected  # the session ends after the listen
+    return session
+
+
+def test_a_second_reply_is_found_even_beside_another_finding_on_the_first():
+    with FaultServer("bare_lf_ends_command_lines", "noop_no_separator") as server:
+        session = _sent_alone(server.address, BARE_LF)
+    found = sorted(f.check.id for f in session.findings)
+    assert found == ["command_lines_end_only_at_crlf", "reply_well_formed"], found
+    assert len(session.record.findings) == 2  # the first reply judged once
+
+
+@pytest.mark.parametrize("answers", [b"500 bad line\r\n421 4.7.0 closing\r\n",
+                                     b"500 bad line\r\n"], ids=["then-421", "alone"])
+def test_one_reply_to_a_line_with_a_bare_lf_is_no_finding(answers):
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"220 strict.example.test ESMTP\r\n")
+        if Lines(conn).next():
+            conn.sendall(answers)
+    with ScriptedServer(script) as server:
+        session = _sent_alone(server.address, BARE_LF)
+    assert session.findings == []
