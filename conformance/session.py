@@ -153,7 +153,7 @@ INJECTION_PROBES = 5
 # PROBE_WAIT, and PROBE_WAIT_FACTOR times the run's slowest reply to the end of data so far
 # (a server answers an ending it takes as soon as it has queued the message); never longer
 # than the timeout.
-PROBE_WAIT, PROBE_WAIT_FACTOR = 0.2, 4
+PROBE_WAIT, PROBE_WAIT_FACTOR = 0.1, 4
 
 
 def check_batch(commands: Sequence[Command]) -> None:
