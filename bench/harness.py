@@ -105,6 +105,27 @@ def failing(record: RunRecord, *, strict: bool = True) -> list[str]:
 
 
 @contextmanager
+def child_process_line(code: str, *, quiet: bool = False) -> Iterator[str]:
+    """Python ``code`` run in a child process that prints one line (a server's address or
+    port) and serves until its standard input ends; that line. The child is stopped after
+    the block (ended, or killed after 10 s). ``quiet``: its standard error is dropped."""
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL if quiet else None, text=True)
+    try:
+        assert child.stdout is not None
+        yield child.stdout.readline().strip()
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=10)
+
+
+@contextmanager
 def reference_server(*, profile: str = "seed", subprocess_: bool = False
                      ) -> Iterator[ServerAddress]:
     """The embedded reference server: in a thread of this process, as the plugin runs it
@@ -119,22 +140,10 @@ def reference_server(*, profile: str = "seed", subprocess_: bool = False
             f"with ReferenceServer(profile=get_profile({profile!r})) as s:\n"
             "    print(s.address.port, flush=True)\n"
             "    sys.stdin.read()\n")
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        if not line.strip().isdigit():
+    with child_process_line(code) as line:
+        if not line.isdigit():
             raise RuntimeError("the reference server's process did not start")
         yield ServerAddress("127.0.0.1", int(line))
-    finally:
-        assert child.stdin is not None
-        child.stdin.close()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(timeout=10)
 
 
 def noop_round_trips(address: ServerAddress, seconds: float, *, timeout: float = 5.0

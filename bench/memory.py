@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import ROOT, engine_run, loopback_address, write_json
+from bench.harness import ROOT, child_process_line, engine_run, loopback_address, write_json
 from conformance.client import SMTPClient
 from conformance.errors import ServerError
 from tests.hostile_server import BEHAVIOURS
@@ -47,19 +47,8 @@ def server_process(name: str) -> Iterator[str]:
     """The server ``name`` in a child process; its address."""
     code = (f"import sys\n{SERVE[name]}\n"
             "with s:\n    print(s.address, flush=True)\n    sys.stdin.read()\n")
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert child.stdout is not None
-        yield child.stdout.readline().strip()
-    finally:
-        assert child.stdin is not None
-        child.stdin.close()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(timeout=10)
+    with child_process_line(code, quiet=True) as address:
+        yield address
 
 
 def one_client(address: str) -> tuple[int, str]:

@@ -158,10 +158,6 @@ def auth_exchange_names() -> st.SearchStrategy[str]:
     return st.sampled_from(sorted(AUTH_EXCHANGES))
 
 
-def auth_exchanges() -> st.SearchStrategy[tuple[Command, tuple[Command, ...]]]:
-    return auth_exchange_names().map(auth_exchange)
-
-
 # UTF-8 local parts (RFC 6531 §3.3: a Mailbox's local part may be UTF-8 under SMTPUTF8).
 UTF8_LOCAL_PARTS = ("üser", "δοκιμή", "用户", "почта", "josé.garcía")
 

@@ -16,6 +16,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 from conformance.client import ServerAddress
 from conformance.commands import NON_STANDARD_ENDINGS, RELAY_DOMAIN
@@ -314,32 +315,17 @@ class _Server(socketserver.ThreadingTCPServer):
             return self.counts[verb]
 
 
-class FaultServer:
-    """``with FaultServer("expn_hangs") as server:`` ... ``server.address``; several faults
-    may be combined: ``FaultServer("helo_replies_220", "noop_replies_252")``."""
+class ServedInThread:
+    """A test server (``_Server`` or a kind of it) served from a thread of its own on
+    127.0.0.1, from ``with`` to its end, which stops its connections too."""
 
-    def __init__(self, *faults: str | None) -> None:
-        known = {*FAULTS, *SHOULD_FAULTS, *NONDETERMINISTIC, *SMUGGLING_FAULTS, *RELAY_FAULTS}
-        chosen = frozenset(f for f in faults if f is not None)
-        if unknown := chosen - known:
-            raise ValueError(f"unknown fault(s) {sorted(unknown)}")
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.faults = chosen
-        self._server.stopping = threading.Event()
-        self.received: deque[bytes] = deque(maxlen=100_000)
-        self._server.received = self.received
-        self._server.counts, self._server.lock = Counter(), threading.Lock()
-        self.address = ServerAddress("127.0.0.1", self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+    def __init__(self, server: _Server, *, poll_interval: float = 0.05) -> None:
+        self._server = server
+        self.address = ServerAddress("127.0.0.1", server.server_address[1])
+        self._thread = threading.Thread(target=server.serve_forever,
+                                        kwargs={"poll_interval": poll_interval}, daemon=True)
 
-    @property
-    def messages(self) -> int:
-        """Messages whose data ended (at <CRLF>.<CRLF>, or where a fault ends it)."""
-        with self._server.lock:
-            return self._server.counts["messages"]
-
-    def __enter__(self) -> FaultServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -350,3 +336,27 @@ class FaultServer:
         self._server.server_close()
         self._thread.join(timeout=5)
         time.sleep(0)
+
+
+class FaultServer(ServedInThread):
+    """``with FaultServer("expn_hangs") as server:`` ... ``server.address``; several faults
+    may be combined: ``FaultServer("helo_replies_220", "noop_replies_252")``."""
+
+    def __init__(self, *faults: str | None) -> None:
+        known = {*FAULTS, *SHOULD_FAULTS, *NONDETERMINISTIC, *SMUGGLING_FAULTS, *RELAY_FAULTS}
+        chosen = frozenset(f for f in faults if f is not None)
+        if unknown := chosen - known:
+            raise ValueError(f"unknown fault(s) {sorted(unknown)}")
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.faults = chosen
+        server.stopping = threading.Event()
+        self.received: deque[bytes] = deque(maxlen=100_000)
+        server.received = self.received
+        server.counts, server.lock = Counter(), threading.Lock()
+        super().__init__(server)
+
+    @property
+    def messages(self) -> int:
+        """Messages whose data ended (at <CRLF>.<CRLF>, or where a fault ends it)."""
+        with self._server.lock:
+            return self._server.counts["messages"]

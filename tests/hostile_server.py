@@ -15,10 +15,15 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from types import TracebackType
 
-from conformance.client import ServerAddress
-from tests.fault_server import MAX_LINE, MAX_MESSAGE, _Handler, _Server, _Session
+from tests.fault_server import (
+    MAX_LINE,
+    MAX_MESSAGE,
+    ServedInThread,
+    _Handler,
+    _Server,
+    _Session,
+)
 
 MAX_CONNECTIONS = 32
 MAX_SECONDS = 60.0  # a connection is dropped after this, whatever it is doing
@@ -270,24 +275,23 @@ class _HostileServer(_Server):
             self.slots.release()
 
 
-class HostileServer:
+class HostileServer(ServedInThread):
     """``with HostileServer("never_greets") as server:`` ... ``server.address``."""
 
     def __init__(self, behaviour: str) -> None:
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"unknown behaviour {behaviour!r}")
-        self._server = _HostileServer(("127.0.0.1", 0), _Peer)
-        self._server.behaviour = behaviour
-        self._server.faults = frozenset()
-        self._server.stopping = threading.Event()
-        self._server.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self._server.received = deque(maxlen=1000)
-        self._server.counts = Counter()
-        self._server.lock = threading.Lock()
-        self._server.streamed = self._server.connections = 0
-        self.address = ServerAddress("127.0.0.1", self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": POLL}, daemon=True)
+        server = _HostileServer(("127.0.0.1", 0), _Peer)
+        server.behaviour = behaviour
+        server.faults = frozenset()
+        server.stopping = threading.Event()
+        server.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        server.received = deque(maxlen=1000)
+        server.counts = Counter()
+        server.lock = threading.Lock()
+        server.streamed = server.connections = 0
+        self._server: _HostileServer = server
+        super().__init__(server, poll_interval=POLL)
 
     @property
     def streamed(self) -> int:
@@ -305,14 +309,3 @@ class HostileServer:
                     return True
             time.sleep(POLL)
         return False
-
-    def __enter__(self) -> HostileServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._server.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
