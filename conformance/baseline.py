@@ -1,12 +1,13 @@
 """Baselines: deviations a team has accepted, so CI fails only on new findings.
 
 A baseline file is JSON: ``{"format": 1, "entries": [{"check": ..., "command": ..., "code":
-..., "reason": ..., "expires": "YYYY-MM-DD" | null}]}``. An entry matches findings with the
-same check, command group and reply code (0: no reply); the command ``"*"`` matches any group,
-and is what a written baseline holds for checks about the session rather than the command
-(``Check.about_session``: a server that closes after N errors is one behaviour, one entry,
-whichever command it closed on). Expired entries match nothing; entries the run never met are
-reported as stale, so an exemption cannot outlive the bug it covers.
+..., "reason": ..., "expires": "YYYY-MM-DD" | null}]}``. An entry matches the findings with
+the same identity (``FindingKey`` less the level): the check, what the finding is about
+(``command``: the command group, or the cause a check about the session or the input names,
+such as "after repeated error replies") and the code (0: none); the command ``"*"`` matches
+any. So a written baseline has one entry per behaviour. Expired entries match nothing;
+entries the run never met are reported as stale, so an exemption cannot outlive the bug it
+covers.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from conformance.checks import CHECKS
 from conformance.errors import UsageError
 from conformance.grading import BaselineKey
 from conformance.levels import Verdict
@@ -145,30 +145,19 @@ def _entry(path: Path, number: int, item: object) -> Entry:
     return Entry(check, command, code, reason, day)
 
 
-def entry_key(key: BaselineKey) -> BaselineKey:
-    """The key a written entry has for a finding: its own, or for a check about the session,
-    the same with the command ``"*"``."""
-    check, _group, code = key
-    about_session = check in CHECKS and CHECKS[check].about_session
-    return (check, ANY_COMMAND, code) if about_session else key
-
-
 def from_run(record: RunRecord, today: date, previous: Baseline | None = None) -> Baseline:
     """A baseline accepting every FAIL, WARN and KNOWN finding of ``record``, one entry per
-    behaviour (see ``entry_key``); an entry of ``previous`` with the same key, or else one
-    that accepted any of its findings, keeps its reason and expiry."""
+    behaviour (its identity); an entry of ``previous`` with the same key, or else one that
+    accepted it, keeps its reason and expiry."""
     wanted = {Verdict.FAIL.value, Verdict.WARN.value, Verdict.KNOWN.value}
-    behaviours: dict[BaselineKey, list[BaselineKey]] = {}
-    for finding in record.sorted_findings():
-        if finding.verdict in wanted:
-            behaviours.setdefault(entry_key(finding.key.baseline_key), []).append(
-                finding.key.baseline_key)
+    behaviours = dict.fromkeys(f.key.baseline_key for f in record.sorted_findings()
+                               if f.verdict in wanted)
     old = previous.entries if previous else ()
     reason = WRITTEN_REASON.format(day=today.isoformat())
     entries = []
-    for key, findings in behaviours.items():
+    for key in behaviours:
         kept = next((e for e in old if e.key == key), None) or \
-            next((e for e in old if any(e.matches(f) for f in findings)), None)
+            next((e for e in old if e.matches(key)), None)
         entries.append(replace(kept, command=key[1]) if kept else Entry(*key, reason))
     return Baseline(tuple(entries))
 

@@ -7,8 +7,8 @@ came back) and returns a complaint or None. Each carries an id, a level and its 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Container
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from conformance import grammar
@@ -18,16 +18,20 @@ from conformance.levels import Level
 from conformance.model import Session, State, advance, is_positive
 from conformance.replies import Reply
 from conformance.tables import (
+    BAD_SEQUENCE,
     CLOSING,
     COMMAND_UNRECOGNISED,
     NOT_IMPLEMENTED,
     OK,
+    PARAMETER_NOT_IMPLEMENTED,
+    PARAMETER_NOT_SUPPORTED,
     SERVICE_NOT_AVAILABLE,
     SERVICE_READY,
     START_MAIL_INPUT,
     SYNTAX_ERROR,
     Profile,
 )
+from conformance.violations import RULES
 from conformance.vocabulary import END_OF_DATA, EXTENSION_OF_PARAMETER, GREETING, parse_ehlo
 
 
@@ -58,6 +62,9 @@ class Exchange:
     # The reply came before the client ended the mail data (an end-of-data probe's, which
     # must not be answered before its real end: ``data_ends_only_at_crlf_dot_crlf``).
     early: bool = False
+    # The server closed the connection after this reply, unasked, before the client sent
+    # anything more (judged by ``no_silent_close``: only 221 to QUIT and 421 may do that).
+    closed_unasked: bool = False
 
     @property
     def filed_under(self) -> str:
@@ -71,6 +78,18 @@ class Exchange:
 
 Complaint = str | tuple[str, Level]  # a message, optionally with a level for this instance
 CheckFunction = Callable[[Exchange], Complaint | None]
+# What a finding of a check is about, beyond the check and its level: (cause, code). Two
+# findings with the same identity are one behaviour of the server, reported once with every
+# command and state it was seen in. By default the command group and the reply code (0:
+# none); a check about the session or the input names its cause instead (``Check.identity``).
+Identity = tuple[str, int]
+IdentityFunction = Callable[[Exchange], Identity]
+
+
+def by_command(x: Exchange) -> Identity:
+    """The command (with an end-of-data probe's ending) and the reply code: the same code to
+    the same command is the same deviation, whatever the state."""
+    return x.filed_under, x.reply.code if x.reply is not None else 0
 
 
 @dataclass(frozen=True)
@@ -84,28 +103,39 @@ class Check:
     timing: bool = False
     # Per run: the finding stands only if no exchange of the run refuted it (``refuted_by``).
     refuted_by: Callable[[Exchange], bool] | None = None
-    # About the session, not the command it happened on (a server that gives up after some
-    # errors, a tarpit): one behaviour, whichever command met it.
-    about_session: bool = False
+    # What one of its findings is about (see ``Identity``): the command and the reply code
+    # unless the check says otherwise (a tarpit is about the session, a reply that breaks
+    # the syntax about the rule it breaks, a close about the input that set it off).
+    identity: IdentityFunction = by_command
     # Whether the model still knows the server's state after this finding, so the session
     # may go on (None: it does not; the session ends, and the run reconnects).
     state_known: Callable[[Exchange], bool] | None = None
+    # A general check (``reply_code_documented``): where a specific check complains about
+    # the same exchange at least as strongly, this one's complaint is listed with that
+    # finding, not beside it.
+    general: bool = False
+    # Checks whose findings, where the run has any, explain this one's symptom without it
+    # (a server that takes RCPT with no MAIL at all also takes it after RSET): then this
+    # one's findings are dropped at the end of the run.
+    explained_by: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, Check] = {}
 
 
 def check(id: str, *, level: Level | None, citation: str, timing: bool = False,
-          refuted_by: Callable[[Exchange], bool] | None = None, about_session: bool = False,
-          state_known: Callable[[Exchange], bool] | None = None
-          ) -> Callable[[CheckFunction], CheckFunction]:
+          refuted_by: Callable[[Exchange], bool] | None = None,
+          identity: IdentityFunction = by_command,
+          state_known: Callable[[Exchange], bool] | None = None, general: bool = False,
+          explained_by: tuple[str, ...] = ()) -> Callable[[CheckFunction], CheckFunction]:
     """Register ``function`` as a check. A new check is one decorated function."""
     def register(function: CheckFunction) -> CheckFunction:
         if id in _REGISTRY:
             raise ValueError(f"check {id!r} registered twice")
         _REGISTRY[id] = Check(id, level, citation, function, timing=timing,
-                              refuted_by=refuted_by, about_session=about_session,
-                              state_known=state_known)
+                              refuted_by=refuted_by, identity=identity,
+                              state_known=state_known, general=general,
+                              explained_by=explained_by)
         return function
     return register
 
@@ -133,9 +163,76 @@ def _leaves_state_as_it_was(x: Exchange) -> bool:
         advance(x.before, x.group, x.reply.code).state is x.before.state
 
 
+# --- identities of the checks about the session, the input or a rule ---------------------------
+
+THE_SESSION = "the session"  # a behaviour of the session as a whole (a tarpit)
+AFTER_ERRORS = "after repeated error replies"  # a server giving up (RFC 5321 §7.8)
+ECHOED_OCTETS = "octets of the command echoed raw in the reply"
+
+
+def _session_wide(x: Exchange) -> Identity:
+    return THE_SESSION, 0
+
+
+def _by_input(x: Exchange) -> Identity:
+    """The unusual input of the command, where it has one (an overlong line, 8-bit or
+    control octets: the same behaviour whichever verb carried it), else the command."""
+    cause = x.sent.unusual_input if isinstance(x.sent, Command) else None
+    return (cause, 0) if cause else (x.filed_under, 0)
+
+
+def _errors_by_then(x: Exchange) -> int:
+    """The session's 5yz replies, this exchange's included."""
+    return x.before.errors + (x.reply is not None and x.reply.first_digit == 5)
+
+
+def _close_identity(x: Exchange) -> Identity:
+    """What set the close off: the unusual input (an overlong line, 8-bit octets) of a
+    command the server closed on instead of replying; else repeated errors, where it closed
+    after a refusal or instead of a reply (a server giving up, one behaviour whichever command
+    it gave up on); else the command's unusual input or the command, with the reply before
+    the close (0: none)."""
+    code = x.reply.code if x.reply is not None else 0
+    cause = x.sent.unusual_input if isinstance(x.sent, Command) else None
+    if cause and x.reply is None:  # dropped on reading it
+        return cause, code
+    refused = x.reply is None or x.reply.first_digit in (4, 5)  # not a 221 to RSET, say
+    if refused and _errors_by_then(x) >= ERRORS_BEFORE_GIVING_UP:  # see RunRecord.consolidate
+        return AFTER_ERRORS, 0
+    return cause or x.filed_under, code
+
+
+def _odd_octets(data: bytes) -> set[int]:
+    """The octets of a reply outside printable US-ASCII and HT, line ends aside."""
+    return {o for o in data.replace(b"\r\n", b"") if (o < 0x20 and o != 0x09) or o >= 0x7f}
+
+
+def _echoes_command(x: Exchange) -> bool:
+    """Every odd octet of the reply is one of the command's own: the server echoed it."""
+    if x.reply is None or not isinstance(x.sent, Command):
+        return False
+    odd = _odd_octets(x.reply.raw)
+    return bool(odd) and odd <= set(x.sent.line.split(b"\r\n", 1)[0])
+
+
+def _syntax_identity(x: Exchange) -> Identity:
+    """A reply that breaks the syntax is about the rule it breaks (the first, of the
+    strongest level), or about echoing the command's octets raw, whatever the command."""
+    if isinstance(x.error, ReplyFramingError):
+        return f"rule {x.error.violation.rule}", 0
+    if x.reply is None or not x.reply.violations:
+        return by_command(x)
+    if _echoes_command(x):
+        return ECHOED_OCTETS, 0
+    strongest = min(x.reply.violations, key=lambda v: (v.level is not Level.MUST,
+                                                        list(RULES).index(v.rule)))
+    return f"rule {strongest.rule}", 0
+
+
 # --- the checks ------------------------------------------------------------------------------
 
-@check("reply_well_formed", level=Level.MUST, citation="RFC 5321 §4.2")
+@check("reply_well_formed", level=Level.MUST, citation="RFC 5321 §4.2",
+       identity=_syntax_identity)
 def reply_well_formed(x: Exchange) -> Complaint | None:
     if isinstance(x.error, ReplyFramingError):
         return x.error.violation.describe(), Level.MUST
@@ -145,7 +242,8 @@ def reply_well_formed(x: Exchange) -> Complaint | None:
     return "; ".join(v.describe() for v in x.reply.violations), worst
 
 
-@check("command_answered", level=Level.MUST, citation="RFC 5321 §4.2, §4.5.3.2", timing=True)
+@check("command_answered", level=Level.MUST, citation="RFC 5321 §4.2, §4.5.3.2", timing=True,
+       identity=_by_input)
 def command_answered(x: Exchange) -> Complaint | None:
     """No reply at all, even after the longer confirmation wait (in a batch whose earlier
     commands were answered, ``pipelining_answers_every_command`` names the rule)."""
@@ -157,7 +255,7 @@ def command_answered(x: Exchange) -> Complaint | None:
 # RFC 5321 §4.5.3.2 gives a client minutes per command, so a late reply is not a broken one;
 # it is reported, and the session ends (a tarpit slows the commands after it too).
 @check("reply_within_timeout", level=Level.SHOULD, citation="RFC 5321 §4.5.3.2", timing=True,
-       about_session=True)
+       identity=_session_wide)
 def reply_within_timeout(x: Exchange) -> Complaint | None:
     if x.late is None:
         return None
@@ -168,16 +266,66 @@ def reply_within_timeout(x: Exchange) -> Complaint | None:
 # RFC 5321 §7.8 lets a server under attack close after repeated failed commands; it SHOULD
 # still send 421 first (§3.8). Below this many 5yz replies, a silent close breaks the MUST.
 ERRORS_BEFORE_GIVING_UP = 3
+# RFC 7504 §1: a greeting of 521 says the host accepts no mail at all; it may then close.
+NO_MAIL_HERE = 521
 
 
-@check("no_silent_close", level=Level.MUST, citation="RFC 5321 §3.8, §7.8", about_session=True)
+@check("no_silent_close", level=Level.MUST, citation="RFC 5321 §3.8, §4.1.1.10, §7.8",
+       identity=_close_identity)
 def no_silent_close(x: Exchange) -> Complaint | None:
-    if not isinstance(x.error, ConnectionClosed):
+    """The server closed the connection other than after 221 to QUIT or after 421: judged on
+    the reply the close followed (the close came before the next command was sent), or on
+    the command it came instead of a reply to."""
+    if x.closed_unasked and x.reply is not None:
+        code = x.reply.code
+        if code == SERVICE_NOT_AVAILABLE or (x.group == "QUIT" and code == CLOSING) or \
+                (x.group == GREETING and code == NO_MAIL_HERE):
+            return None
+        what = f"the server closed the connection after its {code} reply to {_what_was_sent(x)}"
+    elif isinstance(x.error, ConnectionClosed):
+        what = f"the server closed the connection instead of replying to {_what_was_sent(x)}"
+    else:
         return None
-    if x.before.errors >= ERRORS_BEFORE_GIVING_UP:
-        return (f"the server closed the connection without 421 after {x.before.errors} error "
-                f"replies (§7.8 allows giving up; §3.8: send 421 first): {x.error}"), Level.SHOULD
-    return f"the server closed the connection without 221 or 421: {x.error}"
+    if _close_identity(x)[0] == AFTER_ERRORS:
+        return (f"{what}, after {_errors_by_then(x)} error replies (§7.8 allows giving up; "
+                f"§3.8: with 421 first)"), Level.SHOULD
+    return f"{what}: only 221 to QUIT and 421 may be followed by a close (§3.8, §4.1.1.10)"
+
+
+def _what_was_sent(x: Exchange) -> str:
+    if x.sent is None:
+        return "the connection"
+    cause = x.sent.unusual_input if isinstance(x.sent, Command) else None
+    return f"{x.group} ({cause})" if cause else x.group
+
+
+@check("rset_succeeds", level=Level.MUST, citation="RFC 5321 §4.1.1.5")
+def rset_succeeds(x: Exchange) -> Complaint | None:
+    """A RSET with no argument "MUST" get 250 OK (§4.1.1.5), in any state after the
+    greeting: before HELO/EHLO too (any positive code the profile's row has will do)."""
+    if x.group != "RSET" or not isinstance(x.sent, Command) or not x.sent.valid or \
+            x.sent.argument or x.reply is None or x.reply.first_digit == 2 or \
+            x.reply.code == SERVICE_NOT_AVAILABLE:
+        return None
+    return f"{x.reply.code} to RSET in state {x.before.state.name}: RSET must be answered 250"
+
+
+# RFC 5321 §4.1.4: a HELO/EHLO that is not acceptable gets "501, 500, 502, or 550"; §4.3.2
+# adds 504 for both, and 421 may answer anything (§3.8).
+HELLO_REFUSALS = frozenset({COMMAND_UNRECOGNISED, SYNTAX_ERROR, NOT_IMPLEMENTED,
+                            PARAMETER_NOT_SUPPORTED, 550, SERVICE_NOT_AVAILABLE})
+
+
+@check("hello_refusal_codes", level=Level.MUST, citation="RFC 5321 §4.1.4")
+def hello_refusal_codes(x: Exchange) -> Complaint | None:
+    """HELO or EHLO refused with a code §4.1.4 does not allow: a second EHLO answered 503,
+    say (a client may send one at any time; the server then resets as for RSET)."""
+    if x.group not in ("HELO", "EHLO") or x.reply is None or x.reply.first_digit != 5 or \
+            x.reply.code in HELLO_REFUSALS:
+        return None
+    again = " (not the session's first)" if x.before.state is not State.INIT else ""
+    return (f"{x.reply.code} to {x.group}{again}: a HELO/EHLO that is not acceptable must "
+            f"get 500, 501, 502, 504 or 550")
 
 
 @check("quit_closes", level=Level.MUST, citation="RFC 5321 §4.1.1.10")
@@ -196,20 +344,73 @@ def closes_after_421(x: Exchange) -> Complaint | None:
     return None
 
 
+def _taken_out_of_transaction(x: Exchange) -> bool:
+    """RCPT accepted with no transaction open, or DATA with no recipient accepted."""
+    if x.reply is None:
+        return False
+    return (x.group == "RCPT" and not x.before.in_transaction and
+            is_positive("RCPT", x.reply.code)) or \
+        (x.group == "DATA" and x.before.state is not State.RCPT and
+         x.reply.code == START_MAIL_INPUT)
+
+
+# Some servers answer a RCPT outside a transaction with the refusal they give any RCPT they
+# will not take, 4yz or 5yz; §3.3 asks for 503. 500 and 501 are about the line itself.
+_NOT_ABOUT_SEQUENCE = frozenset({COMMAND_UNRECOGNISED, SYNTAX_ERROR, BAD_SEQUENCE,
+                                 SERVICE_NOT_AVAILABLE})
+
+
 @check("rcpt_requires_mail", level=Level.MUST, citation="RFC 5321 §3.3")
 def rcpt_requires_mail(x: Exchange) -> Complaint | None:
-    if x.group == "RCPT" and x.reply is not None and not x.before.in_transaction and \
-            is_positive("RCPT", x.reply.code):
-        return f"RCPT succeeded ({x.reply.code}) with no mail transaction open (expected 503)"
+    """RCPT with no transaction open must get 503: accepted (and no RSET or HELO/EHLO
+    before it explains that: ``reset_clears_transaction``), or refused with another code."""
+    if x.group != "RCPT" or x.reply is None or x.before.in_transaction or not x.before.open:
+        return None
+    code = x.reply.code
+    if is_positive("RCPT", code):
+        if x.before.reset_by is not None:
+            return None
+        return f"RCPT succeeded ({code}) with no mail transaction open (expected 503)"
+    if code // 100 == 5 and code not in _NOT_ABOUT_SEQUENCE:
+        return f"{code} to RCPT with no mail transaction open: 503 must be returned (§3.3)"
     return None
 
 
 @check("data_requires_recipient", level=Level.MUST, citation="RFC 5321 §3.3, §4.1.4")
 def data_requires_recipient(x: Exchange) -> Complaint | None:
-    if x.group == "DATA" and x.reply is not None and x.before.state is not State.RCPT and \
-            x.reply.code == START_MAIL_INPUT:
+    if x.group == "DATA" and _taken_out_of_transaction(x) and x.before.reset_by is None:
         return "354 to DATA with no accepted recipient (expected 503 or 554)"
     return None
+
+
+# What each command that ends a transaction must do, and where that is said.
+_RESET_RULES = {
+    "HELO": "RFC 5321 §4.1.4: it resets the state exactly as RSET does",
+    "EHLO": "RFC 5321 §4.1.4: it resets the state exactly as RSET does",
+    "RSET": "RFC 5321 §4.1.1.5: it aborts the transaction, discarding sender and recipients",
+    END_OF_DATA: "RFC 5321 §4.1.1.4: the reply to the end of data clears the buffers",
+    "STARTTLS": "RFC 3207 §4.2: the server discards what it knew of the session before TLS",
+    "BDAT": "RFC 3030 §2: 250 to the LAST chunk ends the transaction as the end of data does",
+}
+
+
+def _reset_identity(x: Exchange) -> Identity:
+    return x.before.reset_by or x.group, 0
+
+
+@check("reset_clears_transaction", level=Level.MUST,
+       citation="RFC 5321 §4.1.4, §4.1.1.5, §4.1.1.4; RFC 3207 §4.2",
+       identity=_reset_identity,
+       explained_by=("rcpt_requires_mail", "data_requires_recipient"))
+def reset_clears_transaction(x: Exchange) -> Complaint | None:
+    """RCPT or DATA was taken as if a transaction were open after a command that ends one
+    (HELO/EHLO, RSET, the end of data, STARTTLS) was answered positively: the fault is that
+    command's, which did not clear the transaction."""
+    reset = x.before.reset_by
+    if reset is None or not _taken_out_of_transaction(x) or x.reply is None:
+        return None
+    return (f"{x.reply.code} to {x.group} after {reset} ended the transaction: the server "
+            f"kept the transaction across {reset} ({_RESET_RULES[reset]})")
 
 
 @check("verb_case_insensitive", level=Level.MUST, citation="RFC 5321 §2.4", state_known=_always)
@@ -411,6 +612,30 @@ def esmtp_parameters_advertised(x: Exchange) -> Complaint | None:
             f"advertise {', '.join(extensions)} (a server without it answers 555)")
 
 
+# RFC 5321 §4.1.1.11: 555 says a parameter is "not recognized or not implemented"; 504, that
+# a command parameter is not implemented. Neither can be true of a parameter of an extension
+# the server advertised in this session.
+_PARAMETER_REFUSALS = frozenset({PARAMETER_NOT_IMPLEMENTED, PARAMETER_NOT_SUPPORTED})
+
+
+@check("advertised_parameters_accepted", level=Level.MUST,
+       citation="RFC 5321 §4.1.1.11; RFC 1870 §4; RFC 6152 §3; RFC 3461 §4; RFC 6531 §3.4")
+def advertised_parameters_accepted(x: Exchange) -> Complaint | None:
+    """A valid MAIL or RCPT whose parameters all belong to extensions the session's EHLO
+    advertised was refused as having a parameter not recognised or not implemented."""
+    if x.group not in ("MAIL", "RCPT") or not isinstance(x.sent, Command) or \
+            not x.sent.valid or x.reply is None or x.reply.code not in _PARAMETER_REFUSALS:
+        return None
+    parameters = x.sent.parameters
+    if not parameters or not all(p in EXTENSION_OF_PARAMETER and
+                                 _advertised(x, EXTENSION_OF_PARAMETER[p]) for p in parameters):
+        return None
+    extensions = sorted({EXTENSION_OF_PARAMETER[p] for p in parameters})
+    return (f"{x.reply.code} to {x.sent.first_line!r}: {', '.join(sorted(parameters))} "
+            f"belong to {', '.join(extensions)}, which the server advertised (a server "
+            f"that advertises an extension takes its parameters)")
+
+
 @check("starttls_refuses_argument", level=Level.SHOULD, citation="RFC 3207 §4")
 def starttls_refuses_argument(x: Exchange) -> Complaint | None:
     if x.group != "STARTTLS" or not isinstance(x.sent, Command) or x.reply is None or \
@@ -533,7 +758,7 @@ def auth_cancel_refused(x: Exchange) -> Complaint | None:
 
 # Last: a check above names the specific rule when a code is also outside the table.
 @check("reply_code_documented", level=None, citation="the profile's row for the command",
-       state_known=_leaves_state_as_it_was)
+       state_known=_leaves_state_as_it_was, general=True)
 def reply_code_documented(x: Exchange) -> Complaint | None:
     if x.reply is None:
         return None
@@ -559,11 +784,13 @@ CHECKS: MappingProxyType[str, Check] = MappingProxyType(_REGISTRY)
 
 @dataclass(frozen=True)
 class Finding:
-    """One check's complaint about one exchange."""
+    """One check's complaint about one exchange (``also``: a general check's complaint
+    about the same exchange, listed with this one)."""
 
     check: Check
     level: Level
     complaint: str
+    also: list[Finding] = field(default_factory=list, compare=False)
 
 
 def refuted_checks(exchange: Exchange) -> list[str]:
@@ -571,15 +798,51 @@ def refuted_checks(exchange: Exchange) -> list[str]:
     return [c.id for c in CHECKS.values() if c.refuted_by is not None and c.refuted_by(exchange)]
 
 
-def run_checks(exchange: Exchange) -> list[Finding]:
-    """Every complaint the registered checks have about ``exchange``, MUST first."""
+LEVEL_ORDER = {Level.MUST: 0, Level.SHOULD: 1, Level.INFO: 2}  # strongest first
+
+
+def run_checks(exchange: Exchange, only: Container[str] | None = None) -> list[Finding]:
+    """Every complaint the registered checks (``only`` these, if given) have about
+    ``exchange``, MUST first. A general check's complaint, where a specific one complains
+    at least as strongly, goes with that finding (``Finding.also``) instead."""
     findings = []
     for registered in CHECKS.values():
+        if only is not None and registered.id not in only:
+            continue
         complaint = registered.run(exchange)
         if complaint is None:
             continue
         message, level = complaint if isinstance(complaint, tuple) else (
             complaint, registered.level or Level.MUST)
         findings.append(Finding(registered, level, message))
-    order = {Level.MUST: 0, Level.SHOULD: 1, Level.INFO: 2}
-    return sorted(findings, key=lambda f: order[f.level])
+    findings.sort(key=lambda f: LEVEL_ORDER[f.level])
+    return fold(findings)
+
+
+def fold(findings: list[Finding]) -> list[Finding]:
+    """The findings of one exchange, one per behaviour: a close the server made after the
+    reply (``no_silent_close``) is the behaviour, every complaint about that reply goes with
+    it, and it is graded by the strongest; else a general check's complaint goes with a
+    specific one as strong as it or stronger."""
+    closing = [f for f in findings if f.check.id == "no_silent_close"]
+    if closing:  # graded by the strongest rule the reply before the close broke
+        # (a per-run check's finding stays apart: the run may yet refute it)
+        per_run = [f for f in findings if f.check.refuted_by is not None]
+        others = [f for f in findings if f is not closing[0] and f not in per_run]
+        strongest = min((f.level for f in [closing[0], *others]), key=LEVEL_ORDER.__getitem__)
+        return [Finding(closing[0].check, strongest, closing[0].complaint,
+                        [*closing[0].also, *others]), *per_run]
+    specific = [f for f in findings if not f.check.general]
+    kept = []
+    for finding in findings:
+        absorbing = next((f for f in specific if finding.check.general and
+                          LEVEL_ORDER[f.level] <= LEVEL_ORDER[finding.level]), None)
+        if absorbing is None:
+            kept.append(finding)
+        else:
+            absorbing.also.append(finding)
+    return kept
+
+
+def identity_of(finding: Finding, exchange: Exchange) -> Identity:
+    return finding.check.identity(exchange)

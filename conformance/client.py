@@ -7,6 +7,7 @@ Nothing here blocks past its timeout or buffers past the parser's bounds.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import select
@@ -19,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from conformance.errors import (
+    ClosedBeforeSent,
     ConnectionClosed,
     ReplyFramingError,
     ReplyTimeout,
@@ -38,6 +40,9 @@ MAX_PIPELINE = 1000
 # handshake), and octets read before a command is sent, at most: enough to show what was
 # waiting.
 MAX_WAITING = 64 * 1024
+# How long after an end of stream that came instead of a reply the client waits for the reset
+# a closed socket answers data with (loopback and LANs answer in well under this).
+RESET_WAIT = 0.005
 # RFC 5321 §3.8: a server shutting down may send 421 before the command it answers.
 ASYNCHRONOUS_REPLY = b"421"
 
@@ -197,6 +202,7 @@ class SMTPClient:
         self.parser = ReplyParser(limits=limits, smtputf8=smtputf8)
         self.closed_by_server = False
         self._lost = ""  # how the connection was lost, when it was not an orderly close
+        self._sent_unanswered = False  # octets went out since the last reply was read
         self._sock: socket.socket | None = None
         # Octets never to be shown (credentials on the wire): masked in everything the
         # server sends, before it is parsed or recorded. (One split across two reads is
@@ -300,7 +306,11 @@ class SMTPClient:
         shows ``shown`` instead, if given (credentials stay out of it)."""
         sock = self._socket()
         self._check_nothing_waiting(sock)
+        if self.closed_by_server and not self.parser.pending:
+            raise ClosedBeforeSent("the server had closed the connection after its last reply, "
+                                   "before this command was sent")
         self.transcript.client(data if shown is None else shown)
+        self._sent_unanswered = True
         sock.settimeout(self.timeout)
         try:
             sock.sendall(data)
@@ -318,6 +328,7 @@ class SMTPClient:
             reply = self._next_parsed_reply()
             if reply is not None:
                 self.transcript.server(reply.raw)
+                self._sent_unanswered = False
                 return reply
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -333,6 +344,10 @@ class SMTPClient:
                 continue
             if not data:
                 partial = self.parser.pending
+                if not partial and self._sent_unanswered and self._refused_by_closed_socket():
+                    self._server_closed()
+                    raise ClosedBeforeSent("the server had closed the connection after its "
+                                           "last reply: what was sent after it was reset")
                 how = self._lost or "server closed the connection"
                 self._server_closed()
                 self._record_partial(partial, how)
@@ -356,7 +371,7 @@ class SMTPClient:
         self.send(b"".join(commands))
         return [self.read_reply() for _ in commands]
 
-    def wait_for_close(self, *, timeout: float | None = None) -> bool:
+    def wait_for_close(self, *, timeout: float | None = None, quiet: bool = False) -> bool:
         """True if the server closes the connection within the timeout (after QUIT or 421).
 
         Bytes that arrive instead are kept in the transcript; the answer is then False.
@@ -377,7 +392,8 @@ class SMTPClient:
                 return True
             self.transcript.server(self._scrub(data))
             return False
-        self.transcript.event(f"connection still open after {limit:g}s")
+        if not quiet:
+            self.transcript.event(f"connection still open after {limit:g}s")
         return False
 
     # --- internals -------------------------------------------------------------------------
@@ -447,6 +463,7 @@ class SMTPClient:
             while len(taken) < MAX_WAITING:
                 data = sock.recv(min(RECV_SIZE, MAX_WAITING - len(taken)))
                 if not data:
+                    self._server_closed()
                     break
                 taken += data
         except OSError:
@@ -454,6 +471,41 @@ class SMTPClient:
         finally:
             sock.settimeout(self.timeout)
         return taken
+
+    def _refused_by_closed_socket(self) -> bool:
+        """After an end of stream with no reply to what was sent: whether what was sent
+        reached a socket the server had closed already, which answers with a reset (the
+        server closed after its last reply, not on reading this). Waits RESET_WAIT for it."""
+        sock = self._sock
+        if sock is None:
+            return False
+        time.sleep(RESET_WAIT)
+        try:
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError:
+            return False
+        return error in (errno.EPIPE, errno.ECONNRESET)
+
+    def peer_closed(self) -> bool:
+        """Whether the server has closed the connection already (its end of stream is
+        waiting), without reading anything else or waiting. Over TLS: not known (False)."""
+        if self.closed_by_server:
+            return True
+        sock = self._sock
+        if sock is None or isinstance(sock, ssl.SSLSocket) or \
+                not select.select([sock], [], [], 0)[0]:
+            return False
+        sock.settimeout(0.0)
+        try:
+            ended = sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError as error:  # reset by peer and the like
+            self._lost = f"connection lost ({error.strerror or error})"
+            ended = True
+        finally:
+            sock.settimeout(self.timeout)
+        if ended:
+            self._server_closed()
+        return ended
 
     def _server_closed(self) -> None:
         if not self.closed_by_server:

@@ -5,11 +5,14 @@ Each knows its table group, the row of the reply-code tables its reply is judged
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import ClassVar, NamedTuple
 
+from conformance.grammar import MAX_COMMAND_LINE_OCTETS
+from conformance.transcript import escape_octets
 from conformance.vocabulary import END_OF_DATA, UNRECOGNISED
 from conformance.vocabulary import VERBS as VOCABULARY
 
@@ -29,6 +32,13 @@ def group_of(line: bytes) -> str:
     'unrecognised' row."""
     verb = verb_of(line)
     return verb if verb in VERBS else UNRECOGNISED
+
+
+# The kinds of unusual input (``Command.unusual_input``).
+LONG_LINE_INPUT = f"a command line over {MAX_COMMAND_LINE_OCTETS} octets"
+CONTROL_INPUT = "control octets in the command line"
+EIGHT_BIT_INPUT = "octets outside US-ASCII in the command line"
+_CONTROL_OCTET = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,23 @@ class Command:
         must not take for a line end (RFC 5321 §2.3.8); None if it holds neither."""
         first = self.line.split(b"\r\n", 1)[0]
         return "<LF>" if b"\n" in first else "<CR>" if b"\r" in first else None
+
+    @property
+    def unusual_input(self) -> str | None:
+        """What in the line, beyond its verb, a server may act on whatever the verb: a line
+        longer than a server must take (RFC 5321 §4.5.3.1.4), a bare line break (§2.3.8),
+        control octets, or octets outside US-ASCII (§2.4); None for a plain ASCII line. A
+        behaviour set off by one of these is the same whichever command carried it."""
+        first = self.line.split(b"\r\n", 1)[0]
+        if len(first) + 2 > MAX_COMMAND_LINE_OCTETS:
+            return LONG_LINE_INPUT
+        if self.bare_line_break is not None:
+            return f"a bare {self.bare_line_break} in the line"
+        if not first.isascii():  # first: a server that checks UTF-8 drops on these alone
+            return EIGHT_BIT_INPUT
+        if _CONTROL_OCTET.search(first):
+            return CONTROL_INPUT
+        return None
 
     @property
     def last_chunk(self) -> bool:
@@ -204,9 +231,17 @@ def describe(sent: Sent) -> str:
     if isinstance(sent, Message):
         return f"<message data, {len(sent.wire)} octets>"
     if isinstance(sent, DataProbe):
-        return (f"<message data ending in {sent.ending}, then {sent.smuggled_line!r}, "
-                f"{len(sent.wire)} octets>")
-    return repr(sent.line)
+        return (f"<message data ending in {sent.ending}, then "
+                f"{sent.smuggled_line!r}, {len(sent.wire)} octets>")
+    return escape_octets(sent.line)
+
+
+def exact_octets(sent: Sent) -> str | None:
+    """What was sent, exactly, in hex: a command's line, a probe's data; None for a message
+    (its size is what a report shows)."""
+    if isinstance(sent, Message):
+        return None
+    return (sent.wire if isinstance(sent, DataProbe) else sent.line).hex()
 
 
 # A domain no server under test is the destination for (RFC 2606 reserves example.net): a

@@ -56,6 +56,11 @@ class ConnectionClosed(ServerError):
     """The server closed the connection where a reply was expected."""
 
 
+class ClosedBeforeSent(ConnectionClosed):
+    """The server had closed the connection after its last reply, before the next command
+    was sent: the close belongs to that reply, not to the command (which was not sent)."""
+
+
 class TLSHandshakeFailed(ServerError):
     """The TLS handshake after a 220 to STARTTLS did not complete: it took longer than the
     timeout, the server broke it off, or its certificate failed the caller's verification."""

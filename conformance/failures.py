@@ -25,7 +25,7 @@ def render(finding: FindingRecord) -> str:
     else:
         received = f"(no reply: {f.error})" if f.error else "(no reply)"
     documented = ", ".join(str(c) for c in f.documented)
-    seen = f"{f.occurrences} time(s) in this run"
+    seen = f"{f.occurrences} time(s) in this run: {f.where}"
     if f.intermittent:
         seen += "; a replay of the same session was answered differently (intermittent)"
     shortened = "" if f.minimised_from is None else \
@@ -38,6 +38,7 @@ def render(finding: FindingRecord) -> str:
         f"  Sent:       {sent}",
         f"  Received:   {received}",
         f"  Documented: {documented}  (group {f.group!r})",
+        *([f"  About:      {f.cause}"] if f.cause != f.group else []),
         *(f"  Also:       {also}" for also in f.also),
         f"  Seen:       {seen}",
         f"  Transcript{shortened}:",

@@ -1,8 +1,11 @@
 """How a run grades its findings: by the rule's level, --smtp-strict, and the baseline.
 
-A finding's key is (check, level, command group, reply code): the same deviation, whatever
-the state. The level is part of it, so a MUST finding is never folded into a SHOULD one; an
-end-of-data probe's ending is part of its group (``Exchange.filed_under``).
+A finding's key is (check, level, cause, code): its identity, which each check declares
+(``Check.identity``). By default the cause is the command group and the code its reply's:
+the same deviation, whatever the state. A check about the session or the input names its
+cause instead (a close after repeated errors, octets outside US-ASCII, a rule of the reply
+syntax), so one behaviour is one finding whichever command carried it. The level is part of
+the key, so a MUST finding is never folded into a SHOULD one.
 """
 
 from __future__ import annotations
@@ -11,28 +14,29 @@ from collections.abc import Container
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from conformance.checks import Exchange, Finding
+from conformance.checks import Exchange, Finding, identity_of
 from conformance.levels import Level, Verdict, grade
 
-BaselineKey = tuple[str, str, int]  # (check id, group, reply code): what a baseline entry names
+BaselineKey = tuple[str, str, int]  # (check id, cause, code): what a baseline entry names
 
 
 class FindingKey(NamedTuple):
-    """What makes two findings the same deviation (code 0: no reply came)."""
+    """What makes two findings the same deviation (code 0: no reply came, or none is part of
+    the cause)."""
 
     check: str
     level: str
-    group: str
+    cause: str
     code: int
 
     @property
     def baseline_key(self) -> BaselineKey:
-        return (self.check, self.group, self.code)
+        return (self.check, self.cause, self.code)
 
 
 def finding_key(finding: Finding, exchange: Exchange) -> FindingKey:
-    return FindingKey(finding.check.id, str(finding.level), exchange.filed_under,
-                      exchange.reply.code if exchange.reply else 0)
+    cause, code = identity_of(finding, exchange)
+    return FindingKey(finding.check.id, str(finding.level), cause, code)
 
 
 @dataclass(frozen=True)

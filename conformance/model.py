@@ -49,6 +49,10 @@ class Session:
     chunked: bool = False  # a BDAT chunk was accepted in this transaction (RFC 3030 §2)
     authenticated: bool = False  # 235 to AUTH in this session (RFC 4954 §4)
     utf8: bool = False  # this transaction's MAIL asked for SMTPUTF8 (RFC 6531 §3.4)
+    # The first command that ended the session's last transaction by a positive reply
+    # (HELO/EHLO, RSET, the end of data, STARTTLS), until a new MAIL is accepted: if the
+    # server then acts as if the transaction were open, that command did not clear it.
+    reset_by: str | None = None
 
     @property
     def open(self) -> bool:
@@ -80,7 +84,7 @@ def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] =
         # "indeterminate" (§2): the client resets it with RSET.
         done = session.messages + (1 if code == OK else 0)
         return replace(session, state=ON_END_OF_DATA, recipients=0, messages=done,
-                       chunked=False, utf8=False)
+                       chunked=False, utf8=False, reset_by=session.reset_by or group)
     if not is_positive(group, code):
         return session
     after = ON_SUCCESS.get((group, session.state), session.state)
@@ -95,8 +99,17 @@ def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] =
     chunked = after in (S.MAIL, S.RCPT) and (session.chunked or group == "BDAT")
     utf8 = in_transaction and (session.utf8 or (group == "MAIL" and smtputf8))
     authenticated = (session.authenticated or group == "AUTH") and after is not S.INIT
+    reset_by = None if after is S.MAIL and group == "MAIL" else session.reset_by or (
+        group if session.in_transaction and not in_transaction else None)
     return replace(session, state=after, recipients=recipients, extensions=extensions,
-                   chunked=chunked, authenticated=authenticated, utf8=utf8)
+                   chunked=chunked, authenticated=authenticated, utf8=utf8, reset_by=reset_by)
+
+
+def upgraded(session: Session) -> Session:
+    """The session after a TLS upgrade: started over in INIT with nothing carried over (RFC
+    3207 §4.2), a transaction open before it ended by STARTTLS."""
+    reset = session.reset_by or ("STARTTLS" if session.in_transaction else None)
+    return Session(state=S.INIT, tls=True, reset_by=reset)
 
 
 def closed(session: Session) -> Session:

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from conformance.checks import CHECKS, Exchange, Finding
-from conformance.commands import Step, describe
+from conformance.checks import AFTER_ERRORS, CHECKS, Exchange, Finding, identity_of
+from conformance.commands import Command, Step, describe, exact_octets
 from conformance.grading import FindingKey, Policy
 from conformance.levels import Verdict
 
@@ -31,7 +31,7 @@ class FindingRecord:
     profile: str
     state: str
     group: str
-    sent: str | None  # None for the greeting
+    sent: str | None  # None for the greeting; octets escaped (``escape_octets``)
     reply_code: int | None  # None when no reply came (timeout, close, framing error)
     reply_lines: list[str]
     error: str | None
@@ -45,29 +45,60 @@ class FindingRecord:
     steps: list[list[str | bool | int]] = field(default_factory=list)
     minimised_from: int | None = None  # steps before minimisation, when it shortened them
     intermittent: bool = False  # seen on the wire, not when the session was replayed
+    # The finding's identity (``FindingKey``): what it is about, and the code that is part
+    # of it (the group and reply code, unless the check names another cause).
+    cause: str = ""
+    cause_code: int = 0
+    # Where the behaviour was seen: "GROUP in STATE" -> times.
+    seen: dict[str, int] = field(default_factory=dict)
+    sent_hex: str | None = None  # what was sent, exactly (None: the greeting, a message)
+    # The unusual input (``Command.unusual_input``) of the commands it was seen on -> times.
+    inputs: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.cause:  # a record written before causes were recorded
+            object.__setattr__(self, "cause", self.group)
+            object.__setattr__(self, "cause_code", self.reply_code or 0)
+        if not self.seen:
+            object.__setattr__(self, "seen", {f"{self.group} in {self.state}":
+                                              self.occurrences})
 
     @classmethod
     def of(cls, findings: Sequence[Finding], exchange: Exchange, transcript: str,
            verdict: Verdict, steps: Sequence[Step] = ()) -> FindingRecord:
-        """The record of ``findings[0]``; the others on the same exchange go under ``also``."""
+        """The record of ``findings[0]``; the others on the same exchange go under ``also``
+        (with the general complaints it took over)."""
         first, x = findings[0], exchange
+        cause, cause_code = identity_of(first, x)
+        others = [*first.also, *findings[1:]]
         return cls(
             check=first.check.id, level=str(first.level), verdict=str(verdict),
             citation=first.check.citation, complaint=first.complaint, profile=x.profile.name,
             state=x.before.state.name, group=x.filed_under,
             sent=None if x.sent is None else describe(x.sent),
+            sent_hex=None if x.sent is None else exact_octets(x.sent),
             reply_code=x.reply.code if x.reply else None,
             reply_lines=list(x.reply.lines) if x.reply else [],
             error=str(x.error) if x.error else None,
             documented=sorted(x.profile.documented(x.group)),
-            also=[f"[{f.check.id}] {f.level}: {f.complaint}" for f in findings[1:]],
+            also=[f"[{f.check.id}] {f.level}: {f.complaint}" for f in others],
             transcript=transcript.splitlines(),
             steps=[step.as_list() for step in steps],
+            cause=cause, cause_code=cause_code,
+            seen={f"{x.filed_under} in {x.before.state.name}": 1},
+            inputs={unusual: 1} if isinstance(x.sent, Command) and
+            (unusual := x.sent.unusual_input) else {},
         )
 
     @property
     def key(self) -> FindingKey:
-        return FindingKey(self.check, self.level, self.group, self.reply_code or 0)
+        return FindingKey(self.check, self.level, self.cause, self.cause_code)
+
+    @property
+    def where(self) -> str:
+        """Where it was seen, most often first: "MAIL in READY (3), NOOP in MAIL (1)"."""
+        ranked = sorted(self.seen.items(), key=lambda item: (-item[1], item[0]))
+        return ", ".join(f"{place} ({times})" for place, times in ranked)
 
     @property
     def session(self) -> tuple[Step, ...]:
@@ -121,9 +152,14 @@ class RunRecord:
             self.notes.append(note)
 
     def drop_refuted(self) -> None:
-        """Per-run findings stand only if no exchange of the run refuted them."""
-        for key in [k for k in self.findings if (k.check, k.group) in self.refuted]:
-            del self.findings[key]
+        """Per-run findings stand only if no exchange of the run refuted them, and no finding
+        of a check that explains their symptom was found (``Check.explained_by``)."""
+        found = {k.check for k in self.findings}
+        for key in list(self.findings):
+            registered = CHECKS.get(key.check)
+            explained = registered is not None and not found.isdisjoint(registered.explained_by)
+            if (key.check, key.cause) in self.refuted or explained:
+                del self.findings[key]
 
     def note(self, record: FindingRecord) -> None:
         known = self.findings.get(record.key)
@@ -132,7 +168,42 @@ class RunRecord:
             return
         shorter = record if len(record.transcript) < len(known.transcript) else known
         self.findings[record.key] = replace(
-            shorter, occurrences=known.occurrences + record.occurrences)
+            shorter, occurrences=known.occurrences + record.occurrences,
+            seen=_added(known.seen, record.seen), inputs=_added(known.inputs, record.inputs))
+
+    def consolidate(self) -> None:
+        """One finding per behaviour where one exchange could not tell two causes apart: a
+        server that closes after its reply to an overlong line is also seen closing "after
+        repeated errors" when that line came after two errors. Where every such close
+        followed the same unusual input, and the run has a finding for closing after that
+        input, the two are one finding."""
+        for key in [k for k in self.findings if k.cause == AFTER_ERRORS]:
+            record = self.findings[key]
+            if len(record.inputs) != 1 or sum(record.inputs.values()) != record.occurrences:
+                continue
+            (cause,) = record.inputs
+            same = [k for k in self.findings if k.check == key.check and k.cause == cause]
+            if same:
+                del self.findings[key]
+                into = self.findings[same[0]]
+                self.findings[same[0]] = replace(
+                    into, occurrences=into.occurrences + record.occurrences,
+                    seen=_added(into.seen, record.seen),
+                    inputs=_added(into.inputs, record.inputs))
+
+    def withdraw(self, record: FindingRecord) -> None:
+        """Take back one noted record (its exchange is judged anew: see
+        ``CheckedSession._closed_after``)."""
+        known = self.findings.get(record.key)
+        if known is None:
+            return
+        if known.occurrences <= record.occurrences:
+            del self.findings[record.key]
+            return
+        seen = {place: times - record.seen.get(place, 0) for place, times in known.seen.items()}
+        self.findings[record.key] = replace(
+            known, occurrences=known.occurrences - record.occurrences,
+            seen={place: times for place, times in seen.items() if times > 0})
 
     def merge(self, other: RunRecord) -> None:
         for record in other.findings.values():
@@ -175,6 +246,13 @@ class RunRecord:
         record.advertised = dict(data.get("advertised", {}))
         record.exercised = Counter(data.get("exercised", {}))
         return record
+
+
+def _added(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    total = dict(counts)
+    for name, times in more.items():
+        total[name] = total.get(name, 0) + times
+    return total
 
 
 def records_for(findings: Sequence[Finding], exchange: Exchange, transcript: str,

@@ -77,7 +77,7 @@ def script_of(finding: FindingRecord) -> Script:
 
 def file_name(key: FindingKey) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_",
-                  f"{key.check}-{key.level}-{key.group}-{key.code}.json")
+                  f"{key.check}-{key.level}-{key.cause}-{key.code}.json")
 
 
 def save(script: Script, path: Path) -> None:

@@ -8,13 +8,21 @@ server actually said. ``Adaptation`` keeps a slow or hanging server from slowing
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from conformance.checks import Exchange, Finding, refuted_checks, run_checks
+from conformance.checks import (
+    LEVEL_ORDER,
+    Exchange,
+    Finding,
+    fold,
+    refuted_checks,
+    run_checks,
+)
 from conformance.client import (
     MAX_PIPELINE,
     ServerAddress,
@@ -25,6 +33,7 @@ from conformance.client import (
 from conformance.commands import Command, DataProbe, Message, Sent, Step
 from conformance.credentials import WRONG, Credentials
 from conformance.errors import (
+    ClosedBeforeSent,
     ReplyTimeout,
     ServerError,
     StopRun,
@@ -32,8 +41,8 @@ from conformance.errors import (
     UsageError,
 )
 from conformance.grading import Policy
-from conformance.model import Session, State, advance, closed, is_positive
-from conformance.record import RunRecord, records_for
+from conformance.model import Session, State, advance, closed, is_positive, upgraded
+from conformance.record import FindingRecord, RunRecord, records_for
 from conformance.replies import Reply
 from conformance.tables import (
     AUTH_CHALLENGE,
@@ -45,6 +54,11 @@ from conformance.tables import (
     Profile,
 )
 from conformance.vocabulary import END_OF_DATA, GREETING, VERBS
+
+# The checks that judge a close the server made unasked (see ``CheckedSession._closed_after``).
+CLOSE_CHECKS = frozenset({"no_silent_close"})
+# How long a session that a deviation ends waits for the server's own close first (seconds).
+CLOSE_GRACE = 0.05
 
 # How much longer than the timeout a command may go unanswered before it counts as never
 # answered (a MUST finding) rather than late (a SHOULD finding). RFC 5321 §4.5.3.2 gives a
@@ -227,6 +241,11 @@ class CheckedSession:
         # the record's coverage may be shared with other runs.
         self.cells = cells if cells is not None else Counter()
         self.last_reply_time = 0.0  # seconds the session's last reply took (see _probe_wait)
+        # The session's last exchange that had a reply: a close found before the next command
+        # was sent is judged on it (``_closed_after``).
+        self.last_exchange: Exchange | None = None
+        self.last_findings: list[Finding] = []  # its findings, and their records
+        self.last_noted: list[FindingRecord] = []
         self.upgrade: Upgrade | None = None  # this session's TLS upgrade, if any
         self.tls_failure: TLSHandshakeFailed | None = None  # this session's failed one
 
@@ -249,6 +268,7 @@ class CheckedSession:
         self.findings = []
         self.upgrade, self.tls_failure = None, None
         self.last_reply_time = 0.0
+        self.last_exchange = None
         greeting = self._exchange(GREETING, None, lambda: self.client.connect(
             greeting_timeout=self.timeout + self.hang_wait))
         if greeting is None and any(f.check.timing for f in self.findings):
@@ -454,7 +474,7 @@ class CheckedSession:
         if self.upgrade.plaintext_waiting:
             self.record.remark(f"after 220 to STARTTLS, {len(self.upgrade.plaintext_waiting)} "
                                f"octet(s) of plaintext were waiting, discarded before TLS")
-        self.model = Session(state=State.INIT, tls=True)
+        self.model = upgraded(self.model)
         self.record.exercised["TLS upgrades"] += 1
         if inject:
             self.record.exercised["TLS upgrades after injected plaintext"] += 1
@@ -499,6 +519,13 @@ class CheckedSession:
         return reply
 
     def close(self) -> None:
+        """End the session. Where the server had closed it already, after a reply that had
+        findings, the close is judged on that reply first."""
+        last, findings, records = self.last_exchange, self.last_findings, self.last_noted
+        self.last_exchange, self.last_findings, self.last_noted = None, [], []
+        if last is not None and findings and self.client.connected and \
+                self.client.peer_closed():
+            self._judge_close(last, findings, records)
         self.client.close()
         self.model = closed(self.model)
 
@@ -525,6 +552,9 @@ class CheckedSession:
         started = time.monotonic()
         try:
             reply = io()
+        except ClosedBeforeSent:
+            self._closed_after()
+            return None
         except ServerError as failure:
             error = failure
         elapsed = time.monotonic() - started
@@ -538,11 +568,16 @@ class CheckedSession:
                                   (group == "QUIT" and reply.code == CLOSING)):
             closed_after, close_late = self._wait_for_close()
             late = late or close_late
+        # A close right after a reply that is not 221 to QUIT or 421 is judged on that reply.
+        closed_unasked = reply is not None and closed_after is None and batch is None and \
+            not listen and self.client.connected and self.client.peer_closed()
         self.record.coverage[(before.state.name, group, reply.code if reply else 0)] += 1
         self.cells[(before.state.name, group)] += 1
         exchange = Exchange(self.profile, before, group, sent, reply, error, closed_after,
                             late=late, timeout=self.timeout, variant_of=variant_of,
-                            batch=batch, unsolicited=second)
+                            batch=batch, unsolicited=second, closed_unasked=closed_unasked)
+        if reply is not None:
+            self.last_exchange, self.last_findings, self.last_noted = exchange, [], []
         findings = run_checks(exchange)
         for check_id in refuted_checks(exchange):
             self.record.refuted.add((check_id, group))
@@ -555,16 +590,57 @@ class CheckedSession:
             if group == "EHLO" and self.model.extensions is not before.extensions:
                 self.record.advertised.update(
                     {k: " ".join(v) for k, v in self.model.extensions.keywords.items()})
-        if error is not None or closed_after is not None or self.model.state is State.CLOSED:
+        if error is not None or closed_after is not None or closed_unasked or \
+                self.model.state is State.CLOSED:
             self.close()
         if adapt:
             self._adapt(exchange, elapsed)
-        self._note(findings, exchange)
+        noted = self._note(findings, exchange)
+        if reply is not None:
+            self.last_findings, self.last_noted = findings, noted
         if adapt and self.adaptation.answers_nothing:
             raise StopRun(f"the server answered none of {len(self.adaptation.unanswered)} "
                           f"different commands within {self.timeout + self.hang_wait:g}s: "
                           f"nothing more can be tested")
         return reply
+
+    def _end_after(self, exchange: Exchange, findings: Sequence[Finding],
+                   records: Sequence[FindingRecord]) -> None:
+        """End the session after a deviation whose effect on the state is not known. A server
+        that closes after such a reply does so at once: waited for briefly (CLOSE_GRACE), so
+        that the close is judged on this reply, as when the next command finds it."""
+        if exchange.reply is not None and exchange.batch is None and \
+                not exchange.closed_unasked and self.client.connected and \
+                self.client.wait_for_close(timeout=CLOSE_GRACE, quiet=True):
+            self.last_exchange = None  # judged here, not again by close()
+            self._judge_close(exchange, findings, records)
+        self.close()
+
+    def _closed_after(self) -> None:
+        """The server closed the connection after its last reply, which the client read, and
+        before the next command was sent (which was not): the close is judged on that reply
+        (``no_silent_close``). The command stays a step of the session, so that a replay
+        finds the close where the run did."""
+        last, findings, records = self.last_exchange, self.last_findings, self.last_noted
+        self.last_exchange = None  # judged here, not again by close()
+        self.close()
+        if last is not None:
+            self._judge_close(last, findings, records)
+
+    def _judge_close(self, exchange: Exchange, findings: Sequence[Finding],
+                     records: Sequence[FindingRecord]) -> None:
+        """``exchange`` again, now that the server is known to have closed after its reply:
+        the close is the behaviour, and what was found on the reply goes with it."""
+        if exchange.closed_unasked:
+            return
+        judged = dataclasses.replace(exchange, closed_unasked=True)
+        closing = run_checks(judged, only=CLOSE_CHECKS)
+        if not closing:
+            return
+        for record in records:
+            self.record.withdraw(record)
+        self._note(fold(sorted([*closing, *findings], key=lambda f: LEVEL_ORDER[f.level])),
+                   judged)
 
     def _wait_for_close(self) -> tuple[bool | None, float | None]:
         """Whether the server closed after 221/421, and how late, if later than the timeout
@@ -601,7 +677,7 @@ class CheckedSession:
                                 f"commands in a session (a tarpit?)",
                                 floor=COMMANDS_FOR_A_TRANSACTION)
 
-    def _note(self, findings: list[Finding], exchange: Exchange) -> None:
+    def _note(self, findings: list[Finding], exchange: Exchange) -> list[FindingRecord]:
         """Record every finding, graded. A deviation whose effect on the state the model
         cannot know ends the session (the state machine reconnects): its consequences would
         be reported as findings of their own. One whose effect is known (an undocumented code
@@ -610,15 +686,16 @@ class CheckedSession:
         baselined is not enough: Postfix's baselined 221 to a non-command also closes the
         connection."""
         if not findings:
-            return
+            return []
         self.findings += findings
-        for record in records_for(findings, exchange, self.transcript, self.policy,
-                                  self.steps):
+        records = records_for(findings, exchange, self.transcript, self.policy, self.steps)
+        for record in records:
             self.record.note(record)
         definite = [f for f in findings if f.check.refuted_by is None]
         if any(f.check.state_known is None or not f.check.state_known(exchange)
                for f in definite):
-            self.close()
+            self._end_after(exchange, findings, records)
         if self.fail_fast and any(self.policy.fails(self.policy.verdict(f, exchange))
                                   for f in definite):
             raise StopRun("fail-fast: stopped at the first failing finding")
+        return records

@@ -88,6 +88,9 @@ SERVICE_NOT_AVAILABLE = 421  # any time, then close (§3.8)
 COMMAND_UNRECOGNISED = 500
 SYNTAX_ERROR = 501  # in parameters or arguments; also how AUTH is cancelled (RFC 4954 §4)
 NOT_IMPLEMENTED = 502
+BAD_SEQUENCE = 503  # a command out of order (RCPT with no MAIL: RFC 5321 §3.3)
+PARAMETER_NOT_SUPPORTED = 504  # a command parameter not implemented
+PARAMETER_NOT_IMPLEMENTED = 555  # a MAIL/RCPT parameter not recognised (§4.1.1.11)
 
 # --- Code texts ------------------------------------------------------------------------------
 

@@ -33,11 +33,16 @@ _HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 def escape_line(line: bytes) -> str:
     """One protocol line as readable text: CRLF dropped, anything unusual escaped."""
-    body = line[:-2] if line.endswith(b"\r\n") else line
-    if not body.translate(None, _PLAIN):  # the usual line: nothing to escape
-        return body.decode("ascii")
+    return escape_octets(line[:-2] if line.endswith(b"\r\n") else line)
+
+
+def escape_octets(data: bytes) -> str:
+    """Octets as readable text, exactly: printable US-ASCII as it is, a backslash doubled,
+    CR, LF and HT as \\r, \\n, \\t, any other octet as \\xHH."""
+    if not data.translate(None, _PLAIN):  # the usual line: nothing to escape
+        return data.decode("ascii")
     out = []
-    for byte in body:
+    for byte in data:
         if 0x20 <= byte < 0x7F and byte != 0x5C:
             out.append(chr(byte))
         else:

@@ -51,6 +51,7 @@ ESMTP_FAULTS: Mapping[str, str] = MappingProxyType({
     "auth_in_transaction": "auth_not_in_transaction",
     "auth_cancel_accepted": "auth_cancel_refused",
     "utf8_address_without_smtputf8": "utf8_address_needs_smtputf8",
+    "size_parameter_refused": "advertised_parameters_accepted",  # SIZE= answered 555
 })
 
 # Every extension this server implements, in the order its EHLO reply lists them.
@@ -106,6 +107,7 @@ REPLIES: Mapping[str, _Reply] = MappingProxyType({
     "too_big": _r(552, "3.4", "Message size exceeds fixed maximum message size"),
     "data_line_too_long": _r(554, "6.0", "Line too long in message data"),
     "unknown_parameter": _r(555, "5.4", "Parameter not recognized or not advertised"),
+    "size_refused": _r(555, "5.5", "SIZE parameter not implemented"),  # on every profile
 })
 CHALLENGE = 334  # RFC 4954 §4: "334" SP [base64]; a 3xx, so never an enhanced code
 LOGIN_PROMPTS = ("VXNlcm5hbWU6", "UGFzc3dvcmQ6")  # "Username:", "Password:"
@@ -340,6 +342,8 @@ class _Handler(socketserver.BaseRequestHandler):
                 extension == "DSN" and self.has("dsn_accepted_unadvertised"))
             if not extension or not advertised:
                 return "unknown_parameter"
+            if keyword == "SIZE" and self.has("size_parameter_refused"):
+                return "size_refused"
             if keyword in seen or (pattern is None) == bool(equals) or \
                     (pattern is not None and re.fullmatch(pattern, value) is None):
                 return "syntax"

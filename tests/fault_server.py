@@ -45,7 +45,7 @@ FAULTS = {
     "unknown_verb_accepted": "reply_code_documented",
     "rcpt_without_mail_accepted": "rcpt_requires_mail",
     "data_without_rcpt_354": "data_requires_recipient",
-    "rset_keeps_mail_from": "rcpt_requires_mail",
+    "rset_keeps_mail_from": "reset_clears_transaction",
     "bare_lf_replies": "reply_well_formed",
     "ehlo_mixed_codes": "reply_well_formed",
     "noop_no_separator": "reply_well_formed",
@@ -63,12 +63,19 @@ FAULTS = {
     "help_never_answers": "command_answered",
     "mail_echoes_argument": "reply_well_formed",  # 501 quoting the argument, 8-bit and all
     "expn_replies_354": "reply_code_documented",  # a class EXPN's row never has: MUST anywhere
-    "helo_keeps_transaction": "rcpt_requires_mail",  # HELO/EHLO must reset (RFC 5321 §4.1.4)
-    "message_keeps_transaction": "rcpt_requires_mail",  # the end of data clears (§4.1.1.4)
+    # Blamed on the command that did not clear the transaction (RFC 5321 §4.1.4, §4.1.1.4).
+    "helo_keeps_transaction": "reset_clears_transaction",
+    "message_keeps_transaction": "reset_clears_transaction",
     # A command line ends at CRLF only (RFC 5321 §2.3.8); these end one at a bare LF or CR.
     "bare_lf_ends_command_lines": "command_lines_end_only_at_crlf",
     "bare_cr_ends_command_lines": "command_lines_end_only_at_crlf",
     "long_lines_refused": "command_line_limit_honoured",  # over 256 octets: "too long"
+    # A close is judged on the reply before it, or on the input that set it off (§3.8).
+    "drops_on_invalid_utf8": "no_silent_close",  # closes, no reply, on invalid UTF-8
+    "long_line_521_closes": "no_silent_close",  # 521 to a line over 512 octets, then closes
+    "rset_before_hello_503": "rset_succeeds",  # RFC 5321 §4.1.1.5: 250, whatever the state
+    "second_ehlo_503": "hello_refusal_codes",  # §4.1.4: a later EHLO is fine, 503 is not
+    "rcpt_without_mail_502": "rcpt_requires_mail",  # §3.3: 503 must be returned
 }
 # The faults about the session's state: only the right command after the right sequence
 # shows them, so they measure how deep the search goes. Each with every check that names it
@@ -76,17 +83,20 @@ FAULTS = {
 STATE_FAULTS = {
     "rcpt_without_mail_accepted": {"rcpt_requires_mail"},
     "data_without_rcpt_354": {"data_requires_recipient"},
-    "rset_keeps_mail_from": {"rcpt_requires_mail"},
+    "rset_keeps_mail_from": {"reset_clears_transaction"},
     "mail_fails_after_message": {"reply_code_documented"},
     "third_recipient_554": {"reply_code_documented"},
-    "helo_keeps_transaction": {"rcpt_requires_mail", "data_requires_recipient"},
-    "message_keeps_transaction": {"rcpt_requires_mail"},
+    "helo_keeps_transaction": {"reset_clears_transaction"},
+    "message_keeps_transaction": {"reset_clears_transaction"},
 }
 # Faults whose finding is a SHOULD: the run warns and passes unless --smtp-strict.
 SHOULD_FAULTS = {
     "noop_refuses_parameter": "noop_ignores_parameter",
     # From the fourth non-mail command of a session on, each reply waits 6 s (a tarpit).
     "tarpit": "reply_within_timeout",
+    # Answers its third error with 500 and closes, as Exim does (§7.8: may give up; §3.8:
+    # with 421 first).
+    "closes_after_third_error": "no_silent_close",
 }
 # Faults that do not reproduce on replay. A check failure seen on the wire is still graded by
 # its level (an intermittent deviation); only timing evidence becomes INCONCLUSIVE.
@@ -108,6 +118,8 @@ class _Session:
     recipients: int = 0
     messages: int = 0
     non_mail: int = 0  # commands other than MAIL, RCPT and DATA (for the tarpit)
+    errors: int = 0  # 5yz replies so far
+    closing: bool = False  # the last reply was the one to close after
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -115,8 +127,15 @@ class _Handler(socketserver.StreamRequestHandler):
     pending: bytes = b""  # read after a non-standard end of data, not yet taken as commands
     timeout = 90  # an idle client is dropped after this; a test ends well before
 
+    session: _Session | None = None
+
     def reply(self, text: str) -> None:
-        ending = "\n" if "bare_lf_replies" in self.server.faults else "\r\n"
+        faults = self.server.faults
+        if self.session is not None and text[:1] == "5":
+            self.session.errors += 1
+            if "closes_after_third_error" in faults and self.session.errors == 3:
+                text, self.session.closing = "500 Too many errors", True
+        ending = "\n" if "bare_lf_replies" in faults else "\r\n"
         data = text.replace("\r\n", ending).encode("utf-8", "surrogateescape")
         self.wfile.write(data + ending.encode())
         self.wfile.flush()
@@ -166,8 +185,8 @@ class _Handler(socketserver.StreamRequestHandler):
         faults = self.server.faults
         self.reply("220" if "greeting_without_domain" in faults else
                    "220 mx.fault.test ESMTP fault server")
-        s = _Session()
-        while not self.server.stopping.is_set():
+        s = self.session = _Session()
+        while not self.server.stopping.is_set() and not s.closing:
             line = self.command_line()
             if not line:
                 return
@@ -177,8 +196,16 @@ class _Handler(socketserver.StreamRequestHandler):
             if not line.endswith(b"\n") or len(line) > limit:
                 while line and not line.endswith(b"\n"):
                     line = self.read_line()
+                if "long_line_521_closes" in faults:
+                    self.reply("521 Line too long: closing")
+                    return
                 self.reply("500 Line too long")
                 continue
+            if "drops_on_invalid_utf8" in faults:
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return
             text = line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
             verb_sent, _, arg = text.partition(" ")
             verb = verb_sent.upper()
@@ -202,6 +229,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.reply("220 hello")
             elif "helo_220_once" in faults and verb == "HELO" and self.server.count("HELO") == 3:
                 self.reply("220 hello, this once")
+            elif "second_ehlo_503" in faults and verb == "EHLO" and s.greeted:
+                self.reply("503 Duplicate EHLO")
             else:
                 if "helo_keeps_transaction" not in faults:
                     s.mail, s.recipients = False, 0
@@ -223,7 +252,9 @@ class _Handler(socketserver.StreamRequestHandler):
                 s.mail, s.recipients = True, 0
                 self.reply("250 OK")
         elif verb == "RCPT":
-            if not s.mail and "rcpt_without_mail_accepted" not in faults:
+            if not s.mail and "rcpt_without_mail_502" in faults:
+                self.reply("502 Not now")
+            elif not s.mail and "rcpt_without_mail_accepted" not in faults:
                 self.reply("503 Need MAIL first")
             elif not arg.upper().startswith("TO:<") or not arg.endswith(">") or \
                     not arg.isascii():
@@ -252,9 +283,11 @@ class _Handler(socketserver.StreamRequestHandler):
         elif verb == "RSET":
             if arg:
                 self.reply("501 No arguments allowed")
+            elif "rset_before_hello_503" in faults and not s.greeted:
+                self.reply("503 Say HELO first")
             else:
                 # The fault forgets the recipients but keeps the transaction open.
-                s.mail, s.recipients = "rset_keeps_mail_from" in faults, 0
+                s.mail, s.recipients = s.mail and "rset_keeps_mail_from" in faults, 0
                 self.reply("250 OK")
         elif verb == "NOOP":
             if "noop_unrecognised" in faults:

@@ -99,7 +99,7 @@ def test_after_a_missing_reply_every_later_command_has_the_same_error_without_wa
         session.close()
     assert [r.code if r else None for r in replies] == [250, None, None]
     assert elapsed < 2 * (TIMEOUT + HANG_WAIT)  # waited out once, not once per command
-    assert {(key.check, key.group) for key in session.record.findings} == {
+    assert {(key.check, key.cause) for key in session.record.findings} == {
         ("command_answered", "MAIL"), ("command_answered", "RCPT")}
     errors = {f.group: f.error for f in session.record.findings.values()}
     assert errors["MAIL"] == errors["RCPT"]

@@ -24,10 +24,11 @@ def block_for(command_prefix: str) -> list[str]:
 
 
 def normalised(line: str) -> str:
-    """Ports, seeds and transcript timestamps differ from run to run."""
+    """Ports, seeds, transcript timestamps and where a finding was seen differ from run to
+    run."""
     line = re.sub(r"127\.0\.0\.1[: ]\d+", "127.0.0.1:PORT", line)
     line = re.sub(r"seed(:? |=)\d+", r"seed\1N", line)
-    line = re.sub(r"Seen: +\d+ time", "Seen: N time", line)
+    line = re.sub(r"Seen: +\d+ time\(s\) in this run.*", "Seen: N time(s) in this run", line)
     return re.sub(r"^(\s+)\d+\.\d{3} ", r"\1T ", line)
 
 

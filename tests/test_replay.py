@@ -182,7 +182,7 @@ def test_a_replay_returns_its_findings_and_ends_at_the_first_deviation():
     steps = (Step("NOOP", b"NOOP\r\n"), Step("HELO", b"HELO a.example.test\r\n"),
              Step("NOOP", b"NOOP\r\n"))
     noop_252 = FindingKey("reply_code_documented", "MUST", "NOOP", 252)
-    helo_220 = noop_252._replace(group="HELO", code=220)
+    helo_220 = noop_252._replace(cause="HELO", code=220)
     with FaultServer("noop_replies_252", "helo_replies_220") as server:
         replayed = replay(Script("seed", "reply_code_documented", steps), server.address,
                           timeout=0.5)

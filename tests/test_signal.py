@@ -1,0 +1,232 @@
+"""One behaviour, one finding, blamed on its cause: a close is judged on the reply before it,
+a behaviour of the input is one finding whichever command carried it, a state fault is blamed
+on the command that did not move the state, and the RFC's MUST sentences grade as MUSTs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from conformance.checks import (
+    AFTER_ERRORS,
+    ECHOED_OCTETS,
+    Exchange,
+    identity_of,
+    run_checks,
+)
+from conformance.commands import EIGHT_BIT_INPUT, LONG_LINE_INPUT, Command
+from conformance.errors import ConnectionClosed
+from conformance.model import Session, State, advance
+from conformance.replies import Reply, parse_replies
+from conformance.report import SCHEMA_PATH
+from conformance.tables import get_profile
+from conformance.vocabulary import END_OF_DATA
+from tests.esmtp_server import EsmtpServer
+from tests.fault_server import FaultServer
+
+SEED, RFC5321 = get_profile("seed"), get_profile("rfc5321")
+SCHEMA = json.loads(SCHEMA_PATH.read_text())
+# Enough examples for every fault here to be met more than once; a fixed seed, so that the
+# counts below are the same on every run.
+RUN = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--hypothesis-seed=3",
+       "--smtp-examples=60", "--smtp-timeout=0.5", "--smtp-deliver"]
+
+
+def run(pytester: pytest.Pytester, address: object, *args: str) -> dict[str, Any]:
+    path = pytester.path / "report.json"
+    pytester.runpytest(*RUN, f"--server={address}", f"--smtp-report={path}", *args)
+    report: dict[str, Any] = json.loads(Path(path).read_text())
+    jsonschema.validate(report, SCHEMA)
+    return report
+
+
+def failing(report: dict[str, Any], verdict: str = "FAIL") -> list[dict[str, Any]]:
+    return [f for f in report["findings"] if f["verdict"] == verdict]
+
+
+def only(report: dict[str, Any], verdict: str = "FAIL") -> dict[str, Any]:
+    """The one finding of ``verdict`` the run must have, and no other FAIL or WARN."""
+    found = [f for f in report["findings"] if f["verdict"] in ("FAIL", "WARN")]
+    assert len(found) == 1, [(f["check"], f["cause"], f["verdict"]) for f in found]
+    assert found[0]["verdict"] == verdict
+    return found[0]
+
+
+# --- end to end: the fault servers of the issue ------------------------------------------------
+
+@pytest.mark.timeout(300)
+def test_a_server_that_drops_on_8_bit_octets_is_one_finding_listing_its_commands(pytester):
+    with FaultServer("drops_on_invalid_utf8") as server:
+        report = run(pytester, server.address)
+    finding = only(report)
+    assert (finding["check"], finding["cause"], finding["cause_code"]) == (
+        "no_silent_close", EIGHT_BIT_INPUT, 0)
+    assert len({place.split(" in ")[0] for place in finding["seen"]}) > 1  # several verbs
+    assert sum(finding["seen"].values()) == finding["occurrences"] > 1
+    assert finding["inputs"] == {EIGHT_BIT_INPUT: finding["occurrences"]}
+
+
+@pytest.mark.timeout(300)
+def test_a_server_that_closes_after_its_third_error_is_one_warning(pytester):
+    with FaultServer("closes_after_third_error") as server:
+        report = run(pytester, server.address)
+    finding = only(report, "WARN")
+    assert (finding["check"], finding["level"], finding["cause"]) == (
+        "no_silent_close", "SHOULD", AFTER_ERRORS)
+    assert report["verdict"] == "WARN"
+
+
+@pytest.mark.timeout(300)
+def test_a_close_after_521_to_an_overlong_line_is_one_finding_on_the_long_line(pytester):
+    with FaultServer("long_line_521_closes") as server:
+        report = run(pytester, server.address)
+    finding = only(report)
+    assert (finding["check"], finding["cause"], finding["cause_code"]) == (
+        "no_silent_close", LONG_LINE_INPUT, 521)
+    assert "after its 521 reply to" in finding["complaint"]
+    assert finding["reply_code"] == 521
+    assert bytes.fromhex(finding["sent_hex"]).endswith(b"\r\n")
+    assert len(bytes.fromhex(finding["sent_hex"])) > 512
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("fault", "reset"), [("helo_keeps_transaction", {"HELO", "EHLO"}),
+                                               ("rset_keeps_mail_from", {"RSET"}),
+                                               ("message_keeps_transaction", {END_OF_DATA})])
+def test_a_transaction_kept_across_a_reset_is_blamed_on_the_reset(pytester, fault, reset):
+    with FaultServer(fault) as server:
+        report = run(pytester, server.address)
+    found = failing(report)
+    assert {f["check"] for f in found} == {"reset_clears_transaction"}
+    assert {f["cause"] for f in found} <= reset
+    assert all(f["cause"] in f["complaint"] for f in found)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("fault", "check", "cause"), [
+    ("rset_before_hello_503", "rset_succeeds", "RSET"),
+    ("second_ehlo_503", "hello_refusal_codes", "EHLO"),
+    ("rcpt_without_mail_502", "rcpt_requires_mail", "RCPT"),
+])
+def test_the_rfcs_must_sentences_fail_under_rfc5321(pytester, fault, check, cause):
+    with FaultServer(fault) as server:
+        report = run(pytester, server.address, "--smtp-profile=rfc5321")
+    finding = only(report)
+    assert (finding["check"], finding["level"], finding["cause"]) == (check, "MUST", cause)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("profile", ["seed", "rfc821", "rfc5321"])
+def test_an_advertised_size_parameter_refused_with_555_fails_under_every_profile(pytester,
+                                                                               profile):
+    with EsmtpServer("size_parameter_refused", profile=profile) as server:
+        report = run(pytester, server.address, f"--smtp-profile={profile}")
+    found = {(f["check"], f["level"]) for f in failing(report)}
+    assert ("advertised_parameters_accepted", "MUST") in found
+
+
+# --- exchange by exchange ------------------------------------------------------------------------
+
+def reply(text: bytes) -> Reply:
+    (parsed,) = parse_replies(text)
+    return parsed
+
+
+def checked(group: str, sent: Command | None, answer: Reply | None, *,
+            before: Session | None = None, profile: Any = SEED, **fields: Any) -> Exchange:
+    return Exchange(profile, before or Session(state=State.READY), group, sent, answer,
+                    **fields)
+
+
+def definite(x: Exchange) -> list[Any]:
+    """The findings that stand whatever the rest of the run shows (no per-run check's)."""
+    return [f for f in run_checks(x) if f.check.refuted_by is None]
+
+
+def test_a_close_after_a_reply_takes_the_replys_other_complaints():
+    long_noop = Command(b"NOOP " + b"x" * 600 + b"\r\n")
+    x = checked("NOOP", long_noop, reply(b"521 too long\r\n"), closed_unasked=True)
+    (finding,) = run_checks(x)  # 521 is not documented for NOOP either: listed with it
+    assert finding.check.id == "no_silent_close"
+    assert [f.check.id for f in finding.also] == ["reply_code_documented"]
+    assert identity_of(finding, x) == (LONG_LINE_INPUT, 521)
+    assert not run_checks(checked("NOOP", long_noop, reply(b"521 too long\r\n")))[0].also
+
+
+def test_a_close_after_221_to_quit_or_after_421_is_no_finding():
+    quit_ = Command(b"QUIT\r\n")
+    assert not run_checks(checked("QUIT", quit_, reply(b"221 bye\r\n"), closed_unasked=True,
+                                  closed_after=True))
+    noop = Command(b"NOOP\r\n")
+    assert "no_silent_close" not in {f.check.id for f in run_checks(checked(
+        "NOOP", noop, reply(b"421 going\r\n"), closed_unasked=True, closed_after=True))}
+
+
+def test_a_close_after_repeated_errors_is_about_the_session_not_the_command():
+    tired = Session(state=State.READY, errors=2)
+    for line in (b"VRFY x\r\n", b"EXPN y\r\n", b"MAIL FROM:<\xff>\r\n"):
+        x = checked(Command(line).group, Command(line), reply(b"500 enough\r\n"), before=tired,
+                    closed_unasked=True)
+        (finding,) = definite(x)
+        assert (finding.check.id, str(finding.level)) == ("no_silent_close", "SHOULD")
+        assert identity_of(finding, x) == (AFTER_ERRORS, 0)
+
+
+def test_a_command_dropped_for_its_octets_is_about_the_octets_whatever_the_verb():
+    for line in (b"NOOP \xc3\x28\r\n", b"HELP \xff\r\n"):
+        x = checked(Command(line).group, Command(line), None,
+                    error=ConnectionClosed("closed instead of replying"))
+        (finding,) = run_checks(x)
+        assert identity_of(finding, x) == (EIGHT_BIT_INPUT, 0)
+
+
+def test_a_reply_echoing_the_commands_octets_is_one_cause_whatever_the_command():
+    for line, group in ((b"SAML \x01x\r\n", "SAML"), (b"TURN \x01\r\n", "TURN")):
+        x = checked(group, Command(line), reply(b"502 " + line[5:-2] + b" unknown\r\n"))
+        (finding,) = run_checks(x)
+        assert finding.check.id == "reply_well_formed"
+        assert identity_of(finding, x) == (ECHOED_OCTETS, 0)
+
+
+def test_a_reply_breaking_the_syntax_is_about_the_rule_not_the_code():
+    causes = {identity_of(f, x) for code in (b"250", b"214", b"500")
+              for x in [checked("NOOP", Command(b"NOOP\r\n"), reply(code + b" ok\n"))]
+              for f in run_checks(x) if f.check.id == "reply_well_formed"}
+    assert causes == {("rule bare-lf", 0)}
+
+
+def test_the_model_remembers_which_command_ended_the_transaction():
+    s = Session(state=State.INIT)
+    s = advance(s, "EHLO", 250)
+    s = advance(s, "MAIL", 250)
+    assert s.reset_by is None
+    s = advance(s, "RSET", 250)
+    assert s.reset_by == "RSET"
+    s = advance(advance(s, "EHLO", 250), "NOOP", 250)
+    assert s.reset_by == "RSET"  # the first that ended it
+    assert advance(s, "MAIL", 250).reset_by is None
+    assert advance(s, "MAIL", 503).reset_by == "RSET"
+
+
+def test_rcpt_taken_after_a_reset_names_the_reset_and_not_rcpt():
+    after_rset = Session(state=State.READY, reset_by="RSET")
+    x = checked("RCPT", Command(b"RCPT TO:<a@example.test>\r\n"), reply(b"250 ok\r\n"),
+                before=after_rset)
+    (finding,) = run_checks(x)
+    assert finding.check.id == "reset_clears_transaction"
+    assert identity_of(finding, x) == ("RSET", 0)
+
+
+def test_rcpt_with_no_transaction_refused_with_another_code_than_503_is_a_must():
+    rcpt = Command(b"RCPT TO:<a@example.test>\r\n")
+    for profile in (SEED, RFC5321):
+        found = {(f.check.id, str(f.level)) for f in definite(
+            checked("RCPT", rcpt, reply(b"502 no\r\n"), profile=profile))}
+        assert found == {("rcpt_requires_mail", "MUST")}
+    assert not definite(checked("RCPT", rcpt, reply(b"503 MAIL first\r\n")))
+    assert not definite(checked("RCPT", Command(b"RCPT TO:<>\r\n", valid=False),
+                                reply(b"501 syntax\r\n")))
