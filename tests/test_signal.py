@@ -52,8 +52,9 @@ def only(report: dict[str, Any], verdict: str = "FAIL") -> dict[str, Any]:
     """The one finding of ``verdict`` the run must have, and no other FAIL or WARN."""
     found = [f for f in report["findings"] if f["verdict"] in ("FAIL", "WARN")]
     assert len(found) == 1, [(f["check"], f["cause"], f["verdict"]) for f in found]
-    assert found[0]["verdict"] == verdict
-    return found[0]
+    (finding,) = found
+    assert finding["verdict"] == verdict
+    return finding
 
 
 # --- end to end: the fault servers of the issue ------------------------------------------------
