@@ -50,7 +50,8 @@ def failing(report: dict[str, Any], verdict: str = "FAIL") -> list[dict[str, Any
 
 def only(report: dict[str, Any], verdict: str = "FAIL") -> dict[str, Any]:
     """The one finding of ``verdict`` the run must have, and no other FAIL or WARN."""
-    found = [f for f in report["findings"] if f["verdict"] in ("FAIL", "WARN")]
+    found: list[dict[str, Any]] = [f for f in report["findings"]
+                                   if f["verdict"] in ("FAIL", "WARN")]
     assert len(found) == 1, [(f["check"], f["cause"], f["verdict"]) for f in found]
     (finding,) = found
     assert finding["verdict"] == verdict
