@@ -187,15 +187,13 @@ def _errors_by_then(x: Exchange) -> int:
 
 
 def _close_identity(x: Exchange) -> Identity:
-    """What set the close off: the unusual input (an overlong line, 8-bit octets) of a
-    command the server closed on instead of replying; else repeated errors, where it closed
-    after a refusal or instead of a reply (a server giving up, one behaviour whichever command
-    it gave up on); else the command's unusual input or the command, with the reply before
-    the close (0: none)."""
+    """What set the close off: repeated errors, where it closed after a refusal or instead
+    of a reply (a server giving up, one behaviour whichever command it gave up on); else the
+    command's unusual input (an overlong line, 8-bit octets) or the command, with the reply
+    before the close (0: none). Where every close "after errors" followed one unusual input,
+    ``RunRecord.consolidate`` makes them one finding with that input's."""
     code = x.reply.code if x.reply is not None else 0
     cause = x.sent.unusual_input if isinstance(x.sent, Command) else None
-    if cause and x.reply is None:  # dropped on reading it
-        return cause, code
     refused = x.reply is None or x.reply.first_digit in (4, 5)  # not a 221 to RSET, say
     if refused and _errors_by_then(x) >= ERRORS_BEFORE_GIVING_UP:  # see RunRecord.consolidate
         return AFTER_ERRORS, 0
