@@ -43,7 +43,7 @@ ESMTP_FAULTS: Mapping[str, str] = MappingProxyType({
     "starttls_runs_plaintext": "starttls_discards_plaintext",
     "starttls_accepts_argument": "starttls_refuses_argument",
     "starttls_readvertised": "starttls_not_readvertised",
-    "starttls_keeps_transaction": "rcpt_requires_mail",
+    "starttls_keeps_transaction": "reset_clears_transaction",
     "bdat_mixed_with_data": "bdat_not_mixed_with_data",
     "ehlo_line_malformed": "ehlo_reply_well_formed",
     "dsn_accepted_unadvertised": "esmtp_parameters_advertised",

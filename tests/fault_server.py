@@ -41,7 +41,7 @@ RELAY_FAULTS = {"open_relay": "relay_refused"}
 FAULTS = {
     "helo_replies_220": "reply_code_documented",
     "noop_replies_252": "reply_code_documented",
-    "quit_replies_250": "reply_code_documented",
+    "quit_replies_250": "no_silent_close",  # 250 to QUIT, then the close: judged as one
     "unknown_verb_accepted": "reply_code_documented",
     "rcpt_without_mail_accepted": "rcpt_requires_mail",
     "data_without_rcpt_354": "data_requires_recipient",
