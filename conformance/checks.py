@@ -21,7 +21,9 @@ from conformance.tables import (
     BAD_SEQUENCE,
     CLOSING,
     COMMAND_UNRECOGNISED,
+    NO_MAIL_HERE,
     NOT_IMPLEMENTED,
+    NOT_TAKEN,
     OK,
     PARAMETER_NOT_IMPLEMENTED,
     PARAMETER_NOT_SUPPORTED,
@@ -174,11 +176,14 @@ def _session_wide(x: Exchange) -> Identity:
     return THE_SESSION, 0
 
 
+def _unusual_input(x: Exchange) -> str | None:
+    return x.sent.unusual_input if isinstance(x.sent, Command) else None
+
+
 def _by_input(x: Exchange) -> Identity:
     """The unusual input of the command, where it has one (an overlong line, 8-bit or
     control octets: the same behaviour whichever verb carried it), else the command."""
-    cause = x.sent.unusual_input if isinstance(x.sent, Command) else None
-    return (cause, 0) if cause else (x.filed_under, 0)
+    return _unusual_input(x) or x.filed_under, 0
 
 
 def _errors_by_then(x: Exchange) -> int:
@@ -192,12 +197,10 @@ def _close_identity(x: Exchange) -> Identity:
     command's unusual input (an overlong line, 8-bit octets) or the command, with the reply
     before the close (0: none). Where every close "after errors" followed one unusual input,
     ``RunRecord.consolidate`` makes them one finding with that input's."""
-    code = x.reply.code if x.reply is not None else 0
-    cause = x.sent.unusual_input if isinstance(x.sent, Command) else None
     refused = x.reply is None or x.reply.first_digit in (4, 5)  # not a 221 to RSET, say
-    if refused and _errors_by_then(x) >= ERRORS_BEFORE_GIVING_UP:  # see RunRecord.consolidate
+    if refused and _errors_by_then(x) >= ERRORS_BEFORE_GIVING_UP:
         return AFTER_ERRORS, 0
-    return cause or x.filed_under, code
+    return _unusual_input(x) or x.filed_under, x.reply.code if x.reply is not None else 0
 
 
 def _odd_octets(data: bytes) -> set[int]:
@@ -264,8 +267,6 @@ def reply_within_timeout(x: Exchange) -> Complaint | None:
 # RFC 5321 §7.8 lets a server under attack close after repeated failed commands; it SHOULD
 # still send 421 first (§3.8). Below this many 5yz replies, a silent close breaks the MUST.
 ERRORS_BEFORE_GIVING_UP = 3
-# RFC 7504 §1: a greeting of 521 says the host accepts no mail at all; it may then close.
-NO_MAIL_HERE = 521
 
 
 @check("no_silent_close", level=Level.MUST, citation="RFC 5321 §3.8, §4.1.1.10, §7.8",
@@ -276,6 +277,7 @@ def no_silent_close(x: Exchange) -> Complaint | None:
     the command it came instead of a reply to."""
     if x.closed_unasked and x.reply is not None:
         code = x.reply.code
+        # A greeting of 521 says the host takes no mail at all: it may close (RFC 7504 §1).
         if code == SERVICE_NOT_AVAILABLE or (x.group == "QUIT" and code == CLOSING) or \
                 (x.group == GREETING and code == NO_MAIL_HERE):
             return None
@@ -293,7 +295,7 @@ def no_silent_close(x: Exchange) -> Complaint | None:
 def _what_was_sent(x: Exchange) -> str:
     if x.sent is None:
         return "the connection"
-    cause = x.sent.unusual_input if isinstance(x.sent, Command) else None
+    cause = _unusual_input(x)
     return f"{x.group} ({cause})" if cause else x.group
 
 
@@ -311,7 +313,7 @@ def rset_succeeds(x: Exchange) -> Complaint | None:
 # RFC 5321 §4.1.4: a HELO/EHLO that is not acceptable gets "501, 500, 502, or 550"; §4.3.2
 # adds 504 for both, and 421 may answer anything (§3.8).
 HELLO_REFUSALS = frozenset({COMMAND_UNRECOGNISED, SYNTAX_ERROR, NOT_IMPLEMENTED,
-                            PARAMETER_NOT_SUPPORTED, 550, SERVICE_NOT_AVAILABLE})
+                            PARAMETER_NOT_SUPPORTED, NOT_TAKEN, SERVICE_NOT_AVAILABLE})
 
 
 @check("hello_refusal_codes", level=Level.MUST, citation="RFC 5321 §4.1.4")
