@@ -8,7 +8,8 @@ are this server's declared deviations from aiosmtpd, not loosened checks.
 By default it offers STARTTLS (a certificate from a throwaway trustme CA made at start-up),
 AUTH PLAIN and LOGIN with fixed test credentials (before TLS too, never required),
 PIPELINING, SMTPUTF8, SIZE and 8BITMIME. Where aiosmtpd breaks RFC 4954 or RFC 3207 the
-subclass below corrects it (AUTH in a transaction, STARTTLS once TLS is on). Leniency kept
+subclass below corrects it (AUTH in a transaction, MAIL's AUTH= parameter, STARTTLS once TLS
+is on). Leniency kept
 from aiosmtpd: non-ASCII addresses are accepted without the SMTPUTF8 MAIL parameter.
 """
 
@@ -195,11 +196,15 @@ class ProfileSMTP(SMTP):
     async def smtp_MAIL(self, arg: str | None) -> None:
         # RFC 6531 §3.4, RFC 5321 §2.4: a UTF-8 mailbox only with SMTPUTF8 asked for;
         # aiosmtpd takes one in any MAIL once SMTPUTF8 is enabled.
-        path, _, parameters = (arg or "").rpartition(">")
+        path, _, parameters = (arg or "").partition(">")  # AUTH=<> may follow the path
         if not path.isascii() and "SMTPUTF8" not in parameters.upper().split():
             await self.push("550 5.6.7 Non-ASCII address without SMTPUTF8")  # §3.5
             return
-        await super().smtp_MAIL(arg)
+        # RFC 4954 §5: a server that offers AUTH takes MAIL's AUTH= parameter (aiosmtpd
+        # answers it 555). It is only a claim about the sender: this server trusts no client
+        # with it, so it is dropped, as if the client had sent AUTH=<> (§5).
+        kept = [p for p in parameters.split(" ") if not p.upper().startswith("AUTH=")]
+        await super().smtp_MAIL(arg if arg is None else f"{path}>{' '.join(kept)}")
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         path = (arg or "").rpartition(">")[0]
