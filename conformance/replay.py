@@ -148,7 +148,8 @@ def replay(script: Script, address: ServerAddress, *, timeout: float,
     session = CheckedSession(address, profile or get_profile(script.profile), timeout=timeout,
                              hang_wait=hang_wait, policy=policy or Policy(strict=True),
                              record=record, pacer=pacer, deliver=deliver,
-                             adaptation=_OneSession(), credentials=credentials)
+                             adaptation=_OneSession(reset_controlled=True),
+                             credentials=credentials)
     context = tls if tls is not None else tls_context(verify=False)
     try:
         session.connect()

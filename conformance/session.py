@@ -106,6 +106,9 @@ class Adaptation:
     injections_dropped: int = 0  # STARTTLS injection probes the server passed (see starttls)
     unanswered: frozenset[str] = frozenset()  # command groups never sent again
     skip_close_wait: bool = False
+    # A state fault blamed on a reset was checked against the same command in a session with
+    # no transaction ever opened (``CheckedSession._control_reset``): once per run.
+    reset_controlled: bool = False
     answered: bool = False  # some command (not the greeting) has had a reply
 
     @property
@@ -604,6 +607,31 @@ class CheckedSession:
                           f"nothing more can be tested")
         return reply
 
+    def _control_reset(self, exchange: Exchange) -> None:
+        """A RCPT (or DATA) taken after a command that ended the transaction blames that
+        command only if the server would not take it with no transaction at all. Once per
+        run, a control session asks: EHLO (else HELO), then the same command. Where the server
+        takes it there too, that session's own finding (``rcpt_requires_mail``,
+        ``data_requires_recipient``) explains the first away (``Check.explained_by``)."""
+        self.adaptation.reset_controlled = True
+        if not isinstance(exchange.sent, Command):
+            return
+        control = CheckedSession(self.address, self.profile, timeout=self.timeout,
+                                 hang_wait=self.hang_wait, policy=self.policy,
+                                 record=self.record, deliver=False, pacer=self.pacer,
+                                 adaptation=self.adaptation, probes=False)
+        try:
+            control.connect()
+            for hello in ("EHLO", "HELO"):
+                if control.model.state is State.INIT:
+                    control.send(Command.of(VERBS[hello].example))
+            if control.model.state is State.READY:
+                control.send(exchange.sent)
+        finally:
+            control.close()
+        self.record.remark(f"{exchange.group} taken after {exchange.before.reset_by} ended the "
+                           f"transaction: a control session sent it with no transaction at all")
+
     def _end_after(self, exchange: Exchange, findings: Sequence[Finding],
                    records: Sequence[FindingRecord]) -> None:
         """End the session after a deviation whose effect on the state is not known. A server
@@ -695,6 +723,9 @@ class CheckedSession:
         if any(f.check.state_known is None or not f.check.state_known(exchange)
                for f in definite):
             self._end_after(exchange, findings, records)
+        if any(f.check.explained_by for f in findings) and \
+                not self.adaptation.reset_controlled:
+            self._control_reset(exchange)
         if self.fail_fast and any(self.policy.fails(self.policy.verdict(f, exchange))
                                   for f in definite):
             raise StopRun("fail-fast: stopped at the first failing finding")

@@ -109,6 +109,16 @@ def test_a_transaction_kept_across_a_reset_is_blamed_on_the_reset(pytester, faul
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("seed", ["1", "2"])
+def test_rcpt_taken_with_no_mail_at_all_is_never_blamed_on_a_reset(pytester, seed):
+    # Stopped at the first failing finding: a RCPT taken after RSET must not be that finding
+    # on its own; the control session with no MAIL at all shows the real fault first.
+    with FaultServer("rcpt_without_mail_accepted") as server:
+        report = run(pytester, server.address, "--smtp-fail-fast", f"--hypothesis-seed={seed}")
+    assert {f["check"] for f in failing(report)} == {"rcpt_requires_mail"}
+
+
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize(("fault", "check", "cause"), [
     ("rset_before_hello_503", "rset_succeeds", "RSET"),
     ("second_ehlo_503", "hello_refusal_codes", "EHLO"),
