@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.checks import THE_SESSION
 from conformance.client import ServerAddress
 from conformance.commands import Command, Step
 from conformance.grading import FindingKey
@@ -233,7 +234,7 @@ def slow_noop(conn: socket.socket, stop: threading.Event) -> None:
 
 
 def test_a_late_reply_replays_as_late_not_as_missing():
-    late = FindingKey("reply_within_timeout", "SHOULD", "NOOP", 250)
+    late = FindingKey("reply_within_timeout", "SHOULD", THE_SESSION, 0)
     with ScriptedServer(slow_noop) as server:
         replayed = replay(Script("seed", "reply_within_timeout", (Step("NOOP", b"NOOP\r\n"),)),
                           server.address, timeout=0.5)

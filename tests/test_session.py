@@ -157,7 +157,8 @@ def test_a_500_to_a_lower_case_verb_is_probed_in_upper_case() -> None:
     assert session.steps == [Step("NOOP", b"noop\r\n")]  # the probe is not a step of its own
     [finding] = session.record.findings.values()
     assert finding.key == FindingKey("verb_case_insensitive", "MUST", "NOOP", 250)
-    assert finding.sent == repr(b"NOOP\r\n")
+    assert finding.sent == "NOOP\\r\\n"
+    assert finding.sent_hex == b"NOOP\r\n".hex()
     assert finding.complaint == "500 to 'noop' but 250 to 'NOOP': verbs are case-insensitive"
     assert finding.session == (Step("NOOP", b"noop\r\n"),)  # replaying it sends the probe again
 
