@@ -283,7 +283,7 @@ def no_silent_close(x: Exchange) -> Complaint | None:
             return None
         what = f"the server closed the connection after its {code} reply to {_what_was_sent(x)}"
     elif isinstance(x.error, ConnectionClosed):
-        what = f"the server closed the connection instead of replying to {_what_was_sent(x)}"
+        what = f"no complete reply to {_what_was_sent(x)}: {x.error}"
     else:
         return None
     if _close_identity(x)[0] == AFTER_ERRORS:
