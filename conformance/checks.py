@@ -830,8 +830,8 @@ def fold(findings: list[Finding]) -> list[Finding]:
         per_run = [f for f in findings if f.check.refuted_by is not None]
         others = [f for f in findings if f is not closing[0] and f not in per_run]
         strongest = min((f.level for f in [closing[0], *others]), key=LEVEL_ORDER.__getitem__)
-        return [Finding(closing[0].check, strongest, closing[0].complaint,
-                        [*closing[0].also, *others]), *per_run]
+        also = [g for f in [closing[0], *others] for g in (f, *f.also) if g is not closing[0]]
+        return [Finding(closing[0].check, strongest, closing[0].complaint, also), *per_run]
     specific = [f for f in findings if not f.check.general]
     kept = []
     for finding in findings:

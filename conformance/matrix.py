@@ -200,8 +200,7 @@ def build(runs: dict[tuple[str, str], Run], out: Path) -> dict[str, Any]:
             transcripts = [_write_transcript(out, target, profile, f) for f in findings]
             cells.append({"target": target, "profile": profile, "check": check,
                           "verdict": worst, "count": sum(f["occurrences"] for f in findings),
-                          "findings": [f"{f['group']} {f['reply_code'] or 'no reply'}: "
-                                       f"{f['verdict']}" for f in findings],
+                          "findings": [f"{_about(f)}: {f['verdict']}" for f in findings],
                           "transcripts": transcripts})
     return {"format": MATRIX_FORMAT, "columns": columns, "checks": list(CHECKS),
             "cells": cells}
@@ -216,9 +215,22 @@ def exit_status(matrix: dict[str, Any]) -> int:
     return EXIT_NO_VERDICT if ERROR in verdicts else 0
 
 
+def _identity(finding: dict[str, Any]) -> tuple[str, int]:
+    """A report finding's cause and code (a format 1 report has neither: its group and
+    reply code)."""
+    return (finding.get("cause", finding["group"]),
+            finding.get("cause_code", finding["reply_code"] or 0))
+
+
+def _about(finding: dict[str, Any]) -> str:
+    cause, code = _identity(finding)
+    return f"{cause} {code}" if code else cause
+
+
 def _write_transcript(out: Path, target: str, profile: str, finding: dict[str, Any]) -> str:
+    cause, code = _identity(finding)  # one file per finding: its identity names it
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{target}-{profile}-{finding['check']}-"
-                                           f"{finding['group']}-{finding['reply_code'] or 0}")
+                                           f"{finding['level']}-{cause}-{code}")
     path = Path("transcripts") / f"{name}.txt"
     (out / path).parent.mkdir(parents=True, exist_ok=True)
     (out / path).write_text("\n".join([

@@ -169,3 +169,20 @@ def test_a_run_without_a_report_shows_error_in_every_cell_never_pass(tmp_path):
 ])
 def test_matrix_exit_status_says_whether_every_run_produced_a_verdict(verdicts, status):
     assert exit_status({"columns": [{"verdict": v} for v in verdicts]}) == status
+
+
+def test_two_findings_on_one_command_and_code_keep_two_transcripts(tmp_path):
+    from conformance.matrix import _write_transcript
+
+    def finding(level: str, cause: str) -> dict[str, Any]:
+        return {"check": "no_silent_close", "verdict": "FAIL", "level": level,
+                "complaint": f"closed ({cause})", "state": "READY", "sent": "NOOP\\r\\n",
+                "group": "NOOP", "reply_code": 500, "cause": cause, "cause_code": 0,
+                "transcript": [cause]}
+
+    paths = {_write_transcript(tmp_path, "t", "seed", finding(level, cause))
+             for level, cause in (("SHOULD", "after repeated error replies"), ("MUST", "NOOP"),
+                                  ("MUST", "after repeated error replies"))}
+    assert len(paths) == 3
+    assert {(tmp_path / p).read_text().splitlines()[-1] for p in paths} == {
+        "after repeated error replies", "NOOP"}
