@@ -307,6 +307,8 @@ PROBES: dict[str, Probe] = {
     "pipelining_drops_input": _drops_input,
     "size_not_enforced": lambda client, _: client.command(
         b"MAIL FROM:<a@example.test> SIZE=10001\r\n").code == 250,
+    "size_parameter_refused": lambda client, _: client.command(
+        b"MAIL FROM:<a@example.test> SIZE=100\r\n").code == 555,
     "enhanced_class_mismatch": lambda client, _: enhanced(
         client.command(b"NOOP\r\n"))[0] != "2.0.0",
     "enhanced_code_missing": lambda client, _: enhanced(client.command(b"RSET\r\n")) == [None],
