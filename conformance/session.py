@@ -57,8 +57,10 @@ from conformance.vocabulary import END_OF_DATA, GREETING, VERBS
 
 # The checks that judge a close the server made unasked (see ``CheckedSession._closed_after``).
 CLOSE_CHECKS = frozenset({"no_silent_close"})
-# How long a session that a deviation ends waits for the server's own close first (seconds).
-CLOSE_GRACE = 0.05
+# How long a session that a deviation ends waits for the server's own close first (seconds):
+# a server closing after its reply does so at once, and its end of stream follows the reply
+# within a millisecond on loopback.
+CLOSE_GRACE = 0.02
 
 # How much longer than the timeout a command may go unanswered before it counts as never
 # answered (a MUST finding) rather than late (a SHOULD finding). RFC 5321 §4.5.3.2 gives a
@@ -635,10 +637,13 @@ class CheckedSession:
     def _end_after(self, exchange: Exchange, findings: Sequence[Finding],
                    records: Sequence[FindingRecord]) -> None:
         """End the session after a deviation whose effect on the state is not known. A server
-        that closes after such a reply does so at once: waited for briefly (CLOSE_GRACE), so
-        that the close is judged on this reply, as when the next command finds it."""
-        if exchange.reply is not None and exchange.batch is None and \
-                not exchange.closed_unasked and self.client.connected and \
+        that closes after such a reply (a refusal, or 221 to another command than QUIT) does
+        so at once: waited for briefly (CLOSE_GRACE), so that the close is judged on this
+        reply, as when the next command finds it."""
+        reply = exchange.reply
+        if reply is not None and (reply.first_digit in (4, 5) or reply.code == CLOSING) and \
+                exchange.batch is None and not exchange.closed_unasked and \
+                self.client.connected and \
                 self.client.wait_for_close(timeout=CLOSE_GRACE, quiet=True):
             self.last_exchange = None  # judged here, not again by close()
             self._judge_close(exchange, findings, records)
