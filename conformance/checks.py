@@ -32,9 +32,16 @@ from conformance.tables import (
     START_MAIL_INPUT,
     SYNTAX_ERROR,
     Profile,
+    get_profile,
 )
 from conformance.violations import RULES
-from conformance.vocabulary import END_OF_DATA, EXTENSION_OF_PARAMETER, GREETING, parse_ehlo
+from conformance.vocabulary import (
+    END_OF_DATA,
+    EXTENSION_OF_PARAMETER,
+    GREETING,
+    UPGRADING_VERBS,
+    parse_ehlo,
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,23 @@ class Exchange:
     # The server closed the connection after this reply, unasked, before the client sent
     # anything more (judged by ``no_silent_close``: only 221 to QUIT and 421 may do that).
     closed_unasked: bool = False
+
+    @property
+    def probe(self) -> str | None:
+        """What makes this exchange a probe, input no client sends in the normal course (an
+        end-of-data probe's data, a bare line break in a command line, plaintext after
+        STARTTLS in its write); None for any other. A probe is judged by the checks made for
+        it (``Check.judges_probes``) alone: a server may well refuse such input and close,
+        as one that enforces synchronization does (RFC 5321 §4.3.1)."""
+        if isinstance(self.sent, DataProbe):
+            return "end-of-data probe"
+        if not isinstance(self.sent, Command):
+            return None
+        if self.sent.bare_line_break is not None:
+            return f"bare {self.sent.bare_line_break} in a command line"
+        if self.group in UPGRADING_VERBS and self.sent.line.partition(b"\r\n")[2]:
+            return f"plaintext after {self.group} in the same write"
+        return None
 
     @property
     def filed_under(self) -> str:
@@ -120,6 +144,9 @@ class Check:
     # (a server that takes RCPT with no MAIL at all also takes it after RSET): then this
     # one's findings are dropped at the end of the run.
     explained_by: tuple[str, ...] = ()
+    # Whether it judges probes (``Exchange.probe``) too; most checks judge only what a client
+    # may send.
+    judges_probes: bool = False
 
 
 _REGISTRY: dict[str, Check] = {}
@@ -129,7 +156,8 @@ def check(id: str, *, level: Level | None, citation: str, timing: bool = False,
           refuted_by: Callable[[Exchange], bool] | None = None,
           identity: IdentityFunction = by_command,
           state_known: Callable[[Exchange], bool] | None = None, general: bool = False,
-          explained_by: tuple[str, ...] = ()) -> Callable[[CheckFunction], CheckFunction]:
+          explained_by: tuple[str, ...] = (),
+          judges_probes: bool = False) -> Callable[[CheckFunction], CheckFunction]:
     """Register ``function`` as a check. A new check is one decorated function."""
     def register(function: CheckFunction) -> CheckFunction:
         if id in _REGISTRY:
@@ -137,7 +165,7 @@ def check(id: str, *, level: Level | None, citation: str, timing: bool = False,
         _REGISTRY[id] = Check(id, level, citation, function, timing=timing,
                               refuted_by=refuted_by, identity=identity,
                               state_known=state_known, general=general,
-                              explained_by=explained_by)
+                              explained_by=explained_by, judges_probes=judges_probes)
         return function
     return register
 
@@ -170,10 +198,15 @@ def _leaves_state_as_it_was(x: Exchange) -> bool:
 THE_SESSION = "the session"  # a behaviour of the session as a whole (a tarpit)
 AFTER_ERRORS = "after repeated error replies"  # a server giving up (RFC 5321 §7.8)
 ECHOED_OCTETS = "octets of the command echoed raw in the reply"
+PIPELINED_BATCH = "a pipelined batch"  # the server's handling of buffered input (RFC 2920)
 
 
 def _session_wide(x: Exchange) -> Identity:
     return THE_SESSION, 0
+
+
+def _batch_wide(x: Exchange) -> Identity:
+    return PIPELINED_BATCH, 0
 
 
 def _unusual_input(x: Exchange) -> str | None:
@@ -233,7 +266,8 @@ def _syntax_identity(x: Exchange) -> Identity:
 # --- the checks ------------------------------------------------------------------------------
 
 @check("reply_well_formed", level=Level.MUST, citation="RFC 5321 §4.2",
-       identity=_syntax_identity)
+       identity=_syntax_identity,
+       judges_probes=True)
 def reply_well_formed(x: Exchange) -> Complaint | None:
     if isinstance(x.error, ReplyFramingError):
         return x.error.violation.describe(), Level.MUST
@@ -244,11 +278,13 @@ def reply_well_formed(x: Exchange) -> Complaint | None:
 
 
 @check("command_answered", level=Level.MUST, citation="RFC 5321 §4.2, §4.5.3.2", timing=True,
-       identity=_by_input)
+       identity=_by_input, judges_probes=True)  # a probe, too, is owed a reply or a close
 def command_answered(x: Exchange) -> Complaint | None:
     """No reply at all, even after the longer confirmation wait (in a batch whose earlier
-    commands were answered, ``pipelining_answers_every_command`` names the rule)."""
-    if not isinstance(x.error, ReplyTimeout) or _batch_reply_lost(x):
+    commands were answered, ``pipelining_answers_every_command`` names the rule; after an
+    earlier command of the batch went unanswered, that one's finding is the behaviour)."""
+    if not isinstance(x.error, ReplyTimeout) or _batch_reply_lost(x) or \
+            (x.batch is not None and x.batch[1] < x.batch[0]):
         return None
     return str(x.error)
 
@@ -536,7 +572,7 @@ def _batch_reply_lost(x: Exchange) -> bool:
 
 
 @check("pipelining_answers_every_command", level=Level.MUST, citation="RFC 2920 §3.2",
-       timing=True)
+       timing=True, identity=_batch_wide)
 def pipelining_answers_every_command(x: Exchange) -> Complaint | None:
     if not _batch_reply_lost(x) or x.batch is None:
         return None
@@ -654,7 +690,8 @@ def starttls_not_readvertised(x: Exchange) -> Complaint | None:
 
 
 @check("starttls_discards_plaintext", level=Level.MUST,
-       citation="RFC 3207 §4.2; CVE-2011-0411")
+       citation="RFC 3207 §4.2; CVE-2011-0411",
+       judges_probes=True)
 def starttls_discards_plaintext(x: Exchange) -> Complaint | None:
     """Lines sent in plaintext in the same write as STARTTLS were executed after the
     handshake, as if sent over TLS: a man in the middle can inject commands."""
@@ -666,7 +703,8 @@ def starttls_discards_plaintext(x: Exchange) -> Complaint | None:
 
 
 @check("data_ends_only_at_crlf_dot_crlf", level=Level.MUST,
-       citation="RFC 5321 §4.1.1.4, §2.3.8; CVE-2023-51764")
+       citation="RFC 5321 §4.1.1.4, §2.3.8; CVE-2023-51764",
+       judges_probes=True)
 def data_ends_only_at_crlf_dot_crlf(x: Exchange) -> Complaint | None:
     """The server answered mail data before its real end, at a non-standard ending, or ran
     the command line sent after that ending as a command: SMTP smuggling. (A refusal of the
@@ -682,7 +720,8 @@ def data_ends_only_at_crlf_dot_crlf(x: Exchange) -> Complaint | None:
     return complaint + " (SMTP smuggling: a message can carry another)"
 
 
-@check("command_lines_end_only_at_crlf", level=Level.MUST, citation="RFC 5321 §2.3.8")
+@check("command_lines_end_only_at_crlf", level=Level.MUST, citation="RFC 5321 §2.3.8",
+       judges_probes=True)
 def command_lines_end_only_at_crlf(x: Exchange) -> Complaint | None:
     """A second reply to one command line holding a bare CR or LF: the server took it for a
     line end, and ran what followed as a command of its own."""
@@ -780,6 +819,22 @@ def reply_code_documented(x: Exchange) -> Complaint | None:
 
 
 CHECKS: MappingProxyType[str, Check] = MappingProxyType(_REGISTRY)
+RFC5321 = "rfc5321"  # the profile by whose table a narrower one's findings are triaged
+
+
+def rfc5321_lists(x: Exchange) -> str | None:
+    """For a reply outside a narrower profile's row (the seed's, RFC 821's) that RFC 5321
+    lists for the command, the line that says so ("RFC 5321 §4.3.2, §3.3, §4.1.1.11 lists
+    503 for MAIL"): a deviation from that table only, not from the RFC. None under rfc5321
+    itself, and for a code RFC 5321 does not list either."""
+    if x.reply is None or x.profile.name == RFC5321:
+        return None
+    row = get_profile(RFC5321).row(x.group)
+    code = next((c for c in row.codes if c.code == x.reply.code), None)
+    if code is None:
+        return None
+    return f"{row.citation} lists {code.code} for {x.group}" + \
+        (f" ({code.note})" if code.note else "")
 
 
 @dataclass(frozen=True)
@@ -807,7 +862,8 @@ def run_checks(exchange: Exchange, only: Container[str] | None = None) -> list[F
     at least as strongly, goes with that finding (``Finding.also``) instead."""
     findings = []
     for registered in CHECKS.values():
-        if only is not None and registered.id not in only:
+        if (only is not None and registered.id not in only) or \
+                (exchange.probe is not None and not registered.judges_probes):
             continue
         complaint = registered.run(exchange)
         if complaint is None:

@@ -119,6 +119,13 @@ class Command:
         return None
 
     @property
+    def answers_challenge(self) -> bool:
+        """A line answering the server's challenge within a command's exchange (an AUTH
+        response, RFC 4954 §4): of a challenging verb's group, but not that verb."""
+        verb = VOCABULARY.get(self.group)
+        return verb is not None and verb.challenges and self.verb != self.group
+
+    @property
     def last_chunk(self) -> bool:
         """``BDAT <size> LAST``: the chunk that ends the message (RFC 3030 §2)."""
         return self.group == "BDAT" and self.first_line.upper().endswith(" LAST")
@@ -201,8 +208,19 @@ class DataProbe:
             raise ValueError(f"not one command line: {self.smuggled!r}")
 
     @property
+    def up_to_ending(self) -> bytes:
+        """The data up to and with its ending: what a client sends before it waits."""
+        return self.CONTENT + NON_STANDARD_ENDINGS[self.ending]
+
+    @property
+    def ends_at_cr(self) -> bool:
+        """The ending ends in a CR: a server knows it for a line end only from the octet
+        after it (not an LF), so it cannot answer before more data comes."""
+        return self.up_to_ending.endswith(b"\r")
+
+    @property
     def wire(self) -> bytes:
-        return self.CONTENT + NON_STANDARD_ENDINGS[self.ending] + self.smuggled
+        return self.up_to_ending + self.smuggled
 
     @property
     def smuggled_line(self) -> str:
@@ -292,9 +310,7 @@ class Step(NamedTuple):
 
     @property
     def answers_challenge(self) -> bool:
-        """A line answering the server's challenge within a command's exchange (an AUTH
-        response, RFC 4954 §4): of the command's group, but not that verb."""
-        return self.group in VERBS and verb_of(self.data) != self.group
+        return self.command().answers_challenge
 
     @property
     def server_hostname(self) -> str | None:

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from conformance.checks import AFTER_ERRORS, CHECKS, Exchange, Finding, identity_of
+from conformance.checks import (
+    AFTER_ERRORS,
+    CHECKS,
+    Exchange,
+    Finding,
+    identity_of,
+    rfc5321_lists,
+)
 from conformance.commands import Command, Step, describe, exact_octets
 from conformance.grading import FindingKey, Policy
 from conformance.levels import Verdict
@@ -54,6 +61,10 @@ class FindingRecord:
     sent_hex: str | None = None  # what was sent, exactly (None: the greeting, a message)
     # The unusual input (``Command.unusual_input``) of the commands it was seen on -> times.
     inputs: dict[str, int] = field(default_factory=dict)
+    # Where the profile's table is narrower than RFC 5321's and RFC 5321 lists the code for
+    # the command: the line that says so (``rfc5321_lists``). Such a finding is a deviation
+    # from that table only, and is listed after the RFC-level ones.
+    rfc5321: str | None = None
 
     def __post_init__(self) -> None:
         if not self.cause:  # a record written before causes were recorded
@@ -88,7 +99,13 @@ class FindingRecord:
             seen={f"{x.filed_under} in {x.before.state.name}": 1},
             inputs={unusual: 1} if isinstance(x.sent, Command) and
             (unusual := x.sent.unusual_input) else {},
+            rfc5321=rfc5321_lists(x) if first.check.general else None,
         )
+
+    @property
+    def table_only(self) -> bool:
+        """A deviation from the profile's table that RFC 5321 allows (see ``rfc5321``)."""
+        return self.rfc5321 is not None
 
     @property
     def key(self) -> FindingKey:
@@ -220,8 +237,11 @@ class RunRecord:
         return [f for f in self.sorted_findings() if f.verdict == verdict.value]
 
     def sorted_findings(self) -> list[FindingRecord]:
+        """Worst verdict first; within one, the RFC-level deviations before those from the
+        profile's table only."""
         order = {v.value: i for i, v in enumerate(Verdict)}
-        return sorted(self.findings.values(), key=lambda f: (order[f.verdict], f.key))
+        return sorted(self.findings.values(),
+                      key=lambda f: (order[f.verdict], f.table_only, f.key))
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -63,7 +63,8 @@ def writes_of(steps: Sequence[Step]) -> list[tuple[Step, ...]]:
     for step in steps:
         previous = writes[-1][-1] if writes else None
         if previous is not None and (
-                (step.batch and step.batch == previous.batch) or step.answers_challenge or
+                (step.batch and step.batch == previous.batch) or
+                (step.answers_challenge and step.group == previous.group) or
                 (step.is_tls and previous.group == "STARTTLS" and len(writes[-1]) == 1)):
             writes[-1] = (*writes[-1], step)
         else:

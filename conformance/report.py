@@ -191,6 +191,10 @@ def summary_lines(record: RunRecord, profile: Profile, *, survey: bool = False) 
     per_check = Counter((f.check, f.verdict) for f in record.findings.values())
     for (check, verdict_name), count in sorted(per_check.items()):
         lines.append(f"  {verdict_name:4} {check}: {count}")
+    if table_only := [f for f in record.sorted_findings() if f.table_only]:
+        lines.append(f"  of these, outside the {profile.name} table only (RFC 5321 lists the "
+                     f"code for the command): " +
+                     ", ".join(f"{f.cause} {f.cause_code}" for f in table_only))
     shown = (Verdict.WARN, Verdict.INCONCLUSIVE, Verdict.INFO)
     for finding in [f for verdict in shown for f in record.by_verdict(verdict)]:
         sent = finding.sent if finding.sent is None or len(finding.sent) <= 60 else \

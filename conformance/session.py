@@ -30,7 +30,7 @@ from conformance.client import (
     Upgrade,
     check_tls_arguments,
 )
-from conformance.commands import Command, DataProbe, Message, Sent, Step
+from conformance.commands import Command, DataProbe, Message, Sent, Step, describe
 from conformance.credentials import WRONG, Credentials
 from conformance.errors import (
     ClosedBeforeSent,
@@ -53,7 +53,7 @@ from conformance.tables import (
     SERVICE_READY,
     Profile,
 )
-from conformance.vocabulary import END_OF_DATA, GREETING, VERBS
+from conformance.vocabulary import END_OF_DATA, GREETING, UPGRADING_VERBS, VERBS
 
 # The checks that judge a close the server made unasked (see ``CheckedSession._closed_after``).
 CLOSE_CHECKS = frozenset({"no_silent_close"})
@@ -157,10 +157,6 @@ def control_probe(command: Command, reply: Reply) -> Command | None:
     return None
 
 
-# A verb whose 220 is followed by a TLS handshake (STARTTLS, RFC 3207 §4) is never in a
-# batch: it goes through ``CheckedSession.starttls``. The verbs that may only end one are the
-# vocabulary's (``Verb.ends_batch``, RFC 2920 §3.1).
-NEVER_IN_BATCH = frozenset(verb.name for verb in VERBS.values() if verb.upgrades)
 # How long, after a TLS handshake that followed lines injected after STARTTLS, the session
 # listens for a reply to them (a server that runs them answers at once); and how many such
 # probes a run makes once the server has dropped the injected lines every time (each costs
@@ -181,11 +177,25 @@ def check_batch(commands: Sequence[Command]) -> None:
     if len(commands) > MAX_PIPELINE:
         raise UsageError(f"at most {MAX_PIPELINE} commands in one batch")
     for index, command in enumerate(commands):
-        if command.group in NEVER_IN_BATCH:
+        if command.group in UPGRADING_VERBS:
             raise UsageError(f"{command.group} is never sent in a batch: use starttls()")
         verb = VERBS.get(command.group)
         if verb is not None and verb.ends_batch and index != len(commands) - 1:
             raise UsageError(f"{command.group} can only end a batch (RFC 2920 §3.1)")
+
+
+def not_sendable(command: Command, model: Session) -> str | None:
+    """Why no client sends ``command`` on its own in the state ``model``, or None: an answer
+    to an AUTH challenge outside its exchange (``authenticate`` sends those, RFC 4954 §4), or
+    BDAT data where CHUNKING was not advertised (RFC 3030 §2: a server that does not know
+    BDAT reads the data as commands). A replay of a session shortened past what made them
+    legal skips them."""
+    if command.answers_challenge:
+        return f"{describe(command)}: an answer to an {command.group} challenge"
+    if command.group == "BDAT" and command.line.partition(b"\r\n")[2] and \
+            "CHUNKING" not in model.extensions:
+        return f"{command.first_line!r} and its data: CHUNKING was not advertised"
+    return None
 
 
 class _BatchIO:
@@ -301,6 +311,9 @@ class CheckedSession:
             return None  # the greeting was refused or broken
         if command.group in self.adaptation.unanswered:
             return None
+        if (why := not_sendable(command, self.model)) is not None:
+            self.record.remark(f"not sent: {why}")
+            return None
         self.steps.append(Step.of(command))
         first = reply = self._exchange(command.group, command,
                                        lambda: self._command(command.line),
@@ -308,7 +321,7 @@ class CheckedSession:
         if command.bare_line_break is not None:
             self.close()  # a second reply later than the listen must not answer another
             return first
-        if command.group in NEVER_IN_BATCH and reply is not None and \
+        if command.group in UPGRADING_VERBS and reply is not None and \
                 reply.code == SERVICE_READY:
             self.close()  # the server now awaits a TLS handshake that starttls() alone does
             return first
@@ -334,13 +347,19 @@ class CheckedSession:
         return self._exchange(END_OF_DATA, message, lambda: self._command(message.wire))
 
     def send_probe(self, probe: DataProbe) -> Reply | None:
-        """After a 354: an end-of-data probe's data, then a wait for a reply, which must not
-        come before the data's real end (``data_ends_only_at_crlf_dot_crlf``); if one does,
-        as long again for a reply to the smuggled line. With ``deliver``, then the real end
-        of data, checked as any message's, and a wait for any reply after that one (a server
-        that took the ending but answered it late). The session ends either way: a server
-        that took the ending may answer what follows in ways no model follows. The reply to
-        the real end (None: not sent, none came, or the session was not in DATA)."""
+        """After a 354: an end-of-data probe's data up to its non-standard ending, then a
+        wait for a reply, which must not come before the data's real end
+        (``data_ends_only_at_crlf_dot_crlf``). Only then, in a write of its own, the line
+        smuggled after the ending: a server that took the ending has answered it, and reads
+        the line as a command, whether or not it refuses input sent before its reply
+        (RFC 5321 §4.3.1); after a reply, as long again for one to that line. (An ending in
+        CR is complete only with the octet after it: the smuggled line goes first, and the
+        wait after it.) With
+        ``deliver``, then the real end of data, checked as any message's, and a wait for any
+        reply after that one (a server that took the ending but answered it late). The
+        session ends either way: a server that took the ending may answer what follows in
+        ways no model follows. The reply to the real end (None: not sent, none came, or the
+        session was not in DATA)."""
         if not self.model.open or self.model.state is not State.DATA:
             return None
         self.steps.append(Step.of(probe))
@@ -349,12 +368,18 @@ class CheckedSession:
         wait = self._probe_wait()
         reply = None
         try:
-            self.client.send(probe.wire)
+            self.client.send(probe.up_to_ending)
             early = self._reply_within(wait)
+            smuggled_sent = early is None and probe.ends_at_cr
+            if smuggled_sent:  # a CR ends a line only when the octet after it is not LF
+                self.client.send(probe.smuggled)
+                early = self._reply_within(wait)
             if early is not None:
-                self._note_early(probe, early, self._second_reply(wait))
+                self._note_early(probe, early, self._second_reply(wait) if smuggled_sent
+                                 else self._smuggled_reply(probe, wait))
             elif self.deliver and END_OF_DATA not in self.adaptation.unanswered:
-                reply = self._exchange(END_OF_DATA, probe, self._sends(probe.REAL_END))
+                rest = probe.REAL_END if smuggled_sent else probe.smuggled + probe.REAL_END
+                reply = self._exchange(END_OF_DATA, probe, self._sends(rest))
                 late = self._second_reply(wait) if reply is not None and \
                     self.client.connected else None
                 if reply is not None and late is not None:
@@ -392,6 +417,15 @@ class CheckedSession:
             return None
         return None if second is None or second.code == SERVICE_NOT_AVAILABLE else second
 
+    def _smuggled_reply(self, probe: DataProbe, wait: float) -> Reply | None:
+        """After a reply to the data up to a probe's ending: the smuggled line, and the
+        reply to it within ``wait`` (None: none, or the server closed, as a defence does)."""
+        try:
+            self.client.send(probe.smuggled)
+        except ServerError:
+            return None
+        return self._second_reply(wait)
+
     def _note_early(self, probe: DataProbe, early: Reply, smuggled: Reply | None) -> None:
         """A reply before a probe's real end, and the one after it (to the smuggled line), if
         any. A refusal (4yz, 5yz) with nothing after it is the server's defence against the
@@ -411,7 +445,12 @@ class CheckedSession:
         sends the batch as it was). A reply that does not come (timeout, close) leaves each
         later command of the batch an exchange with the same error. A deviation ends the
         session: the commands after it get None, like a command not sent (see Adaptation).
-        DATA may only end a batch, and STARTTLS is never in one (``check_batch``)."""
+        DATA may only end a batch, and STARTTLS is never in one (``check_batch``).
+
+        Where the session's last EHLO did not advertise PIPELINING (a replay's session that
+        left it out), the commands go one by one, each after the reply before it: a client
+        must not pipeline otherwise (RFC 2920 §3.1), and a server may refuse such input and
+        close (RFC 5321 §4.3.1)."""
         check_batch(commands)
         if not commands:
             return []
@@ -421,11 +460,19 @@ class CheckedSession:
         sending = [i for i, c in enumerate(commands)
                    if c.group not in self.adaptation.unanswered]
         batch = 1 + max((step.batch for step in self.steps), default=0)
+        replies: list[Reply | None] = [None] * len(commands)
+        if "PIPELINING" not in self.model.extensions:
+            for i in sending:
+                if not self.model.open:
+                    break
+                self.steps.append(Step.of(commands[i], batch=batch))
+                replies[i] = self._exchange(commands[i].group, commands[i],
+                                            self._sends(commands[i].line))
+            return replies
         self.record.exercised["pipelined batches"] += 1
         self.steps += [Step.of(commands[i], batch=batch) for i in sending]
         io = _BatchIO(self.client, b"".join(commands[i].line for i in sending),
                       self.timeout + self.hang_wait)
-        replies: list[Reply | None] = [None] * len(commands)
         for place, i in enumerate(sending):
             if io.error is None:
                 if not self.client.connected:
@@ -457,7 +504,8 @@ class CheckedSession:
             return None
         if self.adaptation.injections_dropped >= INJECTION_PROBES:
             inject = b""  # the server has shown it drops them
-        command = Command(b"STARTTLS\r\n" + inject, group="STARTTLS")
+        plain = Command(b"STARTTLS\r\n")
+        command = Command(plain.line + inject, group=plain.group)
         if not self.model.open or command.group in self.adaptation.unanswered:
             return None
         self.steps.append(Step.of(command))
@@ -471,8 +519,9 @@ class CheckedSession:
             self.tls_failure = failure
             self.record.remark(f"after 220 to STARTTLS, {failure}")
             if isinstance(failure, ReplyTimeout):  # the server's side of it never came: the
-                # 220 promised a handshake, so STARTTLS went unanswered (and is not sent again)
-                self._exchange(command.group, command, _raises(failure), adapt=False)
+                # 220 promised a handshake, so STARTTLS went unanswered (and is not sent again;
+                # judged as STARTTLS itself, not as the probe of injected lines it carried)
+                self._exchange(plain.group, plain, _raises(failure), adapt=False)
                 self.adaptation.unanswered |= {command.group}
             self.close()
             return None

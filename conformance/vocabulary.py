@@ -114,6 +114,7 @@ class Verb:
     ends_batch: bool = False  # RFC 2920 §3.1: the last command of a pipelined batch
     data_reply: str | None = None  # the row answering what the client sends after a positive reply
     upgrades: bool = False  # a positive reply is followed by a TLS handshake, not by SMTP
+    challenges: bool = False  # a 334 asks for a line that answers it (RFC 4954 §4)
 
     @property
     def in_seed(self) -> bool:
@@ -189,7 +190,8 @@ EXTENSION_VERBS: tuple[Verb, ...] = (
     # and it must say EHLO again.
     Verb("STARTTLS", NOTHING, _from(OPEN_STATES, S.INIT), "RFC 3207 §4", extension="STARTTLS",
          ends_batch=True, upgrades=True),
-    Verb("AUTH", MECHANISM, _STAYS, "RFC 4954 §4", extension="AUTH", ends_batch=True),
+    Verb("AUTH", MECHANISM, _STAYS, "RFC 4954 §4", extension="AUTH", ends_batch=True,
+         challenges=True),
     Verb("BDAT", CHUNK, _STAYS, "RFC 3030 §2", extension="CHUNKING"),
 )
 
@@ -204,6 +206,8 @@ EXTENSION_OF_PARAMETER: Mapping[str, str] = MappingProxyType(
 
 # Verbs real servers implement that the suite does not model (ETRN RFC 1985, ATRN RFC 2645,
 # BURL RFC 4468, LHLO RFC 2033, and vendors' own): never sent as an unrecognised verb.
+# The verbs whose positive reply is followed by a TLS handshake (STARTTLS, RFC 3207 §4).
+UPGRADING_VERBS = frozenset(verb.name for verb in VERBS.values() if verb.upgrades)
 UNMODELLED_VERBS = frozenset({"ETRN", "ATRN", "BURL", "LHLO", "XCLIENT", "XFORWARD", "XEXPS",
                               "VERB", "ONEX", "XUSR", "XQUE"})
 

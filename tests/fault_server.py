@@ -77,6 +77,14 @@ FAULTS = {
     "second_ehlo_503": "hello_refusal_codes",  # §4.1.4: a later EHLO is fine, 503 is not
     "rcpt_without_mail_502": "rcpt_requires_mail",  # §3.3: 503 must be returned
 }
+# Faults that are no deviation: the suite must report nothing for them, in runs and in the
+# sessions it minimises and replays.
+DEFENCES = {
+    # As Exim does without PIPELINING advertised: input that comes before the reply to the
+    # command before it is answered "554 SMTP synchronization error", and the connection
+    # closed (RFC 5321 §4.3.1: a client waits for each reply; RFC 2920 §3.1).
+    "enforces_synchronization",
+}
 # The faults about the session's state: only the right command after the right sequence
 # shows them, so they measure how deep the search goes. Each with every check that names it
 # rightly (a server that keeps its recipients after HELO also takes DATA it must refuse).
@@ -148,6 +156,19 @@ class _Handler(socketserver.StreamRequestHandler):
             return line + newline if newline else line + self.rfile.readline(MAX_LINE + 1)
         return self.rfile.readline(MAX_LINE + 1)
 
+    def input_waiting(self) -> bool:
+        """Whether more input has come than the line just read: a client that did not wait
+        for the reply (read without blocking)."""
+        if self.pending:
+            return True
+        self.connection.settimeout(0)
+        try:
+            return bool(self.rfile.peek(1))  # type: ignore[attr-defined]  # a BufferedReader
+        except OSError:
+            return False
+        finally:
+            self.connection.settimeout(self.timeout)
+
     def command_line(self) -> bytes:
         """The next command line, up to CRLF: a bare LF or CR is part of it, unless a fault
         takes it for a line end."""
@@ -191,6 +212,9 @@ class _Handler(socketserver.StreamRequestHandler):
             if not line:
                 return
             self.server.received.append(line)  # an overlong line: its first MAX_LINE octets
+            if "enforces_synchronization" in faults and self.input_waiting():
+                self.reply("554 SMTP synchronization error")
+                return
             limit = MAX_LINE if "mail_echoes_argument" in faults else \
                 256 if "long_lines_refused" in faults else 512
             if not line.endswith(b"\n") or len(line) > limit:
@@ -274,6 +298,9 @@ class _Handler(socketserver.StreamRequestHandler):
             else:
                 self.reply("354 End data with <CRLF>.<CRLF>")
                 if not self.read_data():
+                    return False
+                if "enforces_synchronization" in faults and self.input_waiting():
+                    self.reply("554 SMTP synchronization error")
                     return False
                 self.server.count("messages")
                 s.mail, s.recipients = "message_keeps_transaction" in faults, 0
@@ -376,7 +403,8 @@ class FaultServer(ServedInThread):
     may be combined: ``FaultServer("helo_replies_220", "noop_replies_252")``."""
 
     def __init__(self, *faults: str | None) -> None:
-        known = {*FAULTS, *SHOULD_FAULTS, *NONDETERMINISTIC, *SMUGGLING_FAULTS, *RELAY_FAULTS}
+        known = {*FAULTS, *DEFENCES, *SHOULD_FAULTS, *NONDETERMINISTIC, *SMUGGLING_FAULTS,
+                 *RELAY_FAULTS}
         chosen = frozenset(f for f in faults if f is not None)
         if unknown := chosen - known:
             raise ValueError(f"unknown fault(s) {sorted(unknown)}")

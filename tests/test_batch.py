@@ -10,6 +10,7 @@ from collections import deque
 import jsonschema
 import pytest
 
+from conformance.checks import PIPELINED_BATCH
 from conformance.commands import Command, Message, Step
 from conformance.errors import UsageError
 from conformance.grading import FindingKey
@@ -64,16 +65,37 @@ def test_a_batch_goes_out_in_one_write_and_batches_are_numbered():
     seen: deque[bytes] = deque()
     with ScriptedServer(pipelining_server(seen=seen)) as server:
         session = session_with(server.address)
+        session.send(EHLO)
         assert [r.code for r in session.send_batch([RSET, EHLO]) if r] == [250, 250]
         assert [r.code for r in session.send_batch([MAIL, RCPT]) if r] == [250, 250]
         session.close()
-    assert list(seen) == [RSET.line + EHLO.line, MAIL.line + RCPT.line]
-    assert [step.batch for step in session.steps] == [1, 1, 2, 2]
+    assert list(seen) == [EHLO.line, RSET.line + EHLO.line, MAIL.line + RCPT.line]
+    assert [step.batch for step in session.steps] == [0, 1, 1, 2, 2]
+
+
+def test_without_pipelining_advertised_a_batch_goes_one_command_at_a_time():
+    # A client must not pipeline unless the last EHLO advertised PIPELINING (RFC 2920 §3.1):
+    # a replay or a minimised session that lost its EHLO sends each command after the
+    # reply before it, and records them as the batch they were.
+    seen: deque[bytes] = deque()
+    with ScriptedServer(pipelining_server(seen=seen)) as server:
+        session = session_with(server.address)
+        replies = session.send_batch([MAIL, RCPT])
+        session.send(Command.of("HELO client.example.test"))  # HELO advertises nothing
+        session.send_batch([RSET, NOOP])
+        session.close()
+    assert [r.code if r else None for r in replies] == [250, 250]
+    assert list(seen) == [MAIL.line, RCPT.line, b"HELO client.example.test\r\n", RSET.line,
+                          NOOP.line]
+    assert [step.batch for step in session.steps] == [1, 1, 0, 2, 2]
+    assert session.record.findings == {}
+    assert session.record.exercised["pipelined batches"] == 0
 
 
 def test_a_batch_answered_short_is_a_missing_reply_not_a_hang():
     with ScriptedServer(pipelining_server("short")) as server:
         session = session_with(server.address)
+        session.send(EHLO)
         started = time.monotonic()
         replies = session.send_batch([RSET, RSET, NOOP])
         elapsed = time.monotonic() - started
@@ -81,9 +103,12 @@ def test_a_batch_answered_short_is_a_missing_reply_not_a_hang():
     assert [r.code if r else None for r in replies] == [250, 250, None]
     assert elapsed < TIMEOUT + HANG_WAIT + SLACK
     [finding] = session.record.findings.values()
-    assert finding.key == FindingKey("command_answered", "MUST", "NOOP", 0)
-    assert finding.session == tuple(Step.of(c, batch=1) for c in (RSET, RSET, NOOP))
-    assert session.record.coverage[("INIT", "RSET", 250)] == 2
+    assert finding.key == FindingKey("pipelining_answers_every_command", "MUST",
+                                     PIPELINED_BATCH, 0)
+    assert finding.seen == {"NOOP in READY": 1}
+    assert finding.session == (Step.of(EHLO), *(Step.of(c, batch=1) for c in (RSET, RSET,
+                                                                               NOOP)))
+    assert session.record.coverage[("READY", "RSET", 250)] == 2
     # The record keeps the batch as it travels (xdist, the JSON report), in the schema.
     assert FindingRecord.from_json(json.loads(json.dumps(finding.to_json()))) == finding
     jsonschema.validate(finding.to_json(), {"$defs": SCHEMA["$defs"],
@@ -93,19 +118,21 @@ def test_a_batch_answered_short_is_a_missing_reply_not_a_hang():
 def test_after_a_missing_reply_every_later_command_has_the_same_error_without_waiting():
     with ScriptedServer(pipelining_server("first_only")) as server:
         session = session_with(server.address)
+        session.send(EHLO)
         started = time.monotonic()
         replies = session.send_batch([RSET, MAIL, RCPT])
         elapsed = time.monotonic() - started
         session.close()
     assert [r.code if r else None for r in replies] == [250, None, None]
     assert elapsed < 2 * (TIMEOUT + HANG_WAIT)  # waited out once, not once per command
-    assert {(key.check, key.cause) for key in session.record.findings} == {
-        ("command_answered", "MAIL"), ("command_answered", "RCPT")}
-    errors = {f.group: f.error for f in session.record.findings.values()}
-    assert errors["MAIL"] == errors["RCPT"]
-    assert errors["MAIL"] is not None
-    assert errors["MAIL"].startswith("no complete reply within 0.5s")
-    assert session.record.coverage[("INIT", "RCPT", 0)] == 1
+    # One behaviour: the input after the batch's first command was lost. The RCPT after
+    # the lost MAIL is no finding of its own.
+    [finding] = session.record.findings.values()
+    assert (finding.check, finding.cause, finding.group) == (
+        "pipelining_answers_every_command", PIPELINED_BATCH, "MAIL")
+    assert finding.error is not None
+    assert finding.error.startswith("no complete reply within 0.5s")
+    assert session.record.coverage[("READY", "RCPT", 0)] == 1
 
 
 def test_replies_out_of_order_are_findings_of_the_commands_they_answer():
@@ -125,12 +152,13 @@ def test_no_control_probe_is_sent_inside_a_batch():
     seen: deque[bytes] = deque()
     with ScriptedServer(pipelining_server(seen=seen)) as server:
         session = session_with(server.address)
+        session.send(EHLO)
         # Sent alone, the 500 to a lower-case verb would be followed by "SEND FROM:<...>".
         send = Command(b"send FROM:<a@example.test>\r\n")
         replies = session.send_batch([send, NOOP])
         session.close()
     assert [r.code if r else None for r in replies] == [500, 250]
-    assert list(seen) == [send.line + b"NOOP\r\n"]
+    assert list(seen) == [EHLO.line, send.line + b"NOOP\r\n"]
 
 
 @pytest.mark.parametrize(("commands", "message"), [

@@ -6,6 +6,7 @@ import itertools
 import socket
 import threading
 
+from conformance.checks import PIPELINED_BATCH
 from conformance.client import ServerAddress
 from conformance.commands import Message, Step
 from conformance.grading import FindingKey
@@ -206,7 +207,7 @@ def test_a_session_with_tls_and_a_batch_is_cut_down_to_what_the_finding_needs(tm
     certificates = Certificates(tmp_path)
     script = Script("seed", "pipelining_answers_every_command", (
         EHLO, NOOP, STARTTLS, TLS, EHLO, HELP, *in_batch(1, MAIL, RCPT, NOOP)))
-    missing = FindingKey("pipelining_answers_every_command", "MUST", "NOOP", 0)
+    missing = FindingKey("pipelining_answers_every_command", "MUST", PIPELINED_BATCH, 0)
     server_script = starttls_server(certificates.server_context(), batch_fault="short")
     with ScriptedServer(server_script) as server:
         result = minimise(script, server.address, timeout=TIMEOUT, key=missing)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.checks import THE_SESSION
+from conformance.checks import PIPELINED_BATCH, THE_SESSION
 from conformance.client import ServerAddress
 from conformance.commands import Command, Step
 from conformance.grading import FindingKey
@@ -343,7 +343,7 @@ def test_replaying_a_session_with_a_tls_upgrade_and_a_batch_sends_the_same_write
     certificates = Certificates(tmp_path)
     seen: deque[bytes] = deque()
     script = starttls_server(certificates.server_context(), batch_fault="short", seen=seen)
-    missing = FindingKey("pipelining_answers_every_command", "MUST", "NOOP", 0)
+    missing = FindingKey("pipelining_answers_every_command", "MUST", PIPELINED_BATCH, 0)
     with ScriptedServer(script) as server:
         session = CheckedSession(server.address, get_profile("seed"), timeout=0.5,
                                  hang_wait=0.0)

@@ -14,15 +14,28 @@ import pytest
 from conformance.checks import (
     AFTER_ERRORS,
     ECHOED_OCTETS,
+    PIPELINED_BATCH,
     Exchange,
     identity_of,
     run_checks,
 )
-from conformance.commands import EIGHT_BIT_INPUT, LONG_LINE_INPUT, Command
+from conformance.commands import (
+    EIGHT_BIT_INPUT,
+    LONG_LINE_INPUT,
+    Command,
+    DataProbe,
+    Sent,
+    Step,
+)
 from conformance.errors import ConnectionClosed
+from conformance.failures import render
+from conformance.levels import Verdict
 from conformance.model import Session, State, advance
+from conformance.record import FindingRecord
+from conformance.replay import Script, replay
 from conformance.replies import Reply, parse_replies
 from conformance.report import SCHEMA_PATH
+from conformance.session import CheckedSession
 from conformance.tables import get_profile
 from conformance.vocabulary import END_OF_DATA
 from tests.esmtp_server import EsmtpServer
@@ -141,6 +154,83 @@ def test_an_advertised_size_parameter_refused_with_555_fails_under_every_profile
     assert ("advertised_parameters_accepted", "MUST") in found
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("server", "expected"), [
+    (lambda: FaultServer("enforces_synchronization"), None),
+    (lambda: FaultServer("enforces_synchronization", "noop_replies_252"),
+     ("reply_code_documented", "NOOP")),  # minimised, and still nothing else
+    (lambda: EsmtpServer("enforces_synchronization"), None),  # PIPELINING after EHLO only
+], ids=["no-pipelining", "no-pipelining-with-a-fault", "pipelining-after-ehlo"])
+def test_a_server_that_enforces_synchronization_gets_no_finding(pytester, server, expected):
+    # Input sent before the reply to the line before it is answered 554 and the connection
+    # closed, as Exim does: the suite's sessions never send any outside a batch PIPELINING
+    # allows, and its probes (bare line breaks, end-of-data probes) are judged by their own
+    # checks alone.
+    with server() as running:
+        report = run(pytester, running.address)
+    if expected is None:
+        assert report["verdict"] == "PASS", [(f["check"], f["cause"])
+                                             for f in report["findings"]]
+    else:
+        finding = only(report)
+        assert (finding["check"], finding["cause"]) == expected
+    assert "synchronization error" not in json.dumps(report)
+
+
+@pytest.mark.timeout(300)
+def test_a_minimised_batch_keeps_the_ehlo_that_advertised_pipelining(pytester):
+    with EsmtpServer("enforces_synchronization", "pipelining_drops_input") as server:
+        report = run(pytester, server.address)
+    finding = only(report)
+    assert (finding["check"], finding["cause"]) == ("pipelining_answers_every_command",
+                                                    PIPELINED_BATCH)
+    steps = [Step.from_list(item) for item in finding["steps"]]
+    assert steps[0].group == "EHLO"
+    assert any(step.batch for step in steps)
+    assert "synchronization error" not in json.dumps(report)
+
+
+def test_a_replayed_batch_without_its_ehlo_goes_one_command_at_a_time():
+    mail, rcpt = Command.of("MAIL FROM:<a@example.test>"), Command.of("RCPT TO:<b@example.test>")
+    script = Script("seed", "pipelining_answers_every_command",
+                    (Step.of(mail, batch=1), Step.of(rcpt, batch=1)))
+    with FaultServer("enforces_synchronization") as server:
+        replayed = replay(script, server.address, timeout=1.0)
+        received = list(server.received)
+    assert replayed.findings == ()
+    assert received == [mail.line, rcpt.line]  # no 554: each went after the reply before it
+
+
+def test_an_lf_dot_lf_ending_is_caught_where_the_server_refuses_early_input():
+    # The smuggled line goes only after the reply to the data: a server that took <LF>.<LF>
+    # has answered by then, and runs the line, whether or not it enforces synchronization.
+    with FaultServer("ends_data_at_lf_dot_lf", "enforces_synchronization") as server:
+        session = CheckedSession(server.address, SEED, timeout=1.0)
+        session.connect()
+        for line in ("EHLO client.example.test", "MAIL FROM:<a@example.test>",
+                     "RCPT TO:<b@mx.fault.test>", "DATA"):
+            session.send(Command.of(line))
+        session.send_probe(DataProbe("<LF>.<LF>", b"NOOP\r\n"))
+    (finding,) = session.findings
+    assert finding.check.id == "data_ends_only_at_crlf_dot_crlf"
+    assert "answered 250 to 'NOOP'" in finding.complaint
+
+
+def test_probes_are_judged_by_their_own_checks_alone():
+    # A refusal and a close are a server's defence against input no client sends.
+    refused = reply(b"554 SMTP synchronization error\r\n")
+    for group, line in (("STARTTLS", b"STARTTLS\r\nNOOP\r\n"), ("NOOP", b"NOOP\nNOOP\r\n")):
+        x = checked(group, Command(line, group=group), refused, closed_unasked=True)
+        assert x.probe is not None
+        assert run_checks(x) == []
+    x = checked(END_OF_DATA, DataProbe("<LF>.<LF>", b"NOOP\r\n"), refused,
+                before=Session(state=State.DATA), closed_unasked=True)
+    assert run_checks(x) == []
+    plain = checked("NOOP", Command(b"NOOP\r\n"), refused, closed_unasked=True)
+    assert plain.probe is None
+    assert {f.check.id for f in run_checks(plain)} == {"no_silent_close"}
+
+
 # --- exchange by exchange ------------------------------------------------------------------------
 
 def reply(text: bytes) -> Reply:
@@ -148,7 +238,7 @@ def reply(text: bytes) -> Reply:
     return parsed
 
 
-def checked(group: str, sent: Command | None, answer: Reply | None, *,
+def checked(group: str, sent: Sent | None, answer: Reply | None, *,
             before: Session | None = None, profile: Any = SEED, **fields: Any) -> Exchange:
     return Exchange(profile, before or Session(state=State.READY), group, sent, answer,
                     **fields)
@@ -242,3 +332,54 @@ def test_rcpt_with_no_transaction_refused_with_another_code_than_503_is_a_must()
     assert not definite(checked("RCPT", rcpt, reply(b"503 MAIL first\r\n")))
     assert not definite(checked("RCPT", Command(b"RCPT TO:<>\r\n", valid=False),
                                 reply(b"501 syntax\r\n")))
+
+
+# --- seed findings say what RFC 5321 says ------------------------------------------------------
+
+def test_a_seed_finding_on_a_code_rfc5321_lists_says_so_in_one_line():
+    mail = Command(b"MAIL FROM:<a@example.test>\r\n")
+    out_of_order = reply(b"503 5.5.1 Error: nested MAIL command\r\n")
+    in_transaction = Session(state=State.MAIL)
+    for profile, expected in ((SEED, "RFC 5321 §4.3.2, §3.3, §4.1.1.11 lists 503 for MAIL"),
+                              (get_profile("rfc821"), "RFC 5321 §4.3.2, §3.3, §4.1.1.11 lists "
+                                                      "503 for MAIL"),
+                              (RFC5321, None)):
+        x = checked("MAIL", mail, out_of_order, before=in_transaction, profile=profile)
+        findings = run_checks(x)
+        if profile is RFC5321:
+            assert findings == []
+            continue
+        record = FindingRecord.of(findings, x, "", Verdict.FAIL)
+        assert (record.check, record.rfc5321, record.table_only) == (
+            "reply_code_documented", expected, True)
+        assert f"RFC 5321:   {expected}: outside the {profile.name} table only" in \
+            render(record)
+    # A code RFC 5321 does not list for the command either: an RFC-level deviation.
+    x = checked("NOOP", Command(b"NOOP\r\n"), reply(b"252 fine\r\n"))
+    record = FindingRecord.of(run_checks(x), x, "", Verdict.FAIL)
+    assert (record.rfc5321, record.table_only) == (None, False)
+
+
+@pytest.mark.timeout(300)
+def test_the_rfc_level_deviations_come_first_and_the_table_only_ones_are_named(pytester):
+    # A server answering as RFC 5321 says (503 to MAIL out of order), which also refuses the
+    # SIZE parameter it advertises: under seed, the 555 is the RFC-level finding and comes
+    # first; the 503 is outside the seed table only, and says so.
+    path = pytester.path / "report.json"
+    with EsmtpServer("size_parameter_refused", profile="rfc5321") as server:
+        result = pytester.runpytest(*RUN, f"--server={server.address}", f"--smtp-report={path}")
+    report = json.loads(path.read_text())
+    jsonschema.validate(report, SCHEMA)
+    found = failing(report)
+    levels = [f["rfc5321"] is not None for f in found]
+    assert levels == sorted(levels)
+    assert levels[0] is False
+    assert levels[-1] is True
+    table_only = [f for f in found if f["rfc5321"]]
+    assert ("MAIL", 503) in {(f["cause"], f["cause_code"]) for f in table_only}
+    assert all(f["rfc5321"].startswith("RFC 5321 §") for f in table_only)
+    out = result.stdout.str()
+    assert "of these, outside the seed table only (RFC 5321 lists the code for the command)" \
+        in out
+    assert out.index("[advertised_parameters_accepted]") < out.index(
+        "[reply_code_documented]")
