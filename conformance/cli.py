@@ -75,26 +75,31 @@ def _replay_command(args: argparse.Namespace) -> int:
     script = replay.load(Path(args.file))
     address = ServerAddress.parse(args.server)
     profile = get_profile(args.profile) if args.profile else None
+    print(script.recorded)
+    if script.server and script.server != str(address):
+        print(f"note: replaying against {address}, not the server it was recorded against: "
+              f"another server may well answer otherwise")
     try:
         replayed = replay.replay(script, address, timeout=args.timeout, profile=profile,
                                  policy=Policy(strict=args.strict))
     except TargetUnreachable as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    finding = replayed.first()
-    if finding is None:
+    same, worst = replayed.of(script), replayed.worst()
+    if worst is None or worst.verdict not in (Verdict.FAIL.value, Verdict.WARN.value):
         print(replayed.transcript)
-        print(f"verdict: PASS  did not reproduce: every reply passed the checks "
-              f"(recorded: [{script.check}])")
+        print("verdict: PASS  did not reproduce: every reply passed the checks")
         return 0
-    print(failures.render(finding))
-    same = "the same check" if finding.check == script.check else \
-        f"a different check (recorded: [{script.check}])"
-    if any(f.verdict == Verdict.FAIL.value for f in replayed.findings):
-        print(f"verdict: FAIL  reproduced: [{finding.check}] failed, {same} ({finding.level})")
+    shown = same if same is not None and same.verdict == worst.verdict else worst
+    print(failures.render(shown))
+    which = f"[{shown.check}] {shown.level}"
+    told = "the recorded finding" if shown is same else \
+        "not the recorded one, which did not reproduce" if same is None else \
+        f"and the recorded one as {same.verdict}"
+    if worst.verdict == Verdict.FAIL.value:
+        print(f"verdict: FAIL  reproduced: {which}, {told}")
         return 1
-    print(f"verdict: WARN  reproduced: [{finding.check}] as a warning, {same} "
-          f"({finding.level}: fails only with --strict)")
+    print(f"verdict: WARN  reproduced: {which}, {told} (a warning: fails only with --strict)")
     return 0
 
 

@@ -1,9 +1,11 @@
 """Failing sessions, saved and replayed: the file, the replay, and a copy-paste reproducer.
 
-A replay file is JSON holding the profile, the failing check and the session's steps (each
+A replay file is JSON holding the profile, the finding (its check, level and cause), where it
+was recorded (the server, the run's seed, the suite's version) and the session's steps (each
 step's group and exact bytes, as a latin-1 string so every octet survives; the batch number
 of steps sent in one write; TLS upgrades). Replaying sends the same bytes, in the same
-order and the same writes, to any server, and runs the same checks on the replies.
+order and the same writes, to any server, and runs the same checks on the replies. Files
+are kept per server (``failure_path``), so one server's run never overwrites another's.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance import __version__
+from conformance.checks import CHECKS
 from conformance.client import ServerAddress, tls_context
 from conformance.commands import DATA_PROBE, DataProbe, Message, Step
 from conformance.credentials import Credentials
 from conformance.errors import StopRun, UsageError
 from conformance.grading import FindingKey, Policy
+from conformance.levels import Verdict
 from conformance.model import State
 from conformance.record import FindingRecord, RunRecord
 from conformance.session import Adaptation, CheckedSession, Pacer
@@ -38,11 +43,40 @@ class Script:
     profile: str
     check: str  # the check that failed when the session was recorded
     steps: tuple[Step, ...]
+    # The rest of the recorded finding's identity ("": a file from before they were kept).
+    level: str = ""
+    cause: str = ""
+    code: int = 0
+    # Where it was recorded: the server (HOST:PORT, or the embedded server's name), the
+    # run's seed and the suite's version.
+    server: str = ""
+    seed: str = ""
+    version: str = ""
+
+    @property
+    def key(self) -> FindingKey | None:
+        """The recorded finding's identity; None for a file that does not hold it."""
+        return FindingKey(self.check, self.level, self.cause, self.code) if self.level \
+            else None
+
+    @property
+    def recorded(self) -> str:
+        """One line on what was recorded, and where."""
+        finding = f"[{self.check}] {self.level}".rstrip()
+        if self.cause:
+            finding += f" ({self.cause}{f' {self.code}' if self.code else ''})"
+        where = ", ".join(part for part in (
+            self.server and f"against {self.server}", f"profile {self.profile}",
+            self.seed and f"seed {self.seed}",
+            self.version and f"smtp-conformance {self.version}") if part)
+        return f"recorded: {finding}, {where}"
 
     def to_json(self) -> dict[str, Any]:
         new = any(step.batch or step.is_tls for step in self.steps)
         return {"format": REPLAY_FORMAT if new else 1, "profile": self.profile,
-                "check": self.check, "steps": [_step_json(step) for step in self.steps]}
+                "check": self.check, "level": self.level, "cause": self.cause,
+                "code": self.code, "server": self.server, "seed": self.seed,
+                "version": self.version, "steps": [_step_json(step) for step in self.steps]}
 
 
 def _step_json(step: Step) -> dict[str, Any]:
@@ -72,13 +106,24 @@ def writes_of(steps: Sequence[Step]) -> list[tuple[Step, ...]]:
     return writes
 
 
-def script_of(finding: FindingRecord) -> Script:
-    return Script(finding.profile, finding.check, finding.session)
+def script_of(finding: FindingRecord, *, server: str = "", seed: str = "") -> Script:
+    return Script(finding.profile, finding.check, finding.session, level=finding.level,
+                  cause=finding.cause, code=finding.cause_code, server=server, seed=seed,
+                  version=__version__)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def file_name(key: FindingKey) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_",
-                  f"{key.check}-{key.level}-{key.cause}-{key.code}.json")
+    return _safe(f"{key.check}-{key.level}-{key.cause}-{key.code}.json")
+
+
+def failure_path(failures_dir: Path, target: str, key: FindingKey) -> Path:
+    """Where a finding's session is saved: a folder per server (HOST_PORT, or the embedded
+    server's), then a file per finding, named by its identity."""
+    return failures_dir / _safe(target) / file_name(key)
 
 
 def save(script: Script, path: Path) -> None:
@@ -93,7 +138,10 @@ def loads(text: str | bytes) -> Script:
     if data["format"] not in READABLE_FORMATS:
         raise ValueError(f"format {data['format']!r}")
     steps = tuple(_step_of_json(s) for s in data["steps"])
-    return Script(str(data["profile"]), str(data["check"]), steps)
+    return Script(str(data["profile"]), str(data["check"]), steps,
+                  level=str(data.get("level", "")), cause=str(data.get("cause", "")),
+                  code=int(data.get("code", 0)), server=str(data.get("server", "")),
+                  seed=str(data.get("seed", "")), version=str(data.get("version", "")))
 
 
 def load(path: Path) -> Script:
@@ -117,6 +165,19 @@ class Replayed:
     def first(self, key: FindingKey | None = None) -> FindingRecord | None:
         """The finding with ``key``, or the first one; None if there is none."""
         return next((f for f in self.findings if key is None or f.key == key), None)
+
+    def of(self, script: Script) -> FindingRecord | None:
+        """The recorded finding, if the replay showed it again: the same check and cause,
+        at whatever level the profile replayed against gives it (for an older file, which
+        holds only its check: the first finding of that check)."""
+        return next((f for f in self.findings if f.check == script.check and (
+            script.key is None or (f.cause, f.cause_code) == (script.cause, script.code))),
+            None)
+
+    def worst(self) -> FindingRecord | None:
+        """The finding of the worst verdict (FAIL first), shortest transcript first."""
+        order = {v.value: i for i, v in enumerate(Verdict)}
+        return min(self.findings, key=lambda f: order[f.verdict], default=None)
 
 
 class _OneSession(Adaptation):
@@ -180,7 +241,12 @@ def replay(script: Script, address: ServerAddress, *, timeout: float,
         pass
     finally:
         session.close()
-    ordered = sorted(record.findings.values(), key=lambda f: len(f.transcript))
+    record.drop_refuted()
+    # A per-run check's finding (``Check.refuted_by``) is the whole run's to settle, which
+    # one session cannot do: a replay keeps it only where it is the finding recorded.
+    kept = [f for f in record.findings.values()
+            if f.check == script.check or CHECKS[f.check].refuted_by is None]
+    ordered = sorted(kept, key=lambda f: len(f.transcript))
     return Replayed(tuple(ordered), session.transcript)
 
 

@@ -12,10 +12,10 @@ import subprocess
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from conformance import __version__
 from conformance.levels import Verdict
 from conformance.model import is_positive, to_dot
 from conformance.record import RunRecord
@@ -85,7 +85,7 @@ def document(record: RunRecord, run: RunInfo, baseline: dict[str, Any] | None = 
     ``diagram``: the DOT file and the SVG file (None without Graphviz)."""
     return {
         "format": REPORT_FORMAT,
-        "tool": {"name": "smtp-conformance", "version": _version()},
+        "tool": {"name": "smtp-conformance", "version": __version__},
         "target": run.target,
         "profile": {"name": run.profile.name, "level": str(run.profile.level)},
         "strict": run.strict,
@@ -227,9 +227,3 @@ def _coverage_row(group: str, info: dict[str, Any]) -> str:
     share = f"{len(info['elicited'])}/{len(info['documented'])}"
     return f"  {group:15} {info['exchanges']:5}  {codes or '-':32} {share}"
 
-
-def _version() -> str:
-    try:
-        return metadata.version("smtp-conformance")
-    except metadata.PackageNotFoundError:
-        return "unknown"

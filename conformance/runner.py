@@ -265,13 +265,18 @@ class Run:
         if minimal is None:
             return self._saved(dataclasses.replace(finding, intermittent=True))
         shorter = len(minimal.script.steps) < len(script.steps)
+        transcript = minimal.finding.transcript
+        if minimal.finding.error != finding.error:  # a hang: the replays wait less than a run
+            transcript = [*transcript, f"   (the shortened session, replayed: "
+                                       f"{minimal.finding.error}; in the run: {finding.error})"]
         return self._saved(dataclasses.replace(
-            finding, transcript=minimal.finding.transcript, steps=minimal.finding.steps,
+            finding, transcript=transcript, steps=minimal.finding.steps,
             minimised_from=len(script.steps) if shorter else None))
 
     def _saved(self, finding: FindingRecord) -> FindingRecord:
-        path = self.failures_dir / replay.file_name(finding.key)
-        script = replay.script_of(finding)
+        target = target_name(self.settings.server)
+        path = replay.failure_path(self.failures_dir, target, finding.key)
+        script = replay.script_of(finding, server=target, seed=self.settings.seed)
         replay.save(script, path)
         if self.settings.example_db is not None:
             example_db.keep(example_db.open_db(self.settings.example_db), script)

@@ -64,7 +64,12 @@ def test_replaying_a_saved_failure_fails_the_same_way(pytester, fault):
             f"--server={server.address}"])
         replayed = replay_cli(Path(saved["replay"]), str(server.address))
     assert replayed.returncode == 1, replayed.stdout + replayed.stderr
-    assert f"reproduced: [{FAULTS[fault]}] failed, the same check" in replayed.stdout
+    lines = replayed.stdout.splitlines()
+    assert lines[0].startswith(f"recorded: [{FAULTS[fault]}] MUST ({saved['cause']}")
+    assert f"against {server.address}, profile seed, seed " in lines[0]
+    assert lines[-1] == f"verdict: FAIL  reproduced: [{FAULTS[fault]}] MUST, the recorded finding"
+    # Kept in a folder of its server's: another server's run does not overwrite it.
+    assert Path(saved["replay"]).parent == failures / str(server.address).replace(":", "_")
 
 
 def test_replay_against_a_conforming_server_does_not_reproduce(tmp_path):
@@ -142,7 +147,7 @@ def test_the_saved_and_shown_session_is_the_shortest_that_fails(pytester):
                                     f"--server={server.address}",
                                     f"--smtp-failures-dir={failures}")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    [saved] = failures.iterdir()
+    [saved] = failures.glob("*/*.json")
     assert load(saved).steps == (Step("HELO", b"HELO c.example.test\r\n"),)
     result.stdout.fnmatch_lines([
         "[[]reply_code_documented[]] MUST: 220 is not documented for HELO*",
@@ -207,7 +212,8 @@ def test_a_replay_sends_the_control_probe_again_where_it_is_due():
     finding = replayed.first()
     assert finding is not None
     assert finding.key == FindingKey("verb_case_insensitive", "MUST", "NOOP", 250)
-    assert script_of(finding) == script
+    assert script_of(finding).steps == script.steps
+    assert script_of(finding).key == finding.key
 
 
 @pytest.mark.parametrize(("key", "name"), [
@@ -263,14 +269,14 @@ NOOP_252 = Script("rfc5321", "reply_code_documented", (Step("NOOP", b"NOOP\r\n")
 
 
 @pytest.mark.parametrize(("profile", "extra", "status", "verdict"), [
-    ("rfc5321", (), 0, "verdict: WARN  reproduced: [reply_code_documented] as a warning, "
-                       "the same check (SHOULD: fails only with --strict)"),
-    ("rfc5321", ("--strict",), 1, "verdict: FAIL  reproduced: [reply_code_documented] failed, "
-                                  "the same check (SHOULD)"),
-    ("seed", (), 1, "verdict: FAIL  reproduced: [reply_code_documented] failed, the same "
-                    "check (MUST)"),
-    ("seed", ("--strict",), 1, "verdict: FAIL  reproduced: [reply_code_documented] failed, "
-                               "the same check (MUST)"),
+    ("rfc5321", (), 0, "verdict: WARN  reproduced: [reply_code_documented] SHOULD, the recorded "
+                       "finding (a warning: fails only with --strict)"),
+    ("rfc5321", ("--strict",), 1, "verdict: FAIL  reproduced: [reply_code_documented] SHOULD, "
+                                  "the recorded finding"),
+    ("seed", (), 1, "verdict: FAIL  reproduced: [reply_code_documented] MUST, the recorded "
+                    "finding"),
+    ("seed", ("--strict",), 1, "verdict: FAIL  reproduced: [reply_code_documented] MUST, the "
+                               "recorded finding"),
 ])
 def test_replay_grades_like_the_suite_should_fails_only_when_strict(tmp_path, profile, extra,
                                                                     status, verdict):

@@ -5,6 +5,8 @@ on the command that did not move the state, and the RFC's MUST sentences grade a
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -383,3 +385,61 @@ def test_the_rfc_level_deviations_come_first_and_the_table_only_ones_are_named(p
         in out
     assert out.index("[advertised_parameters_accepted]") < out.index(
         "[reply_code_documented]")
+
+
+# --- replay and the saved files cannot mislead ---------------------------------------------------
+
+def replay_cli(path: str, server: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "conformance", "replay", path,
+                           f"--server={server}", "--timeout=0.5"],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.timeout(300)
+def test_a_replayed_hang_names_command_answered_and_says_what_was_recorded(pytester):
+    with FaultServer("expn_hangs") as server, FaultServer() as other:
+        report = run(pytester, server.address, "--smtp-fail-fast")
+        finding = only(report)
+        assert (finding["check"], finding["level"]) == ("command_answered", "MUST")
+        saved = json.loads(Path(finding["replay"]).read_text())
+        assert (saved["server"], saved["seed"], saved["level"]) == (
+            str(server.address), "3", "MUST")
+        assert saved["version"]
+        again = replay_cli(finding["replay"], server.address)
+        elsewhere = replay_cli(finding["replay"], other.address)
+    lines = again.stdout.splitlines()
+    assert again.returncode == 1, again.stdout
+    assert lines[0].startswith("recorded: [command_answered] MUST (EXPN)")
+    assert "[command_answered] MUST: no complete reply" in again.stdout
+    assert lines[-1] == "verdict: FAIL  reproduced: [command_answered] MUST, the recorded finding"
+    assert "note: replaying against" not in again.stdout
+    assert elsewhere.returncode == 0
+    assert elsewhere.stdout.splitlines()[1].startswith(
+        f"note: replaying against {other.address}, not the server it was recorded against")
+    # The transcript says how long the run waited, as the headline does.
+    assert any("in the run: no complete reply within" in line for line in finding["transcript"])
+
+
+@pytest.mark.timeout(300)
+def test_a_replayed_should_finding_is_a_warning_and_exits_0(pytester):
+    with FaultServer("noop_refuses_parameter") as server:
+        report = run(pytester, server.address, "--smtp-strict", "--smtp-fail-fast")
+        finding = only(report)
+        again = replay_cli(finding["replay"], server.address)
+    assert again.returncode == 0, again.stdout
+    assert again.stdout.splitlines()[-1] == (
+        "verdict: WARN  reproduced: [noop_ignores_parameter] SHOULD, the recorded finding (a "
+        "warning: fails only with --strict)")
+
+
+@pytest.mark.timeout(300)
+def test_two_servers_runs_keep_two_failure_files(pytester):
+    failures = pytester.path / "failures"
+    with FaultServer("noop_replies_252") as first, FaultServer("noop_replies_252") as second:
+        for server in (first, second):
+            run(pytester, server.address, f"--smtp-failures-dir={failures}", "--smtp-fail-fast")
+    saved = sorted(failures.glob("*/*.json"))
+    assert [path.parent.name for path in saved] == sorted(
+        str(server.address).replace(":", "_") for server in (first, second))
+    assert {json.loads(path.read_text())["server"] for path in saved} == {
+        str(first.address), str(second.address)}
