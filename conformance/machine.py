@@ -40,7 +40,7 @@ from conformance.grading import Policy
 from conformance.model import State
 from conformance.record import RunRecord
 from conformance.replies import Reply
-from conformance.session import Adaptation, CheckedSession, Pacer
+from conformance.session import Activity, Adaptation, CheckedSession, Pacer
 from conformance.tables import AUTH_SUCCEEDED, OK, Profile
 from conformance.vocabulary import OPEN_STATES, SEED_VERBS, UNRECOGNISED, VERBS, Verb
 
@@ -257,6 +257,7 @@ class SMTPConformance(RuleBasedStateMachine):
     tls: ClassVar[ssl.SSLContext | None] = None  # for STARTTLS; None: never upgrade
     tls_server_name: ClassVar[str | None] = None
     credentials: ClassVar[Credentials | None] = None  # for AUTH; None: wrong ones
+    activity: ClassVar[Activity]  # one per run, kept by its sessions (a status line reads it)
 
     def __init__(self) -> None:
         super().__init__()
@@ -265,7 +266,7 @@ class SMTPConformance(RuleBasedStateMachine):
                                       deliver=self.deliver, pacer=self.pacer,
                                       adaptation=self.adaptation, fail_fast=self.fail_fast,
                                       cells=self.exploration.cells,
-                                      credentials=self.credentials)
+                                      credentials=self.credentials, activity=self.activity)
 
     @initialize()
     def connect(self) -> None:
@@ -639,12 +640,14 @@ def configure(address: ServerAddress, profile: Profile, *, timeout: float,
               fail_fast: bool = False, deadline: float = float("inf"),
               tls: ssl.SSLContext | None = None, tls_server_name: str | None = None,
               credentials: Credentials | None = None,
-              relay_check: bool = False) -> type[SMTPConformance]:
+              relay_check: bool = False,
+              activity: Activity | None = None) -> type[SMTPConformance]:
     """A state machine class bound to one server, profile and timeout; ``deadline``
     (``time.monotonic()``) ends its exploration. ``tls``: the context of STARTTLS upgrades
     (by default one that verifies nothing: the suite tests SMTP, not the certificate);
     ``tls_server_name``: the name asked for (SNI, and verification). ``relay_check``: send
-    recipients the server must not relay to without authentication too."""
+    recipients the server must not relay to without authentication too. ``activity``: where
+    the sessions say what they are doing (for a status line)."""
     tls = tls if tls is not None else tls_context(verify=False)
     return type("SMTPConformance", (SMTPConformance,), {
         "address": address, "profile": profile, "timeout": timeout,
@@ -660,4 +663,5 @@ def configure(address: ServerAddress, profile: Profile, *, timeout: float,
         **({"transaction_relayed": transaction_relayed} if relay_check else {}),
         "tls": tls, "tls_server_name": tls_server_name, "credentials": credentials,
         "exploration": Exploration(rcpt_domain),
+        "activity": activity if activity is not None else Activity(),
     })

@@ -82,6 +82,10 @@ OPTIONS = (
     Option("--smtp-rcpt-domain", "smtp_rcpt_domain", "SMTP_CONFORMANCE_RCPT_DOMAIN", "",
            "domain of every generated recipient (default: names reserved for testing, "
            "RFC 2606: example.test, example.com, ...)"),
+    Option("--smtp-no-progress", "smtp_no_progress", "SMTP_CONFORMANCE_NO_PROGRESS", "false",
+           "show no progress while the run runs (by default: one status line, rewritten on a "
+           "terminal, or a line at most every 10 s where output is not a terminal)",
+           flag=True),
     Option("--smtp-rate", "smtp_rate", "SMTP_CONFORMANCE_RATE", "",
            "at most this many commands (and connections) per second, for production servers "
            "(default: no limit)"),
@@ -170,7 +174,8 @@ def parse(given: Callable[[Option], str | None], *, seed: str, workers: int = 1,
                        shards=_shards(values["smtp_shards"], workers), example_db=example_db,
                        tls_verify=_flag(values, "smtp_tls_verify") or tls_cafile is not None,
                        tls_cafile=tls_cafile, tls_server_name=tls_server_name,
-                       credentials=credentials, relay_check=_flag(values, "smtp_relay_check"))
+                       credentials=credentials, relay_check=_flag(values, "smtp_relay_check"),
+                       progress=not _flag(values, "smtp_no_progress"))
 
 
 def _servers(text: str | None) -> tuple[ServerAddress, ...]:

@@ -65,8 +65,10 @@ def _names(suite: RunSettings) -> list[str]:
 
 def write_summary(out: Writer, suite: RunSettings, runs: Runs, finished: Finished | None,
                   *, is_worker: bool = False) -> None:
-    """The terminal summary: per run, its verdict, findings and codes seen; then the seed."""
-    if not runs.ran():
+    """The terminal summary: per run, its verdict, findings and codes seen; then the seed.
+    Nothing when no server could be reached at all: pytest's one line exiting the session
+    (EXIT_UNREACHABLE) says why, and a table of zeros would say nothing more."""
+    if not runs.ran() or runs.unreachable_only():
         return  # the suite did not run
     ordered = runs.ordered(_names(suite))
     for target, record in ordered:

@@ -9,6 +9,7 @@ fixtures nor is given one of its options: no header, no option checks, nothing c
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
@@ -22,10 +23,12 @@ from conformance.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
 from conformance.failures import RunFailed, failure_text
 from conformance.machine import SMTPConformance, configure
 from conformance.options import OPTIONS, Option
+from conformance.progress import StatusLine
 from conformance.record import Coverage, RunError, RunRecord, Runs
 from conformance.reference_server import ReferenceServer
 from conformance.runner import Run, RunSettings, replay_hint, stopped, target_name, unreachable
 from conformance.runner import run as run_engine
+from conformance.session import Activity
 
 __all__ = ["OPTIONS", "Option", "SuiteConfig"]
 
@@ -274,7 +277,30 @@ def smtp_run(request: pytest.FixtureRequest, smtp_server_address: ServerAddress,
     settings, record = _own_run(request, smtp_server_address, smtp_config, smtp_shard)
     failures_dir = settings.failures_dir
     assert failures_dir is not None
-    return lambda: run_engine(settings, smtp_server_address, record, failures_dir)
+    activity = Activity()
+
+    def run() -> None:
+        with _status_line(request.config, settings, record, activity):
+            run_engine(settings, smtp_server_address, record, failures_dir, activity)
+    return run
+
+
+def _status_line(config: pytest.Config, settings: RunSettings, record: RunRecord,
+                 activity: Activity) -> contextlib.AbstractContextManager[object]:
+    """The run's status line on pytest's terminal output, past the test's output capture
+    (as live logging writes); none in an xdist worker, whose output nobody reads live, or
+    with --smtp-no-progress."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if not settings.progress or reporter is None or hasattr(config, "workerinput"):
+        return contextlib.nullcontext()
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def write(text: str) -> None:
+        with capture.global_and_fixture_disabled() if capture is not None else \
+                contextlib.nullcontext():
+            reporter.write(text, flush=True)
+    return StatusLine(activity, record, settings.time_budget, write,
+                      terminal=bool(reporter.isatty))
 
 
 @pytest.fixture

@@ -299,6 +299,11 @@ class Runs:
         """Whether any run recorded anything (else the suite did not run)."""
         return any(r.coverage or r.findings or r.errors for r in self.by_target.values())
 
+    def unreachable_only(self) -> bool:
+        """Whether every run ended before its first exchange, its server out of reach."""
+        return all(not r.coverage and not r.findings and r.errors and
+                   all(e.unreachable for e in r.errors) for r in self.by_target.values())
+
     def ordered(self, targets: Sequence[str]) -> list[tuple[str, RunRecord]]:
         """The records in the order of ``targets`` (any other after them)."""
         rank = {target: n for n, target in enumerate(targets)}

@@ -40,7 +40,7 @@ from conformance.machine import configure, explore
 from conformance.minimise import minimise
 from conformance.record import FindingRecord, RunError, RunRecord
 from conformance.reference_server import TEST_PASSWORD, TEST_USERNAME
-from conformance.session import Pacer
+from conformance.session import Activity, Pacer
 from conformance.tables import Profile
 from conformance.vocabulary import GREETING
 
@@ -91,6 +91,7 @@ class RunSettings:
     tls_server_name: str | None = None  # None: the server's host
     credentials: Credentials | None = None  # for AUTH; None: none (AUTH is refused)
     relay_check: bool = False  # send recipients the server must not relay to
+    progress: bool = True  # a status line while the run runs (conformance.progress)
 
     def tls(self, address: ServerAddress) -> tuple[ssl.SSLContext, str | None]:
         """The TLS context of STARTTLS upgrades against ``address``, and the name to ask for
@@ -159,6 +160,7 @@ class Run:
     record: RunRecord
     failures_dir: Path
     clock: Callable[[], float] = time.monotonic
+    activity: Activity = field(default_factory=Activity)  # what its sessions are doing
     started: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -188,7 +190,7 @@ class Run:
             deadline=self.started + s.time_budget * EXPLORE_SHARE,
             seed=int(s.seed) if s.seed.isdigit() else None, tls=tls,
             tls_server_name=tls_server_name, credentials=s.credentials,
-            relay_check=s.relay_check)
+            relay_check=s.relay_check, activity=self.activity)
         # What exists before the run (imports, pytest's objects) lives through it: kept out of
         # the cyclic collector's scans while it runs, which were a tenth of a run's time.
         gc.freeze()
@@ -298,9 +300,11 @@ def replay_hint(finding: FindingRecord, address: ServerAddress) -> str:
 
 
 def run(settings: RunSettings, address: ServerAddress, record: RunRecord,
-        failures_dir: Path) -> None:
-    """A whole run; raises ``RunFailed`` if findings fail it (they are in ``record`` too)."""
-    engine = Run(settings, address, record, failures_dir)
+        failures_dir: Path, activity: Activity | None = None) -> None:
+    """A whole run; raises ``RunFailed`` if findings fail it (they are in ``record`` too).
+    ``activity``: where its sessions say what they are doing (for a status line)."""
+    engine = Run(settings, address, record, failures_dir,
+                 activity=activity if activity is not None else Activity())
     engine.explore()
     failing = engine.finish()
     if failing or record.errors:

@@ -97,6 +97,19 @@ class Pacer:
 
 
 @dataclass
+class Activity:
+    """What a run's sessions are doing, for a status line that reads it while they do it
+    (``conformance.progress``): sessions opened, exchanges made, and the reply awaited now
+    (``waiting``: its command group; None when none is)."""
+
+    sessions: int = 0
+    exchanges: int = 0
+    waiting: str | None = None
+    wait_limit: float = 0.0  # seconds the reply may take before it counts as none
+    wait_started: float = 0.0  # time.monotonic() when the wait began
+
+
+@dataclass
 class Adaptation:
     """What one run has learnt about the server's timing, shared by all its sessions, so that
     each slow behaviour costs its wait once: a tarpit (replies slow down after some commands)
@@ -228,7 +241,8 @@ class CheckedSession:
                  pacer: Pacer | None = None, adaptation: Adaptation | None = None,
                  probes: bool = True, fail_fast: bool = False,
                  cells: Counter[tuple[str, str]] | None = None,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None,
+                 activity: Activity | None = None) -> None:
         self.address = address
         self.profile = profile
         self.timeout = timeout
@@ -255,6 +269,7 @@ class CheckedSession:
         # Exchanges per (state, group), for whoever steers the sessions (the state machine);
         # the record's coverage may be shared with other runs.
         self.cells = cells if cells is not None else Counter()
+        self.activity = activity if activity is not None else Activity()
         self.last_reply_time = 0.0  # seconds the session's last reply took (see _probe_wait)
         # The session's last exchange that had a reply: a close found before the next command
         # was sent is judged on it (``_closed_after``).
@@ -604,6 +619,9 @@ class CheckedSession:
         reply: Reply | None = None
         error: ServerError | None = None
         started = time.monotonic()
+        activity = self.activity
+        activity.waiting, activity.wait_limit = group, self.timeout + self.hang_wait
+        activity.wait_started = started
         try:
             reply = io()
         except ClosedBeforeSent:
@@ -611,6 +629,10 @@ class CheckedSession:
             return None
         except ServerError as failure:
             error = failure
+        finally:
+            activity.waiting = None
+        activity.exchanges += 1
+        activity.sessions += group == GREETING
         elapsed = time.monotonic() - started
         if reply is not None:
             self.last_reply_time = elapsed
