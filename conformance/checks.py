@@ -609,6 +609,8 @@ def enhanced_status_code_valid(x: Exchange) -> Complaint | None:
     return None
 
 
+# A SHOULD: RFC 1870 says a message over the advertised limit "will be rejected" with 552 (§4)
+# and what the server does on receipt (§6.1, §6.3), but puts no MUST on the refusal.
 @check("size_limit_enforced", level=Level.SHOULD, citation="RFC 1870 §6.1, §6.3")
 def size_limit_enforced(x: Exchange) -> Complaint | None:
     """A declared size, or a message, over the limit SIZE advertised was accepted (552, or

@@ -48,7 +48,7 @@ def in_order(lines: list[str], wanted: list[str]) -> bool:
 def test_first_screen_gives_the_two_commands_that_ci_runs() -> None:
     first_two = console_blocks()[:2]
     assert first_two == [["$ pip install -e . && pytest"],
-                         ["$ pip install -e '.[test]' && pytest tests"]]
+                         ["$ pip install -e '.[test]' && pytest tests -n 4"]]
     ci = (ROOT / ".ci" / "run").read_text()
     for [command] in first_two:
         assert f"\n{command.removeprefix('$ ')}\n" in ci
