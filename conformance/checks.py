@@ -812,7 +812,7 @@ def reply_code_documented(x: Exchange) -> Complaint | None:
         return (f"421 is not in the {x.profile.name} row for {x.group} [{row.citation}], but "
                 f"RFC 821 §4.3 and RFC 5321 §3.8 allow 421 for any command"), Level.INFO
     message = f"{code} is not documented for {x.group} [{row.citation}]"
-    if code // 100 not in {c // 100 for c in row.code_set}:
+    if code // 100 not in {c // 100 for c in row.code_set} and rfc5321_lists(x) is None:
         # RFC 5321 §4.2.1: a client acts on the first digit, so a reply of a class the row
         # never has is read as something else entirely, under any profile.
         return (f"{message}, nor is any {code // 100}yz reply (RFC 5321 §4.2.1: clients act "
@@ -863,9 +863,10 @@ def run_checks(exchange: Exchange, only: Container[str] | None = None) -> list[F
     ``exchange``, MUST first. A general check's complaint, where a specific one complains
     at least as strongly, goes with that finding (``Finding.also``) instead."""
     findings = []
+    probe = exchange.probe is not None
     for registered in CHECKS.values():
         if (only is not None and registered.id not in only) or \
-                (exchange.probe is not None and not registered.judges_probes):
+                (probe and not registered.judges_probes):
             continue
         complaint = registered.run(exchange)
         if complaint is None:

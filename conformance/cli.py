@@ -88,7 +88,9 @@ def _replay_command(args: argparse.Namespace) -> int:
     same, worst = replayed.of(script), replayed.worst()
     if worst is None or worst.verdict not in (Verdict.FAIL.value, Verdict.WARN.value):
         print(replayed.transcript)
-        print("verdict: PASS  did not reproduce: every reply passed the checks")
+        print("verdict: PASS  did not reproduce: every reply passed the checks" if same is None
+              else f"verdict: PASS  reproduced only as {same.verdict}: [{same.check}] "
+                   f"{same.level} (this profile does not fail it)")
         return 0
     shown = same if same is not None and same.verdict == worst.verdict else worst
     print(failures.render(shown))

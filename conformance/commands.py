@@ -310,6 +310,7 @@ class Step(NamedTuple):
 
     @property
     def answers_challenge(self) -> bool:
+        """An answer to an AUTH challenge (see ``Command.answers_challenge``)."""
         return self.command().answers_challenge
 
     @property

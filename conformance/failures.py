@@ -39,7 +39,7 @@ def render(finding: FindingRecord) -> str:
         f"  Received:   {received}",
         f"  Documented: {documented}  (group {f.group!r})",
         *([f"  About:      {f.cause}"] if f.cause != f.group else []),
-        *([f"  RFC 5321:   {f.rfc5321}: outside the {f.profile} table only"]
+        *([f"  Triage:     {f.rfc5321}: outside the {f.profile} table only"]
           if f.rfc5321 else []),
         *(f"  Also:       {also}" for also in f.also),
         f"  Seen:       {seen}",

@@ -289,7 +289,9 @@ def _status_line(config: pytest.Config, settings: RunSettings, record: RunRecord
                  activity: Activity) -> contextlib.AbstractContextManager[object]:
     """The run's status line on pytest's terminal output, past the test's output capture
     (as live logging writes); none in an xdist worker, whose output nobody reads live, or
-    with --smtp-no-progress."""
+    with --smtp-no-progress. The capture is lifted from the status line's thread, for the
+    moment of a write: what the run's own thread prints then (nothing, in a suite run)
+    would reach the terminal too."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if not settings.progress or reporter is None or hasattr(config, "workerinput"):
         return contextlib.nullcontext()

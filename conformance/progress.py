@@ -25,14 +25,18 @@ def status_text(activity: Activity, record: RunRecord, elapsed: float, budget: f
                 now: float) -> str:
     """"smtp-conformance: 12 sessions, 340 exchanges, 1 finding, 14s of 120s", and what a
     slow reply is waited for."""
-    findings = len(record.findings)
-    text = (f"smtp-conformance: {activity.sessions} sessions, {activity.exchanges} exchanges, "
-            f"{findings} finding{'' if findings == 1 else 's'}, {elapsed:.0f}s of {budget:.0f}s")
+    text = (f"smtp-conformance: {_count(activity.sessions, 'session')}, "
+            f"{_count(activity.exchanges, 'exchange')}, "
+            f"{_count(len(record.findings), 'finding')}, {elapsed:.0f}s of {budget:.0f}s")
     waiting, waited = activity.waiting, now - activity.wait_started
     if waiting is not None and waited >= SLOW_REPLY:
         text += (f"; waiting up to {activity.wait_limit:g}s for a reply to {waiting} "
                  f"({waited:.0f}s so far)")
     return text
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 class StatusLine:
@@ -45,7 +49,8 @@ class StatusLine:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.activity, self.record, self.budget = activity, record, budget
         self.write, self.terminal, self.clock = write, terminal, clock
-        self.interval = interval or (TERMINAL_INTERVAL if terminal else LOG_INTERVAL)
+        self.interval = interval if interval is not None else \
+            TERMINAL_INTERVAL if terminal else LOG_INTERVAL
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._paint, daemon=True,
                                         name="smtp-conformance status line")

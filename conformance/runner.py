@@ -268,7 +268,8 @@ class Run:
             return self._saved(dataclasses.replace(finding, intermittent=True))
         shorter = len(minimal.script.steps) < len(script.steps)
         transcript = minimal.finding.transcript
-        if minimal.finding.error != finding.error:  # a hang: the replays wait less than a run
+        if None not in (minimal.finding.error, finding.error) and \
+                minimal.finding.error != finding.error:  # a hang: replays wait less than a run
             transcript = [*transcript, f"   (the shortened session, replayed: "
                                        f"{minimal.finding.error}; in the run: {finding.error})"]
         return self._saved(dataclasses.replace(

@@ -367,11 +367,11 @@ class CheckedSession:
         (``data_ends_only_at_crlf_dot_crlf``). Only then, in a write of its own, the line
         smuggled after the ending: a server that took the ending has answered it, and reads
         the line as a command, whether or not it refuses input sent before its reply
-        (RFC 5321 §4.3.1); after a reply, as long again for one to that line. (An ending in
-        CR is complete only with the octet after it: the smuggled line goes first, and the
-        wait after it.) With
-        ``deliver``, then the real end of data, checked as any message's, and a wait for any
-        reply after that one (a server that took the ending but answered it late). The
+        (RFC 5321 §4.3.1); after a reply, as long again for one to that line. (A server may
+        know a CR for a line end only from the octet after it: where the ending ends in CR
+        and nothing came, the smuggled line goes, and a second wait.) With ``deliver``, then
+        the real end of data, judged by the probe's checks, and a wait for any reply after
+        that one (a server that took the ending but answered it late). The
         session ends either way: a server that took the ending may answer what follows in
         ways no model follows. The reply to the real end (None: not sent, none came, or the
         session was not in DATA)."""
@@ -619,9 +619,9 @@ class CheckedSession:
         reply: Reply | None = None
         error: ServerError | None = None
         started = time.monotonic()
-        activity = self.activity
-        activity.waiting, activity.wait_limit = group, self.timeout + self.hang_wait
-        activity.wait_started = started
+        activity = self.activity  # read by a status line's thread: ``waiting`` goes last
+        activity.wait_limit, activity.wait_started = self.timeout + self.hang_wait, started
+        activity.waiting = group
         try:
             reply = io()
         except ClosedBeforeSent:

@@ -204,10 +204,11 @@ EXTENSION_OF_PARAMETER: Mapping[str, str] = MappingProxyType(
     {parameter: extension.keyword for extension in EXTENSIONS
      for parameter in (*extension.mail_parameters, *extension.rcpt_parameters)})
 
-# Verbs real servers implement that the suite does not model (ETRN RFC 1985, ATRN RFC 2645,
-# BURL RFC 4468, LHLO RFC 2033, and vendors' own): never sent as an unrecognised verb.
 # The verbs whose positive reply is followed by a TLS handshake (STARTTLS, RFC 3207 §4).
 UPGRADING_VERBS = frozenset(verb.name for verb in VERBS.values() if verb.upgrades)
+
+# Verbs real servers implement that the suite does not model (ETRN RFC 1985, ATRN RFC 2645,
+# BURL RFC 4468, LHLO RFC 2033, and vendors' own): never sent as an unrecognised verb.
 UNMODELLED_VERBS = frozenset({"ETRN", "ATRN", "BURL", "LHLO", "XCLIENT", "XFORWARD", "XEXPS",
                               "VERB", "ONEX", "XUSR", "XQUE"})
 

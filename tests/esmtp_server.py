@@ -293,7 +293,7 @@ class _Handler(socketserver.BaseRequestHandler):
         while line.endswith(b"\n") and not line.endswith(b"\r\n") and len(line) <= MAX_LINE:
             line += self.conn.line()
         self.server.received.append(line)
-        if self.out_of_sync():
+        if not line.upper().startswith(b"BDAT") and self.out_of_sync():  # (data follows BDAT)
             return False
         if not line.endswith(b"\n"):
             self.reply("line_too_long")

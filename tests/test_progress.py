@@ -78,6 +78,8 @@ def test_without_a_terminal_a_line_every_ten_seconds_at_most():
         assert done.wait(10)
     assert LOG_INTERVAL == 10.0
     assert lines[0].startswith("\nsmtp-conformance: 3 sessions, 40 exchanges, 0 findings")
+    assert status_text(Activity(sessions=1, exchanges=1), RunRecord(), 0, 60, now=0).startswith(
+        "smtp-conformance: 1 session, 1 exchange, 0 findings")
     assert all(line.endswith("\n") and "\r" not in line for line in lines)
 
 
@@ -85,7 +87,7 @@ def test_a_slow_reply_is_named_with_how_long_it_may_take():
     activity = Activity(sessions=1, exchanges=5, waiting="EXPN", wait_limit=30,
                         wait_started=100.0)
     assert status_text(activity, RunRecord(), 14.2, 120, now=101.0) == (
-        "smtp-conformance: 1 sessions, 5 exchanges, 0 findings, 14s of 120s")
+        "smtp-conformance: 1 session, 5 exchanges, 0 findings, 14s of 120s")
     assert status_text(activity, RunRecord(), 20.0, 120, now=106.4).endswith(
         "20s of 120s; waiting up to 30s for a reply to EXPN (6s so far)")
 
