@@ -21,7 +21,7 @@ from conformance import options, outputs
 from conformance.client import ServerAddress, SMTPClient
 from conformance.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
 from conformance.failures import RunFailed, failure_text
-from conformance.machine import SMTPConformance, configure
+from conformance.machine import SMTPConformance
 from conformance.options import OPTIONS, Option
 from conformance.progress import StatusLine
 from conformance.record import Coverage, RunError, RunRecord, Runs
@@ -309,19 +309,15 @@ def _status_line(config: pytest.Config, settings: RunSettings, record: RunRecord
 def smtp_state_machine(request: pytest.FixtureRequest, smtp_server_address: ServerAddress,
                        smtp_config: RunSettings) -> Iterator[type[SMTPConformance]]:
     """The conformance state machine, bound to the target, profile and seed, for a test's
-    own run. It records findings rather than raising them; when the test ends, the failing
-    ones fail it (at teardown), each with its shortest session."""
+    own run, started as the suite's own is (``Run.start``: the example database's sessions
+    first, the relay check, the deadline). It records findings rather than raising them;
+    when the test ends, the failing ones fail it (at teardown), each with its shortest
+    session."""
     settings, record = _own_run(request, smtp_server_address, smtp_config)
     request.node.stash[SETTLES_AT_TEARDOWN] = True
     assert settings.failures_dir is not None
     engine = Run(settings, smtp_server_address, record, settings.failures_dir)
-    tls, tls_server_name = settings.tls(smtp_server_address)
-    yield configure(smtp_server_address, settings.profile, timeout=settings.timeout,
-                    policy=settings.policy, record=record, deliver=settings.delivers,
-                    rcpt_domain=settings.rcpt_domain, rate=settings.rate,
-                    fail_fast=settings.fail_fast,
-                    seed=int(settings.seed) if settings.seed.isdigit() else None, tls=tls,
-                    tls_server_name=tls_server_name, credentials=settings.credentials)
+    yield engine.start()
     if record.errors:
         return
     failing = engine.finish()

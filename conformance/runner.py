@@ -36,7 +36,7 @@ from conformance.errors import (
 from conformance.failures import RunFailed
 from conformance.grading import Policy
 from conformance.levels import Verdict
-from conformance.machine import configure, explore
+from conformance.machine import SMTPConformance, configure, explore
 from conformance.minimise import minimise
 from conformance.record import FindingRecord, RunError, RunRecord
 from conformance.reference_server import TEST_PASSWORD, TEST_USERNAME
@@ -178,19 +178,9 @@ class Run:
         if s.shards > 1:
             self.record.remark(f"shard {s.shard + 1} of {s.shards}: hypothesis-seed {s.seed}, "
                                f"{s.examples} examples")
-        try:
-            self.replay_saved()
-        except (TargetLost, TargetUnreachable) as lost:
-            self._lost(lost)
+        machine = self.start()
+        if self.record.errors:
             return
-        tls, tls_server_name = s.tls(self.address)
-        machine = configure(
-            self.address, s.profile, timeout=s.timeout, policy=s.policy, record=self.record,
-            deliver=s.delivers, rcpt_domain=s.rcpt_domain, rate=s.rate, fail_fast=s.fail_fast,
-            deadline=self.started + s.time_budget * EXPLORE_SHARE,
-            seed=int(s.seed) if s.seed.isdigit() else None, tls=tls,
-            tls_server_name=tls_server_name, credentials=s.credentials,
-            relay_check=s.relay_check, activity=self.activity)
         # What exists before the run (imports, pytest's objects) lives through it: kept out of
         # the cyclic collector's scans while it runs, which were a tenth of a run's time.
         gc.freeze()
@@ -204,6 +194,25 @@ class Run:
             self._lost(lost)
         finally:
             gc.unfreeze()
+
+    def start(self) -> type[SMTPConformance]:
+        """The run's beginning, wherever it is started (``explore``, the smtp_state_machine
+        fixture): the example database's sessions replayed (a server gone on the way is an
+        error in the record), then the state machine configured from the settings, relay
+        check, deadline and all."""
+        try:
+            self.replay_saved()
+        except (TargetLost, TargetUnreachable) as lost:
+            self._lost(lost)
+        s = self.settings
+        tls, tls_server_name = s.tls(self.address)
+        return configure(
+            self.address, s.profile, timeout=s.timeout, policy=s.policy, record=self.record,
+            deliver=s.delivers, rcpt_domain=s.rcpt_domain, rate=s.rate, fail_fast=s.fail_fast,
+            deadline=self.started + s.time_budget * EXPLORE_SHARE,
+            seed=int(s.seed) if s.seed.isdigit() else None, tls=tls,
+            tls_server_name=tls_server_name, credentials=s.credentials,
+            relay_check=s.relay_check, activity=self.activity)
 
     def _lost(self, lost: BaseException) -> None:
         self.record.errors.append(RunError(

@@ -99,3 +99,31 @@ def test_a_relay_probe_ends_its_session_and_never_goes_out_authenticated(fault, 
     verdicts = [f.verdict for f in machine.record.findings.values()
                 if f.check == "relay_refused"]
     assert verdicts == (["WARN"] if fault else [])
+
+
+USERS_OWN_RUN = """
+import math
+
+from hypothesis.stateful import run_state_machine_as_test
+
+
+def test_users_own_run(smtp_state_machine, smtp_config):
+    # Started as the suite's run is: with the run's deadline, not an endless one.
+    assert math.isfinite(smtp_state_machine.deadline)
+    run_state_machine_as_test(smtp_state_machine, settings=smtp_config.hypothesis_settings())
+"""
+
+
+@pytest.mark.timeout(180)
+def test_the_state_machine_fixture_starts_its_run_as_the_suite_does(pytester):
+    # The relay check reaches a user's own run through the fixture (it used to be dropped).
+    pytester.makepyfile(test_users_own_run=USERS_OWN_RUN)
+    report = pytester.path / "report.json"
+    with FaultServer("open_relay") as server:
+        result = pytester.runpytest("-p", "no:cacheprovider", "--hypothesis-seed=0",
+                                    "--smtp-timeout=0.5", "--smtp-examples=40",
+                                    f"--server={server.address}", f"--smtp-report={report}",
+                                    "--smtp-relay-check", "--smtp-strict",
+                                    "test_users_own_run.py")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    assert [f["verdict"] for f in relay_findings(json.loads(report.read_text()))] == ["FAIL"]
