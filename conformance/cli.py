@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conformance import failures, matrix, replay
-from conformance.client import ServerAddress
+from conformance.client import DEFAULT_TIMEOUT, ServerAddress
 from conformance.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
 from conformance.grading import Policy
 from conformance.levels import Verdict
@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     again = commands.add_parser("replay", help="re-send a saved failing session and re-check it")
     again.add_argument("file", help="a replay file the suite saved (see the failure message)")
     again.add_argument("--server", required=True, help="HOST[:PORT] to send it to")
-    again.add_argument("--timeout", type=float, default=5.0, help="seconds per reply (5)")
+    again.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                       help=f"seconds per reply ({DEFAULT_TIMEOUT:g})")
     again.add_argument("--profile", choices=sorted(PROFILES),
                        help="check against this profile (default: the recorded one)")
     again.add_argument("--strict", action="store_true",
@@ -147,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="repeatable (default: every profile)")
     grid.add_argument("--examples", type=int, default=60, help="sessions per run (60)")
     grid.add_argument("--seed", type=int, default=0, help="Hypothesis seed for every run (0)")
-    grid.add_argument("--timeout", type=float, default=5.0, help="seconds per reply (5)")
+    grid.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                       help=f"seconds per reply ({DEFAULT_TIMEOUT:g})")
     grid.add_argument("--deliver", action="store_true", help="complete messages (see README)")
     grid.add_argument("--rcpt-domain", help="domain of every generated recipient")
     grid.add_argument("--out", required=True, help="directory for matrix.md, matrix.json and "

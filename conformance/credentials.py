@@ -49,3 +49,7 @@ class Credentials:
 # Credentials no server accepts, for the runs that have none configured: AUTH is exercised
 # (challenges, cancelling, refusals), never expected to succeed.
 WRONG = Credentials("smtp-conformance-unknown-user", "not-a-password")
+
+
+# The embedded reference server's one test user (it keeps nothing: no secret).
+EMBEDDED_CREDENTIALS = Credentials("conformance", "not-a-secret")

@@ -28,6 +28,11 @@ class TargetUnreachable(ConformanceError):
     """No TCP connection to the server could be made; nothing was tested."""
 
 
+# How a run that lost its server says so (``TargetLost``), in the record, the summary and
+# the matrix alike.
+SERVER_LOST = "the server stopped accepting connections during the run"
+
+
 class TargetLost(BaseException):
     """The server stopped accepting connections in the middle of a run.
 

@@ -32,7 +32,7 @@ from hypothesis.stateful import (
 
 import strategies as smtp
 import strategies.extensions as ext
-from conformance.client import ServerAddress, tls_context
+from conformance.client import DEFAULT_TIMEOUT, ServerAddress, tls_context
 from conformance.commands import NON_STANDARD_ENDINGS, RELAY_PROBES, Command, DataProbe, Message
 from conformance.credentials import Credentials
 from conformance.errors import StopRun, TargetLost, TargetUnreachable
@@ -245,7 +245,7 @@ class SMTPConformance(RuleBasedStateMachine):
 
     address: ClassVar[ServerAddress]
     profile: ClassVar[Profile]
-    timeout: ClassVar[float] = 5.0
+    timeout: ClassVar[float] = DEFAULT_TIMEOUT
     policy: ClassVar[Policy] = Policy()
     deliver: ClassVar[bool] = True
     pacer: ClassVar[Pacer] = Pacer()

@@ -31,8 +31,8 @@ from typing import Any
 
 from conformance import runner
 from conformance.checks import CHECKS
-from conformance.client import ServerAddress
-from conformance.errors import EXIT_UNREACHABLE, UsageError
+from conformance.client import DEFAULT_TIMEOUT, ServerAddress
+from conformance.errors import EXIT_UNREACHABLE, SERVER_LOST, UsageError
 from conformance.failures import RunFailed
 from conformance.levels import Verdict
 from conformance.record import RunError, RunRecord
@@ -163,7 +163,7 @@ def judge(returncode: int, report: dict[str, Any] | None, output: str
     if returncode == EXIT_UNREACHABLE:
         if not replied:
             return UNREACHABLE, said
-        return ERROR, f"the server stopped accepting connections during the run: {said}"
+        return ERROR, f"{SERVER_LOST}: {said}"
     if report is None:
         return ERROR, f"no readable report (pytest exited {returncode}): {said}"
     if errors:
@@ -277,7 +277,7 @@ def render_markdown(matrix: dict[str, Any]) -> str:
 
 
 def make(targets: list[Target], profiles: list[str], out: Path, *, examples: int, seed: int,
-         timeout: float = 5.0, deliver: bool = False, rcpt_domain: str | None = None
+         timeout: float = DEFAULT_TIMEOUT, deliver: bool = False, rcpt_domain: str | None = None
          ) -> dict[str, Any]:
     for profile in profiles:
         if profile not in PROFILES:

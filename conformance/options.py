@@ -15,7 +15,7 @@ from pathlib import Path
 
 from conformance import example_db, grammar
 from conformance.baseline import load as load_baseline
-from conformance.client import ServerAddress, ip_version
+from conformance.client import DEFAULT_TIMEOUT, ServerAddress, ip_version
 from conformance.credentials import Credentials
 from conformance.errors import UsageError
 from conformance.paths import check_writable_dir, check_writable_file
@@ -43,8 +43,9 @@ OPTIONS = (
     Option("--smtp-profile", "smtp_profile", "SMTP_CONFORMANCE_PROFILE", DEFAULT_PROFILE,
            f"documented reply codes to check against: {', '.join(PROFILES)} "
            f"(default {DEFAULT_PROFILE})"),
-    Option("--smtp-timeout", "smtp_timeout", "SMTP_CONFORMANCE_TIMEOUT", "5",
-           "seconds to wait for each reply (default 5); a reply later than this is a SHOULD "
+    Option("--smtp-timeout", "smtp_timeout", "SMTP_CONFORMANCE_TIMEOUT", f"{DEFAULT_TIMEOUT:g}",
+           f"seconds to wait for each reply (default {DEFAULT_TIMEOUT:g}); a reply later than "
+           "this is a SHOULD "
            "finding, none within 6 times this a MUST finding"),
     Option("--smtp-examples", "smtp_examples", "SMTP_CONFORMANCE_EXAMPLES", "fast",
            "example budget: 'fast' (60 sessions, CI), 'thorough' (1000), or a number"),

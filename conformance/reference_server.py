@@ -29,6 +29,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from conformance import grammar
 from conformance.client import ServerAddress
+from conformance.credentials import EMBEDDED_CREDENTIALS
 from conformance.tables import DEFAULT_PROFILE, NOT_IMPLEMENTED, Profile, get_profile
 from conformance.vocabulary import END_OF_DATA, GREETING, SEED_VERBS, UNRECOGNISED
 
@@ -60,8 +61,7 @@ LOOPBACK = "127.0.0.1"
 
 # AUTH PLAIN and LOGIN accept exactly these (RFC 4954; the mechanisms are RFC 4616 and the
 # LOGIN draft); anything else is 535.
-TEST_USERNAME = "conformance"
-TEST_PASSWORD = "not-a-secret"
+TEST_USERNAME, TEST_PASSWORD = EMBEDDED_CREDENTIALS.username, EMBEDDED_CREDENTIALS.password
 
 # Keywords added to aiosmtpd's EHLO reply. PIPELINING: aiosmtpd reads commands in order from
 # one stream and answers each in turn, as RFC 2920 §3.2 asks; it just does not say so.

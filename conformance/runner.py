@@ -25,9 +25,10 @@ from hypothesis.errors import FlakyStrategyDefinition
 from conformance import example_db, replay
 from conformance.baseline import Baseline
 from conformance.client import ServerAddress, SMTPClient, tls_context
-from conformance.credentials import Credentials
+from conformance.credentials import EMBEDDED_CREDENTIALS, Credentials
 from conformance.errors import (
     EXIT_UNREACHABLE,
+    SERVER_LOST,
     ConformanceError,
     StopRun,
     TargetLost,
@@ -39,7 +40,6 @@ from conformance.levels import Verdict
 from conformance.machine import SMTPConformance, configure, explore
 from conformance.minimise import minimise
 from conformance.record import FindingRecord, RunError, RunRecord
-from conformance.reference_server import TEST_PASSWORD, TEST_USERNAME
 from conformance.session import Activity, Pacer
 from conformance.tables import Profile
 from conformance.vocabulary import GREETING
@@ -55,10 +55,6 @@ EMBEDDED = "embedded reference server"  # the target's name when no server was g
 
 def default_budget(examples: int) -> float:
     return float(max(60, examples * SECONDS_PER_EXAMPLE))
-
-
-# What the embedded reference server's AUTH accepts (nothing secret: it is a test server).
-EMBEDDED_CREDENTIALS = Credentials(TEST_USERNAME, TEST_PASSWORD)
 
 
 @dataclass(frozen=True)
@@ -216,7 +212,7 @@ class Run:
 
     def _lost(self, lost: BaseException) -> None:
         self.record.errors.append(RunError(
-            f"the server stopped accepting connections during the run: {lost}",
+            f"{SERVER_LOST}: {lost}",
             unreachable=True))
 
     def replay_saved(self) -> None:
@@ -334,7 +330,7 @@ def stopped(error: BaseException, record: RunRecord, address: ServerAddress, tim
     if isinstance(error, TargetLost | TargetUnreachable | FlakyStrategyDefinition):
         if gone := unreachable(address, timeout):
             record.errors.append(RunError(
-                f"the server stopped accepting connections during the run: {gone}",
+                f"{SERVER_LOST}: {gone}",
                 unreachable=True))
         else:
             record.errors.append(RunError(

@@ -24,6 +24,7 @@ from conformance.checks import (
     run_checks,
 )
 from conformance.client import (
+    DEFAULT_TIMEOUT,
     MAX_PIPELINE,
     ServerAddress,
     SMTPClient,
@@ -235,7 +236,8 @@ class _BatchIO:
 
 
 class CheckedSession:
-    def __init__(self, address: ServerAddress, profile: Profile, *, timeout: float = 5.0,
+    def __init__(self, address: ServerAddress, profile: Profile, *,
+                 timeout: float = DEFAULT_TIMEOUT,
                  hang_wait: float | None = None, policy: Policy | None = None,
                  record: RunRecord | None = None, deliver: bool = True,
                  pacer: Pacer | None = None, adaptation: Adaptation | None = None,

@@ -12,12 +12,12 @@ import pytest
 import trustme
 
 from conformance.client import ServerAddress
-from conformance.credentials import Credentials
+from conformance.credentials import EMBEDDED_CREDENTIALS, Credentials
 from conformance.errors import UsageError
 from conformance.options import OPTIONS, Option, choose_seed, parse
 from conformance.outputs import report
 from conformance.record import FindingRecord, RunError, RunRecord, Runs
-from conformance.runner import EMBEDDED, EMBEDDED_CREDENTIALS, RunSettings, exit_status
+from conformance.runner import EMBEDDED, RunSettings, exit_status
 
 FAILURES = Path("failures")
 
