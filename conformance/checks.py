@@ -76,21 +76,17 @@ class Exchange:
     closed_unasked: bool = False
 
     @property
-    def probe(self) -> str | None:
-        """What makes this exchange a probe, input no client sends in the normal course (an
+    def is_probe(self) -> bool:
+        """Whether this exchange is a probe, input no client sends in the normal course (an
         end-of-data probe's data, a bare line break in a command line, plaintext after
-        STARTTLS in its write); None for any other. A probe is judged by the checks made for
-        it (``Check.judges_probes``) alone: a server may well refuse such input and close,
-        as one that enforces synchronization does (RFC 5321 §4.3.1)."""
+        STARTTLS in its write). A probe is judged by the checks made for it
+        (``Check.judges_probes``) alone: a server may well refuse such input and close, as
+        one that enforces synchronization does (RFC 5321 §4.3.1)."""
         if isinstance(self.sent, DataProbe):
-            return "end-of-data probe"
-        if not isinstance(self.sent, Command):
-            return None
-        if self.sent.bare_line_break is not None:
-            return f"bare {self.sent.bare_line_break} in a command line"
-        if self.group in UPGRADING_VERBS and self.sent.line.partition(b"\r\n")[2]:
-            return f"plaintext after {self.group} in the same write"
-        return None
+            return True
+        return isinstance(self.sent, Command) and (
+            self.sent.bare_line_break is not None or
+            (self.group in UPGRADING_VERBS and bool(self.sent.line.partition(b"\r\n")[2])))
 
     @property
     def filed_under(self) -> str:
@@ -144,7 +140,7 @@ class Check:
     # (a server that takes RCPT with no MAIL at all also takes it after RSET): then this
     # one's findings are dropped at the end of the run.
     explained_by: tuple[str, ...] = ()
-    # Whether it judges probes (``Exchange.probe``) too; most checks judge only what a client
+    # Whether it judges probes (``Exchange.is_probe``) too; most checks judge only what a client
     # may send.
     judges_probes: bool = False
 
@@ -863,7 +859,7 @@ def run_checks(exchange: Exchange, only: Container[str] | None = None) -> list[F
     ``exchange``, MUST first. A general check's complaint, where a specific one complains
     at least as strongly, goes with that finding (``Finding.also``) instead."""
     findings = []
-    probe = exchange.probe is not None
+    probe = exchange.is_probe
     for registered in CHECKS.values():
         if (only is not None and registered.id not in only) or \
                 (probe and not registered.judges_probes):

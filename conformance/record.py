@@ -24,6 +24,7 @@ from conformance.grading import FindingKey, Policy
 from conformance.levels import Verdict
 
 Coverage = Counter[tuple[str, str, int]]  # (state, group, code) -> times seen; code 0: no reply
+VERDICT_ORDER = {verdict.value: rank for rank, verdict in enumerate(Verdict)}  # worst first
 
 
 @dataclass(frozen=True)
@@ -239,9 +240,8 @@ class RunRecord:
     def sorted_findings(self) -> list[FindingRecord]:
         """Worst verdict first; within one, the RFC-level deviations before those from the
         profile's table only."""
-        order = {v.value: i for i, v in enumerate(Verdict)}
         return sorted(self.findings.values(),
-                      key=lambda f: (order[f.verdict], f.table_only, f.key))
+                      key=lambda f: (VERDICT_ORDER[f.verdict], f.table_only, f.key))
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -25,9 +25,8 @@ from conformance.commands import DATA_PROBE, DataProbe, Message, Step
 from conformance.credentials import Credentials
 from conformance.errors import StopRun, UsageError
 from conformance.grading import FindingKey, Policy
-from conformance.levels import Verdict
 from conformance.model import State
-from conformance.record import FindingRecord, RunRecord
+from conformance.record import VERDICT_ORDER, FindingRecord, RunRecord
 from conformance.session import Adaptation, CheckedSession, Pacer
 from conformance.tables import Profile, get_profile
 from conformance.vocabulary import END_OF_DATA
@@ -176,8 +175,7 @@ class Replayed:
 
     def worst(self) -> FindingRecord | None:
         """The finding of the worst verdict (FAIL first), shortest transcript first."""
-        order = {v.value: i for i, v in enumerate(Verdict)}
-        return min(self.findings, key=lambda f: order[f.verdict], default=None)
+        return min(self.findings, key=lambda f: VERDICT_ORDER[f.verdict], default=None)
 
 
 class _OneSession(Adaptation):

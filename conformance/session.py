@@ -201,14 +201,16 @@ def check_batch(commands: Sequence[Command]) -> None:
 def not_sendable(command: Command, model: Session) -> str | None:
     """Why no client sends ``command`` on its own in the state ``model``, or None: an answer
     to an AUTH challenge outside its exchange (``authenticate`` sends those, RFC 4954 §4), or
-    BDAT data where CHUNKING was not advertised (RFC 3030 §2: a server that does not know
-    BDAT reads the data as commands). A replay of a session shortened past what made them
-    legal skips them."""
+    data after an extension's command (BDAT's chunk) where that extension was not advertised
+    (RFC 3030 §2: a server that does not know BDAT reads the data as commands). A replay of
+    a session shortened past what made them legal skips them."""
     if command.answers_challenge:
         return f"{describe(command)}: an answer to an {command.group} challenge"
-    if command.group == "BDAT" and command.line.partition(b"\r\n")[2] and \
-            "CHUNKING" not in model.extensions:
-        return f"{command.first_line!r} and its data: CHUNKING was not advertised"
+    verb = VERBS.get(command.group)
+    extension = verb.extension if verb is not None else None
+    if extension is not None and command.line.partition(b"\r\n")[2] and \
+            extension not in model.extensions:
+        return f"{command.first_line!r} and what follows it: {extension} was not advertised"
     return None
 
 

@@ -223,13 +223,13 @@ def test_probes_are_judged_by_their_own_checks_alone():
     refused = reply(b"554 SMTP synchronization error\r\n")
     for group, line in (("STARTTLS", b"STARTTLS\r\nNOOP\r\n"), ("NOOP", b"NOOP\nNOOP\r\n")):
         x = checked(group, Command(line, group=group), refused, closed_unasked=True)
-        assert x.probe is not None
+        assert x.is_probe
         assert run_checks(x) == []
     x = checked(END_OF_DATA, DataProbe("<LF>.<LF>", b"NOOP\r\n"), refused,
                 before=Session(state=State.DATA), closed_unasked=True)
     assert run_checks(x) == []
     plain = checked("NOOP", Command(b"NOOP\r\n"), refused, closed_unasked=True)
-    assert plain.probe is None
+    assert not plain.is_probe
     assert {f.check.id for f in run_checks(plain)} == {"no_silent_close"}
 
 
