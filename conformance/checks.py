@@ -21,6 +21,7 @@ from conformance.tables import (
     BAD_SEQUENCE,
     CLOSING,
     COMMAND_UNRECOGNISED,
+    MAILBOX_NAME_NOT_ALLOWED,
     NO_MAIL_HERE,
     NOT_IMPLEMENTED,
     NOT_TAKEN,
@@ -337,7 +338,7 @@ def rset_succeeds(x: Exchange) -> Complaint | None:
     greeting: before HELO/EHLO too (any positive code the profile's row has will do)."""
     if x.group != "RSET" or not isinstance(x.sent, Command) or not x.sent.valid or \
             x.sent.argument or x.reply is None or x.reply.first_digit == 2 or \
-            x.reply.code == SERVICE_NOT_AVAILABLE:
+            x.reply.code == SERVICE_NOT_AVAILABLE or _case_refused(x.sent, x.reply):
         return None
     return f"{x.reply.code} to RSET in state {x.before.state.name}: RSET must be answered 250"
 
@@ -390,6 +391,9 @@ def _taken_out_of_transaction(x: Exchange) -> bool:
 # will not take, 4yz or 5yz; §3.3 asks for 503. 500 and 501 are about the line itself.
 _NOT_ABOUT_SEQUENCE = frozenset({COMMAND_UNRECOGNISED, SYNTAX_ERROR, BAD_SEQUENCE,
                                  SERVICE_NOT_AVAILABLE})
+# And to a RCPT that breaks the grammar, what is about its mailbox or parameters (RFC 5321
+# §4.2.3: 553 "mailbox name not allowed"; §4.1.1.11: 555): a UTF-8 mailbox with no SMTPUTF8.
+_ABOUT_THE_ARGUMENT = frozenset({MAILBOX_NAME_NOT_ALLOWED, PARAMETER_NOT_IMPLEMENTED})
 
 
 @check("rcpt_requires_mail", level=Level.MUST, citation="RFC 5321 §3.3")
@@ -403,7 +407,9 @@ def rcpt_requires_mail(x: Exchange) -> Complaint | None:
         if x.before.reset_by is not None:
             return None
         return f"RCPT succeeded ({code}) with no mail transaction open (expected 503)"
-    if code // 100 == 5 and code not in _NOT_ABOUT_SEQUENCE:
+    malformed = isinstance(x.sent, Command) and not x.sent.valid
+    if code // 100 == 5 and code not in _NOT_ABOUT_SEQUENCE and \
+            not (malformed and code in _ABOUT_THE_ARGUMENT):
         return f"{code} to RCPT with no mail transaction open: 503 must be returned (§3.3)"
     return None
 
@@ -445,7 +451,20 @@ def reset_clears_transaction(x: Exchange) -> Complaint | None:
             f"kept the transaction across {reset} ({_RESET_RULES[reset]})")
 
 
-@check("verb_case_insensitive", level=Level.MUST, citation="RFC 5321 §2.4", state_known=_always)
+def _case_refused(sent: Command, reply: Reply) -> bool:
+    """A verb not in upper case refused as unknown: the control probe in upper case that
+    follows tells whether the case was the reason (``verb_case_insensitive``)."""
+    return sent.verb_as_sent != sent.verb and reply.code in (COMMAND_UNRECOGNISED,
+                                                             NOT_IMPLEMENTED)
+
+
+def _case_identity(x: Exchange) -> Identity:
+    """One behaviour whatever the verb: refusing verbs not written in upper case."""
+    return "a verb not in upper case", x.variant_of[1].code if x.variant_of else 0
+
+
+@check("verb_case_insensitive", level=Level.MUST, citation="RFC 5321 §2.4", state_known=_always,
+       identity=_case_identity)
 def verb_case_insensitive(x: Exchange) -> Complaint | None:
     """Differential: the same command with the verb in upper case, sent right after in the
     same state, succeeded where the case variant was refused as unrecognised."""

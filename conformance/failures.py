@@ -43,6 +43,7 @@ def render(finding: FindingRecord) -> str:
           if f.rfc5321 else []),
         *(f"  Also:       {also}" for also in f.also),
         f"  Seen:       {seen}",
+        *([f"  Found by:   the {f.phase} phase"] if f.phase else []),
         f"  Transcript{shortened}:",
         *(f"    {line}" for line in f.transcript),
     ])

@@ -40,7 +40,13 @@ from conformance.grading import Policy
 from conformance.model import State
 from conformance.record import RunRecord
 from conformance.replies import Reply
-from conformance.session import Activity, Adaptation, CheckedSession, Pacer
+from conformance.session import (
+    ERRORS_PER_SESSION,
+    Activity,
+    Adaptation,
+    CheckedSession,
+    Pacer,
+)
 from conformance.tables import AUTH_SUCCEEDED, OK, Profile
 from conformance.vocabulary import OPEN_STATES, SEED_VERBS, UNRECOGNISED, VERBS, Verb
 
@@ -258,15 +264,20 @@ class SMTPConformance(RuleBasedStateMachine):
     tls_server_name: ClassVar[str | None] = None
     credentials: ClassVar[Credentials | None] = None  # for AUTH; None: wrong ones
     activity: ClassVar[Activity]  # one per run, kept by its sessions (a status line reads it)
+    relay_check: ClassVar[bool] = False  # recipients the server must not relay to are sent
 
     def __init__(self) -> None:
         super().__init__()
-        self.session = CheckedSession(self.address, self.profile, timeout=self.timeout,
-                                      policy=self.policy, record=self.record,
-                                      deliver=self.deliver, pacer=self.pacer,
-                                      adaptation=self.adaptation, fail_fast=self.fail_fast,
-                                      cells=self.exploration.cells,
-                                      credentials=self.credentials, activity=self.activity)
+        self.session = self.new_session()
+
+    @classmethod
+    def new_session(cls) -> CheckedSession:
+        """A checked session of this run: its server, profile, record, pacing, adaptation."""
+        return CheckedSession(cls.address, cls.profile, timeout=cls.timeout, policy=cls.policy,
+                              record=cls.record, deliver=cls.deliver, pacer=cls.pacer,
+                              adaptation=cls.adaptation, fail_fast=cls.fail_fast,
+                              cells=cls.exploration.cells, credentials=cls.credentials,
+                              activity=cls.activity)
 
     @initialize()
     def connect(self) -> None:
@@ -276,9 +287,12 @@ class SMTPConformance(RuleBasedStateMachine):
         self.session.close()
 
     def _open(self) -> None:
-        """Connect if the last session ended; the run stops when its budget is spent."""
+        """Connect if the last session ended or has had its refusals (``ERRORS_PER_SESSION``);
+        the run stops when its budget is spent."""
         if time.monotonic() >= self.deadline:
             raise self._stop(StopRun("the run's time budget was spent"))
+        if self.session.model.errors >= ERRORS_PER_SESSION:
+            self.session.close()  # before the server slows down for the suite's own errors
         try:
             self.session.ensure_open()
         except TargetUnreachable as error:  # it answered when the run began
@@ -661,6 +675,7 @@ def configure(address: ServerAddress, profile: Profile, *, timeout: float,
         **(_recipient_rules(rcpt_domain) if rcpt_domain else {}),
         **(_extension_rules(rcpt_domain) if rcpt_domain else {}),
         **({"transaction_relayed": transaction_relayed} if relay_check else {}),
+        "relay_check": relay_check,
         "tls": tls, "tls_server_name": tls_server_name, "credentials": credentials,
         "exploration": Exploration(rcpt_domain),
         "activity": activity if activity is not None else Activity(),

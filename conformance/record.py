@@ -66,6 +66,9 @@ class FindingRecord:
     # the command: the line that says so (``rfc5321_lists``). Such a finding is a deviation
     # from that table only, and is listed after the RFC-level ones.
     rfc5321: str | None = None
+    # Which phase of the run first found it (``PHASES``): what a gate can rely on is the
+    # systematic one's, the same on every seed.
+    phase: str = ""
 
     def __post_init__(self) -> None:
         if not self.cause:  # a record written before causes were recorded
@@ -137,6 +140,11 @@ class FindingRecord:
         return cls(**data)
 
 
+# The phases of a run, in order (``FindingRecord.phase``).
+EXAMPLE_DB, SYSTEMATIC, EXPLORATION = "example database", "systematic", "exploration"
+PHASES = (EXAMPLE_DB, SYSTEMATIC, EXPLORATION)
+
+
 @dataclass(frozen=True)
 class RunError:
     """Why a run did not finish: the server went away (``unreachable``), or it answered the
@@ -168,6 +176,12 @@ class RunRecord:
     def remark(self, note: str) -> None:
         if note not in self.notes:
             self.notes.append(note)
+
+    def stamp(self, phase: str) -> None:
+        """Say of each finding no phase has claimed yet that ``phase`` found it."""
+        for key, found in self.findings.items():
+            if not found.phase:
+                self.findings[key] = replace(found, phase=phase)
 
     def drop_refuted(self) -> None:
         """Per-run findings stand only if no exchange of the run refuted them, and no finding

@@ -24,7 +24,7 @@ from conformance.transcript import escape_text
 from conformance.vocabulary import END_OF_DATA
 
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
-REPORT_FORMAT = 2
+REPORT_FORMAT = 3
 INCOMPLETE = "INCOMPLETE"  # the run verdict when it did not finish
 SURVEY = "SURVEY"  # the run verdict of --smtp-baseline-write: findings recorded, none failing
 

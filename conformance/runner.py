@@ -22,7 +22,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import FlakyStrategyDefinition
 
-from conformance import example_db, replay
+from conformance import example_db, replay, systematic
 from conformance.baseline import Baseline
 from conformance.client import ServerAddress, SMTPClient, tls_context
 from conformance.credentials import EMBEDDED_CREDENTIALS, Credentials
@@ -39,7 +39,14 @@ from conformance.grading import Policy
 from conformance.levels import Verdict
 from conformance.machine import SMTPConformance, configure, explore
 from conformance.minimise import minimise
-from conformance.record import FindingRecord, RunError, RunRecord
+from conformance.record import (
+    EXAMPLE_DB,
+    EXPLORATION,
+    SYSTEMATIC,
+    FindingRecord,
+    RunError,
+    RunRecord,
+)
 from conformance.session import Activity, Pacer
 from conformance.tables import Profile
 from conformance.vocabulary import GREETING
@@ -167,7 +174,8 @@ class Run:
         return self.started + self.settings.time_budget
 
     def explore(self) -> None:
-        """The example database's sessions, then Hypothesis's, until the examples or the
+        """The example database's sessions, then the systematic phase (by the first shard
+        only: it is the same for all), then Hypothesis's sessions, until the examples or the
         exploring share of the budget are spent. The server going away ends it (an error in
         the record, ``unreachable``)."""
         s = self.settings
@@ -181,6 +189,9 @@ class Run:
         # the cyclic collector's scans while it runs, which were a tenth of a run's time.
         gc.freeze()
         try:
+            if not s.shard:
+                self.record.remark(systematic.sweep(machine).summary())
+                self.record.stamp(SYSTEMATIC)
             explore(machine, s.hypothesis_settings())
         except StopRun as stop:
             sessions = self.record.coverage_of(GREETING)
@@ -190,6 +201,7 @@ class Run:
             self._lost(lost)
         finally:
             gc.unfreeze()
+            self.record.stamp(EXPLORATION)
 
     def start(self) -> type[SMTPConformance]:
         """The run's beginning, wherever it is started (``explore``, the smtp_state_machine
@@ -200,6 +212,7 @@ class Run:
             self.replay_saved()
         except (TargetLost, TargetUnreachable) as lost:
             self._lost(lost)
+        self.record.stamp(EXAMPLE_DB)
         s = self.settings
         tls, tls_server_name = s.tls(self.address)
         return configure(

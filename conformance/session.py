@@ -67,6 +67,10 @@ CLOSE_GRACE = 0.02
 # answered (a MUST finding) rather than late (a SHOULD finding). RFC 5321 §4.5.3.2 gives a
 # client minutes; a run cannot wait that long for every command.
 HANG_FACTOR = 6
+# Refusals (5yz) a run's session takes before the run starts a new one: a server may slow
+# down or give up on a client that errs (RFC 5321 §7.8; Postfix sleeps a second per reply
+# after ten errors), and a slowdown the suite's own errors set off is no finding.
+ERRORS_PER_SESSION = 5
 
 
 # EHLO, MAIL, two RCPTs, DATA and its message: a session the run caps for replies that are

@@ -91,6 +91,7 @@ NOT_IMPLEMENTED = 502
 BAD_SEQUENCE = 503  # a command out of order (RCPT with no MAIL: RFC 5321 §3.3)
 PARAMETER_NOT_SUPPORTED = 504  # a command parameter not implemented
 NOT_TAKEN = 550  # requested action not taken (a HELO/EHLO refused by policy: §4.1.4)
+MAILBOX_NAME_NOT_ALLOWED = 553  # the mailbox's syntax, say (§4.2.3)
 NO_MAIL_HERE = 521  # a greeting: this host accepts no mail (RFC 7504 §1)
 PARAMETER_NOT_IMPLEMENTED = 555  # a MAIL/RCPT parameter not recognised (§4.1.1.11)
 

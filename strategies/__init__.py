@@ -24,7 +24,6 @@ from strategies.commands import (
     message_bodies,
     raw_lines,
     rcpt_commands,
-    simple_commands,
     unknown_commands,
     valid_commands,
     verbs,
@@ -34,5 +33,5 @@ __all__ = [
     "address_literals", "bare_line_break_commands", "data_probes", "domains", "ehlo_commands",
     "esmtp_parameters", "forward_paths", "helo_commands", "local_parts", "mail_commands",
     "mailboxes", "malformed_commands", "message_bodies", "raw_lines", "rcpt_commands",
-    "reverse_paths", "simple_commands", "unknown_commands", "valid_commands", "verbs",
+    "reverse_paths", "unknown_commands", "valid_commands", "verbs",
 ]

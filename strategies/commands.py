@@ -33,11 +33,21 @@ from strategies.addresses import (
 SEED_VERB_NAMES = tuple(verb.name for verb in SEED_VERBS)
 
 
+def mixed_case(verb: str) -> str:
+    """``verb`` with every other letter in upper case, from the first: ``MaIl``."""
+    return "".join(c.upper() if i % 2 == 0 else c.lower() for i, c in enumerate(verb))
+
+
+# The case variants of a verb the systematic plan sends (RFC 5321 §2.4: verbs are
+# case-insensitive); ``verbs`` draws these and every other mix.
+CASE_VARIANTS: Mapping[str, Callable[[str], str]] = MappingProxyType({
+    "upper case": str.upper, "lower case": str.lower, "mixed case": mixed_case})
+
+
 def verbs(verb: str) -> st.SearchStrategy[str]:
     """``verb`` in upper, lower or mixed case: verbs are case-insensitive (RFC 5321 §2.4)."""
     return st.one_of(
-        st.just(verb.upper()),
-        st.just(verb.lower()),
+        *(st.just(variant(verb)) for variant in CASE_VARIANTS.values()),
         st.integers(0, 2 ** len(verb) - 1).map(
             lambda ups: "".join(c.upper() if ups >> i & 1 else c.lower()
                                 for i, c in enumerate(verb))),
@@ -131,16 +141,60 @@ def rcpt_commands(*, domain: st.SearchStrategy[str] | None = None) -> st.SearchS
     return valid_commands("RCPT", domain=domain)
 
 
-def simple_commands(verb: str) -> st.SearchStrategy[Command]:
-    """The valid forms of the commands without a path argument (RFC 5321 §4.1.1.4-10)."""
-    return valid_commands(verb)
-
-
 # --- malformed -------------------------------------------------------------------------------
 
 def _malformed(line: str | bytes) -> Command:
     data = line.encode() if isinstance(line, str) else line
     return Command(data + b"\r\n", valid=False)
+
+
+# The ways a malformed command breaks RFC 5321 §4.1 (one rule each): the systematic plan
+# sends each, the strategy draws among them.
+MALFORMED_KINDS = ("missing-argument", "extra-argument", "extra-spaces", "no-brackets",
+                   "overlong", "eight-bit", "control", "space-after-colon")
+MALFORMED_PATHS = ("<user@{domain}>", "<>", "<postmaster@{domain}>")
+MALFORMED_WORDS = ("example.test", "postmaster", "x")  # the argument of a verb with no path
+EXTRA_WORDS = ("=1", "extra=", "x  y")  # words no grammar takes after an argument
+CONTROL_OCTETS = (b"\x00", b"\x07", b"\x1b", b"\x7f", b"\x0b")
+
+
+def malformed_kinds(verb: str) -> tuple[str, ...]:
+    """The kinds that break a rule for ``verb`` (a missing argument only where one is
+    required: otherwise it is an extra one)."""
+    argument = VERBS[verb].argument
+    required = argument.pattern is not None and argument.required
+    return tuple(kind for kind in MALFORMED_KINDS if kind != "missing-argument" or required)
+
+
+def malformed_command(verb: str, kind: str, *, domain: str = "example.test", path: int = 0,
+                      word: int = 0, extra: int = 0, overlong: int = 0,
+                      eight_bit: bytes = b"\xe9", control: int = 0) -> Command:
+    """The ``kind`` of malformed ``verb`` (one of ``malformed_kinds(verb)``); the other
+    arguments choose among each kind's forms (the first by default: the systematic plan's)."""
+    grammar_of = VERBS[verb].argument
+    mailbox = MALFORMED_PATHS[path].format(domain=domain)
+    keyword = grammar_of.keyword
+    argument = f"{keyword}{mailbox}" if keyword else MALFORMED_WORDS[word]
+    takes_argument = grammar_of.pattern is not None
+    if kind not in malformed_kinds(verb):
+        raise ValueError(f"{verb} cannot be malformed as {kind!r}")
+    if kind == "missing-argument":
+        return _malformed(f"{verb}" if not keyword else f"{verb} {keyword}")
+    if kind == "extra-argument":
+        words = EXTRA_WORDS[extra]
+        return _malformed(f"{verb} {argument} {words}" if takes_argument else f"{verb} {words}")
+    if kind == "extra-spaces":
+        return _malformed(f"{verb}   {argument}")
+    if kind == "no-brackets":
+        return _malformed(f"{verb} {keyword}{mailbox.strip('<>') or f'nobody@{domain}'}")
+    if kind == "overlong":
+        size = grammar.MAX_COMMAND_LINE_OCTETS + overlong
+        return _malformed(f"{verb} {keyword}<{'x' * size}@{domain}>")
+    if kind == "eight-bit":
+        return _malformed(f"{verb} {argument}".encode() + bytes(x | 0x80 for x in eight_bit))
+    if kind == "control":
+        return _malformed(f"{verb} ".encode() + CONTROL_OCTETS[control] + argument.encode())
+    return _malformed(f"{verb} {keyword} {mailbox}" if keyword else f"{verb}:{argument}")
 
 
 @st.composite
@@ -149,38 +203,19 @@ def malformed_commands(draw: st.DrawFn, *, verb: str | None = None,
     """A command that breaks one RFC 5321 §4.1 rule, for ``verb`` or any seed verb; any
     mailbox in it is in ``domain``."""
     v = verb or draw(st.sampled_from(SEED_VERB_NAMES))
-    grammar_of = VERBS[v].argument
-    path = draw(st.sampled_from([f"<user@{domain}>", "<>", f"<postmaster@{domain}>"]))
-    keyword = grammar_of.keyword
-    argument = f"{keyword}{path}" if keyword else draw(st.sampled_from(
-        ["example.test", "postmaster", "x"]))
-    takes_argument = grammar_of.pattern is not None
-    kind = draw(st.sampled_from([
-        "missing-argument", "extra-argument", "extra-spaces", "no-brackets", "overlong",
-        "eight-bit", "control", "space-after-colon",
-    ]))
-    if kind == "missing-argument" and not (takes_argument and grammar_of.required):
+    kind = draw(st.sampled_from(MALFORMED_KINDS))
+    if kind not in malformed_kinds(v):
         kind = "extra-argument"
-    if kind == "missing-argument":
-        return _malformed(f"{v}" if not keyword else f"{v} {keyword}")
-    if kind == "extra-argument":
-        # Words no grammar takes: not a parameter, not a second argument.
-        extra = draw(st.sampled_from(["=1", "extra=", "x  y"]))
-        return _malformed(f"{v} {argument} {extra}" if takes_argument else f"{v} {extra}")
-    if kind == "extra-spaces":
-        return _malformed(f"{v}   {argument}")
-    if kind == "no-brackets":
-        return _malformed(f"{v} {keyword}{path.strip('<>') or f'nobody@{domain}'}")
-    if kind == "overlong":
-        size = draw(st.integers(grammar.MAX_COMMAND_LINE_OCTETS, 2000))
-        return _malformed(f"{v} {keyword}<{'x' * size}@{domain}>")
-    if kind == "eight-bit":
-        return _malformed(f"{v} {argument}".encode() + draw(st.binary(min_size=1, max_size=4).map(
-            lambda b: bytes(x | 0x80 for x in b))))
-    if kind == "control":
-        ctl = draw(st.sampled_from([b"\x00", b"\x07", b"\x1b", b"\x7f", b"\x0b"]))
-        return _malformed(f"{v} ".encode() + ctl + argument.encode())
-    return _malformed(f"{v} {keyword} {path}" if keyword else f"{v}:{argument}")
+    return malformed_command(
+        v, kind, domain=domain, path=draw(st.integers(0, len(MALFORMED_PATHS) - 1)),
+        word=draw(st.integers(0, len(MALFORMED_WORDS) - 1)),
+        extra=draw(st.integers(0, len(EXTRA_WORDS) - 1)),
+        overlong=draw(st.integers(0, 2000 - grammar.MAX_COMMAND_LINE_OCTETS)),
+        eight_bit=draw(st.binary(min_size=1, max_size=4)),
+        control=draw(st.integers(0, len(CONTROL_OCTETS) - 1)))
+
+
+UNKNOWN_EXAMPLE = "XYZZY"  # the unrecognised verb the systematic plan sends
 
 
 def unknown_commands() -> st.SearchStrategy[Command]:
@@ -235,12 +270,16 @@ def _message(headers: bytes, lines: list[bytes]) -> Message:
     return Message(headers + b"\r\n".join(lines))
 
 
+# NOOP, a bare LF or CR, and NOOP again, in one command line: a server that takes the bare
+# one for a line end answers twice (RFC 5321 §2.3.8). Judged as NOOP (whose verb ends at the
+# bare line break, or at the space a server may read a bare CR as).
+BARE_LINE_BREAK_COMMANDS = (Command(b"NOOP\nNOOP\r\n", valid=False, group="NOOP"),
+                            Command(b"NOOP\rNOOP\r\n", valid=False, group="NOOP"))
+
+
 def bare_line_break_commands() -> st.SearchStrategy[Command]:
-    """NOOP, a bare LF or CR, and NOOP again, in one command line: a server that takes the
-    bare one for a line end answers twice (RFC 5321 §2.3.8). Judged as NOOP (whose verb ends
-    at the bare line break, or at the space a server may read a bare CR as)."""
-    return st.sampled_from([Command(b"NOOP\nNOOP\r\n", valid=False, group="NOOP"),
-                            Command(b"NOOP\rNOOP\r\n", valid=False, group="NOOP")])
+    """A command line holding a bare LF or CR (``BARE_LINE_BREAK_COMMANDS``)."""
+    return st.sampled_from(BARE_LINE_BREAK_COMMANDS)
 
 
 # Lines sent after a non-standard end of data: harmless wherever a server runs them.

@@ -46,6 +46,22 @@ RCPT_PARAMETER_VALUES: Mapping[str, st.SearchStrategy[str | None]] = MappingProx
 })
 
 
+# One value per parameter, in its syntax, for the systematic plan (one of the values the
+# strategies above draw: tested).
+PARAMETER_EXAMPLES: Mapping[str, str | None] = MappingProxyType({
+    "SIZE": "1000", "BODY": "8BITMIME", "SMTPUTF8": None, "RET": "HDRS",
+    "ENVID": "conformance-test", "AUTH": "<>", "NOTIFY": "NEVER",
+    "ORCPT": "rfc822;postmaster@example.test",
+})
+
+
+def with_parameter(command_: Command, keyword: str) -> Command:
+    """``command_`` (a valid MAIL or RCPT) with ``keyword``'s example value added."""
+    value = PARAMETER_EXAMPLES[keyword]
+    suffix = f" {keyword}={value}" if value is not None else f" {keyword}"
+    return Command(command_.line[:-2] + suffix.encode() + b"\r\n", valid=command_.valid)
+
+
 @st.composite
 def parameters(draw: st.DrawFn, values: Mapping[str, st.SearchStrategy[str | None]]) -> str:
     """One to three distinct parameters from ``values``, each with a leading space."""

@@ -45,6 +45,9 @@ ESMTP_FAULTS: Mapping[str, str] = MappingProxyType({
     "starttls_accepts_argument": "starttls_refuses_argument",
     "starttls_readvertised": "starttls_not_readvertised",
     "starttls_keeps_transaction": "reset_clears_transaction",
+    # State faults behind an unusual path: after a message, after refused recipients only.
+    "keeps_recipients_after_message": "reset_clears_transaction",
+    "data_after_refused_recipients_354": "data_requires_recipient",
     "bdat_mixed_with_data": "bdat_not_mixed_with_data",
     "ehlo_line_malformed": "ehlo_reply_well_formed",
     "dsn_accepted_unadvertised": "esmtp_parameters_advertised",
@@ -229,6 +232,7 @@ class _Session:
     mail: bool = False
     size_declared: int = 0
     recipients: int = 0
+    refused: int = 0  # recipients refused in this transaction
     chunks: list[bytes] = field(default_factory=list)
     chunked: bool = False  # a BDAT was accepted in this transaction
     size: int = 0  # octets of the chunks so far
@@ -237,6 +241,7 @@ class _Session:
     def reset(self) -> None:
         """RFC 5321 §4.1.1.5: the transaction is aborted; the rest stays."""
         self.mail, self.size_declared, self.recipients, self.utf8 = False, 0, 0, False
+        self.refused = 0
         self.chunks, self.chunked, self.size = [], False, 0
 
 
@@ -408,6 +413,7 @@ class _Handler(socketserver.BaseRequestHandler):
         if not self.session.mail:
             self.reply("sequence")  # RFC 5321 §3.3
         elif match is None:
+            self.session.refused += 1
             self.reply("syntax")
         elif refusal := self.parameters("RCPT", match.group(2)):
             self.reply(refusal)
@@ -423,7 +429,9 @@ class _Handler(socketserver.BaseRequestHandler):
         if argument:
             self.reply("syntax")
             return True
-        if not s.recipients or (s.chunked and not self.has("bdat_mixed_with_data")):
+        refused_only = s.refused and self.has("data_after_refused_recipients_354")
+        if (not s.recipients and not refused_only) or \
+                (s.chunked and not self.has("bdat_mixed_with_data")):
             self.reply("sequence")  # RFC 5321 §3.3; RFC 3030 §2
             return True
         self.reply("start_data")
@@ -448,7 +456,8 @@ class _Handler(socketserver.BaseRequestHandler):
             refusal = "too_big"
         if refusal is None:
             self.server.store(body)
-        self.session.reset()
+        if not self.has("keeps_recipients_after_message"):
+            self.session.reset()
         self.reply(refusal or "accepted")
 
     def bdat(self, argument: str) -> bool:

@@ -334,6 +334,12 @@ PROBES: dict[str, Probe] = {
         client, b"AUTH PLAIN\r\n", b"*\r\n") == [334, 235],
     "utf8_address_without_smtputf8": lambda client, _: codes(
         client, "MAIL FROM:<üser@example.test>\r\n".encode()) == [250],
+    "keeps_recipients_after_message": lambda client, _: codes(
+        client, b"MAIL FROM:<a@example.test>\r\n", b"RCPT TO:<b@example.test>\r\n",
+        b"DATA\r\n", b"Subject: one\r\n.\r\n", b"RCPT TO:<c@example.test>\r\n")[-1] == 250,
+    "data_after_refused_recipients_354": lambda client, _: codes(
+        client, b"MAIL FROM:<a@example.test>\r\n", b"RCPT TO:b@example.test\r\n",
+        b"DATA\r\n")[-2:] == [501, 354],
 }
 
 

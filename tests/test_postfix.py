@@ -114,3 +114,20 @@ def test_every_finding_against_postfix_is_a_documented_deviation(pytester, postf
     assert unexplained == [], result.stdout.str()[-4000:]
     result.stdout.fnmatch_lines(["smtp-conformance: *; relay check*"])
     assert result.ret == pytest.ExitCode.OK
+
+
+def test_a_baseline_written_with_one_seed_holds_on_two_other_seeds(pytester, postfix):
+    """No fixed seed needed: what a gate depends on is the systematic phase's findings, the
+    same on every seed."""
+    common = [f"--smtp-rcpt-domain={DOMAIN}", *FEWER]
+    result, written = run(pytester, postfix, *common, "--smtp-baseline-write=baseline.json",
+                          "--hypothesis-seed=1")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-2000:]
+    assert written["findings"], "Postfix has deviations to baseline"
+    for seed in ("2", "3"):
+        result, report = run(pytester, postfix, *common, "--smtp-baseline=baseline.json",
+                             f"--hypothesis-seed={seed}")
+        new = [(f["check"], f["cause"], f["phase"]) for f in report["findings"]
+               if f["verdict"] in ("FAIL", "WARN")]
+        assert new == [], result.stdout.str()[-4000:]
+        assert result.ret == pytest.ExitCode.OK
