@@ -41,6 +41,7 @@ from bench.harness import (
 )
 from conformance import client as client_module
 from conformance import session as session_module
+from conformance import systematic as systematic_module
 
 # Layer -> (module or class, attribute) timed as that layer; time nested in another timed
 # layer counts for the inner one, except in an I/O layer, which keeps all its time. What no
@@ -188,14 +189,49 @@ def profile_top(address: Any, seed: int, top: int) -> list[dict[str, Any]]:
             for (f, p), s in selfs.most_common(top)]
 
 
+@contextmanager
+def systematic_timer() -> Iterator[list[float]]:
+    """[seconds, exchanges] of the runs' systematic phases while active."""
+    spent = [0.0, 0.0]
+    sweep = systematic_module.sweep
+
+    def timed(machine: Any) -> Any:
+        before, started = machine.activity.exchanges, time.perf_counter()
+        try:
+            return sweep(machine)
+        finally:
+            spent[0] += time.perf_counter() - started
+            spent[1] += machine.activity.exchanges - before
+
+    systematic_module.sweep = timed
+    try:
+        yield spent
+    finally:
+        systematic_module.sweep = sweep
+
+
+def phase_rates(phase: list[float], total_seconds: float, total_exchanges: float,
+                noop: float) -> dict[str, dict[str, float]]:
+    """Exchanges per second of the systematic phase and of the rest of the runs."""
+    rest = [total_seconds - phase[0], total_exchanges - phase[1]]
+    return {name: {"seconds": round(s, 3), "exchanges": int(n),
+                   "per_second": round(n / s) if s else 0,
+                   "ratio": round(n / s / noop, 4) if s else 0.0}
+            for name, (s, n) in (("systematic", phase), ("exploration", rest))}
+
+
 def measure(address: Any, rounds: int, seconds: float) -> dict[str, Any]:
     noops, rates, replays, runs = [], [], [], []
+    phase_spent = [0.0, 0.0]
     layers: defaultdict[str, float] = defaultdict(float)
     total = collected = 0.0
     for seed in range(rounds):
         noops.append(noop_round_trips(address, seconds))
-        with layer_timers() as spent, captured_sessions() as sessions, gc_timer() as gc_spent:
+        with layer_timers() as spent, captured_sessions() as sessions, \
+                gc_timer() as gc_spent, systematic_timer() as phase:
             run = engine_run(address, seed=seed)
+        phase_spent[0] += phase[0]
+        phase_spent[1] += phase[1]
         collected += gc_spent[0]
         replays.append(replayed_per_second(address, sessions))
         for name, seconds_in in spent.items():
@@ -224,6 +260,7 @@ def measure(address: Any, rounds: int, seconds: float) -> dict[str, Any]:
         # If everything but the I/O were free, the suite would run this fast: the server (and
         # the GIL it shares, when in-process) bounds it there.
         "ceiling_per_second": round(suite / io_share) if io_share else None,
+        "phases": phase_rates(phase_spent, total, exchanges, noop),
         "sessions_per_run": statistics.median(r["sessions"] for r in runs),
         "exchanges_per_run": statistics.median(r["exchanges"] for r in runs),
     }
@@ -261,6 +298,9 @@ def main() -> None:
     print(f"  ratio                            {result['ratio']:>8.3f}")
     print(f"  same sessions, bare sockets /s   {result['replay_per_second']:>8}  "
           f"(ratio {result['replay_ratio']:.3f}: the server's cost of the mix)")
+    for name, part in result["phases"].items():
+        print(f"  {name + ' phase exchanges/s':32} {part['per_second']:>8}  "
+              f"(ratio {part['ratio']:.3f}, {part['seconds']:.1f}s)")
     print(f"  ceiling (if only I/O took time)  {result['ceiling_per_second']!s:>8}")
     print(f"  exchanges, sessions per run      {result['exchanges_per_run']:>8} "
           f"{result['sessions_per_run']}")

@@ -58,6 +58,9 @@ def throughput(data: dict[str, Any] | None, title: str) -> list[str]:
              f"| the suite's exchanges (median of {data['rounds']} runs, seeds 0..) | "
              f"{data['suite_per_second']:,} |",
              f"| the suite, if only its I/O took time | {data['ceiling_per_second']:,} |",
+             *(f"| of which the {name} phase ({part['exchanges']:,} exchanges in "
+               f"{part['seconds']:.1f} s; ratio {part['ratio']:.3f}) | {part['per_second']:,} |"
+               for name, part in data.get("phases", {}).items()),
              "", f"**Ratio suite / NOOP: {data['ratio']:.3f}** (goal 0.5). The same sessions on "
              f"bare sockets reach {data['replay_ratio']:.3f} of NOOP: that is what the server "
              f"allows this mix of commands (a connection per session, EHLO, MAIL, messages)"

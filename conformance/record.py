@@ -201,7 +201,8 @@ class RunRecord:
         shorter = record if len(record.transcript) < len(known.transcript) else known
         self.findings[record.key] = replace(
             shorter, occurrences=known.occurrences + record.occurrences,
-            seen=_added(known.seen, record.seen), inputs=_added(known.inputs, record.inputs))
+            seen=_added(known.seen, record.seen), inputs=_added(known.inputs, record.inputs),
+            phase=known.phase or record.phase)  # the phase that found it first
 
     def consolidate(self) -> None:
         """One finding per behaviour where one exchange could not tell two causes apart: a

@@ -190,8 +190,10 @@ class Run:
         gc.freeze()
         try:
             if not s.shard:
-                self.record.remark(systematic.sweep(machine).summary())
-                self.record.stamp(SYSTEMATIC)
+                try:
+                    self.record.remark(systematic.sweep(machine).summary())
+                finally:  # fail-fast stops it at its first failing finding
+                    self.record.stamp(SYSTEMATIC)
             explore(machine, s.hypothesis_settings())
         except StopRun as stop:
             sessions = self.record.coverage_of(GREETING)

@@ -211,7 +211,8 @@ def test_a_replay_sends_the_control_probe_again_where_it_is_due():
     assert sent == [b"noop\r\n", b"NOOP\r\n"]
     finding = replayed.first()
     assert finding is not None
-    assert finding.key == FindingKey("verb_case_insensitive", "MUST", "NOOP", 250)
+    assert finding.key == FindingKey("verb_case_insensitive", "MUST", "a verb not in upper case",
+                                     500)
     assert script_of(finding).steps == script.steps
     assert script_of(finding).key == finding.key
 

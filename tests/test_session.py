@@ -156,7 +156,8 @@ def test_a_500_to_a_lower_case_verb_is_probed_in_upper_case() -> None:
     assert sent == [b"noop\r\n", b"NOOP\r\n"]
     assert session.steps == [Step("NOOP", b"noop\r\n")]  # the probe is not a step of its own
     [finding] = session.record.findings.values()
-    assert finding.key == FindingKey("verb_case_insensitive", "MUST", "NOOP", 250)
+    assert finding.key == FindingKey("verb_case_insensitive", "MUST", "a verb not in upper case",
+                                     500)
     assert finding.sent == "NOOP\\r\\n"
     assert finding.sent_hex == b"NOOP\r\n".hex()
     assert finding.complaint == "500 to 'noop' but 250 to 'NOOP': verbs are case-insensitive"

@@ -13,6 +13,7 @@ import pytest
 
 import strategies.extensions as ext
 from conformance import plan as planned
+from conformance.client import DEFAULT_TIMEOUT
 from conformance.commands import NON_STANDARD_ENDINGS
 from conformance.credentials import EMBEDDED_CREDENTIALS, Credentials
 from conformance.machine import configure
@@ -134,7 +135,7 @@ def test_the_plan_is_the_same_in_every_process():
 def swept(address: object, **options: object) -> RunRecord:
     """The systematic phase alone (no Hypothesis at all) against ``address``."""
     record = RunRecord()
-    machine = configure(address, get_profile("seed"), timeout=1.0,  # type: ignore[arg-type]
+    machine = configure(address, get_profile("seed"), timeout=DEFAULT_TIMEOUT,  # type: ignore[arg-type]
                         record=record, deliver=True, **options)  # type: ignore[arg-type]
     sweep(machine)
     return record
@@ -170,7 +171,7 @@ def test_the_reference_server_gets_no_finding_from_the_systematic_phase():
 
 def run_record(address: object, seed: int, tmp_path: Path) -> RunRecord:
     examples, steps = BUDGETS["fast"]
-    settings = RunSettings(server=None, profile=get_profile("seed"), timeout=1.0,
+    settings = RunSettings(server=None, profile=get_profile("seed"), timeout=DEFAULT_TIMEOUT,
                            examples=examples, steps=steps, budget_name="fast", seed=str(seed),
                            deliver=True)
     record = RunRecord()
