@@ -7,13 +7,17 @@ smuggling, state) and of the ESMTP fault server, one default run (the fast budge
 0.5 s, messages completed) per seed 0..N-1, exploring only. It records each run's finding set
 (check, cause, code), whether the sets are identical across the seeds, the findings not
 found on every seed, and which phase found each. The nondeterministic faults are left out
-(they answer differently by design).
+(they answer differently by design). The ESMTP server runs without a TLS context or
+credentials: its STARTTLS faults and auth_twice show nothing here (tests/test_systematic.py
+runs them with both).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,23 +42,29 @@ def findings_on_seeds(server: Any, seeds: int) -> dict[str, Any]:
             "phases": sorted({phase for run in runs for phase in run.values()})}
 
 
+def one_fault(name: str, seeds: int) -> dict[str, Any]:
+    """``name``: a fault of the plain fault server, or "esmtp FAULT" of the ESMTP one."""
+    kind, _, fault = name.rpartition(" ")
+    with (EsmtpServer(fault) if kind == "esmtp" else FaultServer(fault)) as server:
+        return findings_on_seeds(server, seeds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="fault servers measured at once, each in a process of its own")
     parser.add_argument("--json", type=Path, help="default: bench/results/stability.json")
     args = parser.parse_args()
-    if not 2 <= args.seeds <= 20:
-        parser.error("--seeds in 2..20")
+    if not 2 <= args.seeds <= 20 or not 1 <= args.jobs <= 16:
+        parser.error("--seeds in 2..20, --jobs in 1..16")
+    names = [*FAULTS, *SHOULD_FAULTS, *SMUGGLING_FAULTS, *(f"esmtp {f}" for f in ESMTP_FAULTS)]
     faults: dict[str, Any] = {}
-    for fault in [*FAULTS, *SHOULD_FAULTS, *SMUGGLING_FAULTS]:
-        with FaultServer(fault) as server:
-            faults[fault] = findings_on_seeds(server, args.seeds)
-        print(f"{fault:40} {'same' if faults[fault]['identical'] else 'DIFFERS'}", flush=True)
-    for fault in ESMTP_FAULTS:
-        with EsmtpServer(fault) as esmtp:
-            faults[f"esmtp {fault}"] = findings_on_seeds(esmtp, args.seeds)
-        print(f"esmtp {fault:34} {'same' if faults[f'esmtp {fault}']['identical'] else 'DIFFERS'}",
-              flush=True)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for name, result in zip(names, pool.map(one_fault, names, [args.seeds] * len(names)),
+                                strict=True):
+            faults[name] = result
+            print(f"{name:46} {'same' if result['identical'] else 'DIFFERS'}", flush=True)
     stable = sum(result["identical"] for result in faults.values())
     path = write_json(args.json, "stability", {"seeds": args.seeds, "faults": faults,
                                                "identical": stable, "servers": len(faults)})
