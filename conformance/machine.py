@@ -38,6 +38,7 @@ from conformance.credentials import Credentials
 from conformance.errors import StopRun, TargetLost, TargetUnreachable
 from conformance.grading import Policy
 from conformance.model import State
+from conformance.plan import MAX_MESSAGE_SENT, UNRECOGNISED_MOVE, example
 from conformance.record import RunRecord
 from conformance.replies import Reply
 from conformance.session import (
@@ -48,7 +49,7 @@ from conformance.session import (
     Pacer,
 )
 from conformance.tables import AUTH_SUCCEEDED, OK, Profile
-from conformance.vocabulary import OPEN_STATES, SEED_VERBS, UNRECOGNISED, VERBS, Verb
+from conformance.vocabulary import OPEN_STATES, SEED_VERBS, UNRECOGNISED, Verb
 
 DIRECTED_SHARE = 0.5  # of the commands sent: the rest go where the random walk is
 WHERE = st.integers(0, 2**32 - 1)  # seeds how a command is placed (see _send_somewhere)
@@ -184,8 +185,6 @@ READY_ROUTES = ("as is", "reset", "hello", "message")
 CELLS = tuple((state, group) for state in OPEN_STATES
               for group in (*(verb.name for verb in SEED_VERBS), UNRECOGNISED))
 POOL_SIZE = 32  # commands kept per group
-# A message over the limit SIZE advertises is sent only when the limit is at most this.
-MAX_MESSAGE_SENT = 1 << 20
 # End-of-data probes per non-standard ending, and command lines per kind of bare line break,
 # in a run (each costs a wait: see CheckedSession.send_probe and _exchange's listen).
 PROBES_PER_ENDING = PROBES_PER_KIND = 1
@@ -232,10 +231,8 @@ class Exploration:
 
     def _example(self, group: str) -> Command:
         if group == UNRECOGNISED:
-            return Command(b"XYZZY\r\n", valid=False)
-        if group == "RCPT" and self.rcpt_domain:
-            return Command.of(f"RCPT TO:<postmaster@{self.rcpt_domain}>")
-        return Command.of(VERBS[group].example)
+            return UNRECOGNISED_MOVE.command
+        return example(group, self.rcpt_domain)
 
 
 def _keep(pool: list[Any], item: Any) -> None:

@@ -59,7 +59,7 @@ class Systematic:
     def run(self) -> Outcome:
         """The whole plan, within the deadline; what stops a run (``StopRun``, ``TargetLost``)
         comes out as itself."""
-        started = time.monotonic()
+        started, sessions = time.monotonic(), self.machine.activity.sessions
         outcome = Outcome()
         try:
             cases = planned.plan(self._advertised(), deliver=self.machine.deliver,
@@ -75,7 +75,7 @@ class Systematic:
         finally:
             self.session.close()
             outcome.seconds = time.monotonic() - started
-            outcome.sessions = self.machine.activity.sessions
+            outcome.sessions = self.machine.activity.sessions - sessions
         return outcome
 
     def _advertised(self) -> Advertised:

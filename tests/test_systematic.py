@@ -197,3 +197,13 @@ def test_lower_case_verbs_refused_are_one_finding_blamed_on_the_case():
         record = swept(server.address)
     assert [(k.check, k.cause) for k in record.findings] == [
         ("verb_case_insensitive", "a verb not in upper case")]
+
+
+def test_a_message_over_the_size_limit_is_planned_only_for_a_small_limit():
+    """The message is built in memory: never for a limit of 20 digits."""
+    def oversized(size: str) -> list[str]:
+        advertised = parse_ehlo(["server.example.test", f"SIZE {size}"])
+        return [c.argument for c in planned.plan(advertised, deliver=True)
+                if c.kind == planned.OVERSIZED]
+    assert oversized("10000") == ["declared", "message"]
+    assert oversized("9" * 20) == ["declared"]
