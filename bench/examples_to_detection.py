@@ -61,7 +61,7 @@ def examples_until_failure(machine: type[SMTPConformance], record: RunRecord,
             phases=[Phase.generate], suppress_health_check=list(HealthCheck),
             verbosity=Verbosity.quiet))
     note_new_findings()
-    record.drop_refuted()  # as the runner does: a per-run finding refuted since is none
+    record.settle()  # as the runner does: one finding per behaviour, refuted ones dropped
     failing = record.by_verdict(Verdict.FAIL)
     if not failing:
         return NOT_FOUND, ""

@@ -54,7 +54,7 @@ def time_to_first_failure(server: FaultServer, seed: int, timeout: float
     record = TimedRecord()
     run = engine_run(server.address, seed=seed, timeout=timeout, strict=True, fail_fast=True,
                      budget=BUDGET, record=record)
-    record.drop_refuted()  # as the runner does: a per-run finding refuted since is none
+    record.settle()  # as the runner does: one finding per behaviour, refuted ones dropped
     checks = set(failing(record, strict=True))
     fails = [f for f in record.findings.values() if f.check in checks]
     if not fails:

@@ -48,7 +48,7 @@ def recorded_failure(machine: type[SMTPConformance], record: RunRecord,
             max_examples=limit, stateful_step_count=25, deadline=None, database=None,
             phases=[Phase.generate], suppress_health_check=list(HealthCheck),
             verbosity=Verbosity.quiet))
-    record.drop_refuted()  # as the runner does: a per-run finding refuted since is none
+    record.settle()  # as the runner does: one finding per behaviour, refuted ones dropped
     failing = record.by_verdict(Verdict.FAIL)
     return failing[0] if failing else None
 

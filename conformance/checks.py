@@ -40,7 +40,9 @@ from conformance.vocabulary import (
     END_OF_DATA,
     EXTENSION_OF_PARAMETER,
     GREETING,
+    UNRECOGNISED,
     UPGRADING_VERBS,
+    VERBS,
     parse_ehlo,
 )
 
@@ -88,6 +90,23 @@ class Exchange:
         return isinstance(self.sent, Command) and (
             self.sent.bare_line_break is not None or
             (self.group in UPGRADING_VERBS and bool(self.sent.line.partition(b"\r\n")[2])))
+
+    @property
+    def judged_as(self) -> str:
+        """The row the reply's code is judged against: the command's; but for a verb of an
+        extension the session's EHLO did not advertise, answered with a code outside that
+        verb's row, the unrecognised verb's. A client uses only what was advertised (RFC 5321
+        §4.1.1.1); to such a server it is a verb it does not know, and a server that takes
+        any unknown verb takes it too: one behaviour, not one per extension verb. (STARTTLS
+        over TLS is known to the server that did the upgrade: RFC 3207 §4.2 has it not
+        advertised again.)"""
+        verb = VERBS.get(self.group)
+        if verb is None or verb.extension is None or self.reply is None or \
+                verb.extension in self.before.extensions or \
+                (self.group in UPGRADING_VERBS and self.before.tls) or \
+                self.profile.row(self.group).allows(self.reply.code):
+            return self.group
+        return UNRECOGNISED
 
     @property
     def filed_under(self) -> str:
@@ -260,6 +279,13 @@ def _syntax_identity(x: Exchange) -> Identity:
     return f"rule {strongest.rule}", 0
 
 
+def _bare_greeting(x: Exchange) -> bool:
+    """A 220 greeting that is its code alone ("220" CRLF): what it lacks is the domain it must
+    begin with, which ``greeting_names_server`` reports; the missing text is the same fault."""
+    return x.group == GREETING and x.reply is not None and x.reply.code == SERVICE_READY and \
+        {v.rule for v in x.reply.violations} == {"code-without-text"}
+
+
 # --- the checks ------------------------------------------------------------------------------
 
 @check("reply_well_formed", level=Level.MUST, citation="RFC 5321 §4.2",
@@ -268,7 +294,7 @@ def _syntax_identity(x: Exchange) -> Identity:
 def reply_well_formed(x: Exchange) -> Complaint | None:
     if isinstance(x.error, ReplyFramingError):
         return x.error.violation.describe(), Level.MUST
-    if x.reply is None or x.reply.well_formed:
+    if x.reply is None or x.reply.well_formed or _bare_greeting(x):
         return None
     worst = Level.MUST if any(v.level is Level.MUST for v in x.reply.violations) else Level.SHOULD
     return "; ".join(v.describe() for v in x.reply.violations), worst
@@ -432,8 +458,17 @@ _RESET_RULES = {
 }
 
 
+# The commands that end a transaction the same way, each group one behaviour: a server keeps
+# its transaction across a new hello whichever verb it was (§4.1.4 says the same of both), or
+# across the end of a message however the message was sent.
+HELLO_RESET, MESSAGE_END = "HELO or EHLO", "the end of a message"
+_RESET_CAUSE = {"HELO": HELLO_RESET, "EHLO": HELLO_RESET, END_OF_DATA: MESSAGE_END,
+                "BDAT": MESSAGE_END}
+
+
 def _reset_identity(x: Exchange) -> Identity:
-    return x.before.reset_by or x.group, 0
+    reset = x.before.reset_by or x.group
+    return _RESET_CAUSE.get(reset, reset), 0
 
 
 @check("reset_clears_transaction", level=Level.MUST,
@@ -647,18 +682,31 @@ def size_limit_enforced(x: Exchange) -> Complaint | None:
 # INFO: 555 is for a parameter the server "does not recognize or cannot implement"; one it
 # implements but did not advertise in this session (AUTH= before STARTTLS, say) breaks no rule
 # of its own (not advertising binds the client, §4.1.1.3). Worth knowing, never a failure.
+def _unoffered_parameters(x: Exchange) -> list[str]:
+    """The parameters of the MAIL or RCPT that belong to extensions the session's EHLO reply
+    did not list (none where that reply had lines the parser could not read: what they
+    advertised is not known)."""
+    if x.group not in ("MAIL", "RCPT") or not isinstance(x.sent, Command) or \
+            not x.before.extensions.keywords or x.before.extensions.malformed:
+        return []
+    return sorted(parameter for parameter in x.sent.parameters
+                  if parameter in EXTENSION_OF_PARAMETER and
+                  not _advertised(x, EXTENSION_OF_PARAMETER[parameter]))
+
+
+def _unoffered_identity(x: Exchange) -> Identity:
+    """The extensions whose parameters were taken unadvertised, whichever command had them."""
+    extensions = sorted({EXTENSION_OF_PARAMETER[p] for p in _unoffered_parameters(x)})
+    return f"parameters of {', '.join(extensions)}, not advertised", 0
+
+
 @check("esmtp_parameters_advertised", level=Level.INFO, citation="RFC 5321 §4.1.1.11",
-       state_known=_always)
+       state_known=_always, identity=_unoffered_identity)
 def esmtp_parameters_advertised(x: Exchange) -> Complaint | None:
     """MAIL or RCPT with a parameter of an extension the session's EHLO reply did not list
     was accepted."""
-    if x.group not in ("MAIL", "RCPT") or not isinstance(x.sent, Command) or \
-            not _positive(x) or not x.before.extensions.keywords or x.reply is None:
-        return None
-    unoffered = sorted(parameter for parameter in x.sent.parameters
-                       if parameter in EXTENSION_OF_PARAMETER and
-                       not _advertised(x, EXTENSION_OF_PARAMETER[parameter]))
-    if not unoffered:
+    unoffered = _unoffered_parameters(x)
+    if not unoffered or not _positive(x) or x.reply is None:
         return None
     extensions = sorted({EXTENSION_OF_PARAMETER[p] for p in unoffered})
     return (f"{x.reply.code} to {x.group} with {', '.join(unoffered)} although EHLO did not "
@@ -769,8 +817,16 @@ def bdat_not_mixed_with_data(x: Exchange) -> Complaint | None:
     return "354 to DATA after a BDAT chunk of the same transaction (expected 503)"
 
 
+UTF8_MAILBOX = "a UTF-8 mailbox without SMTPUTF8"
+
+
+def _utf8_identity(x: Exchange) -> Identity:
+    return UTF8_MAILBOX, 0  # one behaviour, in MAIL or in RCPT
+
+
 @check("utf8_address_needs_smtputf8", level=Level.SHOULD,
-       citation="RFC 5321 §2.4 (lifted by RFC 6531 §3.4 where SMTPUTF8 is used)")
+       citation="RFC 5321 §2.4 (lifted by RFC 6531 §3.4 where SMTPUTF8 is used)",
+       identity=_utf8_identity)
 def utf8_address_needs_smtputf8(x: Exchange) -> Complaint | None:
     """A UTF-8 mailbox was accepted in a transaction whose MAIL did not ask for SMTPUTF8:
     receivers SHOULD reject commands that are not US-ASCII (RFC 5321 §2.4)."""
@@ -784,9 +840,10 @@ def utf8_address_needs_smtputf8(x: Exchange) -> Complaint | None:
 
 
 def _auth_started(x: Exchange) -> bool:
-    """AUTH went ahead: it succeeded at once, or a challenge (334) came."""
-    return x.group == "AUTH" and isinstance(x.sent, Command) and x.sent.group == "AUTH" and \
-        x.sent.verb == "AUTH" and x.reply is not None and x.reply.first_digit in (2, 3)
+    """AUTH, advertised, went ahead: it succeeded at once, or a challenge (334) came."""
+    return x.group == "AUTH" and _advertised(x, "AUTH") and isinstance(x.sent, Command) and \
+        x.sent.group == "AUTH" and x.sent.verb == "AUTH" and x.reply is not None and \
+        x.reply.first_digit in (2, 3)
 
 
 @check("auth_once", level=Level.MUST, citation="RFC 4954 §4")
@@ -812,21 +869,34 @@ def auth_cancel_refused(x: Exchange) -> Complaint | None:
     return f"{x.reply.code} to '*', which cancels an AUTH exchange (expected 501)"
 
 
+def _documented_identity(x: Exchange) -> Identity:
+    """The command (or, for an extension verb not advertised, the unrecognised verb, whose
+    row it is judged against: ``Exchange.judged_as``) and the reply code."""
+    group = x.judged_as
+    return (x.filed_under if group == x.group else group), \
+        x.reply.code if x.reply is not None else 0
+
+
 # Last: a check above names the specific rule when a code is also outside the table.
 @check("reply_code_documented", level=None, citation="the profile's row for the command",
-       state_known=_leaves_state_as_it_was, general=True)
+       state_known=_leaves_state_as_it_was, general=True, identity=_documented_identity)
 def reply_code_documented(x: Exchange) -> Complaint | None:
     if x.reply is None:
         return None
-    row = x.profile.row(x.group)
+    group = x.judged_as
+    row = x.profile.row(group)
     code = x.reply.code
     if row.allows(code):
         return None
     # The RFC 821 table omits 421 for QUIT, TURN and the end of data.
     if code == SERVICE_NOT_AVAILABLE:
-        return (f"421 is not in the {x.profile.name} row for {x.group} [{row.citation}], but "
+        return (f"421 is not in the {x.profile.name} row for {group} [{row.citation}], but "
                 f"RFC 821 §4.3 and RFC 5321 §3.8 allow 421 for any command"), Level.INFO
-    message = f"{code} is not documented for {x.group} [{row.citation}]"
+    message = f"{code} is not documented for {group} [{row.citation}]"
+    if group != x.group:
+        message = (f"{code} to {x.group}, whose extension the session's EHLO did not "
+                   f"advertise, is documented neither for {x.group} nor for a verb the "
+                   f"server does not know [{row.citation}]")
     if code // 100 not in {c // 100 for c in row.code_set} and rfc5321_lists(x) is None:
         # RFC 5321 §4.2.1: a client acts on the first digit, so a reply of a class the row
         # never has is read as something else entirely, under any profile.
@@ -846,11 +916,12 @@ def rfc5321_lists(x: Exchange) -> str | None:
     itself, and for a code RFC 5321 does not list either."""
     if x.reply is None or x.profile.name == RFC5321:
         return None
-    row = get_profile(RFC5321).row(x.group)
+    group = x.judged_as
+    row = get_profile(RFC5321).row(group)
     code = next((c for c in row.codes if c.code == x.reply.code), None)
     if code is None:
         return None
-    return f"{row.citation} lists {code.code} for {x.group}" + \
+    return f"{row.citation} lists {code.code} for {group}" + \
         (f" ({code.note})" if code.note else "")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from conformance.checks import (
     AFTER_ERRORS,
     CHECKS,
+    THE_SESSION,
     Exchange,
     Finding,
     identity_of,
@@ -95,7 +96,7 @@ class FindingRecord:
             reply_code=x.reply.code if x.reply else None,
             reply_lines=list(x.reply.lines) if x.reply else [],
             error=str(x.error) if x.error else None,
-            documented=sorted(x.profile.documented(x.group)),
+            documented=sorted(x.profile.documented(x.judged_as)),
             also=[f"[{f.check.id}] {f.level}: {f.complaint}" for f in others],
             transcript=transcript.splitlines(),
             steps=[step.as_list() for step in steps],
@@ -183,6 +184,13 @@ class RunRecord:
             if not found.phase:
                 self.findings[key] = replace(found, phase=phase)
 
+    def settle(self) -> None:
+        """What a finished run reports: the closes one input set off made one finding
+        (``consolidate``), the per-run findings the run refuted or explained dropped
+        (``drop_refuted``)."""
+        self.consolidate()
+        self.drop_refuted()
+
     def drop_refuted(self) -> None:
         """Per-run findings stand only if no exchange of the run refuted them, and no finding
         of a check that explains their symptom was found (``Check.explained_by``)."""
@@ -205,24 +213,47 @@ class RunRecord:
             phase=known.phase or record.phase)  # the phase that found it first
 
     def consolidate(self) -> None:
-        """One finding per behaviour where one exchange could not tell two causes apart: a
-        server that closes after its reply to an overlong line is also seen closing "after
-        repeated errors" when that line came after two errors. Where every such close
-        followed the same unusual input, and the run has a finding for closing after that
-        input, the two are one finding."""
+        """One finding per behaviour where one exchange could not tell two causes apart:
+
+        - a server that closes after its reply to an overlong line is also seen closing "after
+          repeated errors" when that line came after two errors: where every such close
+          followed one unusual input and the run has a finding for that input, they are one;
+        - a server that closes on every HELP is also seen closing on a HELP with 8-bit octets:
+          a finding seen on one command only, where the run has the same check's finding for
+          that command, is that finding;
+        - commands that went unanswered although each was answered in time elsewhere in the
+          run: the server stopped answering partway through its sessions (a tarpit), one
+          finding whichever commands it stopped at.
+        """
         for key in [k for k in self.findings if k.cause == AFTER_ERRORS]:
             record = self.findings[key]
-            if len(record.inputs) != 1 or sum(record.inputs.values()) != record.occurrences:
-                continue
-            (cause,) = record.inputs
-            same = [k for k in self.findings if k.check == key.check and k.cause == cause]
-            if same:
-                del self.findings[key]
-                into = self.findings[same[0]]
-                self.findings[same[0]] = replace(
-                    into, occurrences=into.occurrences + record.occurrences,
-                    seen=_added(into.seen, record.seen),
-                    inputs=_added(into.inputs, record.inputs))
+            if len(record.inputs) == 1 and sum(record.inputs.values()) == record.occurrences:
+                (cause,) = record.inputs
+                self._fold_into(key, cause)
+        for key in list(self.findings):
+            groups = {place.split(" in ")[0] for place in self.findings[key].seen}
+            if len(groups) == 1 and key.cause not in groups:
+                self._fold_into(key, groups.pop())
+        answered = {group for (_, group, code) in self.coverage if code}
+        hangs = [k for k in self.findings if k.check == "command_answered" and
+                 k.cause in answered]
+        if len(hangs) > 1:  # one command's may be its own (a TLS handshake that never ends)
+            for key in hangs:
+                record = self.findings.pop(key)
+                self.note(replace(record, cause=THE_SESSION, cause_code=0))
+
+    def _fold_into(self, key: FindingKey, cause: str) -> None:
+        """Make the finding ``key`` part of the same check's finding with ``cause``, if the
+        run has one (of the same reply code, where there are several)."""
+        same = sorted((k for k in self.findings if k.check == key.check and k.cause == cause),
+                      key=lambda k: k.code != key.code)
+        if not same:
+            return
+        record = self.findings.pop(key)
+        into = self.findings[same[0]]
+        self.findings[same[0]] = replace(
+            into, occurrences=into.occurrences + record.occurrences,
+            seen=_added(into.seen, record.seen), inputs=_added(into.inputs, record.inputs))
 
     def withdraw(self, record: FindingRecord) -> None:
         """Take back one noted record (its exchange is judged anew: see

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import __version__
-from conformance.checks import CHECKS
+from conformance.checks import CHECKS, THE_SESSION
 from conformance.client import ServerAddress, tls_context
 from conformance.commands import DATA_PROBE, DataProbe, Message, Step
 from conformance.credentials import Credentials
@@ -153,6 +153,14 @@ def load(path: Path) -> Script:
         raise UsageError(f"{path} is not a replay file: {error!r}") from None
 
 
+def shows(finding: FindingRecord, check: str, cause: str, code: int) -> bool:
+    """Whether ``finding`` is the finding (check, cause, code) seen again. One about the whole
+    session (a tarpit's hangs, made one by ``RunRecord.consolidate``) is seen again as that
+    check's finding on whichever command the replayed session stopped at."""
+    return finding.check == check and (
+        (finding.cause, finding.cause_code) == (cause, code) or cause == THE_SESSION)
+
+
 @dataclass(frozen=True)
 class Replayed:
     """What a replay saw: every finding, in order (the session ends at the first deviation
@@ -162,16 +170,17 @@ class Replayed:
     transcript: str
 
     def first(self, key: FindingKey | None = None) -> FindingRecord | None:
-        """The finding with ``key``, or the first one; None if there is none."""
-        return next((f for f in self.findings if key is None or f.key == key), None)
+        """The finding with ``key`` (see ``shows``), or the first one; None if there is none."""
+        return next((f for f in self.findings if key is None or
+                     (shows(f, key.check, key.cause, key.code) and f.level == key.level)),
+                    None)
 
     def of(self, script: Script) -> FindingRecord | None:
         """The recorded finding, if the replay showed it again: the same check and cause,
         at whatever level the profile replayed against gives it (for an older file, which
         holds only its check: the first finding of that check)."""
         return next((f for f in self.findings if f.check == script.check and (
-            script.key is None or (f.cause, f.cause_code) == (script.cause, script.code))),
-            None)
+            script.key is None or shows(f, script.check, script.cause, script.code))), None)
 
     def worst(self) -> FindingRecord | None:
         """The finding of the worst verdict (FAIL first), shortest transcript first."""

@@ -261,8 +261,7 @@ class Run:
         finding its shortest session (saved for replay), and grade the ones no replay shows
         again. Returns the findings that fail the run, worst first."""
         record, policy = self.record, self.settings.policy
-        record.consolidate()
-        record.drop_refuted()
+        record.settle()
         failing = [f for f in record.sorted_findings() if policy.fails(Verdict(f.verdict))]
         for finding in failing:
             record.findings[finding.key] = self._settle(finding)

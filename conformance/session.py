@@ -130,6 +130,9 @@ class Adaptation:
     # no transaction ever opened (``CheckedSession._control_reset``): once per run.
     reset_controlled: bool = False
     answered: bool = False  # some command (not the greeting) has had a reply
+    # Groups that went unanswered once although answered before in the run: a tarpit's
+    # sessions were capped instead; a second time, the group is not sent again.
+    hung_once: frozenset[str] = frozenset()
 
     @property
     def answers_nothing(self) -> bool:
@@ -655,6 +658,12 @@ class CheckedSession:
         # A close right after a reply that is not 221 to QUIT or 421 is judged on that reply.
         closed_unasked = reply is not None and closed_after is None and batch is None and \
             not listen and self.client.connected and self.client.peer_closed()
+        if reply is not None and group == "QUIT" and reply.first_digit == 2 and \
+                closed_after is None and batch is None and not closed_unasked and \
+                not self.adaptation.skip_close_wait and self.client.connected:
+            # Another positive reply to QUIT (250, say) ends the session as 221 does: the
+            # close that comes with it is waited for, to be judged on that reply.
+            closed_unasked = self.client.wait_for_close(timeout=self.timeout, quiet=True)
         self.record.coverage[(before.state.name, group, reply.code if reply else 0)] += 1
         self.cells[(before.state.name, group)] += 1
         exchange = Exchange(self.profile, before, group, sent, reply, error, closed_after,
@@ -770,7 +779,16 @@ class CheckedSession:
         if x.group == END_OF_DATA and x.reply is not None and x.late is None:
             self.adaptation.slowest_data_reply = max(self.adaptation.slowest_data_reply,
                                                      elapsed)
-        if isinstance(x.error, ReplyTimeout) and x.group != GREETING:
+        if isinstance(x.error, ReplyTimeout) and x.group != GREETING and \
+                x.group not in self.adaptation.hung_once and commands_before > 0 and \
+                self._answered_before(x.group):
+            # Answered in time before: the server stopped answering partway through the
+            # session (a tarpit), not this command (RFC 5321 §4.5.3.2).
+            self.adaptation.hung_once |= {x.group}
+            self.adaptation.cap(commands_before, self.record,
+                                f"{x.group}, answered before, went unanswered after "
+                                f"{commands_before} command(s) in a session (a tarpit?)")
+        elif isinstance(x.error, ReplyTimeout) and x.group != GREETING:
             self.adaptation.unanswered |= {x.group}
             self.record.remark(f"{x.group} went unanswered: it was not sent again in this run")
         elif x.closed_after is False or (x.closed_after and x.late is not None):
@@ -788,6 +806,9 @@ class CheckedSession:
                                 f"replies slowed down ({elapsed:.1f}s) after {commands_before} "
                                 f"commands in a session (a tarpit?)",
                                 floor=COMMANDS_FOR_A_TRANSACTION)
+
+    def _answered_before(self, group: str) -> bool:
+        return any(g == group and code for (_, g, code) in self.record.coverage)
 
     def _note(self, findings: list[Finding], exchange: Exchange) -> list[FindingRecord]:
         """Record every finding, graded. A deviation whose effect on the state the model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from tests.postfix_instance import PostfixInstance
 
 
 @pytest.fixture(scope="session")
-def postfix() -> Iterator[PostfixInstance]:
+def postfix_instance() -> Iterator[PostfixInstance]:
     """The Postfix instance named by SMTP_CONFORMANCE_POSTFIX_ROOT and _PORT (.ci/run starts
     one), else one of our own on a free port, removed afterwards. Where neither is possible
     the tests skip, unless SMTP_CONFORMANCE_REQUIRE_POSTFIX is set."""
@@ -34,3 +35,15 @@ def postfix() -> Iterator[PostfixInstance]:
         yield instance
     finally:
         instance.remove()
+
+
+@pytest.fixture
+def postfix(postfix_instance: PostfixInstance) -> Iterator[PostfixInstance]:
+    """The Postfix instance, for one test at a time across pytest-xdist's workers: tests change
+    its settings and count the messages it received, so two at once would see each other's."""
+    with open(postfix_instance.root / "tests.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield postfix_instance
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

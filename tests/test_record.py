@@ -1,8 +1,10 @@
 """The run record: one finding per key, the shortest transcript kept, every occurrence
-counted, and the same record again after a trip through JSON."""
+counted, the same record again after a trip through JSON, and one finding per behaviour
+once the run is settled."""
 
 from __future__ import annotations
 
+from conformance.checks import AFTER_ERRORS, THE_SESSION
 from conformance.record import FindingRecord, RunRecord
 
 
@@ -60,3 +62,62 @@ def test_merged_records_add_up_their_occurrences_and_coverage():
     first.merge(second)
     assert next(iter(first.findings.values())).occurrences == 5
     assert first.coverage[("INIT", "HELO", 220)] == 5
+
+
+def close(group: str, cause: str, *, level: str = "MUST", inputs: dict[str, int] | None = None,
+          times: int = 1) -> FindingRecord:
+    """A no_silent_close finding on ``group`` in READY, ``times`` times."""
+    return finding([f"C: {group}"], check="no_silent_close", level=level, group=group,
+                   state="READY", reply_code=None, cause=cause, cause_code=0,
+                   occurrences=times, seen={f"{group} in READY": times},
+                   inputs=inputs or {})
+
+
+def test_closes_seen_on_one_command_only_are_that_commands_close():
+    # Closing on every HELP: also seen on a HELP with 8-bit octets, and after three errors.
+    record = RunRecord()
+    record.note(close("HELP", "HELP", times=5))
+    record.note(close("HELP", "octets outside US-ASCII in the command line", times=2,
+                      inputs={"octets outside US-ASCII in the command line": 2}))
+    record.note(close("HELP", AFTER_ERRORS, level="SHOULD", times=3))
+    record.settle()
+    (kept,) = record.findings.values()
+    assert (kept.cause, kept.occurrences) == ("HELP", 10)
+    assert kept.inputs == {"octets outside US-ASCII in the command line": 2}
+
+
+def test_closes_on_one_input_over_several_commands_stay_the_inputs():
+    # Closing on 8-bit octets whatever the verb: not a close of HELP, though HELP was one.
+    record = RunRecord()
+    eight_bit = "octets outside US-ASCII in the command line"
+    record.note(close("HELP", "HELP"))
+    for group in ("NOOP", "MAIL"):
+        record.note(close(group, eight_bit, inputs={eight_bit: 1}))
+    record.settle()
+    assert sorted(k.cause for k in record.findings) == ["HELP", eight_bit]
+
+
+def test_a_hang_on_commands_answered_elsewhere_is_one_finding_about_the_session():
+    record = RunRecord()
+    for group in ("NOOP", "EXPN", "HELO"):
+        record.note(finding([f"C: {group}"], check="command_answered", group=group,
+                            reply_code=None, cause=group, cause_code=0,
+                            seen={f"{group} in READY": 1}))
+        record.coverage[("INIT", group, 250 if group != "HELO" else 0)] += 1
+    record.note(finding(["C: HELP"], check="command_answered", group="HELP", reply_code=None,
+                        cause="HELP", cause_code=0, seen={"HELP in READY": 1}))
+    record.settle()
+    # HELO and HELP were never answered: each may be a command the server never answers.
+    assert sorted(k.cause for k in record.findings) == ["HELO", "HELP", THE_SESSION]
+    assert record.findings[next(k for k in record.findings if k.cause == THE_SESSION)].seen \
+        == {"NOOP in READY": 1, "EXPN in READY": 1}
+
+
+def test_a_lone_hang_on_a_command_answered_elsewhere_stays_that_commands():
+    # STARTTLS answered 220, then a handshake that never ends: not a tarpit.
+    record = RunRecord()
+    record.note(finding(["C: STARTTLS"], check="command_answered", group="STARTTLS",
+                        reply_code=None, cause="STARTTLS", cause_code=0))
+    record.coverage[("READY", "STARTTLS", 220)] += 1
+    record.settle()
+    assert [k.cause for k in record.findings] == ["STARTTLS"]
