@@ -39,6 +39,7 @@ def findings_on_seeds(server: Any, seeds: int) -> dict[str, Any]:
     keys = [set(run) for run in runs]
     every = set.intersection(*keys)
     return {"identical": all(k == keys[0] for k in keys),
+            "most_findings": max(len(k) for k in keys),
             "findings": sorted(every),
             "not_on_every_seed": sorted(set.union(*keys) - every),
             "phases": sorted({phase for run in runs for phase in run.values()})}
@@ -68,10 +69,12 @@ def main() -> None:
             faults[name] = result
             print(f"{name:46} {'same' if result['identical'] else 'DIFFERS'}", flush=True)
     stable = sum(result["identical"] for result in faults.values())
+    single = sum(result["most_findings"] <= 1 for result in faults.values())
     path = write_json(args.json, "stability", {"seeds": args.seeds, "faults": faults,
-                                               "identical": stable, "servers": len(faults)})
+                                               "identical": stable, "single": single,
+                                               "servers": len(faults)})
     print(f"identical finding sets on {args.seeds} seeds: {stable} of {len(faults)} fault "
-          f"servers; written: {path}")
+          f"servers; at most one finding on every seed: {single}; written: {path}")
 
 
 if __name__ == "__main__":

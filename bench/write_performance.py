@@ -205,7 +205,14 @@ def stability(data: dict[str, Any] | None) -> list[str]:
         lines += [f"| {name} | {', '.join(r['findings']) or '-'} | "
                   f"{', '.join(r['not_on_every_seed'])} |" for name, r in differing.items()]
         lines.append("")
-    return lines
+    if "single" not in data:
+        return lines
+    several = {name: result for name, result in faults.items() if result["most_findings"] > 1}
+    lines += [f"**One behaviour, one finding: {data['single']} of {data['servers']} fault "
+              f"servers have at most one finding on every seed.** Each of the others, with "
+              f"the findings of its run (check, cause, code):", ""]
+    lines += [f"- {name}: {', '.join(r['findings'])}" for name, r in several.items()]
+    return [*lines, ""]
 
 
 def main() -> None:

@@ -48,10 +48,10 @@ from tests.fault_server import FaultServer
 
 SEED, RFC5321 = get_profile("seed"), get_profile("rfc5321")
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
-# Enough examples for every fault here to be met more than once; a fixed seed, so that the
-# counts below are the same on every run.
+# The systematic phase meets every fault here more than once; a few examples after it, and a
+# fixed seed, so that the counts below are the same on every run.
 RUN = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--hypothesis-seed=3",
-       "--smtp-examples=60", "--smtp-timeout=0.5", "--smtp-deliver"]
+       "--smtp-examples=15", "--smtp-timeout=0.5", "--smtp-deliver"]
 
 
 def run(pytester: pytest.Pytester, address: object, *args: str) -> dict[str, Any]:

@@ -83,7 +83,7 @@ NOT_BLAMED = {
 def test_refused_noop_is_blamed_on_the_rule_it_breaks(pytester, fault):
     with FaultServer(fault) as server:
         _, report = run_checked(pytester, f"--server={server.address}", "--smtp-timeout=0.5",
-                                "--smtp-examples=300")
+                                "--smtp-examples=20")
     checks = {f["check"] for f in report["findings"]}
     assert not checks & NOT_BLAMED[fault], findings(report)
     assert ({**FAULTS, **SHOULD_FAULTS}[fault]) in checks
@@ -92,7 +92,7 @@ def test_refused_noop_is_blamed_on_the_rule_it_breaks(pytester, fault):
 def test_noop_with_a_parameter_refused_is_a_warning(pytester):
     with FaultServer("noop_refuses_parameter") as server:
         _, report = run_checked(pytester, f"--server={server.address}",
-                                "--smtp-timeout=0.5", "--smtp-examples=300")
+                                "--smtp-timeout=0.5", "--smtp-examples=20")
     assert report["verdict"] == "WARN"
     assert findings(report) == {("noop_ignores_parameter", "SHOULD", "WARN")}
 
@@ -113,7 +113,7 @@ def test_a_must_and_a_should_of_one_check_on_one_reply_code_are_both_kept(pytest
     # echoed in 501 replies to MAIL: the MUST is never folded into the SHOULD.
     with FaultServer("mail_echoes_argument") as server:
         _, report = run_checked(pytester, f"--server={server.address}", "--smtp-timeout=0.5",
-                                "--smtp-examples=300")
+                                "--smtp-examples=20")
     kept = {(f["check"], f["level"], f["group"], f["reply_code"]) for f in report["findings"]}
     assert ("reply_well_formed", "MUST", "MAIL", 501) in kept, kept
     assert ("reply_well_formed", "SHOULD", "MAIL", 501) in kept, kept
