@@ -16,7 +16,6 @@ REPLY_CODE = r"[2-5][0-5][0-9]"
 
 # textstring = 1*(%d09 / %d32-126) ; HT, SP, Printable US-ASCII
 TEXTSTRING_OCTETS = frozenset([0x09, *range(0x20, 0x7F)])
-TEXTSTRING = r"[\t\x20-\x7e]+"
 
 # Reply-line = *( Reply-code "-" [ textstring ] CRLF )
 #              Reply-code [ SP textstring ] CRLF
@@ -141,8 +140,6 @@ ADDRESS_LITERAL_RE = _anchored(ADDRESS_LITERAL)
 MAILBOX_RE = _anchored(MAILBOX)
 REVERSE_PATH_RE = _anchored(REVERSE_PATH)
 FORWARD_PATH_RE = _anchored(FORWARD_PATH)
-STRING_RE = _anchored(STRING)
-ESMTP_PARAM_RE = _anchored(ESMTP_PARAM)
 EHLO_LINE_RE = _anchored(EHLO_LINE)
 
 

@@ -49,9 +49,6 @@ class Row:
     def allows(self, code: int) -> bool:
         return code in self.code_set
 
-    def text_of(self, code: int) -> str:
-        return next((c.text for c in self.codes if c.code == code), "")
-
 
 @dataclass(frozen=True)
 class Profile:

@@ -117,10 +117,6 @@ class Verb:
     challenges: bool = False  # a 334 asks for a line that answers it (RFC 4954 §4)
 
     @property
-    def in_seed(self) -> bool:
-        return self.extension is None
-
-    @property
     def example(self) -> str:
         """A valid command line of this verb, without its CRLF."""
         return f"{self.name} {self.argument.example}".rstrip()
