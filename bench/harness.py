@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from conformance.client import ServerAddress  # noqa: E402
+from conformance.client import DEFAULT_TIMEOUT, ServerAddress  # noqa: E402
 from conformance.grading import Policy  # noqa: E402
 from conformance.levels import Verdict  # noqa: E402
 from conformance.record import RunRecord  # noqa: E402
@@ -65,7 +65,7 @@ class EngineRun:
 
 
 def engine_run(address: ServerAddress, *, seed: int, profile: str = "seed",
-               examples: str = "fast", timeout: float = 5.0, strict: bool = False,
+               examples: str = "fast", timeout: float = DEFAULT_TIMEOUT, strict: bool = False,
                fail_fast: bool = False, budget: float = 0.0, finish: bool = False,
                deliver: bool = True, record: RunRecord | None = None) -> EngineRun:
     """One default-like run of the engine (conformance.runner) against ``address``:
@@ -146,7 +146,7 @@ def reference_server(*, profile: str = "seed", subprocess_: bool = False
         yield ServerAddress("127.0.0.1", int(line))
 
 
-def noop_round_trips(address: ServerAddress, seconds: float, *, timeout: float = 5.0
+def noop_round_trips(address: ServerAddress, seconds: float, *, timeout: float = DEFAULT_TIMEOUT
                      ) -> float:
     """NOOP round trips per second on a bare socket (no parser, no checks) for ``seconds``."""
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
