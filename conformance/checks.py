@@ -869,6 +869,11 @@ def auth_cancel_refused(x: Exchange) -> Complaint | None:
     return f"{x.reply.code} to '*', which cancels an AUTH exchange (expected 501)"
 
 
+# A verb of an extension the session's EHLO did not offer may be refused as unknown (500),
+# not implemented (502, RFC 5321 §4.2.4) or out of sequence (503: offered later, after TLS).
+_REFUSALS_OF_THE_UNOFFERED = frozenset({COMMAND_UNRECOGNISED, NOT_IMPLEMENTED, BAD_SEQUENCE})
+
+
 def _documented_identity(x: Exchange) -> Identity:
     """The command (or, for an extension verb not advertised, the unrecognised verb, whose
     row it is judged against: ``Exchange.judged_as``) and the reply code."""
@@ -886,7 +891,7 @@ def reply_code_documented(x: Exchange) -> Complaint | None:
     group = x.judged_as
     row = x.profile.row(group)
     code = x.reply.code
-    if row.allows(code):
+    if row.allows(code) or (group != x.group and code in _REFUSALS_OF_THE_UNOFFERED):
         return None
     # The RFC 821 table omits 421 for QUIT, TURN and the end of data.
     if code == SERVICE_NOT_AVAILABLE:

@@ -357,11 +357,18 @@ def test_an_extension_verb_not_advertised_answered_as_any_unknown_verb_is_judged
             assert (finding.check.id, str(finding.level)) == ("reply_code_documented", "MUST")
             causes.add(identity_of(finding, x))
     assert causes == {("unrecognised", 250)}
-    # The verb's own row still holds: 503 to AUTH not offered (Postfix) is no finding; and
-    # with AUTH advertised, 250 to it is judged by AUTH's row.
+    # The verb's own row still holds: 503 to AUTH not offered (Postfix) is no finding, nor
+    # is 503 to STARTTLS not offered (out of sequence), which STARTTLS's row lacks; and with
+    # AUTH advertised, 250 to it is judged by AUTH's row.
     assert not run_checks(checked("AUTH", Command(b"AUTH PLAIN\r\n"),
                                   reply(b"503 5.5.1 Error: authentication not enabled\r\n"),
                                   before=ehlo))
+    assert not run_checks(checked("STARTTLS", Command(b"STARTTLS\r\n"),
+                                  reply(b"503 STARTTLS command used when not advertised\r\n"),
+                                  before=ehlo))
+    assert run_checks(checked("STARTTLS", Command(b"STARTTLS\r\n"), reply(b"503 no\r\n"),
+                              before=advance(ehlo, "EHLO", 250,
+                                             lines=("mx.test", "STARTTLS"))))
     offered = advance(Session(state=State.INIT), "EHLO", 250, lines=("mx.test", "AUTH PLAIN"))
     x = checked("AUTH", Command(b"AUTH PLAIN\r\n"), reply(b"250 whatever\r\n"), before=offered)
     assert identity_of(run_checks(x)[0], x) == ("AUTH", 250)
