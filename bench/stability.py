@@ -1,6 +1,6 @@
 """The same server, the same verdict: every fault server's findings on several seeds.
 
-    python bench/stability.py [--seeds N] [--json PATH]
+    python bench/stability.py [--seeds N] [--json PATH] [--only FAULT ...]
 
 For each fault of the plain fault server (each fault alone, every kind: MUST, SHOULD,
 smuggling, state) and of the ESMTP fault server, one default run (the fast budget, timeout
@@ -16,6 +16,7 @@ here (tests/test_systematic.py runs them with both).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -24,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import engine_run, write_json
+from bench.harness import RESULTS, engine_run, write_json
 from tests.esmtp_server import ESMTP_FAULTS, EsmtpServer
 from tests.fault_server import FAULTS, SHOULD_FAULTS, SMUGGLING_FAULTS, FaultServer
 
@@ -58,11 +59,22 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="fault servers measured at once, each in a process of its own")
     parser.add_argument("--json", type=Path, help="default: bench/results/stability.json")
+    parser.add_argument("--only", action="append", metavar="FAULT",
+                        help="measure this fault server again (repeatable; 'esmtp FAULT' for "
+                             "the ESMTP one), the others' results kept from the last run")
     args = parser.parse_args()
     if not 2 <= args.seeds <= 20 or not 1 <= args.jobs <= 16:
         parser.error("--seeds in 2..20, --jobs in 1..16")
-    names = [*FAULTS, *SHOULD_FAULTS, *SMUGGLING_FAULTS, *(f"esmtp {f}" for f in ESMTP_FAULTS)]
+    every = [*FAULTS, *SHOULD_FAULTS, *SMUGGLING_FAULTS, *(f"esmtp {f}" for f in ESMTP_FAULTS)]
+    names = args.only or every
+    if unknown := set(names) - set(every):
+        parser.error(f"no such fault server: {', '.join(sorted(unknown))}")
     faults: dict[str, Any] = {}
+    if args.only:
+        last = json.loads((args.json or RESULTS / "stability.json").read_text())
+        if last["seeds"] != args.seeds:
+            parser.error(f"the last run had {last['seeds']} seeds")
+        faults = {name: last["faults"][name] for name in every}
     with ProcessPoolExecutor(args.jobs) as pool:
         for name, result in zip(names, pool.map(one_fault, names, [args.seeds] * len(names)),
                                 strict=True):
@@ -72,7 +84,8 @@ def main() -> None:
     single = sum(result["most_findings"] <= 1 for result in faults.values())
     path = write_json(args.json, "stability", {"seeds": args.seeds, "faults": faults,
                                                "identical": stable, "single": single,
-                                               "servers": len(faults)})
+                                               "servers": len(faults),
+                                               "remeasured": args.only or []})
     print(f"identical finding sets on {args.seeds} seeds: {stable} of {len(faults)} fault "
           f"servers; at most one finding on every seed: {single}; written: {path}")
 

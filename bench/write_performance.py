@@ -197,7 +197,9 @@ def stability(data: dict[str, Any] | None) -> list[str]:
              f"server runs without TLS or credentials here, so its STARTTLS faults and "
              f"auth_twice give no finding (tests/test_systematic.py runs them with both).", "",
              f"**Identical finding sets on every seed: {data['identical']} of "
-             f"{data['servers']} fault servers.**", ""]
+             f"{data['servers']} fault servers.**", "",
+             *([f"Measured again after a fix, the others as first measured: "
+                f"{', '.join(data['remeasured'])}.", ""] if data.get("remeasured") else [])]
     differing = {name: result for name, result in faults.items() if not result["identical"]}
     if differing:
         lines += ["| fault server | findings on every seed | found on some seeds only |",
@@ -209,8 +211,11 @@ def stability(data: dict[str, Any] | None) -> list[str]:
         return lines
     several = {name: result for name, result in faults.items() if result["most_findings"] > 1}
     lines += [f"**One behaviour, one finding: {data['single']} of {data['servers']} fault "
-              f"servers have at most one finding on every seed.** Each of the others, with "
-              f"the findings of its run (check, cause, code):", ""]
+              f"servers have at most one finding on every seed.** Each of the others breaks "
+              f"two rules at once (8-bit octets echoed and a reply line over 512 octets; a "
+              f"declared SIZE and a message over the limit), or takes several non-standard "
+              f"endings of the data, each a finding of its own (SMTP smuggling works through "
+              f"each one separately). Their findings (check, cause, code):", ""]
     lines += [f"- {name}: {', '.join(r['findings'])}" for name, r in several.items()]
     return [*lines, ""]
 

@@ -49,6 +49,7 @@ from conformance.tables import (
     AUTH_CHALLENGE,
     CLOSING,
     COMMAND_UNRECOGNISED,
+    NO_MAIL_HERE,
     NOT_IMPLEMENTED,
     SERVICE_NOT_AVAILABLE,
     SERVICE_READY,
@@ -604,7 +605,7 @@ class CheckedSession:
         last, findings, records = self.last_exchange, self.last_findings, self.last_noted
         self.last_exchange, self.last_findings, self.last_noted = None, [], []
         if last is not None and findings and self.client.connected and \
-                self.client.peer_closed():
+                self._peer_closes_after(last):
             self._judge_close(last, findings, records)
         self.client.close()
         self.model = closed(self.model)
@@ -726,16 +727,23 @@ class CheckedSession:
                    records: Sequence[FindingRecord]) -> None:
         """End the session after a deviation whose effect on the state is not known. A server
         that closes after such a reply (a refusal, or 221 to another command than QUIT) does
-        so at once: waited for briefly (CLOSE_GRACE), so that the close is judged on this
+        so at once: waited for (``_peer_closes_after``), so that the close is judged on this
         reply, as when the next command finds it."""
-        reply = exchange.reply
-        if reply is not None and (reply.first_digit in (4, 5) or reply.code == CLOSING) and \
-                exchange.batch is None and not exchange.closed_unasked and \
-                self.client.connected and \
-                self.client.wait_for_close(timeout=CLOSE_GRACE, quiet=True):
+        if exchange.batch is None and not exchange.closed_unasked and \
+                self.client.connected and self._peer_closes_after(exchange):
             self.last_exchange = None  # judged here, not again by close()
             self._judge_close(exchange, findings, records)
         self.close()
+
+    def _peer_closes_after(self, exchange: Exchange) -> bool:
+        """Whether the server closed the connection after its reply in ``exchange``: waited
+        for after a refusal or a 221 (CLOSE_GRACE; after 521, "no mail here", RFC 7504, which
+        servers follow with a close, up to the timeout); else only if it has already."""
+        reply = exchange.reply
+        if reply is None or (reply.first_digit not in (4, 5) and reply.code != CLOSING):
+            return self.client.peer_closed()
+        wait = self.timeout if reply.code == NO_MAIL_HERE else CLOSE_GRACE
+        return self.client.wait_for_close(timeout=wait, quiet=True)
 
     def _closed_after(self) -> None:
         """The server closed the connection after its last reply, which the client read, and
