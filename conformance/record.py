@@ -185,9 +185,9 @@ class RunRecord:
                 self.findings[key] = replace(found, phase=phase)
 
     def settle(self) -> None:
-        """What a finished run reports: the closes one input set off made one finding
-        (``consolidate``), the per-run findings the run refuted or explained dropped
-        (``drop_refuted``)."""
+        """What a finished run reports: one finding per behaviour where exchanges could not
+        tell causes apart (``consolidate``), and no per-run finding the run refuted or
+        explained (``drop_refuted``)."""
         self.consolidate()
         self.drop_refuted()
 
