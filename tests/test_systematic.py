@@ -14,7 +14,7 @@ import pytest
 import strategies.extensions as ext
 from conformance import plan as planned
 from conformance.client import DEFAULT_TIMEOUT
-from conformance.commands import NON_STANDARD_ENDINGS
+from conformance.commands import LONG_LINE_INPUT, NON_STANDARD_ENDINGS
 from conformance.credentials import EMBEDDED_CREDENTIALS, Credentials
 from conformance.machine import configure
 from conformance.model import State
@@ -187,6 +187,18 @@ def test_a_runs_findings_are_the_same_on_three_seeds(fault, tmp_path):
     keys = [set(record.findings) for record in records]
     assert keys[0] == keys[1] == keys[2] != set()
     assert {f.phase for f in records[0].findings.values()} == {SYSTEMATIC}
+
+
+@pytest.mark.timeout(300)
+def test_a_close_after_521_is_the_same_one_finding_on_three_seeds(tmp_path):
+    # A close after a refusal is waited for wherever the session ends: it was judged on the
+    # 521 on some seeds and missed on others (a second finding, reply_code_documented 521).
+    with FaultServer("long_line_521_closes") as server:
+        records = [run_record(server.address, seed, tmp_path) for seed in (0, 1, 2)]
+    for record in records:
+        record.settle()
+    assert [[(k.check, k.cause, k.code) for k in record.findings] for record in records] == \
+        [[("no_silent_close", LONG_LINE_INPUT, 521)]] * 3
 
 
 @pytest.mark.timeout(120)
