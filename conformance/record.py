@@ -170,6 +170,10 @@ class RunRecord:
     advertised: dict[str, str] = field(default_factory=dict)
     exercised: Counter[str] = field(default_factory=Counter)
 
+    def answered(self) -> set[str]:
+        """The command groups that had a reply at least once in the run."""
+        return {group for (_, group, code) in self.coverage if code}
+
     def coverage_of(self, group: str) -> int:
         """Exchanges of ``group`` in the run (of the greeting: sessions opened)."""
         return sum(n for (_, g, _), n in self.coverage.items() if g == group)
@@ -233,8 +237,8 @@ class RunRecord:
         for key in list(self.findings):
             groups = {place.split(" in ")[0] for place in self.findings[key].seen}
             if len(groups) == 1 and key.cause not in groups:
-                self._fold_into(key, groups.pop())
-        answered = {group for (_, group, code) in self.coverage if code}
+                self._fold_into(key, groups.pop(), code=key.code)
+        answered = self.answered()
         hangs = [k for k in self.findings if k.check == "command_answered" and
                  k.cause in answered]
         if len(hangs) > 1:  # one command's may be its own (a TLS handshake that never ends)
@@ -242,11 +246,11 @@ class RunRecord:
                 record = self.findings.pop(key)
                 self.note(replace(record, cause=THE_SESSION, cause_code=0))
 
-    def _fold_into(self, key: FindingKey, cause: str) -> None:
-        """Make the finding ``key`` part of the same check's finding with ``cause``, if the
-        run has one (of the same reply code, where there are several)."""
-        same = sorted((k for k in self.findings if k.check == key.check and k.cause == cause),
-                      key=lambda k: k.code != key.code)
+    def _fold_into(self, key: FindingKey, cause: str, *, code: int | None = None) -> None:
+        """Make the finding ``key`` part of the same check's finding with ``cause`` (and
+        ``code``, if given), if the run has one."""
+        same = [k for k in self.findings if k.check == key.check and k.cause == cause and
+                code in (None, k.code)]
         if not same:
             return
         record = self.findings.pop(key)

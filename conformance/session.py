@@ -789,7 +789,7 @@ class CheckedSession:
                                                      elapsed)
         if isinstance(x.error, ReplyTimeout) and x.group != GREETING and \
                 x.group not in self.adaptation.hung_once and commands_before > 0 and \
-                self._answered_before(x.group):
+                x.group in self.record.answered():
             # Answered in time before: the server stopped answering partway through the
             # session (a tarpit), not this command (RFC 5321 §4.5.3.2).
             self.adaptation.hung_once |= {x.group}
@@ -814,9 +814,6 @@ class CheckedSession:
                                 f"replies slowed down ({elapsed:.1f}s) after {commands_before} "
                                 f"commands in a session (a tarpit?)",
                                 floor=COMMANDS_FOR_A_TRANSACTION)
-
-    def _answered_before(self, group: str) -> bool:
-        return any(g == group and code for (_, g, code) in self.record.coverage)
 
     def _note(self, findings: list[Finding], exchange: Exchange) -> list[FindingRecord]:
         """Record every finding, graded. A deviation whose effect on the state the model

@@ -4,6 +4,8 @@ once the run is settled."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from conformance.checks import AFTER_ERRORS, THE_SESSION
 from conformance.record import FindingRecord, RunRecord
 
@@ -84,6 +86,16 @@ def test_closes_seen_on_one_command_only_are_that_commands_close():
     (kept,) = record.findings.values()
     assert (kept.cause, kept.occurrences) == ("HELP", 10)
     assert kept.inputs == {"octets outside US-ASCII in the command line": 2}
+
+
+def test_a_close_after_another_reply_on_that_command_stays_its_own():
+    # Closing instead of replying to every HELP, and after 521 to an overlong HELP: two.
+    record = RunRecord()
+    record.note(close("HELP", "HELP"))
+    record.note(replace(close("HELP", "a command line over 512 octets"), cause_code=521))
+    record.settle()
+    assert sorted((k.cause, k.code) for k in record.findings) == [
+        ("HELP", 0), ("a command line over 512 octets", 521)]
 
 
 def test_closes_on_one_input_over_several_commands_stay_the_inputs():
