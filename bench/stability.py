@@ -74,7 +74,10 @@ def main() -> None:
         last = json.loads((args.json or RESULTS / "stability.json").read_text())
         if last["seeds"] != args.seeds:
             parser.error(f"the last run had {last['seeds']} seeds")
-        faults = {name: last["faults"][name] for name in every}
+        if missing := [name for name in every if name not in last["faults"] and
+                       name not in names]:
+            parser.error(f"the last run has no result for {', '.join(missing)}: run them all")
+        faults = {name: last["faults"].get(name) for name in every}
     with ProcessPoolExecutor(args.jobs) as pool:
         for name, result in zip(names, pool.map(one_fault, names, [args.seeds] * len(names)),
                                 strict=True):
