@@ -21,12 +21,12 @@ from hypothesis import HealthCheck, Phase, Verbosity, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conformance.errors import StopRun
-from conformance.grading import FindingKey, Policy
-from conformance.levels import Verdict
-from conformance.machine import SMTPConformance, configure, explore
-from conformance.record import RunRecord
-from conformance.tables import PROFILES, get_profile
+from conformance.checks.grading import FindingKey, Policy
+from conformance.engine.record import RunRecord
+from conformance.protocol.errors import StopRun
+from conformance.protocol.levels import Verdict
+from conformance.protocol.tables import PROFILES, get_profile
+from conformance.search.machine import SMTPConformance, configure, explore
 from tests.fault_server import FAULTS, NONDETERMINISTIC, SHOULD_FAULTS, FaultServer
 
 NOT_FOUND = 10_000

@@ -27,13 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from conformance.client import DEFAULT_TIMEOUT, ServerAddress  # noqa: E402
-from conformance.grading import Policy  # noqa: E402
-from conformance.levels import Verdict  # noqa: E402
-from conformance.record import RunRecord  # noqa: E402
-from conformance.reference_server import ReferenceServer  # noqa: E402
-from conformance.runner import BUDGETS, Run, RunSettings  # noqa: E402
-from conformance.tables import get_profile  # noqa: E402
+from conformance.checks.grading import Policy  # noqa: E402
+from conformance.engine.address import ServerAddress  # noqa: E402
+from conformance.engine.client import DEFAULT_TIMEOUT  # noqa: E402
+from conformance.engine.record import RunRecord  # noqa: E402
+from conformance.engine.settings import BUDGETS, RunSettings  # noqa: E402
+from conformance.protocol.levels import Verdict  # noqa: E402
+from conformance.protocol.tables import get_profile  # noqa: E402
+from conformance.search.runner import Run  # noqa: E402
+from conformance.testing.reference_server import ReferenceServer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -68,7 +70,7 @@ def engine_run(address: ServerAddress, *, seed: int, profile: str = "seed",
                examples: str = "fast", timeout: float = DEFAULT_TIMEOUT, strict: bool = False,
                fail_fast: bool = False, budget: float = 0.0, finish: bool = False,
                deliver: bool = True, record: RunRecord | None = None) -> EngineRun:
-    """One default-like run of the engine (conformance.runner) against ``address``:
+    """One default-like run of the engine (conformance.search.runner) against ``address``:
     ``explore`` only unless ``finish`` (minimising the failing findings); ``record``: where
     the findings go (a new one by default). Messages are completed (``deliver``), as they
     are to the embedded server, and as the fault servers need to show the faults after a
@@ -135,8 +137,8 @@ def reference_server(*, profile: str = "seed", subprocess_: bool = False
             yield server.address
         return
     code = ("import sys, time\n"
-            "from conformance.reference_server import ReferenceServer\n"
-            "from conformance.tables import get_profile\n"
+            "from conformance.testing.reference_server import ReferenceServer\n"
+            "from conformance.protocol.tables import get_profile\n"
             f"with ReferenceServer(profile=get_profile({profile!r})) as s:\n"
             "    print(s.address.port, flush=True)\n"
             "    sys.stdin.read()\n")

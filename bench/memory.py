@@ -27,8 +27,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import ROOT, child_process_line, engine_run, loopback_address, write_json
-from conformance.client import SMTPClient
-from conformance.errors import ServerError
+from conformance.engine.client import SMTPClient
+from conformance.protocol.errors import ServerError
 from tests.hostile_server import BEHAVIOURS
 
 BASELINE = "reference server"
@@ -36,7 +36,7 @@ TIMEOUT = 0.5
 SEED = 0
 CHILD_TIMEOUT = 300  # seconds for one measurement, at most
 SERVE = {  # the code of a server's process: it prints its address, and stops at end of input
-    BASELINE: "from conformance.reference_server import ReferenceServer as S; s = S()",
+    BASELINE: "from conformance.testing.reference_server import ReferenceServer as S; s = S()",
     **{name: f"from tests.hostile_server import HostileServer as S; s = S({name!r})"
        for name in BEHAVIOURS},
 }

@@ -6,7 +6,7 @@ For each fault of the fault server, runs the state machine (strict, so SHOULD fi
 count; fail-fast, so it stops at the first failing finding; no example database)
 ``--runs`` times with fresh random seeds. For each failing finding it prints the median and
 worst number of steps (commands and messages sent) in the session the run recorded with it
-(``FindingRecord.steps``), then in the shortest part of it that ``conformance.minimise``
+(``FindingRecord.steps``), then in the shortest part of it that ``conformance.engine.minimise``
 finds still showing the same finding (its ``FindingKey``), with the replays and seconds
 that took. A minimised column with fewer runs than the recorded one means some findings
 were not seen again on replay.
@@ -25,14 +25,14 @@ from hypothesis import HealthCheck, Phase, Verbosity, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conformance.errors import StopRun
-from conformance.grading import Policy
-from conformance.levels import Verdict
-from conformance.machine import SMTPConformance, configure, explore
-from conformance.minimise import minimise
-from conformance.record import FindingRecord, RunRecord
-from conformance.replay import script_of
-from conformance.tables import PROFILES, get_profile
+from conformance.checks.grading import Policy
+from conformance.engine.minimise import minimise
+from conformance.engine.record import FindingRecord, RunRecord
+from conformance.engine.replay import script_of
+from conformance.protocol.errors import StopRun
+from conformance.protocol.levels import Verdict
+from conformance.protocol.tables import PROFILES, get_profile
+from conformance.search.machine import SMTPConformance, configure, explore
 from tests.fault_server import FAULTS, NONDETERMINISTIC, SHOULD_FAULTS, FaultServer
 
 DEFAULT_FAULTS = {**FAULTS, **SHOULD_FAULTS}

@@ -39,9 +39,9 @@ from bench.harness import (
     reference_server,
     write_json,
 )
-from conformance import client as client_module
-from conformance import session as session_module
-from conformance import systematic as systematic_module
+from conformance.engine import client as client_module
+from conformance.engine import session as session_module
+from conformance.search import systematic as systematic_module
 
 # Layer -> (module or class, attribute) timed as that layer; time nested in another timed
 # layer counts for the inner one, except in an I/O layer, which keeps all its time. What no

@@ -14,12 +14,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conformance import failures, matrix, replay
-from conformance.client import DEFAULT_TIMEOUT, ServerAddress
-from conformance.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
-from conformance.grading import Policy
-from conformance.levels import Verdict
-from conformance.tables import (
+from conformance.checks.grading import Policy
+from conformance.engine import failures, replay
+from conformance.engine.address import ServerAddress
+from conformance.engine.client import DEFAULT_TIMEOUT
+from conformance.output import matrix
+from conformance.protocol.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
+from conformance.protocol.levels import Verdict
+from conformance.protocol.tables import (
     DEFAULT_PROFILE,
     PROFILES,
     SUPPLEMENTARY_ROWS,

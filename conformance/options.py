@@ -13,14 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from conformance import example_db, grammar
-from conformance.baseline import load as load_baseline
-from conformance.client import DEFAULT_TIMEOUT, ServerAddress, ip_version
-from conformance.credentials import Credentials
-from conformance.errors import UsageError
-from conformance.paths import check_writable_dir, check_writable_file
-from conformance.runner import BUDGETS, RunSettings
-from conformance.tables import DEFAULT_PROFILE, PROFILES, get_profile
+from conformance.engine.address import ServerAddress, ip_version
+from conformance.engine.baseline import load as load_baseline
+from conformance.engine.client import DEFAULT_TIMEOUT
+from conformance.engine.paths import check_writable_dir, check_writable_file
+from conformance.engine.settings import BUDGETS, RunSettings
+from conformance.protocol import grammar
+from conformance.protocol.credentials import Credentials
+from conformance.protocol.errors import UsageError
+from conformance.protocol.tables import DEFAULT_PROFILE, PROFILES, get_profile
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ OPTIONS = (
            "directory (or redis://HOST:PORT) where the shortest session of each failing "
            "finding is kept; a run replays the saved ones first (default: none)"),
     Option("--smtp-report", "smtp_report", "SMTP_CONFORMANCE_REPORT", "",
-           "write a JSON report of the run to this path (schema: conformance/report.schema.json)"),
+           "write a JSON report of the run to this path (schema: "
+           "conformance/output/report.schema.json)"),
     Option("--smtp-failures-dir", "smtp_failures_dir", "SMTP_CONFORMANCE_FAILURES_DIR", "",
            "where failing sessions are saved for replay (default: .smtp-conformance/failures "
            "under the rootdir)"),
@@ -231,6 +233,8 @@ def _example_db(text: str) -> str | None:
     if not text:
         return None
     if text.startswith(("redis://", "rediss://")):
+        from conformance.engine import example_db  # Hypothesis's storage: loaded when asked for
+
         example_db.open_db(text)  # a one-line error if Redis cannot be used
         return text
     check_writable_dir(Path(text), "--smtp-example-db")

@@ -1,8 +1,8 @@
 """The pytest plugin: options, the embedded server, fixtures, the header and the report hooks.
 
 Glue only: the options' table and parsing are conformance.options', the run is
-conformance.runner's, and every output (summary, JSON report, JUnit properties, baseline) is
-conformance.outputs'; each hook calls them in a line. Options come from the command line,
+conformance.search.runner's, and every output (summary, JSON report, JUnit properties, baseline) is
+conformance.output.summary'; each hook calls them in a line. Options come from the command line,
 then the environment, then ini. Inert in a pytest run that neither collects a test using its
 fixtures nor is given one of its options: no header, no option checks, nothing changed.
 """
@@ -13,22 +13,26 @@ import contextlib
 import os
 from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conformance import options, outputs
-from conformance.client import ServerAddress, SMTPClient
-from conformance.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
-from conformance.failures import RunFailed, failure_text
-from conformance.machine import SMTPConformance
+from conformance import options
+from conformance.engine.address import ServerAddress
+from conformance.engine.client import SMTPClient
+from conformance.engine.failures import RunFailed, failure_text
+from conformance.engine.outcome import replay_hint, unreachable
+from conformance.engine.record import Coverage, RunError, RunRecord, Runs
+from conformance.engine.session import Activity
+from conformance.engine.settings import RunSettings, target_name
 from conformance.options import OPTIONS, Option
-from conformance.progress import StatusLine
-from conformance.record import Coverage, RunError, RunRecord, Runs
-from conformance.reference_server import ReferenceServer
-from conformance.runner import Run, RunSettings, replay_hint, stopped, target_name, unreachable
-from conformance.runner import run as run_engine
-from conformance.session import Activity
+from conformance.output import summary as outputs
+from conformance.output.progress import StatusLine
+from conformance.protocol.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
+
+if TYPE_CHECKING:  # the machine, the runner and the reference server load Hypothesis,
+    # aiosmtpd and trustme: imported where a run starts, not by every pytest session
+    from conformance.search.machine import SMTPConformance
 
 __all__ = ["OPTIONS", "Option", "SuiteConfig"]
 
@@ -172,6 +176,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         report.longrepr = failure_text(error)  # type: ignore[assignment]
         item.user_properties += outputs.junit_properties(error)
     elif error is not None and report.failed:
+        from conformance.search.runner import stopped
+
         line = stopped(error, record, item.stash[ADDRESS_KEY], settings_of(item.config).timeout)
         if line is not None:
             report.longrepr = line
@@ -231,6 +237,8 @@ def smtp_server_address(request: pytest.FixtureRequest, smtp_config: RunSettings
     server when none was given."""
     server: ServerAddress | None = getattr(request, "param", smtp_config.server)
     if server is None:
+        from conformance.testing.reference_server import ReferenceServer
+
         with ReferenceServer(profile=smtp_config.profile) as embedded:
             yield embedded.address
         return
@@ -280,6 +288,8 @@ def smtp_run(request: pytest.FixtureRequest, smtp_server_address: ServerAddress,
     activity = Activity()
 
     def run() -> None:
+        from conformance.search.runner import run as run_engine
+
         with _status_line(request.config, settings, record, activity):
             run_engine(settings, smtp_server_address, record, failures_dir, activity)
     return run
@@ -316,6 +326,8 @@ def smtp_state_machine(request: pytest.FixtureRequest, smtp_server_address: Serv
     settings, record = _own_run(request, smtp_server_address, smtp_config)
     request.node.stash[SETTLES_AT_TEARDOWN] = True
     assert settings.failures_dir is not None
+    from conformance.search.runner import Run
+
     engine = Run(settings, smtp_server_address, record, settings.failures_dir)
     yield engine.start()
     if record.errors:

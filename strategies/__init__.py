@@ -1,37 +1,7 @@
-"""Hypothesis strategies for SMTP: addresses, commands (valid and malformed), message data
-(and end-of-data probes).
+"""The design card's top-level ``strategies/``: in a checkout, ``import strategies`` gives the
+public Hypothesis strategies. They live in, and are installed as, ``conformance.strategies``,
+so that an installed smtp-conformance never shadows a user's own module named ``strategies``
+(this folder is not installed; see pyproject.toml)."""
 
-Every strategy is built on ``conformance.grammar``, so what is generated is exactly what the
-parser and checks accept as valid. Options are keyword-only.
-"""
-
-from strategies.addresses import (
-    address_literals,
-    domains,
-    forward_paths,
-    local_parts,
-    mailboxes,
-    reverse_paths,
-)
-from strategies.commands import (
-    bare_line_break_commands,
-    data_probes,
-    ehlo_commands,
-    esmtp_parameters,
-    helo_commands,
-    mail_commands,
-    malformed_commands,
-    message_bodies,
-    raw_lines,
-    rcpt_commands,
-    unknown_commands,
-    valid_commands,
-    verbs,
-)
-
-__all__ = [
-    "address_literals", "bare_line_break_commands", "data_probes", "domains", "ehlo_commands",
-    "esmtp_parameters", "forward_paths", "helo_commands", "local_parts", "mail_commands",
-    "mailboxes", "malformed_commands", "message_bodies", "raw_lines", "rcpt_commands",
-    "reverse_paths", "unknown_commands", "valid_commands", "verbs",
-]
+from conformance.strategies import *  # noqa: F403
+from conformance.strategies import __all__ as __all__

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from conformance.client import ServerAddress
-from conformance.commands import NON_STANDARD_ENDINGS, RELAY_DOMAIN
+from conformance.engine.address import ServerAddress
+from conformance.protocol.commands import NON_STANDARD_ENDINGS, RELAY_DOMAIN
 
 MAX_LINE = 4096
 MAX_MESSAGE = 1 << 20

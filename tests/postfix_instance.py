@@ -27,7 +27,7 @@ from types import TracebackType
 
 import trustme
 
-from conformance.client import ServerAddress
+from conformance.engine.address import ServerAddress
 
 TEMPLATES = Path(__file__).resolve().parent / "postfix"
 DOMAIN = "mx.postfix.test"  # a local domain of the instance: RCPT to it is not relaying

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
-from conformance.client import ServerAddress
+from conformance.engine.address import ServerAddress
 
 Script = Callable[[socket.socket, threading.Event], None]
 

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from conformance.errors import EXIT_UNREACHABLE
 from conformance.options import OPTIONS
+from conformance.protocol.errors import EXIT_UNREACHABLE
 
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider"]
 USAGE = pytest.ExitCode.USAGE_ERROR

@@ -12,12 +12,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-from conformance.baseline import Baseline, Entry, from_run, load, write
 from conformance.checks import AFTER_ERRORS, THE_SESSION
-from conformance.errors import UsageError
-from conformance.record import FindingRecord, RunRecord
-from conformance.report import SCHEMA_PATH
-from conformance.tables import GROUPS
+from conformance.engine.baseline import Baseline, Entry, from_run, load, write
+from conformance.engine.record import FindingRecord, RunRecord
+from conformance.output.report import SCHEMA_PATH
+from conformance.protocol.errors import UsageError
+from conformance.protocol.tables import GROUPS
 from tests.fault_server import FaultServer
 from tests.scripted_server import ScriptedServer, read_line
 

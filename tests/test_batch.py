@@ -11,14 +11,14 @@ import jsonschema
 import pytest
 
 from conformance.checks import PIPELINED_BATCH
-from conformance.commands import Command, Message, Step
-from conformance.errors import UsageError
-from conformance.grading import FindingKey
-from conformance.record import FindingRecord
-from conformance.reference_server import ReferenceServer
-from conformance.report import SCHEMA_PATH
-from conformance.session import CheckedSession
-from conformance.tables import get_profile
+from conformance.checks.grading import FindingKey
+from conformance.engine.record import FindingRecord
+from conformance.engine.session import CheckedSession
+from conformance.output.report import SCHEMA_PATH
+from conformance.protocol.commands import Command, Message, Step
+from conformance.protocol.errors import UsageError
+from conformance.protocol.tables import get_profile
+from conformance.testing.reference_server import ReferenceServer
 from tests.batch_server import pipelining_server
 from tests.scripted_server import ScriptedServer
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from conformance.checks import CHECKS, Exchange, refuted_checks, run_checks
-from conformance.commands import Command, Message
-from conformance.errors import ConnectionClosed, ReplyTimeout
-from conformance.failures import RunFailed, failure_text, render
-from conformance.grading import Policy
-from conformance.levels import Level
-from conformance.model import Session, State
-from conformance.record import FindingRecord, records_for
-from conformance.replies import Reply
-from conformance.tables import get_profile
-from conformance.vocabulary import END_OF_DATA
+from conformance.checks.grading import Policy
+from conformance.engine.failures import RunFailed, failure_text, render
+from conformance.engine.record import FindingRecord, records_for
+from conformance.protocol.commands import Command, Message
+from conformance.protocol.errors import ConnectionClosed, ReplyTimeout
+from conformance.protocol.levels import Level
+from conformance.protocol.model import Session, State
+from conformance.protocol.replies import Reply
+from conformance.protocol.tables import get_profile
+from conformance.protocol.vocabulary import END_OF_DATA
 from tests.esmtp_server import ESMTP_FAULTS
 from tests.fault_server import FAULTS, RELAY_FAULTS, SHOULD_FAULTS, SMUGGLING_FAULTS
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conformance.tables import PROFILES, SEED_CITATION, SUPPLEMENTARY_ROWS
+from conformance.protocol.tables import PROFILES, SEED_CITATION, SUPPLEMENTARY_ROWS
 
 
 def test_no_row_cites_a_file_outside_the_package():

@@ -10,15 +10,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.client import ServerAddress, SMTPClient
-from conformance.errors import (
+from conformance.engine.address import ServerAddress
+from conformance.engine.client import SMTPClient
+from conformance.protocol.errors import (
     ConnectionClosed,
     ReplyFramingError,
     ReplyTimeout,
     TargetUnreachable,
     UsageError,
 )
-from conformance.reference_server import ReferenceServer
+from conformance.testing.reference_server import ReferenceServer
 from tests.scripted_server import ScriptedServer, read_line
 
 TIMEOUT = 0.5

@@ -8,9 +8,10 @@ from collections import deque
 
 import pytest
 
-from conformance.client import ServerAddress, SMTPClient, tls_context
-from conformance.errors import TLSHandshakeFailed, UsageError
-from conformance.reference_server import ReferenceServer
+from conformance.engine.address import ServerAddress
+from conformance.engine.client import SMTPClient, tls_context
+from conformance.protocol.errors import TLSHandshakeFailed, UsageError
+from conformance.testing.reference_server import ReferenceServer
 from tests.scripted_server import ScriptedServer
 from tests.tls_server import SERVER_NAME, Certificates, starttls_server
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import base64
 
-import strategies.extensions as ext
-from conformance.commands import Command, Step
-from conformance.credentials import PASSWORD, PLAIN_RESPONSE, USERNAME, WRONG, Credentials
-from conformance.minimise import units_of
-from conformance.replay import writes_of
-from conformance.session import CheckedSession
-from conformance.tables import get_profile
+import conformance.strategies.extensions as ext
+from conformance.engine.minimise import units_of
+from conformance.engine.replay import writes_of
+from conformance.engine.session import CheckedSession
+from conformance.protocol.commands import Command, Step
+from conformance.protocol.credentials import PASSWORD, PLAIN_RESPONSE, USERNAME, WRONG, Credentials
+from conformance.protocol.tables import get_profile
 from tests.esmtp_server import PASSWORD as SERVER_PASSWORD
 from tests.esmtp_server import USERNAME as SERVER_USERNAME
 from tests.esmtp_server import EsmtpServer

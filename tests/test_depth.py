@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conformance.machine import CELLS
-from conformance.record import RunRecord
-from conformance.reference_server import ReferenceServer
-from conformance.runner import BUDGETS, Run, RunSettings
-from conformance.tables import get_profile
+from conformance.engine.record import RunRecord
+from conformance.engine.settings import BUDGETS, RunSettings
+from conformance.protocol.tables import get_profile
+from conformance.search.machine import CELLS
+from conformance.search.runner import Run
+from conformance.testing.reference_server import ReferenceServer
 from tests.fault_server import FAULTS, STATE_FAULTS
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conformance import grammar
-from conformance.client import SMTPClient
-from conformance.errors import ReplyTimeout
-from conformance.replies import Reply
-from conformance.tables import EXTENSION_GROUPS, GROUPS, PROFILES
+from conformance.engine.client import SMTPClient
+from conformance.protocol import grammar
+from conformance.protocol.errors import ReplyTimeout
+from conformance.protocol.replies import Reply
+from conformance.protocol.tables import EXTENSION_GROUPS, GROUPS, PROFILES
 from tests.esmtp_server import ESMTP_FAULTS, PASSWORD, USERNAME, EsmtpServer
 from tests.tls_server import SERVER_NAME, Certificates
 
@@ -307,6 +307,8 @@ PROBES: dict[str, Probe] = {
     "pipelining_drops_input": _drops_input,
     "size_not_enforced": lambda client, _: client.command(
         b"MAIL FROM:<a@example.test> SIZE=10001\r\n").code == 250,
+    "quote_hides_parameters": lambda client, _: client.command(
+        b'MAIL FROM:<a@example.test> ENVID=a"b SIZE=10001\r\n').code == 250,
     "size_parameter_refused": lambda client, _: client.command(
         b"MAIL FROM:<a@example.test> SIZE=100\r\n").code == 555,
     "enhanced_class_mismatch": lambda client, _: enhanced(

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import strategies.extensions as ext
+import conformance.strategies.extensions as ext
 from conformance.checks import Exchange, run_checks
-from conformance.commands import Command, Message
-from conformance.errors import ReplyTimeout
-from conformance.model import Session, State, advance
-from conformance.replies import Reply
-from conformance.tables import get_profile
-from conformance.vocabulary import (
+from conformance.protocol.commands import Command, Message
+from conformance.protocol.errors import ReplyTimeout
+from conformance.protocol.model import Session, State, advance
+from conformance.protocol.replies import Reply
+from conformance.protocol.tables import get_profile
+from conformance.protocol.vocabulary import (
     END_OF_DATA,
     EXTENSION_OF_PARAMETER,
     EXTENSIONS,

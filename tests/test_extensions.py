@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from conformance.checks import CHECKS
-from conformance.credentials import Credentials
-from conformance.levels import Level
-from conformance.record import RunRecord
-from conformance.runner import BUDGETS, Run, RunSettings
-from conformance.tables import PROFILES, get_profile
+from conformance.engine.record import RunRecord
+from conformance.engine.settings import BUDGETS, RunSettings
+from conformance.protocol.credentials import Credentials
+from conformance.protocol.levels import Level
+from conformance.protocol.tables import PROFILES, get_profile
+from conformance.search.runner import Run
 from tests.esmtp_server import ESMTP_FAULTS, PASSWORD, USERNAME, EsmtpServer
 from tests.tls_server import Certificates
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance import grammar
+from conformance.protocol import grammar
 
 
 @pytest.mark.parametrize("text", ["example.test", "a", "mx-1.example.test", "1.2.3.4.test",

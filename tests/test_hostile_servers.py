@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from conformance.client import SMTPClient
-from conformance.errors import ConnectionClosed, ReplyFramingError
-from conformance.session import HANG_FACTOR
+from conformance.engine.client import SMTPClient
+from conformance.engine.session import HANG_FACTOR
+from conformance.protocol.errors import ConnectionClosed, ReplyFramingError
 from tests.hostile_server import BEHAVIOURS, GIGABYTE, HostileServer
 from tests.scripted_server import Script, ScriptedServer, read_line
 from tests.test_suite_end_to_end import findings, run_checked

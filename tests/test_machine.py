@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import FlakyStrategyDefinition
 from hypothesis.stateful import run_state_machine_as_test
 
-from conformance.client import ServerAddress
-from conformance.errors import StopRun, TargetLost
-from conformance.grading import FindingKey
-from conformance.machine import SMTPConformance, configure, explore
-from conformance.record import RunRecord
-from conformance.tables import get_profile
+from conformance.checks.grading import FindingKey
+from conformance.engine.address import ServerAddress
+from conformance.engine.record import RunRecord
+from conformance.protocol.errors import StopRun, TargetLost
+from conformance.protocol.tables import get_profile
+from conformance.search.machine import SMTPConformance, configure, explore
 from tests.fault_server import FaultServer
 
 TIMEOUT = 0.5

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from conformance.errors import EXIT_UNREACHABLE, UsageError
-from conformance.matrix import (
+from conformance.output.matrix import (
     ERROR,
     EXIT_NO_VERDICT,
     GENERATED,
@@ -28,6 +27,7 @@ from conformance.matrix import (
     read_report,
     render_markdown,
 )
+from conformance.protocol.errors import EXIT_UNREACHABLE, UsageError
 from tests.fault_server import FaultServer
 from tests.scripted_server import ScriptedServer
 
@@ -172,7 +172,7 @@ def test_matrix_exit_status_says_whether_every_run_produced_a_verdict(verdicts, 
 
 
 def test_two_findings_on_one_command_and_code_keep_two_transcripts(tmp_path):
-    from conformance.matrix import _write_transcript
+    from conformance.output.matrix import _write_transcript
 
     def finding(level: str, cause: str) -> dict[str, Any]:
         return {"check": "no_silent_close", "verdict": "FAIL", "level": level,

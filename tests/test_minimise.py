@@ -7,12 +7,12 @@ import socket
 import threading
 
 from conformance.checks import PIPELINED_BATCH
-from conformance.client import ServerAddress
-from conformance.commands import Message, Step
-from conformance.grading import FindingKey
-from conformance.minimise import minimise, units_of
-from conformance.replay import Script
-from conformance.vocabulary import GREETING
+from conformance.checks.grading import FindingKey
+from conformance.engine.address import ServerAddress
+from conformance.engine.minimise import minimise, units_of
+from conformance.engine.replay import Script
+from conformance.protocol.commands import Message, Step
+from conformance.protocol.vocabulary import GREETING
 from tests.fault_server import FaultServer
 from tests.scripted_server import ScriptedServer, read_line
 from tests.tls_server import Certificates, starttls_server

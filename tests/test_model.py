@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 
-import strategies as smtp
-from conformance import grammar
-from conformance.commands import Command, Message
-from conformance.model import ON_SUCCESS, Session, State, advance, to_dot
+from conformance import strategies as smtp
+from conformance.protocol import grammar
+from conformance.protocol.commands import Command, Message
+from conformance.protocol.model import ON_SUCCESS, Session, State, advance, to_dot
 
 S = State
 

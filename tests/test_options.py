@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import trustme
 
-from conformance.client import ServerAddress
-from conformance.credentials import EMBEDDED_CREDENTIALS, Credentials
-from conformance.errors import UsageError
+from conformance.engine.address import ServerAddress
+from conformance.engine.outcome import exit_status
+from conformance.engine.record import FindingRecord, RunError, RunRecord, Runs
+from conformance.engine.settings import EMBEDDED, RunSettings
 from conformance.options import OPTIONS, Option, choose_seed, parse
-from conformance.outputs import report
-from conformance.record import FindingRecord, RunError, RunRecord, Runs
-from conformance.runner import EMBEDDED, RunSettings, exit_status
+from conformance.output.summary import report
+from conformance.protocol.credentials import EMBEDDED_CREDENTIALS, Credentials
+from conformance.protocol.errors import UsageError
 
 FAILURES = Path("failures")
 

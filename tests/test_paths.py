@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance import paths
-from conformance.errors import UsageError
-from conformance.paths import check_writable_dir, check_writable_file
+from conformance.engine import paths
+from conformance.engine.paths import check_writable_dir, check_writable_file
+from conformance.protocol.errors import UsageError
 
 # (check, path under tmp_path, error or None). tmp_path holds a regular file FILE and a
 # directory DIR.

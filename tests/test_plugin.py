@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from conformance.errors import EXIT_UNREACHABLE
-from conformance.tables import GROUPS
+from conformance.protocol.errors import EXIT_UNREACHABLE
+from conformance.protocol.tables import GROUPS
 from tests.fault_server import FaultServer
 
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider"]
@@ -163,6 +163,25 @@ def test_importing_the_plugin_changes_no_aiosmtpd_global():
     import aiosmtpd.smtp
 
     import conformance.plugin
-    import conformance.reference_server  # noqa: F401
+    import conformance.testing.reference_server  # noqa: F401
 
     assert aiosmtpd.smtp.BOGUS_LIMIT == 5  # aiosmtpd's own default
+
+
+def test_a_project_with_its_own_strategies_and_helpers_modules_runs_green(pytester):
+    # The installed package's import names are all under ``conformance``: a user's own
+    # ``strategies.py`` (a common name in a Hypothesis project) is the one its tests get,
+    # even after the plugin and the suite's own strategies are loaded.
+    pytester.makepyfile(
+        strategies="def mine():\n    return 'the project s own strategies'\n",
+        conformance_helpers="def helper():\n    return 'the project s own helpers'\n",
+        test_project=(
+            "import conformance.search.machine  # loads conformance.strategies\n"
+            "from conformance_helpers import helper\n"
+            "from strategies import mine\n\n"
+            "def test_own_modules(smtp_client):\n"
+            "    assert mine() == 'the project s own strategies'\n"
+            "    assert helper() == 'the project s own helpers'\n"
+            "    assert smtp_client.command(b'NOOP\\r\\n').code == 250\n"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

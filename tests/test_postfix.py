@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conformance.tables import PROFILES
+from conformance.protocol.tables import PROFILES
 from tests.postfix_instance import DOMAIN, TEMPLATES, PostfixInstance
 
 pytestmark = [pytest.mark.postfix, pytest.mark.timeout(600)]

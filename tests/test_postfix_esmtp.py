@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.client import SMTPClient, tls_context
+from conformance.engine.client import SMTPClient, tls_context
 from tests.postfix_instance import TLS_NAMES, PostfixInstance
 
 pytestmark = pytest.mark.postfix

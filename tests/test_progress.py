@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from conformance.progress import LOG_INTERVAL, StatusLine, status_text
-from conformance.record import RunRecord
-from conformance.session import Activity
+from conformance.engine.record import RunRecord
+from conformance.engine.session import Activity
+from conformance.output.progress import LOG_INTERVAL, StatusLine, status_text
 from tests.fault_server import FaultServer
 
 SUITE = ["-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from conformance.checks import AFTER_ERRORS, THE_SESSION
-from conformance.record import FindingRecord, RunRecord
+from conformance.engine.record import FindingRecord, RunRecord
 
 
 def finding(transcript: list[str], **changes: object) -> FindingRecord:

@@ -9,14 +9,14 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from conformance.client import SMTPClient, tls_context
-from conformance.reference_server import (
+from conformance.engine.client import SMTPClient, tls_context
+from conformance.protocol.tables import PROFILES, Profile
+from conformance.testing.reference_server import (
     SERVER_HOSTNAME,
     TEST_PASSWORD,
     TEST_USERNAME,
     ReferenceServer,
 )
-from conformance.tables import PROFILES, Profile
 
 TIMEOUT = 5
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from conformance.checks import Exchange, relay_refused
-from conformance.commands import RELAY_DOMAIN, RELAY_PROBES, Command
-from conformance.machine import configure
-from conformance.model import Session, State
-from conformance.replies import Reply
-from conformance.tables import get_profile
+from conformance.protocol.commands import RELAY_DOMAIN, RELAY_PROBES, Command
+from conformance.protocol.model import Session, State
+from conformance.protocol.replies import Reply
+from conformance.protocol.tables import get_profile
+from conformance.search.machine import configure
 from tests.fault_server import FaultServer
 
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--hypothesis-seed=0",

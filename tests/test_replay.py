@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from conformance.checks import PIPELINED_BATCH, THE_SESSION
-from conformance.client import ServerAddress
-from conformance.commands import Command, Step
-from conformance.grading import FindingKey
-from conformance.replay import (
+from conformance.checks.grading import FindingKey
+from conformance.engine.address import ServerAddress
+from conformance.engine.replay import (
     Script,
     file_name,
     load,
@@ -27,8 +26,9 @@ from conformance.replay import (
     script_of,
     writes_of,
 )
-from conformance.session import CheckedSession
-from conformance.tables import get_profile
+from conformance.engine.session import CheckedSession
+from conformance.protocol.commands import Command, Step
+from conformance.protocol.tables import get_profile
 from tests.fault_server import FAULTS, FaultServer
 from tests.scripted_server import ScriptedServer, read_line
 from tests.tls_server import SERVER_NAME, Certificates, starttls_server
@@ -122,8 +122,8 @@ def test_printf_reproducer_sends_exactly_the_session_bytes_then_quit():
 
 
 A_LONG_FAILING_SESSION = '''
-from conformance.commands import Command
-from conformance.session import CheckedSession
+from conformance.protocol.commands import Command
+from conformance.engine.session import CheckedSession
 
 
 def test_long_session(smtp_config, smtp_state_machine, smtp_server_address):

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance import grammar
-from conformance.errors import ReplyFramingError
-from conformance.replies import Limits, Reply, ReplyParser, parse_replies
-from conformance.violations import FATAL_RULES, RULES
+from conformance.protocol import grammar
+from conformance.protocol.errors import ReplyFramingError
+from conformance.protocol.replies import Limits, Reply, ReplyParser, parse_replies
+from conformance.protocol.violations import FATAL_RULES, RULES
 
 
 def feed_whole(parser: ReplyParser, data: bytes) -> list[Reply]:

@@ -14,7 +14,7 @@ from xml.etree import ElementTree
 import jsonschema
 import pytest
 
-from conformance.report import SCHEMA_PATH
+from conformance.output.report import SCHEMA_PATH
 from tests.fault_server import FaultServer
 
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5",

@@ -12,13 +12,14 @@ import jsonschema
 import pytest
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from conformance import example_db
-from conformance.errors import EXIT_UNREACHABLE
-from conformance.record import RunRecord
-from conformance.reference_server import ReferenceServer
-from conformance.report import SCHEMA_PATH
-from conformance.runner import RunSettings, run
-from conformance.tables import PROFILES
+from conformance.engine import example_db
+from conformance.engine.record import RunRecord
+from conformance.engine.settings import RunSettings
+from conformance.output.report import SCHEMA_PATH
+from conformance.protocol.errors import EXIT_UNREACHABLE
+from conformance.protocol.tables import PROFILES
+from conformance.search.runner import run
+from conformance.testing.reference_server import ReferenceServer
 from tests.fault_server import FaultServer
 from tests.test_report import stop_after
 
@@ -238,8 +239,8 @@ def test_a_saved_session_that_shows_nothing_any_more_leaves_the_database(pyteste
 
 
 def test_example_database_keeps_scripts_by_profile_and_check(tmp_path: Path):
-    from conformance.commands import Step
-    from conformance.replay import Script
+    from conformance.engine.replay import Script
+    from conformance.protocol.commands import Step
 
     db = DirectoryBasedExampleDatabase(tmp_path)
     script = Script("seed", "reply_code_documented",

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.commands import Command, Step
-from conformance.errors import StopRun
-from conformance.grading import FindingKey
-from conformance.replies import Reply
-from conformance.session import SHORT_NOOP, CheckedSession, Pacer, control_probe
-from conformance.tables import get_profile
+from conformance.checks.grading import FindingKey
+from conformance.engine.session import SHORT_NOOP, CheckedSession, Pacer, control_probe
+from conformance.protocol.commands import Command, Step
+from conformance.protocol.errors import StopRun
+from conformance.protocol.replies import Reply
+from conformance.protocol.tables import get_profile
 from tests.fault_server import FaultServer
 
 

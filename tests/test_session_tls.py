@@ -9,13 +9,13 @@ from collections import deque
 
 import pytest
 
-from conformance.client import tls_context
-from conformance.commands import Command, Message, Step
-from conformance.errors import UsageError
-from conformance.model import State
-from conformance.reference_server import ReferenceServer
-from conformance.session import CheckedSession
-from conformance.tables import get_profile
+from conformance.engine.client import tls_context
+from conformance.engine.session import CheckedSession
+from conformance.protocol.commands import Command, Message, Step
+from conformance.protocol.errors import UsageError
+from conformance.protocol.model import State
+from conformance.protocol.tables import get_profile
+from conformance.testing.reference_server import ReferenceServer
 from tests.scripted_server import ScriptedServer
 from tests.tls_server import SERVER_NAME, Certificates, starttls_server
 

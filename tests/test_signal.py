@@ -24,7 +24,12 @@ from conformance.checks import (
     identity_of,
     run_checks,
 )
-from conformance.commands import (
+from conformance.engine.failures import render
+from conformance.engine.record import FindingRecord
+from conformance.engine.replay import Script, replay
+from conformance.engine.session import CheckedSession
+from conformance.output.report import SCHEMA_PATH
+from conformance.protocol.commands import (
     EIGHT_BIT_INPUT,
     LONG_LINE_INPUT,
     Command,
@@ -32,17 +37,12 @@ from conformance.commands import (
     Sent,
     Step,
 )
-from conformance.errors import ConnectionClosed
-from conformance.failures import render
-from conformance.levels import Verdict
-from conformance.model import Session, State, advance
-from conformance.record import FindingRecord
-from conformance.replay import Script, replay
-from conformance.replies import Reply, parse_replies
-from conformance.report import SCHEMA_PATH
-from conformance.session import CheckedSession
-from conformance.tables import get_profile
-from conformance.vocabulary import END_OF_DATA, GREETING
+from conformance.protocol.errors import ConnectionClosed
+from conformance.protocol.levels import Verdict
+from conformance.protocol.model import Session, State, advance
+from conformance.protocol.replies import Reply, parse_replies
+from conformance.protocol.tables import get_profile
+from conformance.protocol.vocabulary import END_OF_DATA, GREETING
 from tests.esmtp_server import EsmtpServer
 from tests.fault_server import FaultServer
 

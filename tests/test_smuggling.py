@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from conformance.checks import Exchange, data_ends_only_at_crlf_dot_crlf
-from conformance.client import ServerAddress
-from conformance.commands import (
+from conformance.engine.address import ServerAddress
+from conformance.engine.replay import Script, replay, script_of
+from conformance.engine.session import CheckedSession
+from conformance.protocol.commands import (
     DATA_PROBE,
     NON_STANDARD_ENDINGS,
     Command,
@@ -26,13 +28,11 @@ from conformance.commands import (
     Step,
     describe,
 )
-from conformance.model import Session, State
-from conformance.replay import Script, replay, script_of
-from conformance.replies import Reply
-from conformance.session import CheckedSession
-from conformance.tables import get_profile
-from conformance.vocabulary import END_OF_DATA
-from strategies.commands import SMUGGLED_LINES
+from conformance.protocol.model import Session, State
+from conformance.protocol.replies import Reply
+from conformance.protocol.tables import get_profile
+from conformance.protocol.vocabulary import END_OF_DATA
+from conformance.strategies.commands import SMUGGLED_LINES
 from tests.fault_server import ENDING_TAKEN, FaultServer
 from tests.scripted_server import Lines, ScriptedServer
 from tests.scripted_server import Script as ScriptFunction

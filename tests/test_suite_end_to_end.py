@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conformance.tables import PROFILES
+from conformance.protocol.tables import PROFILES
 from tests.fault_server import FAULTS, NONDETERMINISTIC, SHOULD_FAULTS, FaultServer
 
 FINDING = re.compile(r"\[(\w+)\] (MUST|SHOULD|INFO): ")  # a failure report's first line

@@ -7,11 +7,11 @@ import unicodedata
 
 import pytest
 
-from conformance.record import FindingRecord, RunError, RunRecord
-from conformance.report import summary_lines
-from conformance.tables import GROUPS, PROFILES
-from conformance.transcript import escape_text
-from conformance.vocabulary import UNRECOGNISED
+from conformance.engine.record import FindingRecord, RunError, RunRecord
+from conformance.output.report import summary_lines
+from conformance.protocol.tables import GROUPS, PROFILES
+from conformance.protocol.transcript import escape_text
+from conformance.protocol.vocabulary import UNRECOGNISED
 
 SEED = PROFILES["seed"]
 

@@ -7,16 +7,16 @@ import json
 import pytest
 
 from conformance import cli
-from conformance.commands import VERBS
-from conformance.errors import UsageError
-from conformance.levels import Level
-from conformance.tables import (
+from conformance.protocol.commands import VERBS
+from conformance.protocol.errors import UsageError
+from conformance.protocol.levels import Level
+from conformance.protocol.tables import (
     GROUPS,
     PROFILES,
     SUPPLEMENTARY_ROWS,
     get_profile,
 )
-from conformance.vocabulary import END_OF_DATA, GREETING, UNRECOGNISED
+from conformance.protocol.vocabulary import END_OF_DATA, GREETING, UNRECOGNISED
 from tests.reference_facts import reference_rows, seed_groups
 
 # The facts, as the project's own data (tests/test_reference_pages.py ties them to the pages).

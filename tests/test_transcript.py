@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conformance.transcript import Transcript, escape_line
+from conformance.protocol.transcript import Transcript, escape_line
 
 
 def test_renders_one_line_per_protocol_line_with_timestamps():

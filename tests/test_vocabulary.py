@@ -8,14 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import strategies as smtp
-from conformance.client import SMTPClient
-from conformance.commands import Command, group_of
-from conformance.machine import SMTPConformance
-from conformance.model import ON_SUCCESS, is_positive
-from conformance.reference_server import ReferenceServer, implemented_verbs
-from conformance.tables import EXTENSION_GROUPS, GROUPS, PROFILES, SUPPLEMENTARY_ROWS
-from conformance.vocabulary import (
+from conformance import strategies as smtp
+from conformance.engine.client import SMTPClient
+from conformance.protocol.commands import Command, group_of
+from conformance.protocol.model import ON_SUCCESS, is_positive
+from conformance.protocol.tables import EXTENSION_GROUPS, GROUPS, PROFILES, SUPPLEMENTARY_ROWS
+from conformance.protocol.vocabulary import (
     END_OF_DATA,
     EXTENSION_BY_KEYWORD,
     EXTENSION_VERBS,
@@ -27,7 +25,9 @@ from conformance.vocabulary import (
     State,
     follows_grammar,
 )
-from strategies.commands import ARGUMENTS
+from conformance.search.machine import SMTPConformance
+from conformance.strategies.commands import ARGUMENTS
+from conformance.testing.reference_server import ReferenceServer, implemented_verbs
 
 ALL_VERBS = sorted(VERBS)
 SEED_NAMES = [verb.name for verb in SEED_VERBS]

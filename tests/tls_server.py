@@ -16,7 +16,7 @@ from pathlib import Path
 
 import trustme
 
-from conformance.client import tls_context
+from conformance.engine.client import tls_context
 from tests.batch_server import serve_batches
 from tests.scripted_server import Lines, Script
 

@@ -1,7 +1,7 @@
 """The SMTP conformance suite: Hypothesis-generated sessions against the target server.
 
 The target, profile, timeout and budgets come from the plugin's options; the run engine
-(conformance.runner) does the work and raises one failure listing every failing finding.
+(conformance.search.runner) does the work and raises one failure listing every failing finding.
 """
 
 from __future__ import annotations

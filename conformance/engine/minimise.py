@@ -1,0 +1,141 @@
+"""The shortest session that still fails the same way: delta debugging over a failing one.
+
+The run records each finding with the session that led to it; here those steps are replayed
+against the same server with parts left out, and a shorter session is kept whenever it shows
+the same finding: the same check, level, command and reply code (its ``FindingKey``). It
+stops when no single step can be dropped (ddmin, Zeller and Hildebrandt, 2002), or when its
+budget of replays or time runs out: on a slow or nondeterministic server the result is then
+less minimal, never wrong, since every session it returns showed the finding on replay.
+
+A batch (steps sent in one write) is not one unit: its commands are dropped one by one like
+any others, and what is left of it keeps its batch number, so it still goes out in one write.
+A batch shrinks to the commands the finding needs (two, for a server that answers any batch
+short), and a batch of one is a command sent alone but without control probes, as recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from conformance.checks import CHECKS
+from conformance.checks.grading import FindingKey
+from conformance.engine.address import ServerAddress
+from conformance.engine.record import FindingRecord
+from conformance.engine.replay import Script, replay
+from conformance.engine.session import Pacer
+from conformance.protocol.commands import DATA_PROBE, TLS_UPGRADE, Step
+from conformance.protocol.credentials import Credentials
+from conformance.protocol.errors import ServerError, TargetUnreachable
+from conformance.protocol.vocabulary import VERBS
+
+Unit = tuple[Step, ...]  # steps that are kept or dropped together
+
+
+@dataclass(frozen=True)
+class Minimised:
+    script: Script
+    finding: FindingRecord  # what the shortest session's replay found
+    original_steps: int
+    replays: int
+
+
+# (a step, the step it cannot go without, just before it), from the vocabulary: the data
+# a verb's positive reply asks for (a message, or an end-of-data probe's data), and the TLS
+# handshake after an upgrading verb.
+_KEPT_WITH = frozenset(
+    {(data, verb.name) for verb in VERBS.values() if verb.data_reply
+     for data in (verb.data_reply, DATA_PROBE)} |
+    {(TLS_UPGRADE, verb.name) for verb in VERBS.values() if verb.upgrades})
+
+
+def units_of(steps: Sequence[Step]) -> list[Unit]:
+    """The steps, with each message kept together with the DATA command before it (a message
+    sent without its DATA would be read as commands, and a DATA without its message would
+    make the server read the next commands as mail), and each TLS upgrade with its STARTTLS
+    (an upgrade without STARTTLS upgrades nothing; a STARTTLS answered 220 and not followed
+    by the handshake leaves the server waiting for one), and each answer to an AUTH
+    challenge with its exchange (alone, it would go out as a command: credentials and all)."""
+    units: list[Unit] = []
+    for step in steps:
+        if units and (step.answers_challenge or
+                      (step.group, units[-1][-1].group) in _KEPT_WITH):
+            units[-1] = (*units[-1], step)
+        else:
+            units.append((step,))
+    return units
+
+
+class _Budget:
+    def __init__(self, replays: int, seconds: float, clock: Callable[[], float]) -> None:
+        self.replays_left = replays
+        self.deadline = clock() + seconds
+        self.clock = clock
+        self.used = 0
+
+    def spend(self) -> bool:
+        """True if one more replay is allowed (and counts it)."""
+        if self.replays_left <= 0 or self.clock() >= self.deadline:
+            return False
+        self.replays_left -= 1
+        self.used += 1
+        return True
+
+
+def minimise(script: Script, address: ServerAddress, *, timeout: float, key: FindingKey,
+             pacer: Pacer | None = None, deliver: bool = True,
+             max_replays: int = 50, seconds: float = 30.0,
+             clock: Callable[[], float] = time.monotonic,
+             tls: ssl.SSLContext | None = None,
+             credentials: Credentials | None = None) -> Minimised | None:
+    """The shortest part of ``script`` found that shows the finding ``key`` again. None if a
+    replay of the whole script does not show it (the server is not deterministic) or the
+    budget does not allow even that replay. ``deliver=False``: no message is completed.
+    ``tls``, ``credentials``: for TLS upgrades and AUTH, as in ``replay``."""
+    budget = _Budget(max_replays, seconds, clock)
+    # A late reply (timing evidence with a reply code) shows again only if the replay waits
+    # as long as the run did; anything else, a missing reply included, shows within the
+    # timeout, so replays do not wait out a hang each time.
+    hang_wait = None if CHECKS[key.check].timing and key.code else 0.0
+
+    def run(units: Sequence[Unit]) -> FindingRecord | None:
+        try:
+            return replay(_script(script, units), address, timeout=timeout, pacer=pacer,
+                          deliver=deliver, hang_wait=hang_wait, tls=tls,
+                          credentials=credentials).first(key)
+        except (ServerError, TargetUnreachable):  # this candidate tells nothing
+            return None
+
+    units = units_of(script.steps)
+    if not budget.spend() or (best := run(units)) is None:
+        return None
+    parts = 2
+    while units:
+        size = math.ceil(len(units) / parts)
+        for start in range(0, len(units), size):
+            if not budget.spend():
+                return _result(script, units, best, budget)
+            candidate = units[:start] + units[start + size:]
+            found = run(candidate)
+            if found is not None:
+                units, best = candidate, found
+                parts = max(parts - 1, 2)
+                break
+        else:
+            if size == 1:  # no single unit can be dropped: 1-minimal
+                break
+            parts = min(parts * 2, len(units))
+    return _result(script, units, best, budget)
+
+
+def _script(script: Script, units: Sequence[Unit]) -> Script:
+    """``script`` with only the steps in ``units``."""
+    return Script(script.profile, script.check, tuple(step for unit in units for step in unit))
+
+
+def _result(script: Script, units: Sequence[Unit], finding: FindingRecord,
+            budget: _Budget) -> Minimised:
+    return Minimised(_script(script, units), finding, len(script.steps), budget.used)

@@ -1,0 +1,686 @@
+"""The Hypothesis state machine: strategies choose commands, the checked session runs them.
+
+The rules come from the vocabulary: one per seed verb, one for raw lines, two for whole
+transactions, and one per thing an extension adds (pipelined batches, MAIL/RCPT parameters,
+STARTTLS, BDAT, AUTH), which sends it where the session's EHLO reply advertised it, and
+otherwise what a server must refuse. Findings are recorded, never raised, so one run
+explores its whole budget and reports every deviation it meets. No rule has a precondition,
+and how much Hypothesis draws never depends on the server's answers or the run so far (a
+step reconnects by itself when the last session ended): what the run has seen only steers
+where a drawn command goes (see ``_send_somewhere``), so that every (state, verb) cell is
+reached early in every run.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.errors import FlakyStrategyDefinition
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    rule,
+    run_state_machine_as_test,
+)
+
+import conformance.strategies.extensions as ext
+from conformance import strategies as smtp
+from conformance.checks.grading import Policy
+from conformance.engine.address import ServerAddress
+from conformance.engine.client import DEFAULT_TIMEOUT, tls_context
+from conformance.engine.record import RunRecord
+from conformance.engine.session import (
+    ERRORS_PER_SESSION,
+    Activity,
+    Adaptation,
+    CheckedSession,
+    Pacer,
+)
+from conformance.protocol.commands import (
+    NON_STANDARD_ENDINGS,
+    RELAY_PROBES,
+    Command,
+    DataProbe,
+    Message,
+)
+from conformance.protocol.credentials import Credentials
+from conformance.protocol.errors import StopRun, TargetLost, TargetUnreachable
+from conformance.protocol.model import State
+from conformance.protocol.replies import Reply
+from conformance.protocol.tables import AUTH_SUCCEEDED, OK, Profile
+from conformance.protocol.vocabulary import OPEN_STATES, SEED_VERBS, UNRECOGNISED, Verb
+from conformance.search.plan import MAX_MESSAGE_SENT, UNRECOGNISED_MOVE, example
+
+DIRECTED_SHARE = 0.5  # of the commands sent: the rest go where the random walk is
+WHERE = st.integers(0, 2**32 - 1)  # seeds how a command is placed (see _send_somewhere)
+
+
+def _either(verb: str, valid: st.SearchStrategy[Command] | None = None,
+            malformed: st.SearchStrategy[Command] | None = None) -> st.SearchStrategy[Command]:
+    """Mostly valid commands for ``verb`` (``valid``, by default any), sometimes malformed
+    (``malformed``, by default any)."""
+    valid = valid if valid is not None else smtp.valid_commands(verb)
+    malformed = malformed if malformed is not None else smtp.malformed_commands(verb=verb)
+    return st.one_of(valid, valid, malformed)
+
+
+def _sends(name: str, commands: st.SearchStrategy[Command]) -> Callable[..., None]:
+    """A rule named ``name`` that sends one command drawn from ``commands``, where the session
+    is or in the cell the run has seen least (``where`` decides; see ``_send_somewhere``)."""
+    def send(self: SMTPConformance, command: Command, where: int) -> None:
+        self._send_somewhere(command, None, where)
+    send.__name__ = send.__qualname__ = name  # Hypothesis prints steps by this name
+    return rule(command=commands, where=WHERE)(send)
+
+
+def _verb_rule(verb: Verb) -> Callable[..., None]:
+    """``send_<verb>``: mostly valid commands of ``verb``, sometimes malformed; a verb whose
+    positive reply asks for data (DATA) draws a message too."""
+    name = f"send_{verb.name.lower()}"
+    if verb.data_reply is None:
+        return _sends(name, _either(verb.name))
+
+    def send(self: SMTPConformance, command: Command, message: Message, where: int) -> None:
+        self._send_somewhere(command, message, where)
+    send.__name__ = send.__qualname__ = name
+    return rule(command=_either(verb.name), message=smtp.message_bodies(), where=WHERE)(send)
+
+
+def _complete_rule(recipients: st.SearchStrategy[Command]) -> Callable[..., None]:
+    @rule(hello=st.one_of(smtp.ehlo_commands(), smtp.helo_commands()),
+          mail=smtp.mail_commands(), recipients=st.lists(recipients, min_size=1, max_size=4),
+          message=smtp.message_bodies())
+    def transaction_complete(self: SMTPConformance, hello: Command, mail: Command,
+                             recipients: list[Command], message: Message) -> None:
+        self._complete_transaction(hello, mail, recipients, message)
+    return transaction_complete
+
+
+def _interrupt_rule(recipients: st.SearchStrategy[Command]) -> Callable[..., None]:
+    @rule(hello=st.one_of(smtp.ehlo_commands(), smtp.helo_commands()),
+          mail=smtp.mail_commands(), recipients=st.lists(recipients, max_size=2),
+          ending=st.one_of(smtp.valid_commands("RSET"), smtp.ehlo_commands(),
+                           smtp.helo_commands()),
+          probe=st.one_of(recipients, st.just(Command.of("DATA"))))
+    def transaction_interrupted(self: SMTPConformance, hello: Command, mail: Command,
+                                recipients: list[Command], ending: Command,
+                                probe: Command) -> None:
+        self._interrupt_transaction(hello, mail, recipients, ending, probe)
+    return transaction_interrupted
+
+
+def _recipient_rules(domain: str) -> dict[str, Callable[..., None]]:
+    """The rules that send RCPT (raw lines included), with every recipient in ``domain``."""
+    recipients = smtp.rcpt_commands(domain=st.just(domain))
+    malformed = smtp.malformed_commands(verb="RCPT", domain=domain)
+    return {
+        "send_rcpt": _sends("send_rcpt", _either("RCPT", recipients, malformed)),
+        "send_raw_line": _sends("send_raw_line", smtp.raw_lines(domain=domain)),
+        "transaction_complete": _complete_rule(recipients),
+        "transaction_interrupted": _interrupt_rule(recipients),
+    }
+
+
+def _extension_rules(domain: str | None) -> dict[str, Callable[..., None]]:
+    """The rules for what extensions add, with every recipient in ``domain`` if given."""
+    recipients = st.just(domain) if domain else None
+
+    @rule(commands=st.lists(ext.batched_commands(domain=recipients,
+                                                 domain_name=domain or "example.test"),
+                            min_size=1, max_size=4),
+          ending=ext.batch_endings(), message=smtp.message_bodies(), where=WHERE)
+    def send_pipelined(self: SMTPConformance, commands: list[Command], ending: Command | None,
+                       message: Message, where: int) -> None:
+        self._pipeline([*commands, *([ending] if ending else [])], message, where)
+
+    @rule(mail=ext.mail_with_parameters(), recipient=ext.rcpt_with_parameters(domain=recipients),
+          over_limit=st.booleans(), where=WHERE)
+    def send_with_parameters(self: SMTPConformance, mail: Command, recipient: Command,
+                             over_limit: bool, where: int) -> None:
+        self._mail_parameters(mail, recipient, over_limit, where)
+
+    @rule(injected=ext.injected_lines(domain=recipients),
+          argument=st.sampled_from(["", "", "", "x"]), hello=smtp.ehlo_commands(), where=WHERE)
+    def send_starttls(self: SMTPConformance, injected: bytes, argument: str, hello: Command,
+                      where: int) -> None:
+        self._starttls(injected, argument, hello, where)
+
+    @rule(chunks=ext.chunks(), then_data=st.booleans(), message=smtp.message_bodies(),
+          where=WHERE)
+    def send_bdat(self: SMTPConformance, chunks: list[Command], then_data: bool,
+                  message: Message, where: int) -> None:
+        self._chunks(chunks, then_data, message, where)
+
+    @rule(exchange=ext.auth_exchange_names(), twice=st.booleans(), where=WHERE)
+    def send_auth(self: SMTPConformance, exchange: str, twice: bool, where: int) -> None:
+        self._auth(exchange, twice, where)
+
+    @rule(mail=st.one_of(ext.utf8_mail(asks=True), ext.utf8_mail(asks=False),
+                         smtp.mail_commands()),
+          recipient=ext.utf8_rcpt(domain=domain), where=WHERE)
+    def send_utf8(self: SMTPConformance, mail: Command, recipient: Command, where: int) -> None:
+        self._utf8(mail, recipient, where)
+
+    return {rule_.__name__: rule_ for rule_ in
+            (send_pipelined, send_with_parameters, send_starttls, send_bdat, send_auth,
+             send_utf8)}
+
+
+@rule(recipient=st.sampled_from(RELAY_PROBES), where=WHERE)
+def transaction_relayed(self: SMTPConformance, recipient: Command, where: int) -> None:
+    """With --smtp-relay-check: a recipient at a domain the server is not the destination
+    for (``relay_refused``). The session ends after it, whatever the reply: a relayed
+    message is never sent."""
+    if self.session.model.authenticated:
+        self.session.close()  # an authenticated client may relay: it would prove nothing
+    self._reach(State.MAIL, random.Random(where))
+    if self.session.model.state is State.MAIL:
+        self._send(recipient)
+    self.session.close()
+
+
+READY_ROUTES = ("as is", "reset", "hello", "message")
+# The (state, command) cells a run should reach: every open state x every seed verb and an
+# unrecognised one.
+CELLS = tuple((state, group) for state in OPEN_STATES
+              for group in (*(verb.name for verb in SEED_VERBS), UNRECOGNISED))
+POOL_SIZE = 32  # commands kept per group
+# End-of-data probes per non-standard ending, and command lines per kind of bare line break,
+# in a run (each costs a wait: see CheckedSession.send_probe and _exchange's listen).
+PROBES_PER_ENDING = PROBES_PER_KIND = 1
+
+
+class Exploration:
+    """What one run's exploration has drawn and seen, shared by its sessions: the commands
+    (and messages) its rules drew, per group, for the directed steps to reuse (the
+    strategies' variety without drawing anew; a group nothing has been drawn for yet gets its
+    verb's example from the vocabulary); its exchanges per (state, group) cell, which steer
+    them; and what stopped it, if anything did."""
+
+    def __init__(self, rcpt_domain: str | None = None) -> None:
+        self.stopped: StopRun | TargetLost | None = None
+        self.cells: Counter[tuple[str, str]] = Counter()
+        self.commands: dict[str, list[Command]] = {}
+        self.messages: list[Message] = []
+        self.rcpt_domain = rcpt_domain
+        self.probes: Counter[str] = Counter()  # end-of-data probes sent, per ending
+        self.line_probes: Counter[str] = Counter()  # bare line breaks sent, per kind
+        self.auth_exchanges: Counter[str] = Counter()  # AUTH exchanges sent, per name
+
+    def keep(self, command: Command, message: Message | None = None) -> None:
+        _keep(self.commands.setdefault(command.group, []), command)
+        if message is not None:
+            _keep(self.messages, message)
+
+    def command(self, group: str, choose: random.Random) -> Command:
+        """Any command of ``group`` drawn so far, valid or not."""
+        pool = self.commands.get(group)
+        return choose.choice(pool) if pool else self._example(group)
+
+    def valid(self, verb: str, choose: random.Random) -> Command:
+        """A valid command of ``verb``, in upper or mixed case as drawn."""
+        pool = [c for c in self.commands.get(verb, ()) if c.valid]
+        return choose.choice(pool) if pool else self._example(verb)
+
+    def message(self, choose: random.Random) -> Message:
+        return choose.choice(self.messages) if self.messages else Message(b"Subject: test\r\n")
+
+    def postmaster(self) -> Command:
+        """RCPT to the postmaster of the recipients' domain, or of the server itself."""
+        return self._example("RCPT") if self.rcpt_domain else Command.of("RCPT TO:<Postmaster>")
+
+    def _example(self, group: str) -> Command:
+        if group == UNRECOGNISED:
+            return UNRECOGNISED_MOVE.command
+        return example(group, self.rcpt_domain)
+
+
+def _keep(pool: list[Any], item: Any) -> None:
+    if len(pool) < POOL_SIZE:
+        pool.append(item)
+    else:  # replace the oldest: pools follow what the run draws lately
+        pool.append(item)
+        del pool[0]
+
+
+class SMTPConformance(RuleBasedStateMachine):
+    """Configure with ``configure(address, profile, timeout)``, then run with Hypothesis."""
+
+    address: ClassVar[ServerAddress]
+    profile: ClassVar[Profile]
+    timeout: ClassVar[float] = DEFAULT_TIMEOUT
+    policy: ClassVar[Policy] = Policy()
+    deliver: ClassVar[bool] = True
+    pacer: ClassVar[Pacer] = Pacer()
+    record: ClassVar[RunRecord]
+    adaptation: ClassVar[Adaptation]  # one per run, shared by its sessions
+    fail_fast: ClassVar[bool] = False
+    deadline: ClassVar[float] = float("inf")  # time.monotonic() at which exploring stops
+    exploration: ClassVar[Exploration]  # one per run, shared by its sessions
+    tls: ClassVar[ssl.SSLContext | None] = None  # for STARTTLS; None: never upgrade
+    tls_server_name: ClassVar[str | None] = None
+    credentials: ClassVar[Credentials | None] = None  # for AUTH; None: wrong ones
+    activity: ClassVar[Activity]  # one per run, kept by its sessions (a status line reads it)
+    relay_check: ClassVar[bool] = False  # recipients the server must not relay to are sent
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session = self.new_session()
+
+    @classmethod
+    def new_session(cls) -> CheckedSession:
+        """A checked session of this run: its server, profile, record, pacing, adaptation."""
+        return CheckedSession(cls.address, cls.profile, timeout=cls.timeout, policy=cls.policy,
+                              record=cls.record, deliver=cls.deliver, pacer=cls.pacer,
+                              adaptation=cls.adaptation, fail_fast=cls.fail_fast,
+                              cells=cls.exploration.cells, credentials=cls.credentials,
+                              activity=cls.activity)
+
+    @initialize()
+    def connect(self) -> None:
+        self._open()
+
+    def teardown(self) -> None:
+        self.session.close()
+
+    def _open(self) -> None:
+        """Connect if the last session ended or has had its refusals (``ERRORS_PER_SESSION``);
+        the run stops when its budget is spent."""
+        if time.monotonic() >= self.deadline:
+            raise self._stop(StopRun("the run's time budget was spent"))
+        if self.session.model.errors >= ERRORS_PER_SESSION:
+            self.session.close()  # before the server slows down for the suite's own errors
+        try:
+            self.session.ensure_open()
+        except TargetUnreachable as error:  # it answered when the run began
+            raise self._stop(TargetLost(str(error))) from None
+        except StopRun as stop:
+            raise self._stop(stop) from None
+
+    def _send(self, command: Command, message: Message | None = None) -> Reply | None:
+        """Send ``command``; after a 354, the message if there is one, else end the session
+        (lines meant as commands are never sent as mail data). The reply to ``command``."""
+        self._open()
+        try:
+            reply = self.session.send(command)
+            self._after_data(message)
+        except StopRun as stop:  # fail-fast
+            raise self._stop(stop) from None
+        return reply
+
+    def _after_data(self, message: Message | None) -> None:
+        if self.session.model.state is State.DATA:
+            if message is not None:
+                self.session.send_message(message)
+            else:
+                self.session.close()
+
+    def _stop(self, error: StopRun | TargetLost) -> StopRun | TargetLost:
+        self.exploration.stopped = error
+        return error
+
+    # --- one rule per seed verb (send_helo, ...: added below, from the vocabulary) ----------
+
+    send_raw_line = _sends("send_raw_line", smtp.raw_lines())
+
+    # --- deep by construction: the cell this run has seen least -------------------------------
+
+    def _send_somewhere(self, command: Command, message: Message | None, where: int) -> None:
+        """Send ``command`` in the state the session is in, or (half the time, as ``where``
+        decides) to the (state, verb) cell this run has exchanged least in, after driving the
+        session into that state by one of the routes into it: ``command`` itself if its verb
+        is one of the least seen, else a command of that cell's verb from the run's pools.
+        Every cell is reached early in a run, whatever the random walk happens to favour.
+
+        ``where`` is one integer whatever is done with it: what Hypothesis draws may not
+        depend on the run so far (it checks that the same choices draw the same way)."""
+        choose = random.Random(where)
+        self.exploration.keep(command, message)  # what the rules drew, for later visits
+        if choose.random() >= DIRECTED_SHARE:
+            self._send(command, message)
+            return
+        cells = self._least_seen_cells()
+        own = [state for state, group in cells if group == command.group]
+        if own:
+            state = choose.choice(own)
+        else:
+            state, group = choose.choice(cells)
+            command = self.exploration.command(group, choose)
+            message = self.exploration.message(choose) if group == "DATA" else None
+        self._reach(state, choose)
+        self._send(command, message)
+
+    def _least_seen_cells(self) -> list[tuple[State, str]]:
+        seen = self.exploration.cells
+        fewest = min(seen[(state.name, group)] for state, group in CELLS)
+        return [(state, group) for state, group in CELLS if seen[(state.name, group)] == fewest]
+
+    def _reach(self, target: State, choose: random.Random) -> None:
+        """Drive the session into ``target`` with valid commands, by a route chosen from the
+        ways into it (RFC 5321 §3.3, §4.1.4). Stops short where a reply does not allow the
+        next step: the cell is then the one the server's replies led to."""
+        self._open()
+        model = self.session.model
+        if target is State.INIT:
+            if model.state is not State.INIT:
+                self.session.close()
+                self._open()
+            return
+        if target is State.RCPT and model.state is State.RCPT and choose.random() < 0.5:
+            self._send(self.exploration.valid("RCPT", choose))  # one more recipient
+            return
+        self._reach_ready(choose)
+        if target is State.READY:
+            return
+        self._send(self.exploration.valid("MAIL", choose))
+        for _ in range(choose.randint(1, 3) if target is State.RCPT else 0):
+            if not self.session.model.in_transaction:
+                break
+            self._send(self.exploration.valid("RCPT", choose))
+        if target is State.RCPT and self.session.model.state is State.MAIL:
+            # Every recipient drawn was refused (a real server's unknown users): postmaster,
+            # which every server takes (RFC 5321 §4.5.1).
+            self._send(self.exploration.postmaster())
+
+    def _reach_ready(self, choose: random.Random) -> None:
+        """READY: after HELO/EHLO, or after a transaction ended by RSET, by a new HELO/EHLO
+        or by its message (§4.1.1.5, §4.1.4, §4.1.1.4): each route a state bug may hide on."""
+        hello = choose.choice(("HELO", "EHLO"))
+        if self.session.model.state is State.INIT:
+            self._send(self.exploration.valid(hello, choose))
+            return
+        route = choose.choice(READY_ROUTES)
+        if route == "as is" and self.session.model.state is State.READY:
+            return
+        if self.session.model.state is State.READY:  # open a transaction to end
+            self._send(self.exploration.valid("MAIL", choose))
+            for _ in range(choose.randint(0, 2)):
+                self._send(self.exploration.valid("RCPT", choose))
+        if not self.session.model.in_transaction:
+            return
+        if route == "message" and self.deliver and self.session.model.state is State.RCPT:
+            self._send(self.exploration.valid("DATA", choose), self.exploration.message(choose))
+        elif route == "hello":
+            self._send(self.exploration.valid(hello, choose))
+        else:
+            self._send(self.exploration.valid("RSET", choose))
+
+    # --- deep states ---------------------------------------------------------------------------
+    # Hypothesis orders rules by name and shrinks toward the first, so these compound rules are
+    # named to sort after the send_* rules: a failure shrinks to the single command showing it.
+
+    transaction_complete = _complete_rule(smtp.rcpt_commands())
+    transaction_interrupted = _interrupt_rule(smtp.rcpt_commands())
+
+    def _complete_transaction(self, hello: Command, mail: Command, recipients: list[Command],
+                              message: Message) -> None:
+        """A whole valid transaction, so states after a message and after N recipients are
+        reached often. Stops early where the server's replies make the next step pointless."""
+        self._open()
+        if self.session.model.state in (State.INIT, State.MAIL, State.RCPT):
+            self._send(hello)
+        if self.session.model.state is State.READY:
+            self._send(mail)
+        for recipient in recipients:
+            if self.session.model.state not in (State.MAIL, State.RCPT):
+                return
+            self._send(recipient)
+        if self.session.model.state is State.RCPT:
+            self._send(Command.of("DATA"), message)
+
+    def _interrupt_transaction(self, hello: Command, mail: Command, recipients: list[Command],
+                               ending: Command, probe: Command) -> None:
+        """Open a transaction, end it with RSET, HELO or EHLO (RFC 5321 §4.1.1.5, §4.1.4),
+        then send RCPT or DATA: the server must answer as if no transaction were open."""
+        self._open()
+        if self.session.model.state is State.INIT:
+            self._send(hello)
+        if self.session.model.state is State.READY:
+            self._send(mail)
+        for recipient in recipients:
+            if not self.session.model.in_transaction:
+                break
+            self._send(recipient)
+        if not self.session.model.in_transaction:
+            return
+        self._send(ending)
+        if self.session.model.state is State.READY:
+            self._send(probe, Message(b"Subject: must not be delivered\r\n"))
+
+
+    @rule(command=smtp.bare_line_break_commands())
+    def send_bare_line_break(self, command: Command) -> None:
+        """A command line holding a bare LF or CR, where the session is: once per kind in a
+        run (each costs a wait for a second reply: see ``CheckedSession.send``)."""
+        kind = command.bare_line_break or ""
+        if self.exploration.line_probes[kind] < PROBES_PER_KIND:
+            self.exploration.line_probes[kind] += 1
+            self._send(command)
+
+    @rule(probe=smtp.data_probes(), where=WHERE)
+    def transaction_probed(self, probe: DataProbe, where: int) -> None:
+        self._probe_end_of_data(probe, where)
+
+    def _probe_end_of_data(self, probe: DataProbe, where: int) -> None:
+        """A transaction whose data holds a non-standard end of data and a command after it
+        (SMTP smuggling: see ``CheckedSession.send_probe``). Each ending is sent
+        PROBES_PER_ENDING times in a run: the drawn one, or once it has been, the one sent
+        least; then none."""
+        sent = self.exploration.probes
+        if sent[probe.ending] >= PROBES_PER_ENDING:
+            fewest = min(NON_STANDARD_ENDINGS, key=lambda ending: sent[ending])
+            if sent[fewest] >= PROBES_PER_ENDING:
+                return
+            probe = DataProbe(fewest, probe.smuggled)
+        choose = random.Random(where)
+        self._reach(State.RCPT, choose)
+        if self.session.model.state is not State.RCPT:
+            return
+        try:
+            self.session.send(self.exploration.valid("DATA", choose))
+            after = self.session.model  # (a new Session: the send moved it)
+            if after.state is State.DATA:
+                sent[probe.ending] += 1
+                self.session.send_probe(probe)
+        except StopRun as stop:
+            raise self._stop(stop) from None
+
+    # --- extensions: what the session's EHLO reply advertised -------------------------------
+    # Each rule draws the same whatever the server offers; what it sends depends on that:
+    # the extension's commands where advertised, else what any server must refuse.
+
+    def _with_extensions(self, choose: random.Random) -> None:
+        """Say EHLO first in a session not identified yet, or (as ``choose`` decides) in one
+        that said HELO or whose EHLO advertised nothing: what follows depends on the list."""
+        self._open()
+        model = self.session.model
+        if model.state is State.INIT or (not model.extensions.keywords and choose.random() < 0.5):
+            self._send(self.exploration.valid("EHLO", choose))
+        self._open()
+
+    def _pipeline(self, commands: list[Command], message: Message, where: int) -> None:
+        """The commands in one write where PIPELINING is advertised (RFC 2920), else one by
+        one (a client must not pipeline otherwise, §3.1). A session the run's adaptation
+        has no room in for the whole batch and its EHLO starts over first."""
+        if not self.session.has_room(len(commands) + 1):
+            self.session.close()
+        self._with_extensions(random.Random(where))
+        if "PIPELINING" not in self.session.model.extensions or \
+                not self.session.has_room(len(commands)):  # a batch never opens a session
+            for command in commands:
+                self._send(command, message)
+                self._open()
+            return
+        try:
+            self.session.send_batch(commands)
+            self._after_data(message)
+        except StopRun as stop:
+            raise self._stop(stop) from None
+
+    def _mail_parameters(self, mail: Command, recipient: Command, over_limit: bool,
+                         where: int) -> None:
+        """MAIL and RCPT with ESMTP parameters, advertised or not (RFC 5321 §4.1.1.11);
+        ``over_limit``: the declared SIZE, and where the limit is small and messages are
+        delivered the message too, over the limit SIZE advertised (RFC 1870 §6)."""
+        choose = random.Random(where)
+        self._with_extensions(choose)
+        limit = self.session.model.extensions.size_limit
+        if over_limit and limit is not None:
+            mail = ext.with_size(mail, limit + 1)
+        if self.session.model.in_transaction:
+            self._send(self.exploration.valid("RSET", choose))
+        self._send(mail)
+        if self.session.model.state is State.MAIL:
+            self._send(recipient)
+        if over_limit and limit is not None and limit <= MAX_MESSAGE_SENT and self.deliver and \
+                self.session.model.state is State.RCPT:
+            self._send(Command.of("DATA"), ext.oversized_message(limit + 1))
+
+    def _starttls(self, injected: bytes, argument: str, hello: Command, where: int) -> None:
+        """STARTTLS where advertised: the TLS upgrade (with lines injected after STARTTLS in
+        the same write, if drawn, which the server must drop: CVE-2011-0411), then EHLO over
+        TLS. With an argument, or where not advertised, a STARTTLS the server must refuse."""
+        self._with_extensions(random.Random(where))
+        if argument:
+            self._send(Command(f"STARTTLS {argument}\r\n".encode(), valid=False))
+            return
+        if "STARTTLS" not in self.session.model.extensions or self.tls is None or \
+                self.session.model.tls:  # over TLS, whatever the server (re)advertises
+            self._send(Command(b"STARTTLS\r\n"))
+            return
+        try:
+            upgraded = self.session.starttls(self.tls, self.tls_server_name, inject=injected)
+        except StopRun as stop:
+            raise self._stop(stop) from None
+        if upgraded is not None and self.session.model.open:
+            self._send(hello)
+
+    def _chunks(self, chunks: list[Command], then_data: bool, message: Message,
+                where: int) -> None:
+        """BDAT chunks in a transaction where CHUNKING is advertised (RFC 3030 §2), then DATA
+        if drawn (refused after a chunk: the two never mix). In safe mode no LAST chunk is
+        sent, and the session ends after the chunks. Where CHUNKING is not advertised, only
+        ``BDAT 0 LAST`` outside a transaction: no data a server could read as commands, and
+        no message, even for a server that takes BDAT without advertising it (Postfix after
+        HELO)."""
+        choose = random.Random(where)
+        self._with_extensions(choose)
+        if "CHUNKING" not in self.session.model.extensions:
+            if self.session.model.in_transaction:
+                self._send(self.exploration.valid("RSET", choose))
+            if not self.session.model.in_transaction:
+                self._send(Command(b"BDAT 0 LAST\r\n"))
+            return
+        if choose.random() < 0.8:
+            self._reach(State.RCPT, choose)
+        if "CHUNKING" not in self.session.model.extensions:  # the route said HELO, say
+            return
+        for chunk in chunks if self.deliver else [c for c in chunks if not c.last_chunk]:
+            reply = self._send(chunk)
+            if reply is None or reply.code != OK:
+                if self.session.model.in_transaction:  # the state is "indeterminate" (§2)
+                    self._send(self.exploration.valid("RSET", choose))
+                return
+        if then_data:
+            self._send(Command.of("DATA"), message)
+        if not self.deliver:
+            self.session.close()
+
+    def _utf8(self, mail: Command, recipient: Command, where: int) -> None:
+        """UTF-8 mailboxes (RFC 6531): MAIL, with or without SMTPUTF8 or with an ASCII
+        sender, then RCPT to a UTF-8 mailbox; accepted only in a transaction that asked for
+        SMTPUTF8 where it is advertised."""
+        choose = random.Random(where)
+        self._with_extensions(choose)
+        if self.session.model.in_transaction:
+            self._send(self.exploration.valid("RSET", choose))
+        self._send(mail)
+        if self.session.model.state is State.MAIL:
+            self._send(recipient)
+
+    def _auth(self, name: str, twice: bool, where: int) -> None:
+        """An AUTH exchange (RFC 4954 §4): the one named, or (as ``where`` decides) the one
+        this run has sent least; where the session is or in a mail transaction, where AUTH
+        must be refused; ``twice``: after a success, AUTH again, which must be refused too.
+        The credentials are the run's (wrong ones when none are configured: the exchange then
+        ends in a refusal)."""
+        choose = random.Random(where)
+        sent = self.exploration.auth_exchanges
+        if choose.random() < DIRECTED_SHARE:
+            name = min(sorted(ext.AUTH_EXCHANGES), key=lambda each: sent[each])
+        sent[name] += 1
+        command, answers = ext.auth_exchange(name)
+        own_session = choose.random() < 0.5
+        if self.session.model.authenticated and own_session:
+            self.session.close()  # a session of its own: the exchange, not the second AUTH
+        self._with_extensions(choose)
+        if choose.random() < 0.3:
+            self._reach(State.MAIL, choose)
+        try:
+            reply = self.session.authenticate(command, answers)
+            if twice and reply is not None and reply.code == AUTH_SUCCEEDED:
+                self.session.authenticate(command, answers)
+        except StopRun as stop:
+            raise self._stop(stop) from None
+
+
+for _verb in SEED_VERBS:
+    setattr(SMTPConformance, f"send_{_verb.name.lower()}", _verb_rule(_verb))
+for _name, _rule in _extension_rules(None).items():
+    setattr(SMTPConformance, _name, _rule)
+del _verb, _name, _rule
+
+
+def explore(machine: type[SMTPConformance], hypothesis_settings: settings) -> None:
+    """Run ``machine`` (from ``configure``) with Hypothesis. What stops a run (``StopRun``,
+    ``TargetLost``) comes out as itself, even where Hypothesis objects that a session ended
+    at a point where an earlier one went on: a steered run's commands depend on what it has
+    seen, so the same draws need not end the same way."""
+    try:
+        run_state_machine_as_test(machine, settings=hypothesis_settings)
+    except FlakyStrategyDefinition:
+        if machine.exploration.stopped is None:
+            raise
+        raise machine.exploration.stopped from None
+
+
+def configure(address: ServerAddress, profile: Profile, *, timeout: float,
+              policy: Policy | None = None, record: RunRecord | None = None,
+              seed: int | None = None, deliver: bool = True,
+              rcpt_domain: str | None = None, rate: float | None = None,
+              fail_fast: bool = False, deadline: float = float("inf"),
+              tls: ssl.SSLContext | None = None, tls_server_name: str | None = None,
+              credentials: Credentials | None = None,
+              relay_check: bool = False,
+              activity: Activity | None = None) -> type[SMTPConformance]:
+    """A state machine class bound to one server, profile and timeout; ``deadline``
+    (``time.monotonic()``) ends its exploration. ``tls``: the context of STARTTLS upgrades
+    (by default one that verifies nothing: the suite tests SMTP, not the certificate);
+    ``tls_server_name``: the name asked for (SNI, and verification). ``relay_check``: send
+    recipients the server must not relay to without authentication too. ``activity``: where
+    the sessions say what they are doing (for a status line)."""
+    tls = tls if tls is not None else tls_context(verify=False)
+    return type("SMTPConformance", (SMTPConformance,), {
+        "address": address, "profile": profile, "timeout": timeout,
+        "policy": policy if policy is not None else Policy(), "deliver": deliver,
+        "pacer": Pacer(rate), "adaptation": Adaptation(), "fail_fast": fail_fast,
+        "deadline": deadline,
+        "record": record if record is not None else RunRecord(),
+        # Read by Hypothesis, as @seed(...) would set it: the same seed, the same draws (and,
+        # from a server that answers alike and in time, the same sessions).
+        "_hypothesis_internal_use_seed": seed,
+        **(_recipient_rules(rcpt_domain) if rcpt_domain else {}),
+        **(_extension_rules(rcpt_domain) if rcpt_domain else {}),
+        **({"transaction_relayed": transaction_relayed} if relay_check else {}),
+        "relay_check": relay_check,
+        "tls": tls, "tls_server_name": tls_server_name, "credentials": credentials,
+        "exploration": Exploration(rcpt_domain),
+        "activity": activity if activity is not None else Activity(),
+    })
