@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import engine_run, failing, write_json
 from conformance.checks.grading import FindingKey
+from conformance.engine.pacing import HANG_FACTOR
 from conformance.engine.record import FindingRecord, RunRecord
-from conformance.engine.session import HANG_FACTOR
 from tests.fault_server import FAULTS, SHOULD_FAULTS, FaultServer
 
 DEFAULT_FAULTS = {**FAULTS, **SHOULD_FAULTS}

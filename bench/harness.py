@@ -32,7 +32,6 @@ from conformance.engine.address import ServerAddress  # noqa: E402
 from conformance.engine.client import DEFAULT_TIMEOUT  # noqa: E402
 from conformance.engine.record import RunRecord  # noqa: E402
 from conformance.engine.settings import BUDGETS, RunSettings  # noqa: E402
-from conformance.protocol.levels import Verdict  # noqa: E402
 from conformance.protocol.tables import get_profile  # noqa: E402
 from conformance.search.runner import Run  # noqa: E402
 from conformance.testing.reference_server import ReferenceServer  # noqa: E402
@@ -103,7 +102,7 @@ def failing(record: RunRecord, *, strict: bool = True) -> list[str]:
     """The checks of the findings that fail the run (SHOULD ones too when ``strict``)."""
     policy = Policy(strict=strict)
     return sorted({f.check for f in record.findings.values()
-                   if policy.fails(Verdict(f.verdict))})
+                   if policy.fails(f.verdict)})
 
 
 @contextmanager

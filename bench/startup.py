@@ -53,6 +53,8 @@ def direct() -> dict[str, float]:
     return {"server_start": server, "engine_run": run.seconds, "exchanges": run.exchanges}
 
 
+RUN_IMPORTS = ("import conformance.plugin, conformance.search.runner, "
+               "conformance.testing.reference_server")
 DIRECT = ("import sys; sys.path.insert(0, '.'); from bench.startup import direct; "
           "print(direct())")
 
@@ -78,7 +80,8 @@ def main() -> None:
         parser.error("--rounds in 1..20")
     python = sys.executable
     samples: dict[str, list[float]] = {k: [] for k in (
-        "pytest", "pytest_session", "collect_only", "python", "import_plugin", "direct",
+        "pytest", "pytest_session", "collect_only", "python", "import_pytest", "import_plugin",
+        "import_run", "direct",
         "server_start", "engine_run")}
     exchanges = 0
     for _ in range(args.rounds):
@@ -91,7 +94,9 @@ def main() -> None:
         samples["collect_only"].append(wall([python, "-m", "pytest", "-p", "no:cacheprovider",
                                              "--collect-only", "-q"])[0])
         samples["python"].append(wall([python, "-c", "pass"])[0])
+        samples["import_pytest"].append(wall([python, "-c", "import pytest"])[0])
         samples["import_plugin"].append(wall([python, "-c", "import conformance.plugin"])[0])
+        samples["import_run"].append(wall([python, "-c", RUN_IMPORTS])[0])
         samples["direct"].append(wall([python, "-c", DIRECT])[0])
         run = direct()
         samples["server_start"].append(run["server_start"])
@@ -99,13 +104,21 @@ def main() -> None:
         exchanges = int(run["exchanges"])
     medians = {k: round(statistics.median(v), 3) for k, v in samples.items() if v}
     medians["pytest_overhead"] = round(medians["pytest"] - medians["direct"], 3)
+    # What an installed plugin costs a pytest session that does not use it, as a ratio to
+    # pytest's own import in the same rounds; and what a run then loads on top.
+    medians["plugin_over_pytest"] = round(medians["import_plugin"] / medians["import_pytest"], 2)
+    medians["run_over_pytest"] = round(medians["import_run"] / medians["import_pytest"], 2)
     imports = import_times()
     labels = {
         "pytest": "pytest, whole process (README command 1)",
         "pytest_session": "  of which pytest's session (its 'passed in')",
         "collect_only": "pytest --collect-only, whole process",
         "python": "bare interpreter (python -c pass)",
+        "import_pytest": "python -c 'import pytest'",
         "import_plugin": "python -c 'import conformance.plugin'",
+        "import_run": "  and what a run loads (runner, reference server)",
+        "plugin_over_pytest": "plugin import / pytest import (ratio)",
+        "run_over_pytest": "plugin + run imports / pytest import (ratio)",
         "direct": "direct run by the engine, whole process",
         "server_start": "  of which the reference server's start",
         "engine_run": f"  of which the engine run, seed {SEED} ({exchanges} exchanges)",
@@ -113,7 +126,8 @@ def main() -> None:
     }
     for key, label in labels.items():
         if key in medians:
-            print(f"{label:48} {medians[key]:7.2f} s")
+            unit = "x" if key.endswith("_over_pytest") else "s"
+            print(f"{label:48} {medians[key]:7.2f} {unit}")
     print("imports of the plugin by package (cumulative s): " +
           ", ".join(f"{k} {v:.2f}" for k, v in list(imports.items())[:8]))
     result: dict[str, Any] = {"rounds": args.rounds, "seed": SEED, "medians": medians,

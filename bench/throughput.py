@@ -56,7 +56,7 @@ LAYERS: dict[str, list[tuple[Any, str]]] = {
     "model": [(session_module, "advance")],
     "recording findings": [(session_module, "records_for")],
     "session and client (parsing, transcript, glue)": [
-        (session_module.CheckedSession, "_exchange"),
+        (session_module.CheckedSession, "checked_exchange"),
         (session_module.CheckedSession, "connect")],
 }
 IO_LAYERS = tuple(LAYERS)[:2]  # what the server and the network bound

@@ -150,7 +150,7 @@ def startup(data: dict[str, Any] | None) -> list[str]:
         return ["Not measured.", ""]
     m, labels = data["medians"], data["labels"]
     lines = [f"{machine_line(data)}. Median of {data['rounds']} rounds.", "",
-             "| | seconds |", "|---|---:|"]
+             "| | seconds (x: a ratio) |", "|---|---:|"]
     lines += [f"| {labels[k].strip()} | {v:.2f} |" for k, v in m.items() if k in labels]
     top = ", ".join(f"{k} {v:.2f} s" for k, v in list(data["imports"].items())[:6])
     return [*lines, "", f"Importing the plugin, by package (own modules' time): {top}.", ""]

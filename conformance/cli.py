@@ -88,7 +88,7 @@ def _replay_command(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
     same, worst = replayed.of(script), replayed.worst()
-    if worst is None or worst.verdict not in (Verdict.FAIL.value, Verdict.WARN.value):
+    if worst is None or worst.verdict not in (Verdict.FAIL, Verdict.WARN):
         print(replayed.transcript)
         print("verdict: PASS  did not reproduce: every reply passed the checks" if same is None
               else f"verdict: PASS  reproduced only as {same.verdict}: [{same.check}] "
@@ -100,7 +100,7 @@ def _replay_command(args: argparse.Namespace) -> int:
     told = "the recorded finding" if shown is same else \
         "not the recorded one, which did not reproduce" if same is None else \
         f"and the recorded one as {same.verdict}"
-    if worst.verdict == Verdict.FAIL.value:
+    if worst.verdict == Verdict.FAIL:
         print(f"verdict: FAIL  reproduced: {which}, {told}")
         return 1
     print(f"verdict: WARN  reproduced: {which}, {told} (a warning: fails only with --strict)")

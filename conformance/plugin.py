@@ -22,8 +22,8 @@ from conformance.engine.address import ServerAddress
 from conformance.engine.client import SMTPClient
 from conformance.engine.failures import RunFailed, failure_text
 from conformance.engine.outcome import replay_hint, unreachable
+from conformance.engine.pacing import Activity
 from conformance.engine.record import Coverage, RunError, RunRecord, Runs
-from conformance.engine.session import Activity
 from conformance.engine.settings import RunSettings, target_name
 from conformance.options import OPTIONS, Option
 from conformance.output import summary as outputs

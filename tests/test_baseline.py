@@ -17,6 +17,7 @@ from conformance.engine.baseline import Baseline, Entry, from_run, load, write
 from conformance.engine.record import FindingRecord, RunRecord
 from conformance.output.report import SCHEMA_PATH
 from conformance.protocol.errors import UsageError
+from conformance.protocol.levels import Level, Verdict
 from conformance.protocol.tables import GROUPS
 from tests.fault_server import FaultServer
 from tests.scripted_server import ScriptedServer, read_line
@@ -130,11 +131,11 @@ CLOSES = Entry("no_silent_close", "*", 0, "we close after 3 errors, see BUG-2")
 HELO = Entry("reply_code_documented", "HELO", 220, "our HELO says 220, tracked in BUG-1")
 
 
-def finding(check: str, group: str, code: int | None, verdict: str = "WARN",
+def finding(check: str, group: str, code: int | None, verdict: Verdict = Verdict.WARN,
             cause: str = "") -> FindingRecord:
     """A record met on ``group``; ``cause``: its identity's, where the check names one."""
     return FindingRecord(
-        check=check, level="SHOULD", verdict=verdict, citation="c", complaint="x",
+        check=check, level=Level.SHOULD, verdict=verdict, citation="c", complaint="x",
         profile="seed", state="READY", group=group, sent=None, reply_code=code,
         reply_lines=[], error=None, documented=[], also=[], transcript=[], cause=cause)
 
@@ -170,8 +171,8 @@ def test_expired_star_entry_matches_nothing():
 def test_written_baseline_has_one_entry_per_behaviour_its_identity():
     record = record_of(*(finding("no_silent_close", group, None, cause=AFTER_ERRORS)
                          for group in GROUPS[1:]),
-                       finding("reply_within_timeout", "EXPN", None, "FAIL", THE_SESSION),
-                       finding("reply_within_timeout", "HELP", None, "FAIL", THE_SESSION),
+                       finding("reply_within_timeout", "EXPN", None, Verdict.FAIL, THE_SESSION),
+                       finding("reply_within_timeout", "HELP", None, Verdict.FAIL, THE_SESSION),
                        finding("reply_code_documented", "VRFY", 252),
                        finding("reply_code_documented", "NOOP", 252))
     written = from_run(record, TODAY)
@@ -182,17 +183,18 @@ def test_written_baseline_has_one_entry_per_behaviour_its_identity():
 
 def test_rewritten_baseline_keeps_the_reason_of_the_entry_that_accepted_the_finding():
     old = Entry("no_silent_close", "*", 0, "old reason", date(2027, 1, 1))
-    record = record_of(finding("no_silent_close", "HELP", None, "KNOWN", AFTER_ERRORS),
-                       finding("no_silent_close", "NOOP", None, "KNOWN", AFTER_ERRORS))
+    record = record_of(finding("no_silent_close", "HELP", None, Verdict.KNOWN, AFTER_ERRORS),
+                       finding("no_silent_close", "NOOP", None, Verdict.KNOWN, AFTER_ERRORS))
     [entry] = from_run(record, TODAY, Baseline((old,))).entries
     assert entry == Entry("no_silent_close", AFTER_ERRORS, 0, "old reason", date(2027, 1, 1))
 
 
 def test_star_entry_is_stale_only_when_no_command_met_it():
     baseline = Baseline((CLOSES,))
-    met = baseline.status(record_of(finding("no_silent_close", "VRFY", None, "KNOWN")), TODAY)
+    known = finding("no_silent_close", "VRFY", None, Verdict.KNOWN)
+    met = baseline.status(record_of(known), TODAY)
     assert (met.known, met.stale) == (1, [])
-    unmet = baseline.status(record_of(finding("no_silent_close", "VRFY", 421, "WARN")), TODAY)
+    unmet = baseline.status(record_of(finding("no_silent_close", "VRFY", 421)), TODAY)
     assert unmet.stale == [CLOSES]
     assert "[no_silent_close] any command no reply" in unmet.lines()[1]
 

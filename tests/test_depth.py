@@ -11,8 +11,8 @@ import pytest
 from conformance.engine.record import RunRecord
 from conformance.engine.settings import BUDGETS, RunSettings
 from conformance.protocol.tables import get_profile
-from conformance.search.machine import CELLS
 from conformance.search.runner import Run
+from conformance.search.steering import CELLS
 from conformance.testing.reference_server import ReferenceServer
 from tests.fault_server import FAULTS, STATE_FAULTS
 

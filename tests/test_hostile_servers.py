@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from conformance.engine.client import SMTPClient
-from conformance.engine.session import HANG_FACTOR
+from conformance.engine.pacing import HANG_FACTOR
 from conformance.protocol.errors import ConnectionClosed, ReplyFramingError
 from tests.hostile_server import BEHAVIOURS, GIGABYTE, HostileServer
 from tests.scripted_server import Script, ScriptedServer, read_line

@@ -136,3 +136,13 @@ def test_the_readme_layout_table_lists_every_module_in_layer_order():
     assert sorted(listed) == modules
     layers = [LAYER_ORDER.index(layer_of_path(ROOT / name)) for name in listed]
     assert layers == sorted(layers), "the table goes bottom up, one layer after another"
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_over_500_lines():
+    # A module that grows past this does several jobs: split it along its seams.
+    long = {path.relative_to(ROOT).as_posix(): n for path in PACKAGE.rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}

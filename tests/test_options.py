@@ -19,6 +19,7 @@ from conformance.options import OPTIONS, Option, choose_seed, parse
 from conformance.output.summary import report
 from conformance.protocol.credentials import EMBEDDED_CREDENTIALS, Credentials
 from conformance.protocol.errors import UsageError
+from conformance.protocol.levels import Level, Verdict
 
 FAILURES = Path("failures")
 
@@ -125,7 +126,7 @@ def test_seed_given_beats_inherited_beats_new():
 
 def failing(group: str) -> FindingRecord:
     return FindingRecord(
-        check="reply_code_documented", level="MUST", verdict="FAIL", citation="c",
+        check="reply_code_documented", level=Level.MUST, verdict=Verdict.FAIL, citation="c",
         complaint=f"220 is not documented for {group}", profile="seed", state="INIT",
         group=group, sent="b'HELO x\\r\\n'", reply_code=220, reply_lines=["220 hi"],
         error=None, documented=[250], also=[], transcript=["C: HELO x", "S: 220 hi"])

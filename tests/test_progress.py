@@ -13,8 +13,8 @@ import time
 
 import pytest
 
+from conformance.engine.pacing import Activity
 from conformance.engine.record import RunRecord
-from conformance.engine.session import Activity
 from conformance.output.progress import LOG_INTERVAL, StatusLine, status_text
 from tests.fault_server import FaultServer
 

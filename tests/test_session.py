@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from conformance.checks.grading import FindingKey
-from conformance.engine.session import SHORT_NOOP, CheckedSession, Pacer, control_probe
+from conformance.engine.pacing import Pacer
+from conformance.engine.probes import SHORT_NOOP, control_probe
+from conformance.engine.session import CheckedSession
 from conformance.protocol.commands import Command, Step
 from conformance.protocol.errors import StopRun
 from conformance.protocol.replies import Reply

@@ -9,6 +9,7 @@ import pytest
 
 from conformance.engine.record import FindingRecord, RunError, RunRecord
 from conformance.output.report import summary_lines
+from conformance.protocol.levels import Level, Verdict
 from conformance.protocol.tables import GROUPS, PROFILES
 from conformance.protocol.transcript import escape_text
 from conformance.protocol.vocabulary import UNRECOGNISED
@@ -18,7 +19,7 @@ SEED = PROFILES["seed"]
 
 def finding(**changes: object) -> FindingRecord:
     fields: dict[str, object] = dict(
-        check="reply_code_documented", level="SHOULD", verdict="WARN", citation="c",
+        check="reply_code_documented", level=Level.SHOULD, verdict=Verdict.WARN, citation="c",
         complaint="252 is not documented for NOOP", profile="seed", state="READY",
         group="NOOP", sent="b'NOOP\\r\\n'", reply_code=252, reply_lines=["252 ok"], error=None,
         documented=[250], also=[], transcript=[])

@@ -149,7 +149,7 @@ def from_run(record: RunRecord, today: date, previous: Baseline | None = None) -
     """A baseline accepting every FAIL, WARN and KNOWN finding of ``record``, one entry per
     behaviour (its identity); an entry of ``previous`` with the same key, or else one that
     accepted it, keeps its reason and expiry."""
-    wanted = {Verdict.FAIL.value, Verdict.WARN.value, Verdict.KNOWN.value}
+    wanted = {Verdict.FAIL, Verdict.WARN, Verdict.KNOWN}
     behaviours = dict.fromkeys(f.key.baseline_key for f in record.sorted_findings()
                                if f.verdict in wanted)
     old = previous.entries if previous else ()

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from conformance.checks import CHECKS
 from conformance.checks.grading import FindingKey
 from conformance.engine.address import ServerAddress
+from conformance.engine.pacing import Pacer
 from conformance.engine.record import FindingRecord
 from conformance.engine.replay import Script, replay
-from conformance.engine.session import Pacer
 from conformance.protocol.commands import DATA_PROBE, TLS_UPGRADE, Step
 from conformance.protocol.credentials import Credentials
 from conformance.protocol.errors import ServerError, TargetUnreachable

@@ -11,7 +11,6 @@ from conformance.engine.address import ServerAddress
 from conformance.engine.client import SMTPClient
 from conformance.engine.record import FindingRecord, RunRecord
 from conformance.protocol.errors import EXIT_UNREACHABLE, ConformanceError, TargetUnreachable
-from conformance.protocol.levels import Verdict
 
 
 def exit_status(record: RunRecord, policy: Policy) -> int:
@@ -19,7 +18,7 @@ def exit_status(record: RunRecord, policy: Policy) -> int:
     reached, 1 if a finding fails it or it did not finish, else 0."""
     if any(error.unreachable for error in record.errors):
         return EXIT_UNREACHABLE
-    failing = any(policy.fails(Verdict(f.verdict)) for f in record.findings.values())
+    failing = any(policy.fails(f.verdict) for f in record.findings.values())
     return 1 if failing or record.errors else 0
 
 

@@ -22,10 +22,10 @@ from conformance.checks import (
 )
 from conformance.checks.grading import FindingKey, Policy
 from conformance.protocol.commands import Command, Step, describe, exact_octets
-from conformance.protocol.levels import Verdict
+from conformance.protocol.levels import Level, Verdict
 
 Coverage = Counter[tuple[str, str, int]]  # (state, group, code) -> times seen; code 0: no reply
-VERDICT_ORDER = {verdict.value: rank for rank, verdict in enumerate(Verdict)}  # worst first
+VERDICT_ORDER = {verdict: rank for rank, verdict in enumerate(Verdict)}  # worst first
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class FindingRecord:
     """One finding, with everything a reader needs to act on it."""
 
     check: str
-    level: str
-    verdict: str
+    level: Level
+    verdict: Verdict
     citation: str
     complaint: str
     profile: str
@@ -72,6 +72,9 @@ class FindingRecord:
     phase: str = ""
 
     def __post_init__(self) -> None:
+        # Given as their names (from JSON, say), the level and the verdict are the enums.
+        object.__setattr__(self, "level", Level(self.level))
+        object.__setattr__(self, "verdict", Verdict(self.verdict))
         if not self.cause:  # a record written before causes were recorded
             object.__setattr__(self, "cause", self.group)
             object.__setattr__(self, "cause_code", self.reply_code or 0)
@@ -88,7 +91,7 @@ class FindingRecord:
         cause, cause_code = identity_of(first, x)
         others = [*first.also, *findings[1:]]
         return cls(
-            check=first.check.id, level=str(first.level), verdict=str(verdict),
+            check=first.check.id, level=first.level, verdict=verdict,
             citation=first.check.citation, complaint=first.complaint, profile=x.profile.name,
             state=x.before.state.name, group=x.filed_under,
             sent=None if x.sent is None else describe(x.sent),
@@ -134,7 +137,8 @@ class FindingRecord:
         return registered is not None and registered.timing
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON types only (it crosses to the xdist controller)."""
+        return {**asdict(self), "level": str(self.level), "verdict": str(self.verdict)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FindingRecord:
@@ -285,7 +289,7 @@ class RunRecord:
         self.exercised.update(other.exercised)
 
     def by_verdict(self, verdict: Verdict) -> list[FindingRecord]:
-        return [f for f in self.sorted_findings() if f.verdict == verdict.value]
+        return [f for f in self.sorted_findings() if f.verdict == verdict]
 
     def sorted_findings(self) -> list[FindingRecord]:
         """Worst verdict first; within one, the RFC-level deviations before those from the

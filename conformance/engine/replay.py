@@ -23,8 +23,9 @@ from conformance.checks import CHECKS, THE_SESSION
 from conformance.checks.grading import FindingKey, Policy
 from conformance.engine.address import ServerAddress
 from conformance.engine.client import tls_context
+from conformance.engine.pacing import Adaptation, Pacer
 from conformance.engine.record import VERDICT_ORDER, FindingRecord, RunRecord
-from conformance.engine.session import Adaptation, CheckedSession, Pacer
+from conformance.engine.session import CheckedSession
 from conformance.protocol.commands import DATA_PROBE, DataProbe, Message, Step
 from conformance.protocol.credentials import Credentials
 from conformance.protocol.errors import StopRun, UsageError

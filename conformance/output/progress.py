@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
+from conformance.engine.pacing import Activity
 from conformance.engine.record import RunRecord
-from conformance.engine.session import Activity
 
 TERMINAL_INTERVAL, LOG_INTERVAL = 0.5, 10.0  # seconds between lines
 SLOW_REPLY = 2.0  # seconds a reply takes before the line says it is waited for

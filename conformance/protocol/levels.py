@@ -8,28 +8,22 @@ from __future__ import annotations
 import enum
 
 
-class Level(enum.Enum):
+class Level(enum.StrEnum):
     """How strongly a rule binds a server (RFC 2119 keywords)."""
 
     MUST = "MUST"
     SHOULD = "SHOULD"
     INFO = "INFO"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Verdict(enum.Enum):
-    """What a finding means for the run."""
+class Verdict(enum.StrEnum):
+    """What a finding means for the run, worst first (the one order of severity)."""
 
     FAIL = "FAIL"  # fails the run
     WARN = "WARN"  # reported; fails the run only with --smtp-strict
     INFO = "INFO"  # reported
     KNOWN = "KNOWN"  # listed in the baseline: reported, never fails
     INCONCLUSIVE = "INCONCLUSIVE"  # seen once, not when the same session was replayed
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def grade(level: Level, *, strict: bool = False) -> Verdict:

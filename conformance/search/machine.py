@@ -7,18 +7,16 @@ otherwise what a server must refuse. Findings are recorded, never raised, so one
 explores its whole budget and reports every deviation it meets. No rule has a precondition,
 and how much Hypothesis draws never depends on the server's answers or the run so far (a
 step reconnects by itself when the last session ended): what the run has seen only steers
-where a drawn command goes (see ``_send_somewhere``), so that every (state, verb) cell is
-reached early in every run.
+where a drawn command goes (``conformance.search.steering``), so that every (state, verb)
+cell is reached early in every run.
 """
 
 from __future__ import annotations
 
 import random
 import ssl
-import time
-from collections import Counter
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -35,14 +33,9 @@ from conformance import strategies as smtp
 from conformance.checks.grading import Policy
 from conformance.engine.address import ServerAddress
 from conformance.engine.client import DEFAULT_TIMEOUT, tls_context
+from conformance.engine.pacing import Activity, Adaptation, Pacer
 from conformance.engine.record import RunRecord
-from conformance.engine.session import (
-    ERRORS_PER_SESSION,
-    Activity,
-    Adaptation,
-    CheckedSession,
-    Pacer,
-)
+from conformance.engine.session import CheckedSession
 from conformance.protocol.commands import (
     NON_STANDARD_ENDINGS,
     RELAY_PROBES,
@@ -51,14 +44,13 @@ from conformance.protocol.commands import (
     Message,
 )
 from conformance.protocol.credentials import Credentials
-from conformance.protocol.errors import StopRun, TargetLost, TargetUnreachable
+from conformance.protocol.errors import StopRun
 from conformance.protocol.model import State
-from conformance.protocol.replies import Reply
 from conformance.protocol.tables import AUTH_SUCCEEDED, OK, Profile
-from conformance.protocol.vocabulary import OPEN_STATES, SEED_VERBS, UNRECOGNISED, Verb
-from conformance.search.plan import MAX_MESSAGE_SENT, UNRECOGNISED_MOVE, example
+from conformance.protocol.vocabulary import SEED_VERBS, Verb
+from conformance.search.plan import MAX_MESSAGE_SENT
+from conformance.search.steering import DIRECTED_SHARE, Exploration, Steering
 
-DIRECTED_SHARE = 0.5  # of the commands sent: the rest go where the random walk is
 WHERE = st.integers(0, 2**32 - 1)  # seeds how a command is placed (see _send_somewhere)
 
 
@@ -186,84 +178,22 @@ def transaction_relayed(self: SMTPConformance, recipient: Command, where: int) -
     self.session.close()
 
 
-READY_ROUTES = ("as is", "reset", "hello", "message")
-# The (state, command) cells a run should reach: every open state x every seed verb and an
-# unrecognised one.
-CELLS = tuple((state, group) for state in OPEN_STATES
-              for group in (*(verb.name for verb in SEED_VERBS), UNRECOGNISED))
-POOL_SIZE = 32  # commands kept per group
 # End-of-data probes per non-standard ending, and command lines per kind of bare line break,
 # in a run (each costs a wait: see CheckedSession.send_probe and _exchange's listen).
 PROBES_PER_ENDING = PROBES_PER_KIND = 1
 
 
-class Exploration:
-    """What one run's exploration has drawn and seen, shared by its sessions: the commands
-    (and messages) its rules drew, per group, for the directed steps to reuse (the
-    strategies' variety without drawing anew; a group nothing has been drawn for yet gets its
-    verb's example from the vocabulary); its exchanges per (state, group) cell, which steer
-    them; and what stopped it, if anything did."""
-
-    def __init__(self, rcpt_domain: str | None = None) -> None:
-        self.stopped: StopRun | TargetLost | None = None
-        self.cells: Counter[tuple[str, str]] = Counter()
-        self.commands: dict[str, list[Command]] = {}
-        self.messages: list[Message] = []
-        self.rcpt_domain = rcpt_domain
-        self.probes: Counter[str] = Counter()  # end-of-data probes sent, per ending
-        self.line_probes: Counter[str] = Counter()  # bare line breaks sent, per kind
-        self.auth_exchanges: Counter[str] = Counter()  # AUTH exchanges sent, per name
-
-    def keep(self, command: Command, message: Message | None = None) -> None:
-        _keep(self.commands.setdefault(command.group, []), command)
-        if message is not None:
-            _keep(self.messages, message)
-
-    def command(self, group: str, choose: random.Random) -> Command:
-        """Any command of ``group`` drawn so far, valid or not."""
-        pool = self.commands.get(group)
-        return choose.choice(pool) if pool else self._example(group)
-
-    def valid(self, verb: str, choose: random.Random) -> Command:
-        """A valid command of ``verb``, in upper or mixed case as drawn."""
-        pool = [c for c in self.commands.get(verb, ()) if c.valid]
-        return choose.choice(pool) if pool else self._example(verb)
-
-    def message(self, choose: random.Random) -> Message:
-        return choose.choice(self.messages) if self.messages else Message(b"Subject: test\r\n")
-
-    def postmaster(self) -> Command:
-        """RCPT to the postmaster of the recipients' domain, or of the server itself."""
-        return self._example("RCPT") if self.rcpt_domain else Command.of("RCPT TO:<Postmaster>")
-
-    def _example(self, group: str) -> Command:
-        if group == UNRECOGNISED:
-            return UNRECOGNISED_MOVE.command
-        return example(group, self.rcpt_domain)
-
-
-def _keep(pool: list[Any], item: Any) -> None:
-    if len(pool) < POOL_SIZE:
-        pool.append(item)
-    else:  # replace the oldest: pools follow what the run draws lately
-        pool.append(item)
-        del pool[0]
-
-
-class SMTPConformance(RuleBasedStateMachine):
+class SMTPConformance(Steering, RuleBasedStateMachine):
     """Configure with ``configure(address, profile, timeout)``, then run with Hypothesis."""
 
     address: ClassVar[ServerAddress]
     profile: ClassVar[Profile]
     timeout: ClassVar[float] = DEFAULT_TIMEOUT
     policy: ClassVar[Policy] = Policy()
-    deliver: ClassVar[bool] = True
     pacer: ClassVar[Pacer] = Pacer()
     record: ClassVar[RunRecord]
     adaptation: ClassVar[Adaptation]  # one per run, shared by its sessions
     fail_fast: ClassVar[bool] = False
-    deadline: ClassVar[float] = float("inf")  # time.monotonic() at which exploring stops
-    exploration: ClassVar[Exploration]  # one per run, shared by its sessions
     tls: ClassVar[ssl.SSLContext | None] = None  # for STARTTLS; None: never upgrade
     tls_server_name: ClassVar[str | None] = None
     credentials: ClassVar[Credentials | None] = None  # for AUTH; None: wrong ones
@@ -290,127 +220,9 @@ class SMTPConformance(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.session.close()
 
-    def _open(self) -> None:
-        """Connect if the last session ended or has had its refusals (``ERRORS_PER_SESSION``);
-        the run stops when its budget is spent."""
-        if time.monotonic() >= self.deadline:
-            raise self._stop(StopRun("the run's time budget was spent"))
-        if self.session.model.errors >= ERRORS_PER_SESSION:
-            self.session.close()  # before the server slows down for the suite's own errors
-        try:
-            self.session.ensure_open()
-        except TargetUnreachable as error:  # it answered when the run began
-            raise self._stop(TargetLost(str(error))) from None
-        except StopRun as stop:
-            raise self._stop(stop) from None
-
-    def _send(self, command: Command, message: Message | None = None) -> Reply | None:
-        """Send ``command``; after a 354, the message if there is one, else end the session
-        (lines meant as commands are never sent as mail data). The reply to ``command``."""
-        self._open()
-        try:
-            reply = self.session.send(command)
-            self._after_data(message)
-        except StopRun as stop:  # fail-fast
-            raise self._stop(stop) from None
-        return reply
-
-    def _after_data(self, message: Message | None) -> None:
-        if self.session.model.state is State.DATA:
-            if message is not None:
-                self.session.send_message(message)
-            else:
-                self.session.close()
-
-    def _stop(self, error: StopRun | TargetLost) -> StopRun | TargetLost:
-        self.exploration.stopped = error
-        return error
-
     # --- one rule per seed verb (send_helo, ...: added below, from the vocabulary) ----------
 
     send_raw_line = _sends("send_raw_line", smtp.raw_lines())
-
-    # --- deep by construction: the cell this run has seen least -------------------------------
-
-    def _send_somewhere(self, command: Command, message: Message | None, where: int) -> None:
-        """Send ``command`` in the state the session is in, or (half the time, as ``where``
-        decides) to the (state, verb) cell this run has exchanged least in, after driving the
-        session into that state by one of the routes into it: ``command`` itself if its verb
-        is one of the least seen, else a command of that cell's verb from the run's pools.
-        Every cell is reached early in a run, whatever the random walk happens to favour.
-
-        ``where`` is one integer whatever is done with it: what Hypothesis draws may not
-        depend on the run so far (it checks that the same choices draw the same way)."""
-        choose = random.Random(where)
-        self.exploration.keep(command, message)  # what the rules drew, for later visits
-        if choose.random() >= DIRECTED_SHARE:
-            self._send(command, message)
-            return
-        cells = self._least_seen_cells()
-        own = [state for state, group in cells if group == command.group]
-        if own:
-            state = choose.choice(own)
-        else:
-            state, group = choose.choice(cells)
-            command = self.exploration.command(group, choose)
-            message = self.exploration.message(choose) if group == "DATA" else None
-        self._reach(state, choose)
-        self._send(command, message)
-
-    def _least_seen_cells(self) -> list[tuple[State, str]]:
-        seen = self.exploration.cells
-        fewest = min(seen[(state.name, group)] for state, group in CELLS)
-        return [(state, group) for state, group in CELLS if seen[(state.name, group)] == fewest]
-
-    def _reach(self, target: State, choose: random.Random) -> None:
-        """Drive the session into ``target`` with valid commands, by a route chosen from the
-        ways into it (RFC 5321 §3.3, §4.1.4). Stops short where a reply does not allow the
-        next step: the cell is then the one the server's replies led to."""
-        self._open()
-        model = self.session.model
-        if target is State.INIT:
-            if model.state is not State.INIT:
-                self.session.close()
-                self._open()
-            return
-        if target is State.RCPT and model.state is State.RCPT and choose.random() < 0.5:
-            self._send(self.exploration.valid("RCPT", choose))  # one more recipient
-            return
-        self._reach_ready(choose)
-        if target is State.READY:
-            return
-        self._send(self.exploration.valid("MAIL", choose))
-        for _ in range(choose.randint(1, 3) if target is State.RCPT else 0):
-            if not self.session.model.in_transaction:
-                break
-            self._send(self.exploration.valid("RCPT", choose))
-        if target is State.RCPT and self.session.model.state is State.MAIL:
-            # Every recipient drawn was refused (a real server's unknown users): postmaster,
-            # which every server takes (RFC 5321 §4.5.1).
-            self._send(self.exploration.postmaster())
-
-    def _reach_ready(self, choose: random.Random) -> None:
-        """READY: after HELO/EHLO, or after a transaction ended by RSET, by a new HELO/EHLO
-        or by its message (§4.1.1.5, §4.1.4, §4.1.1.4): each route a state bug may hide on."""
-        hello = choose.choice(("HELO", "EHLO"))
-        if self.session.model.state is State.INIT:
-            self._send(self.exploration.valid(hello, choose))
-            return
-        route = choose.choice(READY_ROUTES)
-        if route == "as is" and self.session.model.state is State.READY:
-            return
-        if self.session.model.state is State.READY:  # open a transaction to end
-            self._send(self.exploration.valid("MAIL", choose))
-            for _ in range(choose.randint(0, 2)):
-                self._send(self.exploration.valid("RCPT", choose))
-        if not self.session.model.in_transaction:
-            return
-        if route == "message" and self.deliver and self.session.model.state is State.RCPT:
-            self._send(self.exploration.valid("DATA", choose), self.exploration.message(choose))
-        elif route == "hello":
-            self._send(self.exploration.valid(hello, choose))
-        else:
-            self._send(self.exploration.valid("RSET", choose))
 
     # --- deep states ---------------------------------------------------------------------------
     # Hypothesis orders rules by name and shrinks toward the first, so these compound rules are
@@ -453,7 +265,6 @@ class SMTPConformance(RuleBasedStateMachine):
         self._send(ending)
         if self.session.model.state is State.READY:
             self._send(probe, Message(b"Subject: must not be delivered\r\n"))
-
 
     @rule(command=smtp.bare_line_break_commands())
     def send_bare_line_break(self, command: Command) -> None:

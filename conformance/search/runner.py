@@ -23,6 +23,7 @@ from conformance.engine.address import ServerAddress
 from conformance.engine.failures import RunFailed
 from conformance.engine.minimise import minimise
 from conformance.engine.outcome import replay_hint, unreachable
+from conformance.engine.pacing import Activity, Pacer
 from conformance.engine.record import (
     EXAMPLE_DB,
     EXPLORATION,
@@ -31,7 +32,6 @@ from conformance.engine.record import (
     RunError,
     RunRecord,
 )
-from conformance.engine.session import Activity, Pacer
 from conformance.engine.settings import RunSettings, target_name
 from conformance.protocol.errors import (
     SERVER_LOST,
@@ -157,10 +157,10 @@ class Run:
         again. Returns the findings that fail the run, worst first."""
         record, policy = self.record, self.settings.policy
         record.settle()
-        failing = [f for f in record.sorted_findings() if policy.fails(Verdict(f.verdict))]
+        failing = [f for f in record.sorted_findings() if policy.fails(f.verdict)]
         for finding in failing:
             record.findings[finding.key] = self._settle(finding)
-        return [f for f in record.sorted_findings() if policy.fails(Verdict(f.verdict))]
+        return [f for f in record.sorted_findings() if policy.fails(f.verdict)]
 
     def _settle(self, finding: FindingRecord) -> FindingRecord:
         left = self.deadline - self.clock()
@@ -175,7 +175,7 @@ class Run:
                            credentials=self.settings.credentials)
         if minimal is None and finding.timing:
             return self._saved(dataclasses.replace(
-                finding, verdict=str(Verdict.INCONCLUSIVE),
+                finding, verdict=Verdict.INCONCLUSIVE,
                 complaint=finding.complaint + " (timing: a replay of the same session was "
                                               "answered in time)"))
         if minimal is None:

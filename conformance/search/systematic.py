@@ -15,7 +15,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from conformance.engine.session import ERRORS_PER_SESSION, not_sendable
+from conformance.engine.pacing import ERRORS_PER_SESSION
+from conformance.engine.session import not_sendable
 from conformance.protocol.commands import Command
 from conformance.protocol.errors import TargetLost, TargetUnreachable
 from conformance.protocol.model import Session, State, is_positive
