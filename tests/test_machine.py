@@ -105,3 +105,21 @@ def test_a_stop_comes_out_as_itself_where_hypothesis_sees_flaky_draws():
                 max_examples=5, stateful_step_count=10, deadline=None, database=None,
                 phases=[Phase.explicit, Phase.generate],
                 suppress_health_check=list(HealthCheck)))
+
+
+def test_every_rule_is_declared_in_the_class_one_per_seed_verb():
+    # Rules you can find: each is a name in the class body (no setattr loop), and the names
+    # follow the vocabulary and the extension rules' factory.
+    import inspect
+
+    from conformance.protocol.vocabulary import SEED_VERBS
+    from conformance.search import machine
+
+    body = inspect.getsource(machine.SMTPConformance)
+    for verb in SEED_VERBS:
+        name = f"send_{verb.name.lower()}"
+        assert f"    {name} = _verb_rule(VERBS[\"{verb.name}\"])" in body, name
+        assert getattr(machine.SMTPConformance, name).__name__ == name
+    assert set(machine._extension_rules(None)) == set(machine.EXTENSION_RULES)
+    for name in machine.EXTENSION_RULES:
+        assert name in body and getattr(machine.SMTPConformance, name).__name__ == name

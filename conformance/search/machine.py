@@ -47,7 +47,7 @@ from conformance.protocol.credentials import Credentials
 from conformance.protocol.errors import StopRun
 from conformance.protocol.model import State
 from conformance.protocol.tables import AUTH_SUCCEEDED, OK, Profile
-from conformance.protocol.vocabulary import SEED_VERBS, Verb
+from conformance.protocol.vocabulary import VERBS, Verb
 from conformance.search.plan import MAX_MESSAGE_SENT
 from conformance.search.steering import DIRECTED_SHARE, Exploration, Steering
 
@@ -160,9 +160,12 @@ def _extension_rules(domain: str | None) -> dict[str, Callable[..., None]]:
     def send_utf8(self: SMTPConformance, mail: Command, recipient: Command, where: int) -> None:
         self._utf8(mail, recipient, where)
 
-    return {rule_.__name__: rule_ for rule_ in
-            (send_pipelined, send_with_parameters, send_starttls, send_bdat, send_auth,
-             send_utf8)}
+    rules = (send_pipelined, send_with_parameters, send_starttls, send_bdat, send_auth, send_utf8)
+    return {rule_.__name__: rule_ for rule_ in rules}
+
+
+EXTENSION_RULES = ("send_pipelined", "send_with_parameters", "send_starttls", "send_bdat",
+                   "send_auth", "send_utf8")
 
 
 @rule(recipient=st.sampled_from(RELAY_PROBES), where=WHERE)
@@ -220,9 +223,29 @@ class SMTPConformance(Steering, RuleBasedStateMachine):
     def teardown(self) -> None:
         self.session.close()
 
-    # --- one rule per seed verb (send_helo, ...: added below, from the vocabulary) ----------
+    # --- one rule per seed verb (the vocabulary's SEED_VERBS; a test holds the list to it) ------
 
+    send_helo = _verb_rule(VERBS["HELO"])
+    send_ehlo = _verb_rule(VERBS["EHLO"])
+    send_mail = _verb_rule(VERBS["MAIL"])
+    send_rcpt = _verb_rule(VERBS["RCPT"])
+    send_data = _verb_rule(VERBS["DATA"])
+    send_rset = _verb_rule(VERBS["RSET"])
+    send_send = _verb_rule(VERBS["SEND"])
+    send_soml = _verb_rule(VERBS["SOML"])
+    send_saml = _verb_rule(VERBS["SAML"])
+    send_vrfy = _verb_rule(VERBS["VRFY"])
+    send_expn = _verb_rule(VERBS["EXPN"])
+    send_help = _verb_rule(VERBS["HELP"])
+    send_noop = _verb_rule(VERBS["NOOP"])
+    send_quit = _verb_rule(VERBS["QUIT"])
+    send_turn = _verb_rule(VERBS["TURN"])
     send_raw_line = _sends("send_raw_line", smtp.raw_lines())
+
+    # --- what the extensions add (rebuilt by ``configure`` for a recipient domain) -----------
+
+    send_pipelined, send_with_parameters, send_starttls, send_bdat, send_auth, send_utf8 = (
+        _extension_rules(None)[name] for name in EXTENSION_RULES)
 
     # --- deep states ---------------------------------------------------------------------------
     # Hypothesis orders rules by name and shrinks toward the first, so these compound rules are
@@ -440,13 +463,6 @@ class SMTPConformance(Steering, RuleBasedStateMachine):
                 self.session.authenticate(command, answers)
         except StopRun as stop:
             raise self._stop(stop) from None
-
-
-for _verb in SEED_VERBS:
-    setattr(SMTPConformance, f"send_{_verb.name.lower()}", _verb_rule(_verb))
-for _name, _rule in _extension_rules(None).items():
-    setattr(SMTPConformance, _name, _rule)
-del _verb, _name, _rule
 
 
 def explore(machine: type[SMTPConformance], hypothesis_settings: settings) -> None:
