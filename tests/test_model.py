@@ -101,3 +101,25 @@ def test_error_replies_are_counted_per_session():
     assert (session.errors, session.state) == (1, State.MAIL)
     assert advance(session, "RCPT", 550).errors == 2
     assert advance(session, "RCPT", 450).errors == 1  # a 4yz is not a protocol error
+
+
+def test_every_effect_is_a_verbs_and_the_diagram_draws_the_last_chunk():
+    from conformance.protocol.model import to_dot
+    from conformance.protocol.vocabulary import VERBS, Effect
+
+    declared = {effect for verb in VERBS.values() for effect in verb.effects}
+    assert declared == set(Effect)
+    dot = to_dot(coverage={("RCPT", "BDAT"): 2})
+    assert 'RCPT -> READY [label="HELO, EHLO, RSET, BDAT LAST (2)"]' in dot
+    assert 'MAIL -> READY [label="HELO, EHLO, RSET, BDAT LAST (0)", style=dashed' in dot
+
+
+def test_a_last_chunk_ends_the_message_and_a_refused_one_does_not():
+    from conformance.protocol.model import Session, advance
+
+    in_rcpt = Session(state=State.RCPT, recipients=1, chunked=True)
+    done = advance(in_rcpt, "BDAT", 250, last_chunk=True)
+    assert (done.state, done.messages, done.chunked, done.reset_by) == (
+        State.READY, 1, False, "BDAT")
+    assert advance(in_rcpt, "BDAT", 250).state is State.RCPT  # not the last chunk
+    assert advance(in_rcpt, "BDAT", 554, last_chunk=True).state is State.RCPT

@@ -31,7 +31,7 @@ from conformance.protocol.credentials import Credentials
 from conformance.protocol.errors import StopRun, UsageError
 from conformance.protocol.model import State
 from conformance.protocol.tables import Profile, get_profile
-from conformance.protocol.vocabulary import END_OF_DATA
+from conformance.protocol.vocabulary import END_OF_DATA, UPGRADING_VERBS
 
 # Format 2 adds batches and TLS upgrades; a session with neither is still written as format
 # 1, and a tool that knows only format 1 refuses a file it could not replay faithfully.
@@ -100,7 +100,7 @@ def writes_of(steps: Sequence[Step]) -> list[tuple[Step, ...]]:
         if previous is not None and (
                 (step.batch and step.batch == previous.batch) or
                 (step.answers_challenge and step.group == previous.group) or
-                (step.is_tls and previous.group == "STARTTLS" and len(writes[-1]) == 1)):
+                (step.is_tls and previous.group in UPGRADING_VERBS and len(writes[-1]) == 1)):
             writes[-1] = (*writes[-1], step)
         else:
             writes.append((step,))

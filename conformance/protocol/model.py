@@ -18,6 +18,7 @@ from conformance.protocol.vocabulary import (
     OPEN_STATES,
     VERBS,
     Advertised,
+    Effect,
     parse_ehlo,
     positive_class,
 )
@@ -70,15 +71,17 @@ def is_positive(group: str, code: int) -> bool:
 
 def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] = (),
             last_chunk: bool = False, smtputf8: bool = False) -> Session:
-    """The session after the server answered ``code`` to a command of ``group``;
-    ``last_chunk``: the command was ``BDAT ... LAST``; ``smtputf8``: it had the SMTPUTF8
-    parameter."""
+    """The session after the server answered ``code`` to a command of ``group``: its move
+    (``ON_SUCCESS``) and its effects (``Verb.effects``); ``last_chunk``: the command was
+    ``BDAT ... LAST``; ``smtputf8``: it had the SMTPUTF8 parameter."""
     if code == SERVICE_NOT_AVAILABLE:  # §3.8: the server is closing
         return replace(session, state=S.CLOSED, recipients=0, chunked=False, utf8=False)
     if code // 100 == 5:
         session = replace(session, errors=session.errors + 1)
-    if group == END_OF_DATA or (group == "BDAT" and last_chunk and code == OK and
-                                session.in_transaction):
+    verb = VERBS.get(group)
+    effects = verb.effects if verb is not None else frozenset()
+    if group == END_OF_DATA or (Effect.LAST_CHUNK_ENDS_MESSAGE in effects and last_chunk and
+                                code == OK and session.in_transaction):
         # The reply to a message's end, whatever it is, ends the transaction (§4.1.1.4); so
         # does 250 to the last BDAT chunk (RFC 3030 §2). After a refused chunk the state is
         # "indeterminate" (§2): the client resets it with RSET.
@@ -88,18 +91,20 @@ def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] =
     if not is_positive(group, code):
         return session
     after = ON_SUCCESS.get((group, session.state), session.state)
-    recipients = session.recipients + 1 if group == "RCPT" and after is S.RCPT else (
-        session.recipients if after in (S.RCPT, S.DATA) else 0)
+    recipients = session.recipients + 1 if Effect.ADDS_RECIPIENT in effects and \
+        after is S.RCPT else (session.recipients if after in (S.RCPT, S.DATA) else 0)
     extensions = session.extensions
-    if group == "EHLO":
+    if Effect.LISTS_EXTENSIONS in effects:
         extensions = parse_ehlo(lines)
-    elif group == "HELO" or after is S.INIT:  # HELO, or a session started over (STARTTLS)
+    elif Effect.FORGETS_EXTENSIONS in effects or after is S.INIT:  # or started over (TLS)
         extensions = NOTHING_ADVERTISED
     in_transaction = after in (S.MAIL, S.RCPT, S.DATA)
-    chunked = after in (S.MAIL, S.RCPT) and (session.chunked or group == "BDAT")
-    utf8 = in_transaction and (session.utf8 or (group == "MAIL" and smtputf8))
-    authenticated = (session.authenticated or group == "AUTH") and after is not S.INIT
-    reset_by = None if after is S.MAIL and group == "MAIL" else session.reset_by or (
+    starts = Effect.STARTS_TRANSACTION in effects
+    chunked = after in (S.MAIL, S.RCPT) and (session.chunked or Effect.CHUNKS in effects)
+    utf8 = in_transaction and (session.utf8 or (starts and smtputf8))
+    authenticated = (session.authenticated or Effect.AUTHENTICATES in effects) and \
+        after is not S.INIT
+    reset_by = None if after is S.MAIL and starts else session.reset_by or (
         group if session.in_transaction and not in_transaction else None)
     return replace(session, state=after, recipients=recipients, extensions=extensions,
                    chunked=chunked, authenticated=authenticated, utf8=utf8, reset_by=reset_by)
@@ -122,6 +127,10 @@ def to_dot(*, coverage: Mapping[tuple[str, str], int] | None = None) -> str:
     for (group, before), after in ON_SUCCESS.items():
         edges.setdefault((before, after), []).append(group)
     edges.setdefault((S.DATA, ON_END_OF_DATA), []).append(END_OF_DATA)
+    for verb in VERBS.values():
+        if Effect.LAST_CHUNK_ENDS_MESSAGE in verb.effects:  # 250 to "<verb> n LAST"
+            for before in (S.MAIL, S.RCPT):
+                edges.setdefault((before, ON_END_OF_DATA), []).append(f"{verb.name} LAST")
     for before in OPEN_STATES:
         edges.setdefault((before, S.CLOSED), []).append(str(SERVICE_NOT_AVAILABLE))
     lines = ["digraph smtp_session {", "  rankdir=LR;", "  node [shape=box];"]
@@ -130,7 +139,8 @@ def to_dot(*, coverage: Mapping[tuple[str, str], int] | None = None) -> str:
     for (before, after), groups in edges.items():
         label, style = ", ".join(dict.fromkeys(groups)), ""
         if coverage is not None:
-            seen = sum(coverage.get((before.name, g), 0) for g in groups)
+            # exchanges of the edge's groups in its first state (``BDAT LAST``: of BDAT)
+            seen = sum(coverage.get((before.name, g.split(' ')[0]), 0) for g in groups)
             label += f" ({seen})"
             style = "" if seen else ", style=dashed, color=gray"  # never taken in this run
         lines.append(f'  {before.name} -> {after.name} [label="{label}"{style}];')

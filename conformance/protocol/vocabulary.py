@@ -97,6 +97,19 @@ CHUNK = Argument("chunk", "<chunk-size> [LAST]", r"[0-9]{1,20}(?: LAST)?",  # BD
                  "0 LAST")
 
 
+class Effect(enum.Enum):
+    """What a positive reply to a verb changes in the session besides its state (the model's
+    ``advance`` reads these; each is the verb's, declared with it below)."""
+
+    LISTS_EXTENSIONS = "its reply lists the extensions"  # EHLO: RFC 5321 §4.1.1.1
+    FORGETS_EXTENSIONS = "no extension is in use after it"  # HELO: RFC 5321 §4.1.1.1
+    STARTS_TRANSACTION = "a new transaction begins"  # MAIL: RFC 5321 §4.1.1.2, §3.3
+    ADDS_RECIPIENT = "one more recipient"  # RCPT: RFC 5321 §4.1.1.3
+    AUTHENTICATES = "the session is authenticated"  # AUTH: RFC 4954 §4
+    CHUNKS = "the transaction's data goes in chunks"  # BDAT: RFC 3030 §2
+    LAST_CHUNK_ENDS_MESSAGE = "250 to the LAST chunk ends the message"  # BDAT: RFC 3030 §2
+
+
 @dataclass(frozen=True)
 class Verb:
     """One command. ``ends_batch``: it may only be the last command of a pipelined batch
@@ -115,6 +128,7 @@ class Verb:
     data_reply: str | None = None  # the row answering what the client sends after a positive reply
     upgrades: bool = False  # a positive reply is followed by a TLS handshake, not by SMTP
     challenges: bool = False  # a 334 asks for a line that answers it (RFC 4954 §4)
+    effects: frozenset[Effect] = frozenset()  # of a positive reply, beside the move
 
     @property
     def example(self) -> str:
@@ -133,11 +147,13 @@ SEED_VERBS: tuple[Verb, ...] = (
     # PIPELINING is an ESMTP extension: a client that said HELO sends no batch, so RFC 2920
     # §3.1 does not list HELO; it resets the session as EHLO does and is treated alike.
     Verb("HELO", DOMAIN, _from(OPEN_STATES, S.READY), "RFC 5321 §4.1.1.1, §4.1.4",
-         ends_batch=True),
+         ends_batch=True, effects=frozenset({Effect.FORGETS_EXTENSIONS})),
     Verb("EHLO", HELLO_NAME, _from(OPEN_STATES, S.READY), "RFC 5321 §4.1.1.1, §4.1.4",
-         ends_batch=True),
-    Verb("MAIL", REVERSE_PATH, _from((S.INIT, S.READY), S.MAIL), "RFC 5321 §4.1.1.2, §3.3"),
-    Verb("RCPT", FORWARD_PATH, _from((S.MAIL, S.RCPT), S.RCPT), "RFC 5321 §4.1.1.3, §3.3"),
+         ends_batch=True, effects=frozenset({Effect.LISTS_EXTENSIONS})),
+    Verb("MAIL", REVERSE_PATH, _from((S.INIT, S.READY), S.MAIL), "RFC 5321 §4.1.1.2, §3.3",
+         effects=frozenset({Effect.STARTS_TRANSACTION})),
+    Verb("RCPT", FORWARD_PATH, _from((S.MAIL, S.RCPT), S.RCPT), "RFC 5321 §4.1.1.3, §3.3",
+         effects=frozenset({Effect.ADDS_RECIPIENT})),
     Verb("DATA", NOTHING, _from((S.RCPT,), S.DATA), "RFC 5321 §4.1.1.4, §3.3",
          positive_class=3, ends_batch=True, data_reply=END_OF_DATA),
     Verb("RSET", NOTHING, MappingProxyType({S.INIT: S.INIT, S.READY: S.READY, S.MAIL: S.READY,
@@ -187,8 +203,9 @@ EXTENSION_VERBS: tuple[Verb, ...] = (
     Verb("STARTTLS", NOTHING, _from(OPEN_STATES, S.INIT), "RFC 3207 §4", extension="STARTTLS",
          ends_batch=True, upgrades=True),
     Verb("AUTH", MECHANISM, _STAYS, "RFC 4954 §4", extension="AUTH", ends_batch=True,
-         challenges=True),
-    Verb("BDAT", CHUNK, _STAYS, "RFC 3030 §2", extension="CHUNKING"),
+         challenges=True, effects=frozenset({Effect.AUTHENTICATES})),
+    Verb("BDAT", CHUNK, _STAYS, "RFC 3030 §2", extension="CHUNKING",
+         effects=frozenset({Effect.CHUNKS, Effect.LAST_CHUNK_ENDS_MESSAGE})),
 )
 
 VERBS: Mapping[str, Verb] = MappingProxyType(
