@@ -229,3 +229,28 @@ def test_a_handlers_own_ehlo_hook_still_edits_the_reply():
         assert "PIPELINING" in offered
         assert "SMTPUTF8" not in offered
         assert c.command(b"MAIL FROM:<a@example.test>\r\n").code == 250
+
+
+def test_a_client_leaving_during_the_handshake_logs_no_traceback(caplog):
+    # The suite's own probes leave mid-handshake; the server must not log a session exception
+    # (a traceback on the terminal of anyone running the embedded server).
+    import logging
+    import socket
+    import time
+
+    caplog.set_level(logging.ERROR)
+    with ReferenceServer() as server:
+        with socket.create_connection((server.address.host, server.address.port),
+                                      timeout=TIMEOUT) as raw:
+            raw.recv(512)
+            raw.sendall(b"EHLO client.example.test\r\nSTARTTLS\r\n")
+            deadline = time.monotonic() + TIMEOUT
+            seen = b""
+            while b"\r\n220" not in seen and time.monotonic() < deadline:
+                seen += raw.recv(4096)
+            assert b"\r\n220" in seen
+            raw.sendall(b"\x16\x03\x01\x00\x05hello")  # the start of a ClientHello, then gone
+        with SMTPClient(server.address, timeout=TIMEOUT) as after:  # it still serves
+            after.connect()
+            assert after.command(b"NOOP\r\n").code == 250
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -25,7 +25,7 @@ from typing import Any
 
 import trustme
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
 from conformance.engine.address import ServerAddress
 from conformance.protocol import grammar
@@ -183,7 +183,13 @@ class ProfileSMTP(SMTP):
         if self._tls_protocol is not None:
             await self.push("502 Error: TLS already active")
             return
-        await super().smtp_STARTTLS(arg)
+        try:
+            await super().smtp_STARTTLS(arg)
+        except TLSSetupException:
+            # The client left during the handshake (the suite's own hang and injection probes
+            # do): no session is left to answer, and no traceback is owed to anyone.
+            if self.transport is not None:
+                self.transport.close()
 
     async def smtp_AUTH(self, arg: str) -> None:
         # RFC 4954 §4: "An AUTH command issued during a mail transaction MUST be rejected
