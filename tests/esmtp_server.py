@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import re
 import select
 import socket
 import socketserver
 import ssl
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 
-from conformance.engine.address import ServerAddress
 from conformance.protocol.tables import PROFILES, get_profile
 from conformance.protocol.vocabulary import EXTENSION_BY_KEYWORD
+from conformance.testing.serving import Served
 from tests.fault_server import MAX_LINE, MAX_MESSAGE, _Server
 
 USERNAME = "conformance"
@@ -622,13 +620,6 @@ class _EsmtpServer(_Server):
     extensions: frozenset[str]
     codes: Mapping[str, int]  # reply name -> the code the chosen profiles agree on
     messages: list[bytes]
-    sessions: set[socket.socket]  # each session's socket, so that stopping can end it
-
-    def follow(self, old: socket.socket | None, new: socket.socket | None) -> None:
-        with self.lock:
-            self.sessions.discard(old)
-            if new is not None:
-                self.sessions.add(new)
 
     def store(self, body: bytes) -> None:
         with self.lock:
@@ -636,7 +627,7 @@ class _EsmtpServer(_Server):
             del self.messages[:-MAX_MESSAGES]
 
 
-class EsmtpServer:
+class EsmtpServer(Served):
     """``with EsmtpServer("auth_twice", tls=context) as server:`` ... ``server.address``.
 
     ``extensions``: the EHLO keywords to advertise (default: all of IMPLEMENTED; STARTTLS
@@ -661,32 +652,12 @@ class EsmtpServer:
         if "dsn_accepted_unadvertised" in chosen:
             wanted.discard("DSN")  # the fault: DSN's parameters taken, DSN never advertised
         profiles = list(PROFILES) if profile is None else [profile]
-        server = self._server = _EsmtpServer(("127.0.0.1", 0), _Handler)
+        server = self._server = _EsmtpServer(_Handler)
         server.faults, server.tls, server.size_limit = chosen, tls, size_limit
         server.extensions = frozenset(wanted)
         server.codes = MappingProxyType({name: _first_allowed(groups, codes, profiles)
                                          for name, (groups, codes) in PROFILE_CODES.items()})
-        server.stopping, server.lock = threading.Event(), threading.Lock()
-        server.sessions = set()
         self.received: deque[bytes] = deque(maxlen=100_000)
         self.messages: list[bytes] = []
         server.received, server.messages = self.received, self.messages
-        self.address = ServerAddress("127.0.0.1", server.server_address[1])
-        self._thread = threading.Thread(target=server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> EsmtpServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        server = self._server
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
-        with server.lock:
-            for sock in server.sessions:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)  # the session's read ends at once
-        self._thread.join(timeout=5)
+        super().__init__(server)

@@ -10,16 +10,11 @@ import random
 import re
 import socket
 import socketserver
-import sys
-import threading
-import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
-from conformance.engine.address import ServerAddress
 from conformance.protocol.commands import NON_STANDARD_ENDINGS, RELAY_DOMAIN
+from conformance.testing.serving import Served, ThreadedServer
 
 MAX_LINE = 4096
 MAX_MESSAGE = 1 << 20
@@ -355,19 +350,10 @@ class _Handler(socketserver.StreamRequestHandler):
         return True
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(ThreadedServer):
     faults: frozenset[str]
-    stopping: threading.Event
     received: deque[bytes]  # command lines (overlong ones cut), newest last (bounded)
     counts: Counter[str]  # commands seen, by verb, over the server's life
-    lock: threading.Lock
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A client that hangs up mid-reply (as a safe-mode session does) is no error."""
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
     def count(self, verb: str) -> int:
         with self.lock:
@@ -375,27 +361,7 @@ class _Server(socketserver.ThreadingTCPServer):
             return self.counts[verb]
 
 
-class ServedInThread:
-    """A test server (``_Server`` or a kind of it) served from a thread of its own on
-    127.0.0.1, from ``with`` to its end, which stops its connections too."""
-
-    def __init__(self, server: _Server, *, poll_interval: float = 0.05) -> None:
-        self._server = server
-        self.address = ServerAddress("127.0.0.1", server.server_address[1])
-        self._thread = threading.Thread(target=server.serve_forever,
-                                        kwargs={"poll_interval": poll_interval}, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._server.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-        time.sleep(0)
+ServedInThread = Served  # the shared lifecycle (conformance.testing.serving)
 
 
 class FaultServer(ServedInThread):
@@ -408,12 +374,12 @@ class FaultServer(ServedInThread):
         chosen = frozenset(f for f in faults if f is not None)
         if unknown := chosen - known:
             raise ValueError(f"unknown fault(s) {sorted(unknown)}")
-        server = _Server(("127.0.0.1", 0), _Handler)
+        server = _Server(_Handler)
         server.faults = chosen
-        server.stopping = threading.Event()
         self.received: deque[bytes] = deque(maxlen=100_000)
         server.received = self.received
-        server.counts, server.lock = Counter(), threading.Lock()
+        server.counts = Counter()
+        self._server: _Server = server
         super().__init__(server)
 
     @property

@@ -281,14 +281,12 @@ class HostileServer(ServedInThread):
     def __init__(self, behaviour: str) -> None:
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"unknown behaviour {behaviour!r}")
-        server = _HostileServer(("127.0.0.1", 0), _Peer)
+        server = _HostileServer(_Peer)
         server.behaviour = behaviour
         server.faults = frozenset()
-        server.stopping = threading.Event()
         server.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         server.received = deque(maxlen=1000)
         server.counts = Counter()
-        server.lock = threading.Lock()
         server.streamed = server.connections = 0
         self._server: _HostileServer = server
         super().__init__(server, poll_interval=POLL)
