@@ -361,10 +361,7 @@ class _Server(ThreadedServer):
             return self.counts[verb]
 
 
-ServedInThread = Served  # the shared lifecycle (conformance.testing.serving)
-
-
-class FaultServer(ServedInThread):
+class FaultServer(Served):
     """``with FaultServer("expn_hangs") as server:`` ... ``server.address``; several faults
     may be combined: ``FaultServer("helo_replies_220", "noop_replies_252")``."""
 

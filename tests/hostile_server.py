@@ -16,10 +16,10 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 
+from conformance.testing.serving import Served
 from tests.fault_server import (
     MAX_LINE,
     MAX_MESSAGE,
-    ServedInThread,
     _Handler,
     _Server,
     _Session,
@@ -275,7 +275,7 @@ class _HostileServer(_Server):
             self.slots.release()
 
 
-class HostileServer(ServedInThread):
+class HostileServer(Served):
     """``with HostileServer("never_greets") as server:`` ... ``server.address``."""
 
     def __init__(self, behaviour: str) -> None:

@@ -120,7 +120,6 @@ def test_every_rule_is_declared_in_the_class_one_per_seed_verb():
         name = f"send_{verb.name.lower()}"
         assert f"    {name} = _verb_rule(VERBS[\"{verb.name}\"])" in body, name
         assert getattr(machine.SMTPConformance, name).__name__ == name
-    assert set(machine._extension_rules(None)) == set(machine.EXTENSION_RULES)
-    for name in machine.EXTENSION_RULES:
+    for name in machine._extension_rules(None):
         assert name in body
         assert getattr(machine.SMTPConformance, name).__name__ == name

@@ -247,7 +247,10 @@ def test_a_client_leaving_during_the_handshake_logs_no_traceback(caplog):
             deadline = time.monotonic() + TIMEOUT
             seen = b""
             while b"\r\n220" not in seen and time.monotonic() < deadline:
-                seen += raw.recv(4096)
+                chunk = raw.recv(4096)
+                if not chunk:
+                    break
+                seen += chunk
             assert b"\r\n220" in seen
             raw.sendall(b"\x16\x03\x01\x00\x05hello")  # the start of a ClientHello, then gone
         with SMTPClient(server.address, timeout=TIMEOUT) as after:  # it still serves
