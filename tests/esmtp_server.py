@@ -1,8 +1,9 @@
 """A small ESMTP server of our own that speaks the extensions right, unless told to break a rule.
 
-Each fault in ESMTP_FAULTS is one named deviation, so each ESMTP check can be shown to fail.
-Bounded like tests/fault_server.py: lines, messages and chunks have size limits, every socket
-read times out, and the server stops (and drops its sessions) when asked.
+Each fault is one named deviation, declared with the check that must catch it, so each ESMTP
+check can be shown to fail. Built like tests/fault_server.py on conformance.testing.dialogue:
+each verb one method; lines, messages and chunks have size limits, every socket read times
+out, and the server stops (and drops its sessions) when asked.
 """
 
 from __future__ import annotations
@@ -10,19 +11,17 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import select
-import socket
-import socketserver
 import ssl
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from conformance.protocol.tables import PROFILES, get_profile
 from conformance.protocol.vocabulary import EXTENSION_BY_KEYWORD
+from conformance.testing.dialogue import SmtpHandler, SmtpServer, Wire
+from conformance.testing.faults import Fault, Faults
 from conformance.testing.serving import Served
-from tests.fault_server import MAX_LINE, MAX_MESSAGE, _Server
+from tests.fault_server import MAX_MESSAGE
 
 USERNAME = "conformance"
 PASSWORD = "conformance-test-password"
@@ -30,42 +29,51 @@ SERVER_NAME = "mx.esmtp.test"
 READ_TIMEOUT = 30.0  # an idle client is dropped after this; a test ends well before
 HANDSHAKE_TIMEOUT = 5.0
 MAX_MESSAGES = 100  # messages kept, newest last
-RECV_SIZE = 4096
 
-# fault name -> the check that must catch it
-ESMTP_FAULTS: Mapping[str, str] = MappingProxyType({
-    "pipelining_drops_input": "pipelining_answers_every_command",
-    "size_not_enforced": "size_limit_enforced",
-    "enhanced_class_mismatch": "enhanced_status_code_valid",
-    "enhanced_code_missing": "enhanced_status_code_valid",
-    "enhanced_code_differs_between_lines": "enhanced_status_code_valid",
-    "starttls_runs_plaintext": "starttls_discards_plaintext",
-    "starttls_accepts_argument": "starttls_refuses_argument",
-    "starttls_readvertised": "starttls_not_readvertised",
-    "starttls_keeps_transaction": "reset_clears_transaction",
+ESMTP = Faults(
+    Fault("pipelining_drops_input", "pipelining_answers_every_command",
+          "the input read with a command line is dropped after its reply"),
+    Fault("size_not_enforced", "size_limit_enforced", "a message over SIZE taken"),
+    Fault("enhanced_class_mismatch", "enhanced_status_code_valid",
+          "NOOP's enhanced code of class 5 on a 250"),
+    Fault("enhanced_code_missing", "enhanced_status_code_valid",
+          "RSET's reply without its enhanced code"),
+    Fault("enhanced_code_differs_between_lines", "enhanced_status_code_valid",
+          "the lines of a reply with different enhanced codes"),
+    Fault("starttls_runs_plaintext", "starttls_discards_plaintext",
+          "what came with STARTTLS run after the handshake"),
+    Fault("starttls_accepts_argument", "starttls_refuses_argument",
+          "STARTTLS with an argument taken"),
+    Fault("starttls_readvertised", "starttls_not_readvertised",
+          "STARTTLS advertised again over TLS"),
+    Fault("starttls_keeps_transaction", "reset_clears_transaction",
+          "the transaction kept over STARTTLS and the EHLO after it", stateful=True),
     # State faults behind an unusual path: after a message, after refused recipients only.
-    "keeps_recipients_after_message": "reset_clears_transaction",
-    "data_after_refused_recipients_354": "data_requires_recipient",
-    "bdat_mixed_with_data": "bdat_not_mixed_with_data",
-    "ehlo_line_malformed": "ehlo_reply_well_formed",
-    "dsn_accepted_unadvertised": "esmtp_parameters_advertised",
-    "auth_twice": "auth_once",
-    "auth_in_transaction": "auth_not_in_transaction",
-    "auth_cancel_accepted": "auth_cancel_refused",
-    "utf8_address_without_smtputf8": "utf8_address_needs_smtputf8",
-    "size_parameter_refused": "advertised_parameters_accepted",  # SIZE= answered 555
+    Fault("keeps_recipients_after_message", "reset_clears_transaction",
+          "the transaction kept after a message", stateful=True),
+    Fault("data_after_refused_recipients_354", "data_requires_recipient",
+          "DATA taken when every recipient was refused", stateful=True),
+    Fault("bdat_mixed_with_data", "bdat_not_mixed_with_data", "DATA taken after BDAT"),
+    Fault("ehlo_line_malformed", "ehlo_reply_well_formed", "EHLO advertises 'SIZE=limit'"),
+    Fault("dsn_accepted_unadvertised", "esmtp_parameters_advertised",
+          "DSN's parameters taken, DSN never advertised"),
+    Fault("auth_twice", "auth_once", "a second AUTH taken"),
+    Fault("auth_in_transaction", "auth_not_in_transaction", "AUTH taken after MAIL"),
+    Fault("auth_cancel_accepted", "auth_cancel_refused", "an AUTH cancelled with '*': 235"),
+    Fault("utf8_address_without_smtputf8", "utf8_address_needs_smtputf8",
+          "a UTF-8 mailbox taken without SMTPUTF8"),
+    Fault("size_parameter_refused", "advertised_parameters_accepted", "SIZE= answered 555"),
     # As Postfix does: a '"' in a parameter's value opens a quoted string to the end of the
     # line, so a SIZE after it goes unseen and the message over the limit is taken.
-    "quote_hides_parameters": "size_limit_enforced",
-})
-
-# Behaviours that are no deviation: the suite must report nothing for them.
-ESMTP_DEFENCES = frozenset({
-    # As Exim does: where this session's EHLO did not advertise PIPELINING, input that came
-    # before the reply to the line before it is answered 554 and the connection closed
-    # (RFC 5321 §4.3.1, RFC 2920 §3.1).
-    "enforces_synchronization",
-})
+    Fault("quote_hides_parameters", "size_limit_enforced",
+          "a parameter after a '\"' goes unseen"),
+    # No deviation, as Exim does: where this session's EHLO did not advertise PIPELINING,
+    # input that came before the reply to the line before it is answered 554 and the
+    # connection closed (RFC 5321 §4.3.1, RFC 2920 §3.1).
+    Fault("enforces_synchronization", None, "input ahead of a reply, unpipelined: 554"),
+)
+ESMTP_FAULTS: Mapping[str, str] = MappingProxyType(ESMTP.checks())  # fault -> its check
+ESMTP_DEFENCES = ESMTP.defences()  # the suite must report nothing for them
 
 # Every extension this server implements, in the order its EHLO reply lists them.
 IMPLEMENTED = ("PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "DSN", "ENHANCEDSTATUSCODES",
@@ -163,65 +171,12 @@ _PATH_ARGUMENT = {"MAIL": re.compile(r"(?i:FROM):(<[^<>\s]*>)(?: (.*))?"),
 _BDAT_ARGUMENT = re.compile(r"([0-9]{1,20})(?: (?i:(LAST)))?")  # RFC 3030 §2
 
 
-class _Closed(Exception):
-    """The client went away, timed out, or the server is stopping."""
-
-
 class _ExchangeEnds(Exception):
     """An AUTH exchange ends before its credentials are judged, with the reply named."""
 
     def __init__(self, reply: str) -> None:
         super().__init__(reply)
         self.reply = reply
-
-
-class _Connection:
-    """A socket and what was read from it ahead of the line being answered (RFC 2920 §3.2:
-    buffered input is never lost)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = bytearray()
-        self.fresh = False  # the last line came with a new read
-
-    def _read(self) -> None:
-        data = self.sock.recv(RECV_SIZE)
-        if not data:
-            raise _Closed
-        self.buffer += data
-        self.fresh = True
-
-    def line(self) -> bytes:
-        """The next line with its terminator; an overlong line is cut to MAX_LINE octets
-        (no terminator) and the rest of it discarded."""
-        self.fresh = False
-        while (end := self.buffer.find(b"\n", 0, MAX_LINE)) < 0 and len(self.buffer) < MAX_LINE:
-            self._read()
-        if end >= 0:
-            line = bytes(self.buffer[:end + 1])
-            del self.buffer[:end + 1]
-            return line
-        cut = bytes(self.buffer[:MAX_LINE])
-        while (end := self.buffer.find(b"\n")) < 0:
-            self.buffer.clear()
-            self._read()
-        del self.buffer[:end + 1]
-        return cut
-
-    def octets(self, size: int, keep: int) -> bytes:
-        """Read exactly ``size`` octets; return at most the first ``keep`` of them."""
-        kept = bytearray()
-        while size:
-            if not self.buffer:
-                self._read()
-            part = self.buffer[:size]
-            del self.buffer[:len(part)]
-            size -= len(part)
-            kept += part[:max(keep - len(kept), 0)]
-        return bytes(kept)
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
 
 
 @dataclass
@@ -246,32 +201,20 @@ class _Session:
         self.chunks, self.chunked, self.size = [], False, 0
 
 
-class _Handler(socketserver.BaseRequestHandler):
+class _Handler(SmtpHandler):
     server: _EsmtpServer
-    request: socket.socket
+    timeout = READ_TIMEOUT  # an idle client is dropped after this; a test ends well before
 
-    def handle(self) -> None:
-        self.request.settimeout(READ_TIMEOUT)
-        self.conn = _Connection(self.request)
+    def setup(self) -> None:
+        super().setup()
         self.session = _Session()
-        self.server.follow(None, self.request)
-        try:
-            self.reply("greeting")
-            while not self.server.stopping.is_set() and self.serve_line():
-                pass
-        except (_Closed, OSError):  # gone, silent too long, a failed handshake, or stopped
-            pass
-        finally:
-            self.server.follow(self.conn.sock, None)
-            if self.conn.sock is not self.request:
-                self.conn.sock.close()  # the TLS socket; socketserver closes the plain one
 
-    def has(self, fault: str) -> bool:
-        return fault in self.server.faults
+    def greet(self) -> None:
+        self.respond("greeting")
 
     # --- replying ------------------------------------------------------------------------
 
-    def reply(self, name: str) -> None:
+    def respond(self, name: str) -> None:
         reply = REPLIES[name]
         code = self.server.codes.get(name, reply.code)
         enhanced = reply.enhanced if "ENHANCEDSTATUSCODES" in self.session.advertised else None
@@ -287,39 +230,36 @@ class _Handler(socketserver.BaseRequestHandler):
                 detail = f"{detail.partition('.')[0]}.{i}"
             prefix = f"{status_class}.{detail} " if detail else ""
             lines.append(f"{code}{separator}{prefix}{text}\r\n")
-        self.conn.send("".join(lines).encode())
+        self.wire.send("".join(lines).encode())
 
     # --- the command loop ----------------------------------------------------------------
 
-    def serve_line(self) -> bool:
-        """Answer the next command line; False when the session is over."""
-        line = self.conn.line()
-        fresh = self.conn.fresh
-        # Only CRLF ends a command line (RFC 5321 §2.3.8): a bare LF is part of it.
-        while line.endswith(b"\n") and not line.endswith(b"\r\n") and len(line) <= MAX_LINE:
-            line += self.conn.line()
-        self.server.received.append(line)
+    def serve(self, line: bytes) -> bool:
+        fresh = self.wire.fresh
         if not line.upper().startswith(b"BDAT") and self.out_of_sync():  # (data follows BDAT)
+            self.server.received.append(line)
             return False
-        if not line.endswith(b"\n"):
-            self.reply("line_too_long")
-            return True
-        text = line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
-        verb, _, argument = text.partition(" ")
-        handler = self.COMMANDS.get(verb.upper(), _Handler.unrecognised)
-        go_on = handler(self, argument.strip())
+        go_on = super().serve(line)
         if fresh and self.has("pipelining_drops_input"):
-            self.conn.buffer.clear()  # the classic bug: flushes its input (RFC 2920 §3.2)
+            self.wire.buffer.clear()  # the classic bug: flushes its input (RFC 2920 §3.2)
         return go_on
+
+    def overlong(self, line: bytes) -> bool:
+        """Only a line cut at ``max_line``: this server takes long lines."""
+        return not line.endswith(b"\n")
+
+    def too_long(self, line: bytes) -> bool:
+        self.respond("line_too_long")
+        return True
 
     def out_of_sync(self) -> bool:
         """With ``enforces_synchronization``: input waiting beyond the line just read where
         PIPELINING was not advertised, answered 554 before the session ends."""
         if not self.has("enforces_synchronization") or self.offered("PIPELINING"):
             return False
-        if not self.conn.buffer and not select.select([self.conn.sock], [], [], 0)[0]:
+        if not self.wire.waiting():
             return False
-        self.conn.send(b"554 5.5.0 SMTP synchronization error\r\n")
+        self.wire.send(b"554 5.5.0 SMTP synchronization error\r\n")
         return True
 
     def offered(self, keyword: str) -> bool:
@@ -328,14 +268,14 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def hello(self, argument: str, *, extended: bool) -> bool:
         if not argument:
-            self.reply("syntax")
+            self.respond("syntax")
             return True
         s = self.session
         if not (s.tls and self.has("starttls_keeps_transaction")):
             s.reset()  # RFC 5321 §4.1.4: HELO/EHLO clears the transaction
         s.greeted, s.advertised = True, frozenset()
         if not extended:
-            self.reply("hello")
+            self.respond("hello")
             return True
         keywords = [k for k in IMPLEMENTED if k in self.server.extensions and
                     (k != "STARTTLS" or not s.tls or self.has("starttls_readvertised"))]
@@ -349,13 +289,13 @@ class _Handler(socketserver.BaseRequestHandler):
                 keyword += " PLAIN LOGIN"
             lines.append(f"250-{keyword}")
         lines[-1] = "250 " + lines[-1][4:]
-        self.conn.send("".join(f"{line}\r\n" for line in lines).encode())
+        self.wire.send("".join(f"{line}\r\n" for line in lines).encode())
         return True
 
-    def helo(self, argument: str) -> bool:
+    def on_helo(self, argument: str) -> bool:
         return self.hello(argument, extended=False)
 
-    def ehlo(self, argument: str) -> bool:
+    def on_ehlo(self, argument: str) -> bool:
         return self.hello(argument, extended=True)
 
     def parameters(self, verb: str, text: str | None) -> str | None:
@@ -388,61 +328,61 @@ class _Handler(socketserver.BaseRequestHandler):
         asked = self.session.utf8 or "SMTPUTF8" in (parameters or "").upper().split(" ")
         return path.isascii() or asked or self.has("utf8_address_without_smtputf8")
 
-    def mail(self, argument: str) -> bool:
+    def on_mail(self, argument: str) -> bool:
         s = self.session
         match = _PATH_ARGUMENT["MAIL"].fullmatch(argument)
         if not s.greeted:
-            self.reply("need_hello")
+            self.respond("need_hello")
         elif s.mail:
-            self.reply("nested_mail")
+            self.respond("nested_mail")
         elif match is None:
-            self.reply("syntax")
+            self.respond("syntax")
         elif refusal := self.parameters("MAIL", match.group(2)):
             s.size_declared = 0
-            self.reply(refusal)
+            self.respond(refusal)
         elif s.size_declared > self.server.size_limit and not self.has("size_not_enforced"):
             s.size_declared = 0
-            self.reply("too_big")  # RFC 1870 §6.1
+            self.respond("too_big")  # RFC 1870 §6.1
         elif not self.utf8_allowed(match.group(1), match.group(2)):
             s.size_declared = 0
-            self.reply("syntax")  # RFC 5321 §2.4, RFC 6531 §3.4
+            self.respond("syntax")  # RFC 5321 §2.4, RFC 6531 §3.4
         else:
             s.mail = True
             s.utf8 = "SMTPUTF8" in (match.group(2) or "").upper().split(" ")
-            self.reply("sender_ok")
+            self.respond("sender_ok")
         return True
 
-    def rcpt(self, argument: str) -> bool:
+    def on_rcpt(self, argument: str) -> bool:
         match = _PATH_ARGUMENT["RCPT"].fullmatch(argument)
         if not self.session.mail:
-            self.reply("sequence")  # RFC 5321 §3.3
+            self.respond("sequence")  # RFC 5321 §3.3
         elif match is None:
             self.session.refused += 1
-            self.reply("syntax")
+            self.respond("syntax")
         elif refusal := self.parameters("RCPT", match.group(2)):
-            self.reply(refusal)
+            self.respond(refusal)
         elif not self.utf8_allowed(match.group(1), None):
-            self.reply("syntax")
+            self.respond("syntax")
         else:
             self.session.recipients += 1
-            self.reply("recipient_ok")
+            self.respond("recipient_ok")
         return True
 
-    def data(self, argument: str) -> bool:
+    def on_data(self, argument: str) -> bool:
         s = self.session
         if argument:
-            self.reply("syntax")
+            self.respond("syntax")
             return True
         refused_only = s.refused and self.has("data_after_refused_recipients_354")
         if (not s.recipients and not refused_only) or \
                 (s.chunked and not self.has("bdat_mixed_with_data")):
-            self.reply("sequence")  # RFC 5321 §3.3; RFC 3030 §2
+            self.respond("sequence")  # RFC 5321 §3.3; RFC 3030 §2
             return True
-        self.reply("start_data")
+        self.respond("start_data")
         body, size, overlong = bytearray(), 0, False
         after_crlf = True  # the DATA line's: the data may end at once
         # Only <CRLF>.<CRLF> ends it (RFC 5321 §4.1.1.4): not a "." line after a bare LF.
-        while (line := self.conn.line()) != b".\r\n" or not after_crlf:
+        while (line := self.wire.line()) != b".\r\n" or not after_crlf:
             after_crlf = line.endswith(b"\r\n") or not line.endswith(b"\n")  # (cut: CRLF)
             overlong = overlong or not line.endswith(b"\n")
             line = line[1:] if line.startswith(b".") else line  # RFC 5321 §4.5.2
@@ -462,83 +402,85 @@ class _Handler(socketserver.BaseRequestHandler):
             self.server.store(body)
         if not self.has("keeps_recipients_after_message"):
             self.session.reset()
-        self.reply(refusal or "accepted")
+        self.respond(refusal or "accepted")
 
-    def bdat(self, argument: str) -> bool:
+    def on_bdat(self, argument: str) -> bool:
         s = self.session
         match = _BDAT_ARGUMENT.fullmatch(argument)
         if match is None:
-            self.reply("syntax")
+            self.respond("syntax")
             return True
         size, last = int(match.group(1)), bool(match.group(2))
         # The chunk is read whatever the answer, so the stream stays framed (RFC 3030 §2).
-        chunk = self.conn.octets(size, MAX_MESSAGE - sum(map(len, s.chunks)))
+        chunk = self.wire.octets(size, MAX_MESSAGE - sum(map(len, s.chunks)))
         if not self.offered("CHUNKING"):
-            self.reply("not_implemented")
+            self.respond("not_implemented")
         elif not s.recipients:
-            self.reply("sequence")  # also every BDAT after BDAT LAST
+            self.respond("sequence")  # also every BDAT after BDAT LAST
         else:
             s.chunked, s.size = True, s.size + size
             s.chunks.append(chunk)
             if last:
                 self.finish_message(b"".join(s.chunks), s.size, None)
             else:
-                self.reply("chunk_ok")  # RFC 3030 §2: a 250 to each chunk
+                self.respond("chunk_ok")  # RFC 3030 §2: a 250 to each chunk
         return True
 
-    def rset(self, argument: str) -> bool:
+    def on_rset(self, argument: str) -> bool:
         if argument:
-            self.reply("syntax")
+            self.respond("syntax")
         else:
             self.session.reset()
-            self.reply("reset")
+            self.respond("reset")
         return True
 
-    def noop(self, argument: str) -> bool:
-        self.reply("noop")  # a parameter is ignored (RFC 5321 §4.1.1.9)
+    def on_noop(self, argument: str) -> bool:
+        self.respond("noop")  # a parameter is ignored (RFC 5321 §4.1.1.9)
         return True
 
-    def quit(self, argument: str) -> bool:
+    def on_quit(self, argument: str) -> bool:
         if argument:
-            self.reply("unrecognised")  # the seed's QUIT row has 221 and 500 only
+            self.respond("unrecognised")  # the seed's QUIT row has 221 and 500 only
             return True
-        self.reply("bye")
+        self.respond("bye")
         return False
 
-    def vrfy(self, argument: str) -> bool:
-        self.reply("no_user" if argument else "syntax")
+    def on_vrfy(self, argument: str) -> bool:
+        self.respond("no_user" if argument else "syntax")
         return True
 
-    def help(self, argument: str) -> bool:
-        self.reply("help")
+    def on_help(self, argument: str) -> bool:
+        self.respond("help")
         return True
 
     def not_implemented(self, argument: str) -> bool:
-        self.reply("not_implemented")
+        self.respond("not_implemented")
         return True
 
-    def unrecognised(self, argument: str) -> bool:
-        self.reply("unrecognised")
+    on_expn = on_send = on_soml = on_saml = on_turn = not_implemented
+
+    def unrecognised(self, verb: str, argument: str) -> bool:
+        self.respond("unrecognised")
         return True
 
-    def starttls(self, argument: str) -> bool:
+    def on_starttls(self, argument: str) -> bool:
         s = self.session
         context = self.server.tls
         if not self.offered("STARTTLS") or s.tls or context is None:
-            self.reply("not_implemented")  # RFC 3207 §4.2: not offered over TLS
+            self.respond("not_implemented")  # RFC 3207 §4.2: not offered over TLS
             return True
         if argument and not self.has("starttls_accepts_argument"):
-            self.reply("syntax")  # RFC 3207 §4
+            self.respond("syntax")  # RFC 3207 §4
             return True
-        self.reply("tls_ready")
+        self.respond("tls_ready")
         # RFC 3207 §4.2: what came after the STARTTLS line is discarded (CVE-2011-0411).
-        waiting = bytes(self.conn.buffer) if self.has("starttls_runs_plaintext") else b""
+        waiting = bytes(self.wire.buffer) if self.has("starttls_runs_plaintext") else b""
         self.request.settimeout(HANDSHAKE_TIMEOUT)
         tls = context.wrap_socket(self.request, server_side=True)
         tls.settimeout(READ_TIMEOUT)
         self.server.follow(self.request, tls)
-        self.conn = _Connection(tls)
-        self.conn.buffer += waiting
+        self.wire = Wire(tls)
+        self.wire.buffer += waiting
         # RFC 3207 §4.2: the session starts over; nothing learnt before TLS is kept.
         kept = self.session
         self.session = _Session(tls=True)
@@ -546,31 +488,31 @@ class _Handler(socketserver.BaseRequestHandler):
             self.session.mail, self.session.recipients = kept.mail, kept.recipients
         return True
 
-    def auth(self, argument: str) -> bool:
+    def on_auth(self, argument: str) -> bool:
         s = self.session
         if not self.offered("AUTH"):
-            self.reply("not_implemented")
+            self.respond("not_implemented")
         elif (s.authenticated and not self.has("auth_twice")) or \
                 (s.mail and not self.has("auth_in_transaction")):
-            self.reply("sequence")  # RFC 4954 §4
+            self.respond("sequence")  # RFC 4954 §4
         else:
             mechanism, _, initial = argument.partition(" ")
             exchange = MECHANISMS.get(mechanism.upper())
             if exchange is None:
-                self.reply("mechanism")
+                self.respond("mechanism")
                 return True
             try:
                 result = exchange(self, initial.strip() or None)
             except _ExchangeEnds as ended:
                 result = ended.reply
             s.authenticated = s.authenticated or result == "auth_ok"
-            self.reply(result)
+            self.respond(result)
         return True
 
     def challenge(self, text: str) -> bytes:
         """A 334 (RFC 4954 §4) and the client's answer, without its line ending."""
-        self.conn.send(f"{CHALLENGE} {text}\r\n".encode())
-        line = self.conn.line()
+        self.wire.send(f"{CHALLENGE} {text}\r\n".encode())
+        line = self.wire.line()
         if not line.endswith(b"\n"):
             raise _ExchangeEnds("line_too_long")
         return line.rstrip(b"\r\n")
@@ -602,19 +544,12 @@ class _Handler(socketserver.BaseRequestHandler):
         password = self.answer(self.challenge(LOGIN_PROMPTS[1]))
         return "auth_ok" if (user, password) == (USERNAME, PASSWORD) else "bad_credentials"
 
-    COMMANDS: Mapping[str, Callable[[_Handler, str], bool]] = MappingProxyType({
-        "HELO": helo, "EHLO": ehlo, "MAIL": mail, "RCPT": rcpt, "DATA": data, "BDAT": bdat,
-        "RSET": rset, "NOOP": noop, "QUIT": quit, "VRFY": vrfy, "HELP": help,
-        **dict.fromkeys(("EXPN", "SEND", "SOML", "SAML", "TURN"), not_implemented),
-        "STARTTLS": starttls, "AUTH": auth,
-    })
-
 
 MECHANISMS: Mapping[str, Callable[[_Handler, str | None], str]] = MappingProxyType({
     "PLAIN": _Handler.plain, "LOGIN": _Handler.login})
 
 
-class _EsmtpServer(_Server):
+class _EsmtpServer(SmtpServer):
     tls: ssl.SSLContext | None
     size_limit: int
     extensions: frozenset[str]
@@ -639,9 +574,7 @@ class EsmtpServer(Served):
     def __init__(self, *faults: str | None, tls: ssl.SSLContext | None = None,
                  size_limit: int = 10_000, extensions: Iterable[str] | None = None,
                  profile: str | None = None) -> None:
-        chosen = frozenset(f for f in faults if f is not None)
-        if unknown := chosen - set(ESMTP_FAULTS) - ESMTP_DEFENCES:
-            raise ValueError(f"unknown fault(s) {sorted(unknown)}")
+        chosen = ESMTP.choose(faults)
         wanted = set(IMPLEMENTED if extensions is None else (k.upper() for k in extensions))
         if strangers := wanted - set(IMPLEMENTED):
             raise ValueError(f"extension(s) not implemented: {sorted(strangers)}")
@@ -652,12 +585,12 @@ class EsmtpServer(Served):
         if "dsn_accepted_unadvertised" in chosen:
             wanted.discard("DSN")  # the fault: DSN's parameters taken, DSN never advertised
         profiles = list(PROFILES) if profile is None else [profile]
-        server = self._server = _EsmtpServer(_Handler)
-        server.faults, server.tls, server.size_limit = chosen, tls, size_limit
+        server = self._server = _EsmtpServer(_Handler, faults=chosen)
+        server.tls, server.size_limit = tls, size_limit
         server.extensions = frozenset(wanted)
         server.codes = MappingProxyType({name: _first_allowed(groups, codes, profiles)
                                          for name, (groups, codes) in PROFILE_CODES.items()})
-        self.received: deque[bytes] = deque(maxlen=100_000)
+        self.received = server.received
         self.messages: list[bytes] = []
-        server.received, server.messages = self.received, self.messages
+        server.messages = self.messages
         super().__init__(server)

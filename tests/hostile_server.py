@@ -13,17 +13,13 @@ import socket
 import struct
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 
+from conformance.testing.dialogue import MAX_LINE
+from conformance.testing.faults import Fault, Faults
 from conformance.testing.serving import Served
-from tests.fault_server import (
-    MAX_LINE,
-    MAX_MESSAGE,
-    _Handler,
-    _Server,
-    _Session,
-)
+from tests.fault_server import MAX_MESSAGE, _Handler, _Server
 
 MAX_CONNECTIONS = 32
 MAX_SECONDS = 60.0  # a connection is dropped after this, whatever it is doing
@@ -44,7 +40,7 @@ class _Peer(_Handler):
 
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(POLL)
+        self.request.settimeout(POLL)
         self.until = time.monotonic() + MAX_SECONDS
 
     def handle(self) -> None:
@@ -61,7 +57,7 @@ class _Peer(_Handler):
         view = memoryview(data)
         while view and self.going:
             try:
-                view = view[self.connection.send(view):]
+                view = view[self.request.send(view):]
             except TimeoutError:
                 continue
             except OSError:
@@ -80,42 +76,24 @@ class _Peer(_Handler):
 
     def ignore(self) -> None:
         """Read and drop whatever comes, answering nothing, until the client goes away."""
+        self.request.settimeout(POLL)
         while self.going:
             try:
-                if not self.connection.recv(CHUNK):
+                if not self.request.recv(CHUNK):
                     return
             except TimeoutError:
                 continue
 
-    def command(self, s: _Session, verb: str, arg: str) -> bool:
-        hook = SMTP_HOOKS.get((self.server.behaviour, verb))
-        if hook is not None:
-            return hook(self, s, arg)
-        return super().command(s, verb, arg)
+    def dispatch(self, verb: str, argument: str) -> bool:
+        answer = VERBS.get(self.server.behaviour, {}).get(verb.upper())
+        return super().dispatch(verb, argument) if answer is None else answer(self, argument)
 
     def converse(self) -> None:
         """The fault server's conforming dialogue (its greeting is already sent); the
-        behaviour's hooks answer their commands."""
-        self.rfile.close()
-        self.connection.settimeout(5.0)  # the dialogue reads lines, as the fault server does
-        self.rfile = self.connection.makefile("rb")
-        s = _Session()
-        while self.going:
-            line = self.rfile.readline(MAX_LINE + 1)
-            # Only CRLF ends a command line (RFC 5321 §2.3.8): a bare LF is part of it.
-            while line.endswith(b"\n") and not line.endswith(b"\r\n") and \
-                    len(line) <= MAX_LINE and (more := self.rfile.readline(MAX_LINE + 1)):
-                line += more
-            if not line:
-                return
-            text = line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
-            verb, _, arg = text.partition(" ")
-            if len(line) > 512 or not line.endswith(b"\n"):
-                while line and not line.endswith(b"\n") and self.going:
-                    line = self.rfile.readline(MAX_LINE + 1)
-                self.reply("500 Line too long")
-            elif not self.command(s, verb.upper(), arg.strip()):
-                return
+        behaviour's own verbs (VERBS) answered its way."""
+        self.request.settimeout(5.0)  # the dialogue reads lines, as the fault server does
+        while self.going and self.serve(self.command_line()):
+            pass
 
     def first_command(self) -> bool:
         """Greet, and wait for the first command line (False: the client went away)."""
@@ -124,7 +102,7 @@ class _Peer(_Handler):
         buffered = b""
         while self.going and b"\n" not in buffered and len(buffered) < MAX_LINE:
             try:
-                data = self.connection.recv(MAX_LINE)
+                data = self.request.recv(MAX_LINE)
             except TimeoutError:
                 continue
             if not data:
@@ -166,9 +144,8 @@ def gigabyte_reply(peer: _Peer) -> None:
 def reset_mid_reply(peer: _Peer) -> None:
     """To the first command, half a reply, then a TCP reset (RST, not FIN)."""
     if peer.first_command() and peer.send(b"250-mx.hostile.test\r\n250 half a rep"):
-        peer.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                   struct.pack("ii", 1, 0))
-        peer.connection.close()  # now, before socketserver's shutdown() could send a FIN
+        peer.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.request.close()  # now, before socketserver's shutdown() could send a FIN
 
 
 def reply_before_any_command(peer: _Peer) -> None:
@@ -203,53 +180,67 @@ BEHAVIOURS: dict[str, Behaviour] = {
     "tls_handshake_never_completes": tls_handshake_never_completes,
     "end_of_data_never_answered": end_of_data_never_answered,
 }
+# Each behaviour as a fault, with the one check a run against it must fail (its bound in
+# time, and what the complaint says: tests/test_hostile_servers.py).
+HOSTILE = Faults(
+    Fault("never_greets", "command_answered", "accepts the connection, never greets"),
+    Fault("greets_then_stalls", "command_answered", "a greeting, then no reply ever"),
+    Fault("garbage_without_crlf", "reply_well_formed", "octets without a line ending"),
+    Fault("endless_multiline_reply", "reply_well_formed", "a multiline reply without end"),
+    Fault("gigabyte_reply", "reply_well_formed", "a reply of a gigabyte"),
+    Fault("reset_mid_reply", "no_silent_close", "half a reply, then a TCP reset"),
+    Fault("reply_before_any_command", "reply_well_formed", "every reply one command late"),
+    Fault("tls_handshake_never_completes", "command_answered",
+          "STARTTLS answered 220, then no handshake"),
+    Fault("end_of_data_never_answered", "command_answered", "the end of data never answered"),
+)
 
 
-# --- where a behaviour answers a command of the dialogue its own way -------------------------
+# --- where a behaviour answers a verb of the dialogue its own way ----------------------------
 
-Hook = Callable[[_Peer, _Session, str], bool]  # False: the connection ends
+Answer = Callable[[_Peer, str], bool]  # False: the connection ends
 
 
-def _ehlo_with_starttls(peer: _Peer, s: _Session, arg: str) -> bool:
-    if not arg:
+def _ehlo_with_starttls(peer: _Peer, argument: str) -> bool:
+    if not argument:
         peer.reply("501 Syntax: EHLO domain")
         return True
+    s = peer.session
     s.mail, s.recipients, s.greeted = False, 0, True
     peer.reply("250-mx.hostile.test\r\n250-8BITMIME\r\n250 STARTTLS")
     return True
 
 
-def _starttls_then_nothing(peer: _Peer, s: _Session, arg: str) -> bool:
-    if arg:
+def _starttls_then_nothing(peer: _Peer, argument: str) -> bool:
+    if argument:
         peer.reply("501 Syntax: STARTTLS")
         return True
     peer.reply("220 Ready to start TLS")
-    peer.connection.settimeout(POLL)
     peer.ignore()
     return False
 
 
-def _data_never_ended(peer: _Peer, s: _Session, arg: str) -> bool:
-    if arg:
+def _data_never_ended(peer: _Peer, argument: str) -> bool:
+    if argument:
         peer.reply("501 No arguments allowed")
         return True
-    if not s.recipients:
+    if not peer.session.recipients:
         peer.reply("503 Need RCPT first")
         return True
     peer.reply("354 End data with <CRLF>.<CRLF>")
     size = 0  # the message is read (up to the fault server's bound), and dropped
     while size <= MAX_MESSAGE and peer.going and \
-            (line := peer.rfile.readline(MAX_LINE + 1)) not in (b".\r\n", b""):
+            (line := peer.wire.until_lf(MAX_LINE + 1)) != b".\r\n":
         size += len(line)
-    peer.connection.settimeout(POLL)
     peer.ignore()
     return False
 
 
-SMTP_HOOKS: dict[tuple[str, str], Hook] = {
-    ("tls_handshake_never_completes", "EHLO"): _ehlo_with_starttls,
-    ("tls_handshake_never_completes", "STARTTLS"): _starttls_then_nothing,
-    ("end_of_data_never_answered", "DATA"): _data_never_ended,
+# behaviour -> verb -> how it is answered
+VERBS: Mapping[str, Mapping[str, Answer]] = {
+    "tls_handshake_never_completes": {"EHLO": _ehlo_with_starttls,
+                                      "STARTTLS": _starttls_then_nothing},
+    "end_of_data_never_answered": {"DATA": _data_never_ended},
 }
 
 
@@ -281,11 +272,9 @@ class HostileServer(Served):
     def __init__(self, behaviour: str) -> None:
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"unknown behaviour {behaviour!r}")
-        server = _HostileServer(_Peer)
+        server = _HostileServer(_Peer, keep=1000)
         server.behaviour = behaviour
-        server.faults = frozenset()
         server.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        server.received = deque(maxlen=1000)
         server.counts = Counter()
         server.streamed = server.connections = 0
         self._server: _HostileServer = server
