@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from conformance.checks.grading import FindingKey, Policy
 from conformance.engine.record import RunRecord
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.errors import StopRun
 from conformance.protocol.levels import Verdict
 from conformance.protocol.tables import PROFILES, get_profile
@@ -87,9 +88,9 @@ def main() -> None:
         with FaultServer(fault) as server:
             for _ in range(args.runs):
                 record = RunRecord()
-                machine = configure(server.address, get_profile(args.profile),
-                                    timeout=args.timeout, policy=Policy(strict=True),
-                                    record=record, fail_fast=True)
+                sessions = SessionSettings(get_profile(args.profile), timeout=args.timeout,
+                                           policy=Policy(strict=True), fail_fast=True)
+                machine = configure(server.address, sessions, record=record)
                 count, check = examples_until_failure(machine, record, args.limit)
                 counts.append(count)
                 checks.add(check or "(not found)")

@@ -29,9 +29,12 @@ if str(ROOT) not in sys.path:
 
 from conformance.checks.grading import Policy  # noqa: E402
 from conformance.engine.address import ServerAddress  # noqa: E402
-from conformance.engine.client import DEFAULT_TIMEOUT  # noqa: E402
 from conformance.engine.record import RunRecord  # noqa: E402
-from conformance.engine.settings import BUDGETS, RunSettings  # noqa: E402
+from conformance.engine.settings import (  # noqa: E402
+    BUDGETS,
+    DEFAULT_TIMEOUT,
+    RunSettings,
+)
 from conformance.protocol.tables import get_profile  # noqa: E402
 from conformance.search.runner import Run  # noqa: E402
 from conformance.testing.reference_server import ReferenceServer  # noqa: E402

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import statistics
 import sys
 import time
@@ -29,6 +30,7 @@ from conformance.checks.grading import Policy
 from conformance.engine.minimise import minimise
 from conformance.engine.record import FindingRecord, RunRecord
 from conformance.engine.replay import script_of
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.errors import StopRun
 from conformance.protocol.levels import Verdict
 from conformance.protocol.tables import PROFILES, get_profile
@@ -80,15 +82,16 @@ def main() -> None:
         with FaultServer(fault) as server:
             for _ in range(args.runs):
                 record = RunRecord()
-                machine = configure(server.address, get_profile(args.profile),
-                                    timeout=args.timeout, policy=Policy(strict=True),
-                                    record=record, fail_fast=True)
+                sessions = SessionSettings(get_profile(args.profile), timeout=args.timeout,
+                                           policy=Policy(strict=True), fail_fast=True)
+                machine = configure(server.address, sessions, record=record)
                 finding = recorded_failure(machine, record, args.limit)
                 if finding is None:
                     continue
                 recorded.append(len(finding.steps))
                 started = time.monotonic()
-                result = minimise(script_of(finding), server.address, timeout=args.timeout,
+                result = minimise(script_of(finding), server.address,
+                                  dataclasses.replace(sessions, fail_fast=False),
                                   key=finding.key)
                 if result is not None:
                     seconds.append(time.monotonic() - started)

@@ -17,7 +17,7 @@ from pathlib import Path
 from conformance.checks.grading import Policy
 from conformance.engine import failures, replay
 from conformance.engine.address import ServerAddress
-from conformance.engine.client import DEFAULT_TIMEOUT
+from conformance.engine.settings import DEFAULT_TIMEOUT, SessionSettings
 from conformance.output import matrix
 from conformance.protocol.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
 from conformance.protocol.levels import Verdict
@@ -76,14 +76,14 @@ def _profiles_command(args: argparse.Namespace) -> int:
 def _replay_command(args: argparse.Namespace) -> int:
     script = replay.load(Path(args.file))
     address = ServerAddress.parse(args.server)
-    profile = get_profile(args.profile) if args.profile else None
+    profile = get_profile(args.profile or script.profile)
     print(script.recorded)
     if script.server and script.server != str(address):
         print(f"note: replaying against {address}, not the server it was recorded against: "
               f"another server may well answer otherwise")
     try:
-        replayed = replay.replay(script, address, timeout=args.timeout, profile=profile,
-                                 policy=Policy(strict=args.strict))
+        replayed = replay.replay(script, address, SessionSettings(
+            profile, timeout=args.timeout, policy=Policy(strict=args.strict)))
     except TargetUnreachable as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE

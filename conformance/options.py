@@ -15,9 +15,8 @@ from pathlib import Path
 
 from conformance.engine.address import ServerAddress, ip_version
 from conformance.engine.baseline import load as load_baseline
-from conformance.engine.client import DEFAULT_TIMEOUT
 from conformance.engine.paths import check_writable_dir, check_writable_file
-from conformance.engine.settings import BUDGETS, RunSettings
+from conformance.engine.settings import BUDGETS, DEFAULT_TIMEOUT, RunSettings
 from conformance.protocol import grammar
 from conformance.protocol.credentials import Credentials
 from conformance.protocol.errors import UsageError

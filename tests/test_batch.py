@@ -14,6 +14,7 @@ from conformance.checks import PIPELINED_BATCH
 from conformance.checks.grading import FindingKey
 from conformance.engine.record import FindingRecord
 from conformance.engine.session import CheckedSession
+from conformance.engine.settings import SessionSettings
 from conformance.output.report import SCHEMA_PATH
 from conformance.protocol.commands import Command, Message, Step
 from conformance.protocol.errors import UsageError
@@ -34,8 +35,8 @@ RSET = Command.of("RSET")  # may stand anywhere in a batch (RFC 2920 §3.1)
 
 
 def session_with(address, **options) -> CheckedSession:
-    session = CheckedSession(address, get_profile("seed"), timeout=TIMEOUT,
-                             hang_wait=HANG_WAIT, **options)
+    session = CheckedSession(address, SessionSettings(get_profile("seed"), timeout=TIMEOUT,
+                                                      hang_wait=HANG_WAIT, **options))
     session.connect()
     return session
 
@@ -169,7 +170,8 @@ def test_no_control_probe_is_sent_inside_a_batch():
 ])
 def test_a_batch_the_session_cannot_send_is_a_usage_error(commands, message):
     with ScriptedServer(pipelining_server()) as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=TIMEOUT)
+        session = CheckedSession(server.address, SessionSettings(get_profile("seed"),
+                                                                 timeout=TIMEOUT))
         with pytest.raises(UsageError, match=message):
             session.send_batch(commands)
         session.close()

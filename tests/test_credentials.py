@@ -9,6 +9,7 @@ import conformance.strategies.extensions as ext
 from conformance.engine.minimise import units_of
 from conformance.engine.replay import writes_of
 from conformance.engine.session import CheckedSession
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.commands import Command, Step
 from conformance.protocol.credentials import PASSWORD, PLAIN_RESPONSE, USERNAME, WRONG, Credentials
 from conformance.protocol.tables import get_profile
@@ -41,8 +42,8 @@ def test_answers_to_a_challenge_stay_with_their_command():
 def test_the_runs_credentials_go_only_where_auth_is_offered_and_never_into_the_record():
     with EsmtpServer() as server:
         credentials = Credentials(SERVER_USERNAME, SERVER_PASSWORD)
-        session = CheckedSession(server.address, get_profile("seed"), timeout=2.0,
-                                 credentials=credentials)
+        session = CheckedSession(server.address, SessionSettings(get_profile("seed"), timeout=2.0,
+                                                                 credentials=credentials))
         session.connect()
         command, answers = ext.auth_exchange("PLAIN with an initial response")
         refused = session.authenticate(command, answers)  # before EHLO: AUTH not offered
@@ -68,8 +69,8 @@ def test_a_server_that_echoes_the_credentials_has_them_masked():
         line = lines.next()
         conn.sendall(b"535 5.7.8 bad credentials: " + line.split(b" ")[-1].strip() + b"\r\n")
     with ScriptedServer(echo) as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=2.0,
-                                 credentials=SECRET)
+        session = CheckedSession(server.address, SessionSettings(get_profile("seed"), timeout=2.0,
+                                                                 credentials=SECRET))
         session.connect()
         session.send(Command(b"EHLO client.example.test\r\n"))
         reply = session.authenticate(*ext.auth_exchange("PLAIN with an initial response"))

@@ -14,12 +14,14 @@ from hypothesis.stateful import run_state_machine_as_test
 from conformance.checks.grading import FindingKey
 from conformance.engine.address import ServerAddress
 from conformance.engine.record import RunRecord
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.errors import StopRun, TargetLost
 from conformance.protocol.tables import get_profile
 from conformance.search.machine import SMTPConformance, configure, explore
 from tests.fault_server import FaultServer
 
 TIMEOUT = 0.5
+SETTINGS = SessionSettings(get_profile("seed"), timeout=TIMEOUT)
 
 
 def run(machine: type[SMTPConformance], examples: int = 10, steps: int = 10) -> None:
@@ -32,7 +34,7 @@ def test_a_server_that_refuses_connections_stops_hypothesis_at_once():
     # Not a failure of the server for Hypothesis to shrink: it passes straight through.
     with socket.create_server(("127.0.0.1", 0)) as probe:
         address = ServerAddress("127.0.0.1", probe.getsockname()[1])
-    machine = configure(address, get_profile("seed"), timeout=TIMEOUT)
+    machine = configure(address, SETTINGS)
     with pytest.raises(TargetLost, match=r"cannot connect to 127\.0\.0\.1:\d+"):
         run(machine, examples=5)
 
@@ -40,8 +42,8 @@ def test_a_server_that_refuses_connections_stops_hypothesis_at_once():
 def test_findings_are_recorded_and_never_reach_hypothesis():
     record = RunRecord()
     with FaultServer("noop_replies_252") as server:
-        run(configure(server.address, get_profile("seed"), timeout=TIMEOUT, record=record,
-                      seed=1), examples=30)  # returns: nothing was raised
+        run(configure(server.address, SETTINGS,
+                      record=record, seed=1), examples=30)  # returns: nothing was raised
     assert FindingKey("reply_code_documented", "MUST", "NOOP", 252) in record.findings
     assert record.coverage_of("connect") > 1  # it went on after the finding
 
@@ -49,8 +51,8 @@ def test_findings_are_recorded_and_never_reach_hypothesis():
 def test_fail_fast_stops_hypothesis_at_the_first_failing_finding():
     record = RunRecord()
     with FaultServer("noop_replies_252") as server:
-        machine = configure(server.address, get_profile("seed"), timeout=TIMEOUT,
-                            record=record, fail_fast=True, seed=1)
+        machine = configure(server.address, SessionSettings(get_profile("seed"), timeout=TIMEOUT,
+                                                            fail_fast=True), record=record, seed=1)
         with pytest.raises(StopRun, match="fail-fast"):
             run(machine, examples=30)
     assert list(record.findings) == [FindingKey("reply_code_documented", "MUST", "NOOP", 252)]
@@ -58,7 +60,7 @@ def test_fail_fast_stops_hypothesis_at_the_first_failing_finding():
 
 def test_a_spent_time_budget_stops_the_run_before_any_session():
     with FaultServer() as server:
-        machine = configure(server.address, get_profile("seed"), timeout=TIMEOUT,
+        machine = configure(server.address, SETTINGS,
                             deadline=time.monotonic())
         with pytest.raises(StopRun, match="time budget"):
             run(machine)
@@ -69,7 +71,8 @@ def test_the_same_seed_sends_the_same_sessions():
     sent = []
     for _ in range(2):
         with FaultServer() as server:
-            run(configure(server.address, get_profile("seed"), timeout=TIMEOUT, seed=7),
+            run(configure(server.address, SETTINGS,
+                          seed=7),
                 examples=5, steps=5)
             sent.append(list(server.received))
     assert sent[0]
@@ -83,7 +86,8 @@ def test_a_stop_comes_out_as_itself_where_hypothesis_sees_flaky_draws():
     # example stops before drawing anything, where the first went on: explore() gives the
     # run's own reason for stopping instead of Hypothesis's complaint.
     with FaultServer() as server:
-        base = configure(server.address, get_profile("seed"), timeout=TIMEOUT, seed=1)
+        base = configure(server.address, SETTINGS,
+                         seed=1)
 
         class StopsInTheSecondExample(base):  # type: ignore[valid-type,misc]
             examples = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import socket
 import threading
@@ -11,13 +12,16 @@ from conformance.checks.grading import FindingKey
 from conformance.engine.address import ServerAddress
 from conformance.engine.minimise import minimise, units_of
 from conformance.engine.replay import Script
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.commands import Message, Step
+from conformance.protocol.tables import get_profile
 from conformance.protocol.vocabulary import GREETING
 from tests.fault_server import FaultServer
 from tests.scripted_server import ScriptedServer, read_line
 from tests.tls_server import Certificates, starttls_server
 
 TIMEOUT = 0.5
+SETTINGS = SessionSettings(get_profile("seed"), timeout=TIMEOUT)
 MESSAGE = Step.of(Message(b"Subject: t\r\n\r\nhello"))
 
 
@@ -47,7 +51,7 @@ def test_a_message_stays_with_its_data_command():
 def test_redundant_commands_are_dropped():
     script = Script("seed", "reply_code_documented", (EHLO, EHLO, NOOP, HELP, NOOP, HELO))
     with FaultServer("helo_replies_220") as server:
-        result = minimise(script, server.address, timeout=TIMEOUT, key=HELO_220)
+        result = minimise(script, server.address, SETTINGS, key=HELO_220)
     assert result is not None
     assert result.script.steps == (HELO,)
     assert result.finding.key == HELO_220
@@ -61,7 +65,7 @@ def test_the_steps_a_deep_fault_needs_are_kept():
     steps = [EHLO, *noise, MAIL, NOOP, RCPT, *noise[:1], RCPT, HELP, RCPT]
     script = Script("seed", "reply_code_documented", tuple(steps))
     with FaultServer("third_recipient_554") as server:
-        result = minimise(script, server.address, timeout=TIMEOUT, key=RCPT_554)
+        result = minimise(script, server.address, SETTINGS, key=RCPT_554)
     assert result is not None
     assert result.script.steps == (MAIL, RCPT, RCPT, RCPT)
 
@@ -70,7 +74,7 @@ def test_a_message_and_its_data_are_kept_or_dropped_together():
     steps = (EHLO, MAIL, RCPT, NOOP, DATA, MESSAGE, NOOP, MAIL)
     script = Script("seed", "reply_code_documented", steps)
     with FaultServer("mail_fails_after_message") as server:
-        result = minimise(script, server.address, timeout=TIMEOUT, key=MAIL_550)
+        result = minimise(script, server.address, SETTINGS, key=MAIL_550)
     assert result is not None
     assert result.script.steps == (MAIL, RCPT, DATA, MESSAGE, MAIL)
     assert result.finding.key == MAIL_550
@@ -80,7 +84,7 @@ def test_a_failure_at_the_greeting_needs_no_step_at_all():
     script = Script("seed", "greeting_names_server", (EHLO, NOOP))
     key = FindingKey("greeting_names_server", "MUST", GREETING, 220)
     with FaultServer("greeting_without_domain") as server:
-        result = minimise(script, server.address, timeout=TIMEOUT, key=key)
+        result = minimise(script, server.address, SETTINGS, key=key)
     assert result is not None
     assert result.script.steps == ()
 
@@ -88,14 +92,14 @@ def test_a_failure_at_the_greeting_needs_no_step_at_all():
 def test_a_session_that_does_not_fail_again_gives_nothing():
     script = Script("seed", "reply_code_documented", (EHLO, HELO))
     with FaultServer() as server:
-        assert minimise(script, server.address, timeout=TIMEOUT, key=HELO_220) is None
+        assert minimise(script, server.address, SETTINGS, key=HELO_220) is None
 
 
 def test_a_minimal_session_is_left_as_it_is():
     steps = (MAIL, RCPT, RCPT, RCPT)
     script = Script("seed", "reply_code_documented", steps)
     with FaultServer("third_recipient_554") as server:
-        result = minimise(script, server.address, timeout=TIMEOUT, key=RCPT_554)
+        result = minimise(script, server.address, SETTINGS, key=RCPT_554)
     assert result is not None
     assert result.script.steps == steps
     assert result.replays > 1
@@ -120,7 +124,7 @@ def test_a_different_failure_is_not_taken_for_the_recorded_one():
     vrfy = step("VRFY", "VRFY postmaster")
     script = Script("seed", "reply_code_documented", (NOOP, vrfy, HELO))
     with ScriptedServer(two_bugs) as server:
-        result = minimise(script, server.address, timeout=TIMEOUT, key=HELO_220)
+        result = minimise(script, server.address, SETTINGS, key=HELO_220)
     # Dropping the NOOP makes VRFY fail instead (252): a failure, but not the recorded one
     # (and it ends that session, so the HELO after it is never sent).
     assert result is not None
@@ -131,13 +135,12 @@ def test_a_different_failure_is_not_taken_for_the_recorded_one():
 def test_the_budget_bounds_the_replays_and_the_time():
     script = Script("seed", "reply_code_documented", (EHLO, EHLO, NOOP, HELP, NOOP, HELO))
     with FaultServer("helo_replies_220") as server:
-        once = minimise(script, server.address, timeout=TIMEOUT, key=HELO_220, max_replays=1)
+        once = minimise(script, server.address, SETTINGS, key=HELO_220, max_replays=1)
         assert once is not None
         assert (once.script, once.replays) == (script, 1)
-        assert minimise(script, server.address, timeout=TIMEOUT, key=HELO_220,
-                        max_replays=0) is None
+        assert minimise(script, server.address, SETTINGS, key=HELO_220, max_replays=0) is None
         ticks = itertools.count(step=10.0)  # every look at the clock: 10 s later
-        late = minimise(script, server.address, timeout=TIMEOUT, key=HELO_220, seconds=15.0,
+        late = minimise(script, server.address, SETTINGS, key=HELO_220, seconds=15.0,
                         clock=lambda: next(ticks))
         assert late is not None
         assert late.replays == 1
@@ -147,17 +150,16 @@ def test_in_safe_mode_no_replay_completes_a_message():
     # The failure needs a completed message; without delivery it cannot be seen again.
     script = Script("seed", "reply_code_documented", (MAIL, RCPT, DATA, MESSAGE, MAIL))
     with FaultServer("mail_fails_after_message") as server:
-        assert minimise(script, server.address, timeout=TIMEOUT, key=MAIL_550,
-                        deliver=False) is None
-        assert minimise(script, server.address, timeout=TIMEOUT, key=MAIL_550,
-                        deliver=True) is not None
+        assert minimise(script, server.address, dataclasses.replace(SETTINGS, deliver=False),
+                        key=MAIL_550) is None
+        assert minimise(script, server.address, SETTINGS, key=MAIL_550) is not None
 
 
 def test_a_server_that_has_gone_away_gives_nothing():
     script = Script("seed", "reply_code_documented", (EHLO, HELO))
     with socket.create_server(("127.0.0.1", 0)) as probe:
         address = ServerAddress("127.0.0.1", probe.getsockname()[1])
-    assert minimise(script, address, timeout=TIMEOUT, key=HELO_220) is None
+    assert minimise(script, address, SETTINGS, key=HELO_220) is None
 
 
 def test_a_replay_that_fails_otherwise_than_recorded_gives_nothing():
@@ -165,8 +167,8 @@ def test_a_replay_that_fails_otherwise_than_recorded_gives_nothing():
     # fails another way (NOOP 252): that is not the failure to cut down.
     script = Script("seed", "reply_code_documented", (NOOP, HELO))
     with FaultServer("noop_replies_252") as server:
-        assert minimise(script, server.address, timeout=TIMEOUT, key=HELO_220) is None
-        other = minimise(script, server.address, timeout=TIMEOUT, key=NOOP_252)
+        assert minimise(script, server.address, SETTINGS, key=HELO_220) is None
+        other = minimise(script, server.address, SETTINGS, key=NOOP_252)
     assert other is not None
     assert other.finding.key == NOOP_252
     assert other.script.steps == (NOOP,)
@@ -176,10 +178,10 @@ def test_the_same_deviation_at_another_level_is_not_the_recorded_one():
     # Under rfc5321 a 252 to NOOP is a SHOULD (2yz is documented for NOOP); the MUST key
     # of the seed profile names another finding, so it is not shown again.
     script = Script("rfc5321", "reply_code_documented", (EHLO, NOOP))
+    rfc5321 = dataclasses.replace(SETTINGS, profile=get_profile("rfc5321"))
     with FaultServer("noop_replies_252") as server:
-        assert minimise(script, server.address, timeout=TIMEOUT, key=NOOP_252) is None
-        should = minimise(script, server.address, timeout=TIMEOUT,
-                          key=NOOP_252._replace(level="SHOULD"))
+        assert minimise(script, server.address, rfc5321, key=NOOP_252) is None
+        should = minimise(script, server.address, rfc5321, key=NOOP_252._replace(level="SHOULD"))
     assert should is not None
     assert should.script.steps == (NOOP,)
 
@@ -210,7 +212,7 @@ def test_a_session_with_tls_and_a_batch_is_cut_down_to_what_the_finding_needs(tm
     missing = FindingKey("pipelining_answers_every_command", "MUST", PIPELINED_BATCH, 0)
     server_script = starttls_server(certificates.server_context(), batch_fault="short")
     with ScriptedServer(server_script) as server:
-        result = minimise(script, server.address, timeout=TIMEOUT, key=missing)
+        result = minimise(script, server.address, SETTINGS, key=missing)
     assert result is not None
     steps = result.script.steps
     assert steps[:2] == (STARTTLS, TLS)

@@ -79,13 +79,15 @@ def test_tls_and_auth_options_become_settings(tmp_path):
     suite = settings({"--server": "127.0.0.1:2525", "--smtp-tls-cafile": str(ca),
                       "--smtp-auth-user": "u", "--smtp-auth-password": "s3cret"})
     assert (suite.tls_verify, suite.tls_cafile) == (True, ca)
-    context, name = suite.tls(ServerAddress("127.0.0.1", 2525))
-    assert (context.check_hostname, name) == (True, "127.0.0.1")
+    sessions = suite.session(ServerAddress("127.0.0.1", 2525))
+    assert (sessions.tls_context.check_hostname, sessions.tls_server_name) == \
+        (True, "127.0.0.1")
     assert suite.credentials == Credentials("u", "s3cret")
     assert "s3cret" not in repr(suite)
     # By default: any certificate, and the embedded server's own credentials for AUTH.
     plain = settings()
-    assert plain.tls(ServerAddress("127.0.0.1", 25))[0].verify_mode == ssl.CERT_NONE
+    assert plain.session(ServerAddress("127.0.0.1", 25)).tls_context.verify_mode == \
+        ssl.CERT_NONE
     assert plain.credentials is None
     assert plain.for_run(None).credentials == EMBEDDED_CREDENTIALS
     assert settings({"--server": "127.0.0.1:2525"}).for_run(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from conformance.checks import Exchange, relay_refused
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.commands import RELAY_DOMAIN, RELAY_PROBES, Command
 from conformance.protocol.model import Session, State
 from conformance.protocol.replies import Reply
@@ -84,8 +85,8 @@ def test_a_relay_probe_ends_its_session_and_never_goes_out_authenticated(fault, 
     """Whatever the reply, the session ends after the relay recipient (no message can
     follow it); and it goes out in a session that has not authenticated."""
     with FaultServer(fault) as server:
-        machine = configure(server.address, get_profile("seed"), timeout=1.0,
-                            relay_check=True)()
+        machine = configure(server.address, SessionSettings(get_profile("seed"), timeout=1.0,
+                                                            relay_check=True))()
         machine.connect()
         if authenticated:  # as a session left by send_auth would be
             machine.session.model = replace(machine.session.model, authenticated=True)
@@ -96,7 +97,7 @@ def test_a_relay_probe_ends_its_session_and_never_goes_out_authenticated(fault, 
         machine.teardown()
         sent = list(server.received)
     assert sent[-1] == RELAY_PROBES[0].line
-    verdicts = [f.verdict for f in machine.record.findings.values()
+    verdicts = [f.verdict for f in machine.state.record.findings.values()
                 if f.check == "relay_refused"]
     assert verdicts == (["WARN"] if fault else [])
 

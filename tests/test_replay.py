@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from conformance.engine.replay import (
     writes_of,
 )
 from conformance.engine.session import CheckedSession
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.commands import Command, Step
 from conformance.protocol.tables import get_profile
 from tests.fault_server import FAULTS, FaultServer
@@ -37,6 +39,7 @@ from tests.tls_server import SERVER_NAME, Certificates, starttls_server
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--smtp-timeout=0.5",
          "--smtp-deliver", "--smtp-strict", "--smtp-examples=200", "--smtp-fail-fast"]
 # A fault early in a session, one after N recipients, one after a message, a framing fault.
+SETTINGS = SessionSettings(get_profile("seed"), timeout=0.5)
 REPLAYED = ["helo_replies_220", "third_recipient_554", "mail_fails_after_message",
             "end_of_data_replies_354", "bare_lf_replies"]
 
@@ -123,15 +126,12 @@ def test_printf_reproducer_sends_exactly_the_session_bytes_then_quit():
 
 A_LONG_FAILING_SESSION = '''
 from conformance.protocol.commands import Command
-from conformance.engine.session import CheckedSession
 
 
-def test_long_session(smtp_config, smtp_state_machine, smtp_server_address):
-    # As a test of a user's own would: findings recorded in the state machine fixture's
-    # record fail the test when it ends, each with its shortest session.
-    session = CheckedSession(smtp_server_address, smtp_config.profile, timeout=0.5,
-                             policy=smtp_state_machine.policy,
-                             record=smtp_state_machine.record)
+def test_long_session(smtp_state_machine):
+    # As a test of a user's own would: findings recorded by a session of the state machine
+    # fixture's run fail the test when it ends, each with its shortest session.
+    session = smtp_state_machine.new_session()
     session.connect()
     for line in [b"EHLO a.example.test", b"NOOP", b"HELP", b"EHLO b.example.test",
                  b"NOOP", b"HELO c.example.test"]:
@@ -167,7 +167,7 @@ def test_replay_never_sends_lines_as_a_message_the_script_does_not_have():
     # Recorded where DATA got 503; if the server now answers 354, the "." must not follow.
     steps = (*TRANSACTION, Step("unrecognised", b".\r\n"))
     with FaultServer() as server:
-        replayed = replay(Script("seed", "x", steps), server.address, timeout=0.5)
+        replayed = replay(Script("seed", "x", steps), server.address, SETTINGS)
     assert replayed.findings == ()
     assert replayed.transcript.splitlines()[-1].endswith("S: 354 End data with <CRLF>.<CRLF>")
 
@@ -175,8 +175,8 @@ def test_replay_never_sends_lines_as_a_message_the_script_does_not_have():
 def test_replay_in_safe_mode_never_completes_a_message():
     steps = (*TRANSACTION, Step("received data", b"hello\r\n.\r\n"))
     with FaultServer() as server:
-        replayed = replay(Script("seed", "x", steps), server.address, timeout=0.5,
-                          deliver=False)
+        replayed = replay(Script("seed", "x", steps), server.address, dataclasses.replace(SETTINGS,
+                                                                                          deliver=False))
     assert replayed.findings == ()
     assert "Message accepted" not in replayed.transcript
     assert "C: hello" not in replayed.transcript
@@ -190,8 +190,7 @@ def test_a_replay_returns_its_findings_and_ends_at_the_first_deviation():
     noop_252 = FindingKey("reply_code_documented", "MUST", "NOOP", 252)
     helo_220 = noop_252._replace(cause="HELO", code=220)
     with FaultServer("noop_replies_252", "helo_replies_220") as server:
-        replayed = replay(Script("seed", "reply_code_documented", steps), server.address,
-                          timeout=0.5)
+        replayed = replay(Script("seed", "reply_code_documented", steps), server.address, SETTINGS)
         sent = list(server.received)
     assert sent == [b"NOOP\r\n", b"HELO a.example.test\r\n"]  # no NOOP after the HELO
     assert [f.key for f in replayed.findings] == [noop_252, helo_220]
@@ -206,7 +205,7 @@ def test_a_replay_sends_the_control_probe_again_where_it_is_due():
     # The recorded steps hold only the lower-case NOOP; its probe is not a step of its own.
     script = Script("seed", "verb_case_insensitive", (Step("NOOP", b"noop\r\n"),))
     with FaultServer("lowercase_verbs_unrecognised") as server:
-        replayed = replay(script, server.address, timeout=0.5)
+        replayed = replay(script, server.address, SETTINGS)
         sent = list(server.received)
     assert sent == [b"noop\r\n", b"NOOP\r\n"]
     finding = replayed.first()
@@ -244,13 +243,13 @@ def test_a_late_reply_replays_as_late_not_as_missing():
     late = FindingKey("reply_within_timeout", "SHOULD", THE_SESSION, 0)
     with ScriptedServer(slow_noop) as server:
         replayed = replay(Script("seed", "reply_within_timeout", (Step("NOOP", b"NOOP\r\n"),)),
-                          server.address, timeout=0.5)
+                          server.address, SETTINGS)
     assert [f.key for f in replayed.findings] == [late]
 
 
 def test_replaying_a_recorded_session_sends_exactly_what_the_session_sent():
     with FaultServer("lowercase_verbs_unrecognised", "helo_replies_220") as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=0.5)
+        session = CheckedSession(server.address, SETTINGS)
         session.connect()
         session.send(Command(b"noop x y\r\n", valid=False))  # 500, and no probe: malformed
         session.send(Command.of("HELO a.example.test"))
@@ -259,7 +258,7 @@ def test_replaying_a_recorded_session_sends_exactly_what_the_session_sent():
         server.received.clear()
         finding = session.record.findings[FindingKey("reply_code_documented", "MUST", "HELO",
                                                      220)]
-        replayed = replay(script_of(finding), server.address, timeout=0.5)
+        replayed = replay(script_of(finding), server.address, SETTINGS)
         assert list(server.received) == recorded
     first = replayed.first()
     assert first is not None
@@ -352,8 +351,7 @@ def test_replaying_a_session_with_a_tls_upgrade_and_a_batch_sends_the_same_write
     script = starttls_server(certificates.server_context(), batch_fault="short", seen=seen)
     missing = FindingKey("pipelining_answers_every_command", "MUST", PIPELINED_BATCH, 0)
     with ScriptedServer(script) as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=0.5,
-                                 hang_wait=0.0)
+        session = CheckedSession(server.address, dataclasses.replace(SETTINGS, hang_wait=0.0))
         session.connect()
         session.send(Command.of("EHLO client.example.test"))
         assert session.starttls(certificates.client_context(), SERVER_NAME) is not None
@@ -366,7 +364,7 @@ def test_replaying_a_session_with_a_tls_upgrade_and_a_batch_sends_the_same_write
         finding = session.record.findings[missing]
         path = tmp_path / "tls.json"
         save(script_of(finding), path)
-        replayed = replay(load(path), server.address, timeout=0.5, hang_wait=0.0)
+        replayed = replay(load(path), server.address, dataclasses.replace(SETTINGS, hang_wait=0.0))
         assert list(seen) == recorded
     assert recorded[-1] == b"MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nNOOP\r\n"
     assert [step.group for step in finding.session] == [

@@ -9,6 +9,7 @@ from conformance.checks.grading import FindingKey
 from conformance.engine.pacing import Pacer
 from conformance.engine.probes import SHORT_NOOP, control_probe
 from conformance.engine.session import CheckedSession
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.commands import Command, Step
 from conformance.protocol.errors import StopRun
 from conformance.protocol.replies import Reply
@@ -59,6 +60,7 @@ def test_no_rate_means_no_waiting() -> None:
 # --- findings are recorded, not raised; a deviation ends the session -------------------------
 
 TIMEOUT = 0.5
+SETTINGS = SessionSettings(get_profile("seed"), timeout=TIMEOUT)
 
 
 @pytest.mark.parametrize(("fault", "line", "goes_on"), [
@@ -69,7 +71,7 @@ TIMEOUT = 0.5
 ])
 def test_a_session_goes_on_after_a_deviation_only_if_its_state_is_known(fault, line, goes_on):
     with FaultServer(fault) as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=TIMEOUT)
+        session = CheckedSession(server.address, SETTINGS)
         session.connect()
         session.send(Command.of(line))
         assert session.findings
@@ -80,7 +82,7 @@ def test_a_session_goes_on_after_a_deviation_only_if_its_state_is_known(fault, l
 def test_a_deviation_is_recorded_not_raised_and_ends_the_session() -> None:
     helo = Command.of("HELO a.example.test")
     with FaultServer("helo_replies_220") as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=TIMEOUT)
+        session = CheckedSession(server.address, SETTINGS)
         session.connect()
         session.send(Command.of("NOOP"))
         reply = session.send(helo)  # no exception: the finding is in the record
@@ -104,8 +106,8 @@ def test_a_deviation_is_recorded_not_raised_and_ends_the_session() -> None:
 
 def test_fail_fast_stops_the_run_at_the_first_failing_finding() -> None:
     with FaultServer("helo_replies_220") as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=TIMEOUT,
-                                 fail_fast=True)
+        session = CheckedSession(server.address, SessionSettings(get_profile("seed"),
+                                                                 timeout=TIMEOUT, fail_fast=True))
         session.connect()
         with pytest.raises(StopRun, match="fail-fast"):
             session.send(Command.of("HELO a.example.test"))
@@ -115,8 +117,8 @@ def test_fail_fast_stops_the_run_at_the_first_failing_finding() -> None:
 
 def test_a_command_never_answered_is_a_must_and_is_not_sent_again() -> None:
     with FaultServer("help_never_answers") as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=0.2,
-                                 hang_wait=0.2)
+        session = CheckedSession(server.address, SessionSettings(get_profile("seed"), timeout=0.2,
+                                                                 hang_wait=0.2))
         session.connect()
         assert session.send(Command.of("HELP")) is None
         assert session.send(Command.of("HELP")) is None  # not sent: it would hang again
@@ -148,7 +150,7 @@ def test_a_control_probe_is_the_plain_form_of_a_refused_valid_command(
 
 def test_a_500_to_a_lower_case_verb_is_probed_in_upper_case() -> None:
     with FaultServer("lowercase_verbs_unrecognised") as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=TIMEOUT)
+        session = CheckedSession(server.address, SETTINGS)
         session.connect()
         reply = session.send(Command(b"noop\r\n"))
         session.close()
@@ -168,8 +170,8 @@ def test_a_500_to_a_lower_case_verb_is_probed_in_upper_case() -> None:
 
 def test_no_probe_is_sent_when_probes_are_off() -> None:
     with FaultServer("lowercase_verbs_unrecognised") as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=TIMEOUT,
-                                 probes=False)
+        session = CheckedSession(server.address, SessionSettings(get_profile("seed"),
+                                                                 timeout=TIMEOUT, probes=False))
         session.connect()
         session.send(Command(b"noop\r\n"))
         session.close()
@@ -180,7 +182,7 @@ def test_no_probe_is_sent_when_probes_are_off() -> None:
 
 def test_probes_chain_so_a_refused_parameter_is_blamed_whatever_the_case() -> None:
     with FaultServer("lowercase_verbs_unrecognised", "noop_refuses_parameter") as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=TIMEOUT)
+        session = CheckedSession(server.address, SETTINGS)
         session.connect()
         session.send(Command(b"noop x\r\n"))
         session.close()

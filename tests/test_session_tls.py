@@ -11,6 +11,7 @@ import pytest
 
 from conformance.engine.client import tls_context
 from conformance.engine.session import CheckedSession
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.commands import Command, Message, Step
 from conformance.protocol.errors import UsageError
 from conformance.protocol.model import State
@@ -20,6 +21,7 @@ from tests.scripted_server import ScriptedServer
 from tests.tls_server import SERVER_NAME, Certificates, starttls_server
 
 TIMEOUT = 0.5
+SETTINGS = SessionSettings(get_profile("seed"), timeout=TIMEOUT)
 SLACK = 3.0
 EHLO = Command.of("EHLO client.example.test")
 STARTTLS = Command(b"STARTTLS\r\n", group="STARTTLS")
@@ -32,7 +34,7 @@ def certificates(tmp_path_factory):
 
 def test_after_the_upgrade_the_session_starts_over(certificates):
     with ReferenceServer(tls_context=certificates.server_context()) as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=5)
+        session = CheckedSession(server.address, SessionSettings(get_profile("seed"), timeout=5))
         session.connect()
         session.send(EHLO)
         assert "STARTTLS" in session.model.extensions
@@ -63,7 +65,7 @@ def test_after_the_upgrade_the_session_starts_over(certificates):
 
 def test_a_refused_starttls_is_no_upgrade_and_no_step_of_its_own():
     with ReferenceServer(tls=False) as server:  # no STARTTLS: aiosmtpd answers 454
-        session = CheckedSession(server.address, get_profile("seed"), timeout=5)
+        session = CheckedSession(server.address, SessionSettings(get_profile("seed"), timeout=5))
         session.connect()
         session.send(EHLO)
         assert session.starttls(tls_context(verify=False)) is None
@@ -78,7 +80,7 @@ def test_a_refused_starttls_is_no_upgrade_and_no_step_of_its_own():
 def test_a_handshake_that_never_completes_ends_the_session_within_the_timeout(certificates):
     script = starttls_server(certificates.server_context(), handshake=False)
     with ScriptedServer(script) as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=TIMEOUT)
+        session = CheckedSession(server.address, SETTINGS)
         session.connect()
         started = time.monotonic()
         assert session.starttls(certificates.client_context(), SERVER_NAME) is None
@@ -98,7 +100,7 @@ def test_a_context_that_cannot_verify_as_given_is_refused_before_starttls_is_sen
         certificates):
     seen: deque[bytes] = deque()
     with ScriptedServer(starttls_server(certificates.server_context(), seen=seen)) as server:
-        session = CheckedSession(server.address, get_profile("seed"), timeout=TIMEOUT)
+        session = CheckedSession(server.address, SETTINGS)
         session.connect()
         with pytest.raises(UsageError, match="give server_hostname"):
             session.starttls(certificates.client_context())  # verifies, but which name?

@@ -28,6 +28,7 @@ from conformance.engine.failures import render
 from conformance.engine.record import FindingRecord
 from conformance.engine.replay import Script, replay
 from conformance.engine.session import CheckedSession
+from conformance.engine.settings import SessionSettings
 from conformance.output.report import SCHEMA_PATH
 from conformance.protocol.commands import (
     EIGHT_BIT_INPUT,
@@ -204,7 +205,7 @@ def test_a_replayed_batch_without_its_ehlo_goes_one_command_at_a_time():
     script = Script("seed", "pipelining_answers_every_command",
                     (Step.of(mail, batch=1), Step.of(rcpt, batch=1)))
     with FaultServer("enforces_synchronization") as server:
-        replayed = replay(script, server.address, timeout=1.0)
+        replayed = replay(script, server.address, SessionSettings(SEED, timeout=1.0))
         received = list(server.received)
     assert replayed.findings == ()
     assert received == [mail.line, rcpt.line]  # no 554: each went after the reply before it
@@ -214,7 +215,7 @@ def test_an_lf_dot_lf_ending_is_caught_where_the_server_refuses_early_input():
     # The smuggled line goes only after the reply to the data: a server that took <LF>.<LF>
     # has answered by then, and runs the line, whether or not it enforces synchronization.
     with FaultServer("ends_data_at_lf_dot_lf", "enforces_synchronization") as server:
-        session = CheckedSession(server.address, SEED, timeout=1.0)
+        session = CheckedSession(server.address, SessionSettings(SEED, timeout=1.0))
         session.connect()
         for line in ("EHLO client.example.test", "MAIL FROM:<a@example.test>",
                      "RCPT TO:<b@mx.fault.test>", "DATA"):

@@ -20,6 +20,7 @@ from conformance.checks import Exchange, data_ends_only_at_crlf_dot_crlf
 from conformance.engine.address import ServerAddress
 from conformance.engine.replay import Script, replay, script_of
 from conformance.engine.session import CheckedSession
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.commands import (
     DATA_PROBE,
     NON_STANDARD_ENDINGS,
@@ -89,7 +90,7 @@ def test_check_says_nothing_of_the_reply_to_the_real_end():
 
 
 def _probed(address: ServerAddress, probe: DataProbe, *, deliver: bool) -> CheckedSession:
-    session = CheckedSession(address, SEED, timeout=2.0, deliver=deliver)
+    session = CheckedSession(address, SessionSettings(SEED, timeout=2.0, deliver=deliver))
     session.connect()
     for line in TRANSACTION:
         session.send(Command.of(line))
@@ -169,7 +170,7 @@ def test_an_ending_answered_after_the_wait_is_still_found_when_delivering():
 
 def test_a_probe_outside_the_data_phase_is_not_sent():
     with FaultServer() as server:
-        session = CheckedSession(server.address, SEED, timeout=2.0)
+        session = CheckedSession(server.address, SessionSettings(SEED, timeout=2.0))
         session.connect()
         session.send(Command.of("EHLO client.example.test"))
         assert session.send_probe(DataProbe("<LF>.<LF>", b"RSET\r\n")) is None
@@ -184,7 +185,8 @@ def test_a_replay_never_sends_a_probe_as_commands():
              Step.of(Command.of("MAIL FROM:<a@example.test>")), Step.of(Command.of("DATA")),
              Step.of(DataProbe("<LF>.<LF>", b"RSET\r\n")))
     with FaultServer() as server:
-        replayed = replay(Script("seed", CHECK, steps), server.address, timeout=2.0)
+        replayed = replay(Script("seed", CHECK, steps), server.address, SessionSettings(SEED,
+                                                                                        timeout=2.0))
         sent = list(server.received)
     assert replayed.findings == ()
     assert not any(b"probe" in line for line in sent), sent
@@ -195,7 +197,8 @@ def test_a_recorded_probe_replays_and_finds_the_same():
         probe = DataProbe("<CRLF><NUL>.<CRLF>", b"HELP\r\n")
         session = _probed(server.address, probe, deliver=False)
         [record] = session.record.findings.values()
-        again = replay(script_of(record), server.address, timeout=2.0, deliver=False)
+        again = replay(script_of(record), server.address, SessionSettings(SEED, timeout=2.0,
+                                                                          deliver=False))
     assert again.first(record.key) is not None
 
 
@@ -256,7 +259,7 @@ BARE_LF = Command(b"NOOP\nNOOP\r\n", valid=False, group="NOOP")
 
 
 def _sent_alone(address: ServerAddress, command: Command) -> CheckedSession:
-    session = CheckedSession(address, SEED, timeout=2.0)
+    session = CheckedSession(address, SessionSettings(SEED, timeout=2.0))
     session.connect()
     session.send(command)
     assert not session.client.connected  # the session ends after the listen

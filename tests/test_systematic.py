@@ -8,13 +8,14 @@ import hashlib
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import conformance.strategies.extensions as ext
-from conformance.engine.client import DEFAULT_TIMEOUT
+from conformance.engine.address import ServerAddress
 from conformance.engine.record import SYSTEMATIC, RunRecord
-from conformance.engine.settings import BUDGETS, RunSettings
+from conformance.engine.settings import BUDGETS, DEFAULT_TIMEOUT, RunSettings, SessionSettings
 from conformance.protocol.commands import LONG_LINE_INPUT, NON_STANDARD_ENDINGS
 from conformance.protocol.credentials import EMBEDDED_CREDENTIALS, Credentials
 from conformance.protocol.model import State
@@ -144,11 +145,12 @@ def test_the_plan_is_the_same_in_every_process():
     assert digests == {_wire(planned.plan(EVERYTHING, deliver=True)) + "\n"}
 
 
-def swept(address: object, **options: object) -> RunRecord:
-    """The systematic phase alone (no Hypothesis at all) against ``address``."""
+def swept(address: ServerAddress, **options: Any) -> RunRecord:
+    """The systematic phase alone (no Hypothesis at all) against ``address``, messages
+    delivered; ``options``: more of the sessions' settings."""
     record = RunRecord()
-    machine = configure(address, get_profile("seed"), timeout=DEFAULT_TIMEOUT,  # type: ignore[arg-type]
-                        record=record, deliver=True, **options)  # type: ignore[arg-type]
+    settings = SessionSettings(get_profile("seed"), timeout=DEFAULT_TIMEOUT, **options)
+    machine = configure(address, settings, record=record)
     sweep(machine)
     return record
 

@@ -85,7 +85,7 @@ def send_batch(session: CheckedSession, commands: Sequence[Command]) -> list[Rep
     session.record.exercised["pipelined batches"] += 1
     session.steps += [Step.of(commands[i], batch=batch) for i in sending]
     io = BatchIO(session.client, b"".join(commands[i].line for i in sending),
-                  session.timeout + session.hang_wait)
+                  session.settings.reply_limit)
     for place, i in enumerate(sending):
         if io.error is None:
             if not session.client.connected:

@@ -32,9 +32,6 @@ from conformance.protocol.replies import Limits, Reply, ReplyParser
 from conformance.protocol.transcript import Transcript
 from conformance.protocol.violations import Violation
 
-# Seconds a reply may take, unless told otherwise (--smtp-timeout): RFC 5321 §4.5.3.2 gives a
-# client minutes, a test wants a verdict; later is a SHOULD finding, never a MUST.
-DEFAULT_TIMEOUT = 5.0
 RECV_SIZE = 64 * 1024
 MAX_PIPELINE = 1000
 # Plaintext read and discarded at a TLS upgrade, at most (the rest is left to fail the
@@ -107,7 +104,7 @@ class SMTPClient:
         self,
         address: ServerAddress,
         *,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float,
         connect_timeout: float | None = None,
         limits: Limits | None = None,
         smtputf8: bool = False,

@@ -15,8 +15,8 @@ short), and a batch of one is a command sent alone but without control probes, a
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,8 +27,8 @@ from conformance.engine.address import ServerAddress
 from conformance.engine.pacing import Pacer
 from conformance.engine.record import FindingRecord
 from conformance.engine.replay import Script, replay
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.commands import DATA_PROBE, TLS_UPGRADE, Step
-from conformance.protocol.credentials import Credentials
 from conformance.protocol.errors import ServerError, TargetUnreachable
 from conformance.protocol.vocabulary import VERBS
 
@@ -85,27 +85,24 @@ class _Budget:
         return True
 
 
-def minimise(script: Script, address: ServerAddress, *, timeout: float, key: FindingKey,
-             pacer: Pacer | None = None, deliver: bool = True,
-             max_replays: int = 50, seconds: float = 30.0,
-             clock: Callable[[], float] = time.monotonic,
-             tls: ssl.SSLContext | None = None,
-             credentials: Credentials | None = None) -> Minimised | None:
-    """The shortest part of ``script`` found that shows the finding ``key`` again. None if a
-    replay of the whole script does not show it (the server is not deterministic) or the
-    budget does not allow even that replay. ``deliver=False``: no message is completed.
-    ``tls``, ``credentials``: for TLS upgrades and AUTH, as in ``replay``."""
+def minimise(script: Script, address: ServerAddress, settings: SessionSettings, *,
+             key: FindingKey, max_replays: int = 50, seconds: float = 30.0,
+             clock: Callable[[], float] = time.monotonic) -> Minimised | None:
+    """The shortest part of ``script`` found that shows the finding ``key`` again, each
+    candidate replayed with ``settings``. None if a replay of the whole script does not show
+    it (the server is not deterministic) or the budget does not allow even that replay."""
     budget = _Budget(max_replays, seconds, clock)
     # A late reply (timing evidence with a reply code) shows again only if the replay waits
     # as long as the run did; anything else, a missing reply included, shows within the
     # timeout, so replays do not wait out a hang each time.
-    hang_wait = None if CHECKS[key.check].timing and key.code else 0.0
+    if not (CHECKS[key.check].timing and key.code):
+        settings = dataclasses.replace(settings, hang_wait=0.0)
+
+    pacer = Pacer(settings.rate)  # the rate holds across the replays
 
     def run(units: Sequence[Unit]) -> FindingRecord | None:
         try:
-            return replay(_script(script, units), address, timeout=timeout, pacer=pacer,
-                          deliver=deliver, hang_wait=hang_wait, tls=tls,
-                          credentials=credentials).first(key)
+            return replay(_script(script, units), address, settings, pacer=pacer).first(key)
         except (ServerError, TargetUnreachable):  # this candidate tells nothing
             return None
 

@@ -5,9 +5,12 @@ lines injected before it. Each is judged by the checks like any exchange."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from conformance.checks import Exchange, run_checks
+from conformance.engine.pacing import Activity
 from conformance.protocol.commands import Command, DataProbe, Step
 from conformance.protocol.errors import ReplyTimeout, ServerError
 from conformance.protocol.model import State, is_positive
@@ -93,7 +96,7 @@ def send_data_probe(session: CheckedSession, probe: DataProbe) -> Reply | None:
         if early is not None:
             note_early(session, probe, early, second_reply(session, wait) if smuggled_sent
                        else smuggled_reply(session, probe, wait))
-        elif session.deliver and END_OF_DATA not in session.adaptation.unanswered:
+        elif session.settings.deliver and END_OF_DATA not in session.adaptation.unanswered:
             rest = probe.REAL_END if smuggled_sent else probe.smuggled + probe.REAL_END
             reply = session.checked_exchange(END_OF_DATA, probe, session.sends(rest))
             late = second_reply(session, wait) if reply is not None and \
@@ -188,10 +191,9 @@ def control_reset(session: CheckedSession, exchange: Exchange) -> None:
     session.adaptation.reset_controlled = True
     if not isinstance(exchange.sent, Command):
         return
-    control = type(session)(session.address, session.profile, timeout=session.timeout,
-                            hang_wait=session.hang_wait, policy=session.policy,
-                            record=session.record, deliver=False, pacer=session.pacer,
-                            adaptation=session.adaptation, probes=False)
+    control = type(session)(
+        session.address, dataclasses.replace(session.settings, deliver=False, probes=False),
+        dataclasses.replace(session.state, cells=Counter(), activity=Activity()))
     try:
         control.connect()
         for hello in ("EHLO", "HELO"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +21,14 @@ from conformance import __version__
 from conformance.checks import CHECKS, THE_SESSION
 from conformance.checks.grading import FindingKey, Policy
 from conformance.engine.address import ServerAddress
-from conformance.engine.client import tls_context
 from conformance.engine.pacing import Adaptation, Pacer
 from conformance.engine.record import VERDICT_ORDER, FindingRecord, RunRecord
-from conformance.engine.session import CheckedSession
+from conformance.engine.session import CheckedSession, RunState
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.commands import DATA_PROBE, DataProbe, Message, Step
-from conformance.protocol.credentials import Credentials
 from conformance.protocol.errors import StopRun, UsageError
 from conformance.protocol.model import State
-from conformance.protocol.tables import Profile, get_profile
+from conformance.protocol.tables import get_profile
 from conformance.protocol.vocabulary import END_OF_DATA, UPGRADING_VERBS
 
 # Format 2 adds batches and TLS upgrades; a session with neither is still written as format
@@ -199,29 +197,26 @@ class _OneSession(Adaptation):
         return
 
 
-def replay(script: Script, address: ServerAddress, *, timeout: float,
-           profile: Profile | None = None, pacer: Pacer | None = None, deliver: bool = True,
-           policy: Policy | None = None, hang_wait: float | None = None,
-           tls: ssl.SSLContext | None = None,
-           credentials: Credentials | None = None) -> Replayed:
+def replay(script: Script, address: ServerAddress, settings: SessionSettings | None = None,
+           *, pacer: Pacer | None = None) -> Replayed:
     """Send the script's steps in order, in the same writes (``writes_of``), checking every
-    reply, until a deviation ends the session. ``hang_wait``: how much longer than
-    ``timeout`` a reply may come and count as late rather than missing (by default as in a
-    run; 0: a late reply counts as none). ``tls``: the context of TLS upgrades; by default
-    no certificate is verified, since a replay is about what the server does, not about its
-    certificate. ``credentials``: what fills the placeholders of AUTH commands (by default
-    credentials no server accepts).
+    reply, until a deviation ends the session. ``settings``: by default the script's
+    profile, graded strictly, each message sent; a replay's TLS upgrades verify no
+    certificate unless the settings' context does, since a replay is about what the server
+    does, not about its certificate, and its AUTH exchanges use the settings' credentials
+    (by default ones no server accepts). ``pacer``: one shared by a series of replays keeps
+    the settings' rate across them.
 
     A message is only ever sent as recorded: if the server asks for mail data (354) where
     the script has none, the replay stops there, so that later lines are never read as a
     message; ``deliver=False`` closes the connection instead of sending any message."""
+    if settings is None:
+        settings = SessionSettings(get_profile(script.profile), policy=Policy(strict=True))
     record = RunRecord()
-    session = CheckedSession(address, profile or get_profile(script.profile), timeout=timeout,
-                             hang_wait=hang_wait, policy=policy or Policy(strict=True),
-                             record=record, pacer=pacer, deliver=deliver,
-                             adaptation=_OneSession(reset_controlled=True),
-                             credentials=credentials)
-    context = tls if tls is not None else tls_context(verify=False)
+    session = CheckedSession(address, settings, RunState(
+        record=record, pacer=pacer if pacer is not None else Pacer(settings.rate),
+        adaptation=_OneSession(reset_controlled=True)))
+    context = settings.tls_context
     try:
         session.connect()
         for write in writes_of(script.steps):

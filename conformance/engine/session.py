@@ -14,6 +14,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from conformance.checks import (
     LEVEL_ORDER,
@@ -23,19 +24,18 @@ from conformance.checks import (
     refuted_checks,
     run_checks,
 )
-from conformance.checks.grading import Policy
 from conformance.engine import batch, probes
 from conformance.engine.address import ServerAddress
 from conformance.engine.client import (
-    DEFAULT_TIMEOUT,
     SMTPClient,
     Upgrade,
     check_tls_arguments,
 )
-from conformance.engine.pacing import HANG_FACTOR, Activity, Adaptation, Pacer
+from conformance.engine.pacing import Activity, Adaptation, Pacer
 from conformance.engine.record import FindingRecord, RunRecord, records_for
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.commands import Command, DataProbe, Message, Sent, Step, describe
-from conformance.protocol.credentials import WRONG, Credentials
+from conformance.protocol.credentials import WRONG
 from conformance.protocol.errors import (
     ClosedBeforeSent,
     ReplyTimeout,
@@ -51,7 +51,6 @@ from conformance.protocol.tables import (
     NO_MAIL_HERE,
     SERVICE_NOT_AVAILABLE,
     SERVICE_READY,
-    Profile,
 )
 from conformance.protocol.vocabulary import END_OF_DATA, GREETING, UPGRADING_VERBS, VERBS
 
@@ -86,43 +85,51 @@ def not_sendable(command: Command, model: Session) -> str | None:
     return None
 
 
+@dataclass
+class RunState:
+    """What the sessions of a run share and keep up to date: the record of what they found,
+    the pacing, what they learned of the server's timing, the exchanges per (state, group)
+    (for whoever steers them; the record's coverage may be shared with other runs), and what
+    they are doing now (a status line reads it)."""
+
+    record: RunRecord = field(default_factory=RunRecord)
+    pacer: Pacer = field(default_factory=Pacer)
+    adaptation: Adaptation = field(default_factory=Adaptation)
+    cells: Counter[tuple[str, str]] = field(default_factory=Counter)
+    activity: Activity = field(default_factory=Activity)
+
+    @classmethod
+    def of(cls, settings: SessionSettings, record: RunRecord | None = None,
+           activity: Activity | None = None) -> RunState:
+        """A run's new state: paced at the settings' rate, its record and activity given or
+        new."""
+        return cls(record=record if record is not None else RunRecord(),
+                   pacer=Pacer(settings.rate),
+                   activity=activity if activity is not None else Activity())
+
+
 class CheckedSession:
-    def __init__(self, address: ServerAddress, profile: Profile, *,
-                 timeout: float = DEFAULT_TIMEOUT,
-                 hang_wait: float | None = None, policy: Policy | None = None,
-                 record: RunRecord | None = None, deliver: bool = True,
-                 pacer: Pacer | None = None, adaptation: Adaptation | None = None,
-                 probes: bool = True, fail_fast: bool = False,
-                 cells: Counter[tuple[str, str]] | None = None,
-                 credentials: Credentials | None = None,
-                 activity: Activity | None = None) -> None:
+    """Sessions with one server, one after another (``connect`` starts the next), set to
+    ``settings``, sharing ``state`` with the run's other sessions (by default a state of
+    their own)."""
+
+    def __init__(self, address: ServerAddress, settings: SessionSettings,
+                 state: RunState | None = None) -> None:
         self.address = address
-        self.profile = profile
-        self.timeout = timeout
-        # After the timeout, how much longer to wait before a reply counts as never coming.
-        self.hang_wait = hang_wait if hang_wait is not None else timeout * (HANG_FACTOR - 1)
+        self.settings = settings
+        self.profile = settings.profile
+        self.state = state = state if state is not None else RunState.of(settings)
+        self.record, self.pacer, self.adaptation = state.record, state.pacer, state.adaptation
+        self.cells, self.activity = state.cells, state.activity
         self.model = Session()
-        self.policy = policy if policy is not None else Policy()
-        self.record = record if record is not None else RunRecord()
         # What fills the placeholders of AUTH commands, on the wire only (see credentials):
-        # ``credentials`` during an AUTH exchange where AUTH is offered, else wrong ones.
-        self.credentials = credentials if credentials is not None else WRONG
+        # the settings' credentials during an AUTH exchange where AUTH is offered, else
+        # wrong ones.
+        self.credentials = settings.credentials if settings.credentials is not None else WRONG
         self.filling = WRONG
         self.client = self._new_client()
         self.steps: list[Step] = []  # this session's, since the last connect
-        # False: safe mode. A message is never completed: after the 354 the connection is
-        # closed instead of sending the data, so the server aborts the transaction (§4.1.1.4)
-        # and nothing is delivered.
-        self.deliver = deliver
-        self.pacer = pacer if pacer is not None else Pacer()
-        self.adaptation = adaptation if adaptation is not None else Adaptation()
-        self.probes = probes  # send control probes after refused commands
-        self.fail_fast = fail_fast  # stop the run (StopRun) at the first failing finding
         self.findings: list[Finding] = []  # this session's, newest last
-        # Exchanges per (state, group), for whoever steers the sessions (the state machine);
-        # the record's coverage may be shared with other runs.
-        self.cells = cells if cells is not None else Counter()
-        self.activity = activity if activity is not None else Activity()
         self.last_reply_time = 0.0  # seconds the session's last reply took (see _probe_wait)
         # The session's last exchange that had a reply: a close found before the next command
         # was sent is judged on it (``_closed_after``).
@@ -131,6 +138,10 @@ class CheckedSession:
         self.last_noted: list[FindingRecord] = []
         self.upgrade: Upgrade | None = None  # this session's TLS upgrade, if any
         self.tls_failure: TLSHandshakeFailed | None = None  # this session's failed one
+
+    @property
+    def timeout(self) -> float:
+        return self.settings.timeout
 
     def _new_client(self) -> SMTPClient:
         """A client whose transcript and replies never show the credentials, even when the
@@ -153,9 +164,9 @@ class CheckedSession:
         self.last_reply_time = 0.0
         self.last_exchange = None
         greeting = self.checked_exchange(GREETING, None, lambda: self.client.connect(
-            greeting_timeout=self.timeout + self.hang_wait))
+            greeting_timeout=self.settings.reply_limit))
         if greeting is None and any(f.check.timing for f in self.findings):
-            raise StopRun(f"the server did not greet within {self.timeout + self.hang_wait:g}s:"
+            raise StopRun(f"the server did not greet within {self.settings.reply_limit:g}s:"
                           f" nothing more can be tested")
         return greeting
 
@@ -196,7 +207,7 @@ class CheckedSession:
         # At most two probes ("noop x" refused, then "NOOP x", then "NOOP"). They are not
         # steps of their own: a replay of the steps sends them again where they are due.
         for _ in range(2):
-            if reply is None or not self.probes or not self.model.open or \
+            if reply is None or not self.settings.probes or not self.model.open or \
                     self.model.state is State.DATA or \
                     (probe := probes.control_probe(command, reply)) is None:
                 break
@@ -208,7 +219,7 @@ class CheckedSession:
     def send_message(self, message: Message) -> Reply | None:
         """After a 354: the message data and its terminating <CRLF>.<CRLF> (in safe mode,
         nothing: the connection is closed instead)."""
-        if not self.deliver or END_OF_DATA in self.adaptation.unanswered:
+        if not self.settings.deliver or END_OF_DATA in self.adaptation.unanswered:
             self.close()
             return None
         self.steps.append(Step.of(message))
@@ -309,7 +320,7 @@ class CheckedSession:
 
     def _command(self, data: bytes) -> Reply:
         self.client.send(self.filling.fill(data), shown=data)
-        return self.client.read_reply(timeout=self.timeout + self.hang_wait)
+        return self.client.read_reply(timeout=self.settings.reply_limit)
 
     def checked_exchange(self, group: str, sent: Sent | None, io: Callable[[], Reply],
                   *, variant_of: tuple[Command, Reply] | None = None,
@@ -326,7 +337,7 @@ class CheckedSession:
         error: ServerError | None = None
         started = time.monotonic()
         activity = self.activity  # read by a status line's thread: ``waiting`` goes last
-        activity.wait_limit, activity.wait_started = self.timeout + self.hang_wait, started
+        activity.wait_limit, activity.wait_started = self.settings.reply_limit, started
         activity.waiting = group
         try:
             reply = io()
@@ -389,7 +400,7 @@ class CheckedSession:
             self.last_findings, self.last_noted = findings, noted
         if adapt and self.adaptation.answers_nothing:
             raise StopRun(f"the server answered none of {len(self.adaptation.unanswered)} "
-                          f"different commands within {self.timeout + self.hang_wait:g}s: "
+                          f"different commands within {self.settings.reply_limit:g}s: "
                           f"nothing more can be tested")
         return reply
 
@@ -447,7 +458,7 @@ class CheckedSession:
         if self.adaptation.skip_close_wait:
             return None, None
         started = time.monotonic()
-        closed_now = self.client.wait_for_close(timeout=self.timeout + self.hang_wait)
+        closed_now = self.client.wait_for_close(timeout=self.settings.reply_limit)
         elapsed = time.monotonic() - started
         return closed_now, elapsed if closed_now and elapsed > self.timeout else None
 
@@ -462,7 +473,8 @@ class CheckedSession:
         if not findings:
             return []
         self.findings += findings
-        records = records_for(findings, exchange, self.transcript, self.policy, self.steps)
+        records = records_for(findings, exchange, self.transcript, self.settings.policy,
+                              self.steps)
         for record in records:
             self.record.note(record)
         definite = [f for f in findings if f.check.refuted_by is None]
@@ -472,7 +484,8 @@ class CheckedSession:
         if any(f.check.explained_by for f in findings) and \
                 not self.adaptation.reset_controlled:
             probes.control_reset(self, exchange)
-        if self.fail_fast and any(self.policy.fails(self.policy.verdict(f, exchange))
-                                  for f in definite):
+        policy = self.settings.policy
+        if self.settings.fail_fast and any(policy.fails(policy.verdict(f, exchange))
+                                           for f in definite):
             raise StopRun("fail-fast: stopped at the first failing finding")
         return records

@@ -1,6 +1,6 @@
 """A run's settings: every default once, and what follows from them (the time budget, the
-TLS context, a shard's share, the grading policy). Light to import: the plugin and the
-options load it before anything runs."""
+TLS context, a shard's share, the grading policy, what each session is set to). Light to
+import: the plugin and the options load it before anything runs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from conformance.checks.grading import Policy
 from conformance.engine.address import ServerAddress
 from conformance.engine.baseline import Baseline
 from conformance.engine.client import tls_context
+from conformance.engine.pacing import HANG_FACTOR
 from conformance.protocol.credentials import EMBEDDED_CREDENTIALS, Credentials
 from conformance.protocol.tables import Profile
 
@@ -26,10 +27,51 @@ if TYPE_CHECKING:
 BUDGETS = {"fast": (60, 25), "thorough": (1000, 50)}
 SECONDS_PER_EXAMPLE = 2  # the default time budget: this much per example, at least a minute
 EMBEDDED = "embedded reference server"  # the target's name when no server was given
+# Seconds a reply may take, unless told otherwise (--smtp-timeout): RFC 5321 §4.5.3.2 gives a
+# client minutes, a test wants a verdict; later is a SHOULD finding, never a MUST.
+DEFAULT_TIMEOUT = 5.0
 
 
 def default_budget(examples: int) -> float:
     return float(max(60, examples * SECONDS_PER_EXAMPLE))
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """What every session of a run is set to, one value handed to each session, replay and
+    minimisation (a run makes it with ``RunSettings.session``)."""
+
+    profile: Profile
+    timeout: float = DEFAULT_TIMEOUT  # seconds for each reply; a later one is late
+    # How much longer than the timeout a reply may come and count as late, not missing;
+    # None: HANG_FACTOR times the timeout in all (0: a late reply counts as none).
+    hang_wait: float | None = None
+    policy: Policy = field(default_factory=Policy)
+    # False: safe mode. A message is never completed: after the 354 the connection is closed
+    # instead of sending the data, so the server aborts the transaction (RFC 5321 §4.1.1.4)
+    # and nothing is delivered.
+    deliver: bool = True
+    probes: bool = True  # send control probes after refused commands
+    fail_fast: bool = False  # stop the run (StopRun) at the first failing finding
+    rate: float | None = None  # commands per second; None: no limit
+    credentials: Credentials | None = None  # for AUTH; None: wrong ones (AUTH is refused)
+    tls: ssl.SSLContext | None = None  # of STARTTLS upgrades; None: one verifying nothing
+    tls_server_name: str | None = None  # the name asked for (SNI); None: the server's host
+    rcpt_domain: str | None = None  # None: the strategies' reserved test domains
+    relay_check: bool = False  # send recipients the server must not relay to
+
+    @property
+    def reply_limit(self) -> float:
+        """Seconds after which a reply counts as never coming."""
+        extra = self.hang_wait if self.hang_wait is not None else \
+            self.timeout * (HANG_FACTOR - 1)
+        return self.timeout + extra
+
+    @property
+    def tls_context(self) -> ssl.SSLContext:
+        """The context of STARTTLS upgrades: the one given, else one that verifies nothing
+        (the suite tests SMTP, not the certificate)."""
+        return self.tls if self.tls is not None else tls_context(verify=False)
 
 
 @dataclass(frozen=True)
@@ -64,11 +106,17 @@ class RunSettings:
     relay_check: bool = False  # send recipients the server must not relay to
     progress: bool = True  # a status line while the run runs (conformance.output.progress)
 
-    def tls(self, address: ServerAddress) -> tuple[ssl.SSLContext, str | None]:
-        """The TLS context of STARTTLS upgrades against ``address``, and the name to ask for
-        (SNI; verified when ``tls_verify``)."""
-        name = self.tls_server_name or address.host
-        return tls_context(cafile=self.tls_cafile, verify=self.tls_verify), name
+    def session(self, address: ServerAddress) -> SessionSettings:
+        """What each session of this run against ``address`` is set to. The TLS context
+        verifies the certificate of ``tls_server_name`` (else the server's host) only when
+        ``tls_verify``; messages are completed when ``delivers``."""
+        return SessionSettings(
+            profile=self.profile, timeout=self.timeout, policy=self.policy,
+            deliver=self.delivers, fail_fast=self.fail_fast, rate=self.rate,
+            credentials=self.credentials,
+            tls=tls_context(cafile=self.tls_cafile, verify=self.tls_verify),
+            tls_server_name=self.tls_server_name or address.host,
+            rcpt_domain=self.rcpt_domain, relay_check=self.relay_check)
 
     @property
     def targets(self) -> tuple[ServerAddress | None, ...]:

@@ -33,9 +33,9 @@ from conformance.checks import CHECKS
 from conformance.engine import outcome
 from conformance.engine import settings as run_settings
 from conformance.engine.address import ServerAddress
-from conformance.engine.client import DEFAULT_TIMEOUT
 from conformance.engine.failures import RunFailed
 from conformance.engine.record import RunError, RunRecord
+from conformance.engine.settings import DEFAULT_TIMEOUT
 from conformance.output.report import RunInfo, document
 from conformance.protocol.errors import EXIT_UNREACHABLE, SERVER_LOST, UsageError
 from conformance.protocol.levels import Verdict

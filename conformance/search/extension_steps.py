@@ -5,8 +5,6 @@ the same whatever the server offers; only what it sends depends on that)."""
 from __future__ import annotations
 
 import random
-import ssl
-from typing import ClassVar
 
 import conformance.strategies.extensions as ext
 from conformance.protocol.commands import Command, Message
@@ -19,9 +17,6 @@ from conformance.search.steering import DIRECTED_SHARE, Steering
 
 class ExtensionSteps(Steering):
     """Pipelined batches, MAIL/RCPT parameters, STARTTLS, BDAT, UTF-8 mailboxes and AUTH."""
-
-    tls: ClassVar[ssl.SSLContext | None] = None  # for STARTTLS; None: never upgrade
-    tls_server_name: ClassVar[str | None] = None
 
     def _with_extensions(self, choose: random.Random) -> None:
         """Say EHLO first in a session not identified yet, or (as ``choose`` decides) in one
@@ -66,8 +61,8 @@ class ExtensionSteps(Steering):
         self._send(mail)
         if self.session.model.state is State.MAIL:
             self._send(recipient)
-        if over_limit and limit is not None and limit <= MAX_MESSAGE_SENT and self.deliver and \
-                self.session.model.state is State.RCPT:
+        if over_limit and limit is not None and limit <= MAX_MESSAGE_SENT and \
+                self.session_settings.deliver and self.session.model.state is State.RCPT:
             self._send(Command.of("DATA"), ext.oversized_message(limit + 1))
 
     def _starttls(self, injected: bytes, argument: str, hello: Command, where: int) -> None:
@@ -78,12 +73,14 @@ class ExtensionSteps(Steering):
         if argument:
             self._send(Command(f"STARTTLS {argument}\r\n".encode(), valid=False))
             return
-        if "STARTTLS" not in self.session.model.extensions or self.tls is None or \
+        if "STARTTLS" not in self.session.model.extensions or \
                 self.session.model.tls:  # over TLS, whatever the server (re)advertises
             self._send(Command(b"STARTTLS\r\n"))
             return
         try:
-            upgraded = self.session.starttls(self.tls, self.tls_server_name, inject=injected)
+            settings = self.session_settings
+            upgraded = self.session.starttls(settings.tls_context, settings.tls_server_name,
+                                             inject=injected)
         except StopRun as stop:
             raise self._stop(stop) from None
         if upgraded is not None and self.session.model.open:
@@ -109,7 +106,9 @@ class ExtensionSteps(Steering):
             self._reach(State.RCPT, choose)
         if "CHUNKING" not in self.session.model.extensions:  # the route said HELO, say
             return
-        for chunk in chunks if self.deliver else [c for c in chunks if not c.last_chunk]:
+        if not self.session_settings.deliver:
+            chunks = [c for c in chunks if not c.last_chunk]
+        for chunk in chunks:
             reply = self._send(chunk)
             if reply is None or reply.code != OK:
                 if self.session.model.in_transaction:  # the state is "indeterminate" (§2)
@@ -117,7 +116,7 @@ class ExtensionSteps(Steering):
                 return
         if then_data:
             self._send(Command.of("DATA"), message)
-        if not self.deliver:
+        if not self.session_settings.deliver:
             self.session.close()
 
     def _utf8(self, mail: Command, recipient: Command, where: int) -> None:

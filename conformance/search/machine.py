@@ -14,7 +14,6 @@ cell is reached early in every run.
 from __future__ import annotations
 
 import random
-import ssl
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -30,12 +29,11 @@ from hypothesis.stateful import (
 
 import conformance.strategies.extensions as ext
 from conformance import strategies as smtp
-from conformance.checks.grading import Policy
 from conformance.engine.address import ServerAddress
-from conformance.engine.client import DEFAULT_TIMEOUT, tls_context
-from conformance.engine.pacing import Activity, Adaptation, Pacer
+from conformance.engine.pacing import Activity
 from conformance.engine.record import RunRecord
-from conformance.engine.session import CheckedSession
+from conformance.engine.session import CheckedSession, RunState
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.commands import (
     NON_STANDARD_ENDINGS,
     RELAY_PROBES,
@@ -43,10 +41,8 @@ from conformance.protocol.commands import (
     DataProbe,
     Message,
 )
-from conformance.protocol.credentials import Credentials
 from conformance.protocol.errors import StopRun
 from conformance.protocol.model import State
-from conformance.protocol.tables import Profile
 from conformance.protocol.vocabulary import VERBS, Verb
 from conformance.search.extension_steps import ExtensionSteps
 from conformance.search.steering import Exploration
@@ -184,19 +180,9 @@ PROBES_PER_ENDING = PROBES_PER_KIND = 1
 
 
 class SMTPConformance(ExtensionSteps, RuleBasedStateMachine):
-    """Configure with ``configure(address, profile, timeout)``, then run with Hypothesis."""
+    """Configure with ``configure(address, settings)``, then run with Hypothesis."""
 
     address: ClassVar[ServerAddress]
-    profile: ClassVar[Profile]
-    timeout: ClassVar[float] = DEFAULT_TIMEOUT
-    policy: ClassVar[Policy] = Policy()
-    pacer: ClassVar[Pacer] = Pacer()
-    record: ClassVar[RunRecord]
-    adaptation: ClassVar[Adaptation]  # one per run, shared by its sessions
-    fail_fast: ClassVar[bool] = False
-    credentials: ClassVar[Credentials | None] = None  # for AUTH; None: wrong ones
-    activity: ClassVar[Activity]  # one per run, kept by its sessions (a status line reads it)
-    relay_check: ClassVar[bool] = False  # recipients the server must not relay to are sent
 
     def __init__(self) -> None:
         super().__init__()
@@ -204,12 +190,8 @@ class SMTPConformance(ExtensionSteps, RuleBasedStateMachine):
 
     @classmethod
     def new_session(cls) -> CheckedSession:
-        """A checked session of this run: its server, profile, record, pacing, adaptation."""
-        return CheckedSession(cls.address, cls.profile, timeout=cls.timeout, policy=cls.policy,
-                              record=cls.record, deliver=cls.deliver, pacer=cls.pacer,
-                              adaptation=cls.adaptation, fail_fast=cls.fail_fast,
-                              cells=cls.exploration.cells, credentials=cls.credentials,
-                              activity=cls.activity)
+        """A checked session of this run: its server, settings and shared state."""
+        return CheckedSession(cls.address, cls.session_settings, cls.state)
 
     @initialize()
     def connect(self) -> None:
@@ -342,36 +324,24 @@ def explore(machine: type[SMTPConformance], hypothesis_settings: settings) -> No
         raise machine.exploration.stopped from None
 
 
-def configure(address: ServerAddress, profile: Profile, *, timeout: float,
-              policy: Policy | None = None, record: RunRecord | None = None,
-              seed: int | None = None, deliver: bool = True,
-              rcpt_domain: str | None = None, rate: float | None = None,
-              fail_fast: bool = False, deadline: float = float("inf"),
-              tls: ssl.SSLContext | None = None, tls_server_name: str | None = None,
-              credentials: Credentials | None = None,
-              relay_check: bool = False,
-              activity: Activity | None = None) -> type[SMTPConformance]:
-    """A state machine class bound to one server, profile and timeout; ``deadline``
-    (``time.monotonic()``) ends its exploration. ``tls``: the context of STARTTLS upgrades
-    (by default one that verifies nothing: the suite tests SMTP, not the certificate);
-    ``tls_server_name``: the name asked for (SNI, and verification). ``relay_check``: send
-    recipients the server must not relay to without authentication too. ``activity``: where
-    the sessions say what they are doing (for a status line)."""
-    tls = tls if tls is not None else tls_context(verify=False)
+def configure(address: ServerAddress, settings: SessionSettings, *,
+              record: RunRecord | None = None, activity: Activity | None = None,
+              seed: int | None = None,
+              deadline: float = float("inf")) -> type[SMTPConformance]:
+    """A state machine class bound to one server and the settings of its sessions, which
+    record into ``record`` and say what they are doing in ``activity`` (for a status line;
+    each by default new); ``seed``: Hypothesis's; ``deadline`` (``time.monotonic()``) ends
+    its exploration. The settings' recipient domain and relay check decide the rules that
+    draw recipients."""
+    domain = settings.rcpt_domain
     return type("SMTPConformance", (SMTPConformance,), {
-        "address": address, "profile": profile, "timeout": timeout,
-        "policy": policy if policy is not None else Policy(), "deliver": deliver,
-        "pacer": Pacer(rate), "adaptation": Adaptation(), "fail_fast": fail_fast,
-        "deadline": deadline,
-        "record": record if record is not None else RunRecord(),
+        "address": address, "session_settings": settings, "deadline": deadline,
+        "state": RunState.of(settings, record, activity),
         # Read by Hypothesis, as @seed(...) would set it: the same seed, the same draws (and,
         # from a server that answers alike and in time, the same sessions).
         "_hypothesis_internal_use_seed": seed,
-        **(_recipient_rules(rcpt_domain) if rcpt_domain else {}),
-        **(_extension_rules(rcpt_domain) if rcpt_domain else {}),
-        **({"transaction_relayed": transaction_relayed} if relay_check else {}),
-        "relay_check": relay_check,
-        "tls": tls, "tls_server_name": tls_server_name, "credentials": credentials,
-        "exploration": Exploration(rcpt_domain),
-        "activity": activity if activity is not None else Activity(),
+        **(_recipient_rules(domain) if domain else {}),
+        **(_extension_rules(domain) if domain else {}),
+        **({"transaction_relayed": transaction_relayed} if settings.relay_check else {}),
+        "exploration": Exploration(domain),
     })

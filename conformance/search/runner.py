@@ -32,7 +32,7 @@ from conformance.engine.record import (
     RunError,
     RunRecord,
 )
-from conformance.engine.settings import RunSettings, target_name
+from conformance.engine.settings import RunSettings, SessionSettings, target_name
 from conformance.protocol.errors import (
     SERVER_LOST,
     StopRun,
@@ -60,9 +60,11 @@ class Run:
     clock: Callable[[], float] = time.monotonic
     activity: Activity = field(default_factory=Activity)  # what its sessions are doing
     started: float = field(init=False)
+    sessions: SessionSettings = field(init=False)  # what each of its sessions is set to
 
     def __post_init__(self) -> None:
         self.started = self.clock()
+        self.sessions = self.settings.session(self.address)
 
     @property
     def deadline(self) -> float:
@@ -111,14 +113,10 @@ class Run:
             self._lost(lost)
         self.record.stamp(EXAMPLE_DB)
         s = self.settings
-        tls, tls_server_name = s.tls(self.address)
-        return configure(
-            self.address, s.profile, timeout=s.timeout, policy=s.policy, record=self.record,
-            deliver=s.delivers, rcpt_domain=s.rcpt_domain, rate=s.rate, fail_fast=s.fail_fast,
-            deadline=self.started + s.time_budget * EXPLORE_SHARE,
-            seed=int(s.seed) if s.seed.isdigit() else None, tls=tls,
-            tls_server_name=tls_server_name, credentials=s.credentials,
-            relay_check=s.relay_check, activity=self.activity)
+        return configure(self.address, self.sessions, record=self.record,
+                         activity=self.activity,
+                         seed=int(s.seed) if s.seed.isdigit() else None,
+                         deadline=self.started + s.time_budget * EXPLORE_SHARE)
 
     def _lost(self, lost: BaseException) -> None:
         self.record.errors.append(RunError(
@@ -135,13 +133,11 @@ class Run:
         db = example_db.open_db(s.example_db)
         scripts = example_db.saved(db, s.profile.name)
         shown = 0
+        pacer = Pacer(s.rate)  # the rate holds across the replays
         for script in scripts:
             if self.clock() > self.started + s.time_budget * EXPLORE_SHARE:
                 break
-            replayed = replay.replay(script, self.address, timeout=s.timeout,
-                                     profile=s.profile, pacer=Pacer(s.rate),
-                                     deliver=s.delivers, policy=s.policy,
-                                     tls=s.tls(self.address)[0], credentials=s.credentials)
+            replayed = replay.replay(script, self.address, self.sessions, pacer=pacer)
             if not any(f.key.check == script.check for f in replayed.findings):
                 example_db.forget(db, script)  # its own deviation shows no more
             shown += bool(replayed.findings)
@@ -167,12 +163,8 @@ class Run:
         if left < 1 or (not finding.steps and finding.group != GREETING):
             return self._saved(finding)  # no time, or nothing to replay
         script = replay.script_of(finding)
-        minimal = minimise(script, self.address, timeout=self.settings.timeout,
-                           key=finding.key, pacer=Pacer(self.settings.rate),
-                           deliver=self.settings.delivers, max_replays=MINIMISE_REPLAYS,
-                           seconds=min(MINIMISE_SECONDS, left),
-                           tls=self.settings.tls(self.address)[0],
-                           credentials=self.settings.credentials)
+        minimal = minimise(script, self.address, self.sessions, key=finding.key,
+                           max_replays=MINIMISE_REPLAYS, seconds=min(MINIMISE_SECONDS, left))
         if minimal is None and finding.timing:
             return self._saved(dataclasses.replace(
                 finding, verdict=Verdict.INCONCLUSIVE,

@@ -16,7 +16,8 @@ from collections import Counter
 from typing import Any, ClassVar
 
 from conformance.engine.pacing import ERRORS_PER_SESSION
-from conformance.engine.session import CheckedSession
+from conformance.engine.session import CheckedSession, RunState
+from conformance.engine.settings import SessionSettings
 from conformance.protocol.commands import Command, Message
 from conformance.protocol.errors import StopRun, TargetLost, TargetUnreachable
 from conformance.protocol.model import State
@@ -48,7 +49,6 @@ class Exploration:
 
     def __init__(self, rcpt_domain: str | None = None) -> None:
         self.stopped: StopRun | TargetLost | None = None
-        self.cells: Counter[tuple[str, str]] = Counter()
         self.commands: dict[str, list[Command]] = {}
         self.messages: list[Message] = []
         self.rcpt_domain = rcpt_domain
@@ -97,7 +97,8 @@ class Steering:
     places a drawn command where the run needs it."""
 
     session: CheckedSession
-    deliver: ClassVar[bool] = True
+    session_settings: ClassVar[SessionSettings]  # every session's
+    state: ClassVar[RunState]  # one per run, shared by its sessions
     deadline: ClassVar[float] = float("inf")  # time.monotonic() at which exploring stops
     exploration: ClassVar[Exploration]  # one per run, shared by its sessions
 
@@ -163,7 +164,7 @@ class Steering:
         self._send(command, message)
 
     def _least_seen_cells(self) -> list[tuple[State, str]]:
-        seen = self.exploration.cells
+        seen = self.state.cells
         fewest = min(seen[(state.name, group)] for state, group in CELLS)
         return [(state, group) for state, group in CELLS if seen[(state.name, group)] == fewest]
 
@@ -210,7 +211,8 @@ class Steering:
                 self._send(self.exploration.valid("RCPT", choose))
         if not self.session.model.in_transaction:
             return
-        if route == "message" and self.deliver and self.session.model.state is State.RCPT:
+        if route == "message" and self.session_settings.deliver and \
+                self.session.model.state is State.RCPT:
             self._send(self.exploration.valid("DATA", choose), self.exploration.message(choose))
         elif route == "hello":
             self._send(self.exploration.valid(hello, choose))

@@ -52,6 +52,7 @@ class Systematic:
     def __init__(self, machine: type[SMTPConformance]) -> None:
         self.machine = machine
         self.session = machine.new_session()
+        self.settings = machine.session_settings
         self.deadline = machine.deadline
         self.route: Route | None = None  # the route the session is at the end of, if any
         self.after_route: Session | None = None  # the model there
@@ -60,12 +61,12 @@ class Systematic:
     def run(self) -> Outcome:
         """The whole plan, within the deadline; what stops a run (``StopRun``, ``TargetLost``)
         comes out as itself."""
-        started, sessions = time.monotonic(), self.machine.activity.sessions
+        started, sessions = time.monotonic(), self.machine.state.activity.sessions
         outcome = Outcome()
         try:
-            cases = planned.plan(self._advertised(), deliver=self.machine.deliver,
-                                 rcpt_domain=self.machine.exploration.rcpt_domain,
-                                 relay_check=self.machine.relay_check)
+            cases = planned.plan(self._advertised(), deliver=self.settings.deliver,
+                                 rcpt_domain=self.settings.rcpt_domain,
+                                 relay_check=self.settings.relay_check)
             outcome.planned = len(cases)
             for case in cases:
                 if time.monotonic() >= self.deadline:
@@ -76,7 +77,7 @@ class Systematic:
         finally:
             self.session.close()
             outcome.seconds = time.monotonic() - started
-            outcome.sessions = self.machine.activity.sessions - sessions
+            outcome.sessions = self.machine.state.activity.sessions - sessions
         return outcome
 
     def _advertised(self) -> Advertised:
@@ -160,15 +161,14 @@ class Systematic:
         reply = None
         if not_sendable(move.command, session.model) is not None:
             return None  # a chunk where this session's EHLO (or HELO) offered no CHUNKING
-        if move.upgrade and "STARTTLS" in session.model.extensions and \
-                self.machine.tls is not None and not session.model.tls:
+        if move.upgrade and "STARTTLS" in session.model.extensions and not session.model.tls:
             self._upgrade()
         elif move.answers or move.command.group == "AUTH":
             reply = session.authenticate(move.command, move.answers)
         else:
             reply = self._send(move.command)
         if session.model.state is State.DATA:
-            if move.message is not None and self.machine.deliver:
+            if move.message is not None and self.settings.deliver:
                 session.send_message(move.message)
             else:
                 session.close()
@@ -179,8 +179,8 @@ class Systematic:
         return self.session.send(command)
 
     def _upgrade(self, inject: bytes = b"") -> None:
-        if self.machine.tls is not None:  # None: the run never upgrades
-            self.session.starttls(self.machine.tls, self.machine.tls_server_name, inject=inject)
+        self.session.starttls(self.settings.tls_context, self.settings.tls_server_name,
+                              inject=inject)
 
     def _batch(self, case: Case) -> None:
         """The moves in one write (RFC 2920), where this session's EHLO offered PIPELINING."""
@@ -190,7 +190,7 @@ class Systematic:
         session.send_batch([move.command for move in case.moves])
         last = case.moves[-1]
         if session.model.state is State.DATA:
-            if last.message is not None and self.machine.deliver:
+            if last.message is not None and self.settings.deliver:
                 session.send_message(last.message)
             else:
                 session.close()
