@@ -1,58 +1,54 @@
-"""Small misbehaving TCP servers for client tests: each runs a script against one connection.
+"""Small misbehaving TCP servers for client tests: each runs a script against a connection,
+one connection at a time (a script may keep state from one to the next).
 
-Bounded: the listening socket and every connection time out, and stop() joins the thread.
+On conformance.testing.serving's lifecycle: every connection times out, the script is told
+the server stops (``stop``), and the end of the server ends a script blocked in a read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import socketserver
 import threading
 from collections.abc import Callable
-from types import TracebackType
 
-from conformance.engine.address import ServerAddress
+from conformance.testing.serving import Served, ThreadedServer
 
 Script = Callable[[socket.socket, threading.Event], None]
+CONNECTION_TIMEOUT = 5.0
 
 
-class ScriptedServer:
+class _Scripted(socketserver.BaseRequestHandler):
+    server: _ScriptServer
+    request: socket.socket
+
+    def handle(self) -> None:
+        self.request.settimeout(CONNECTION_TIMEOUT)
+        self.server.follow(None, self.request)
+        try:
+            with contextlib.suppress(OSError):
+                self.server.script(self.request, self.server.stopping)
+        finally:
+            self.server.follow(self.request, None)
+
+
+class _ScriptServer(ThreadedServer):
+    script: Script
+
+    def process_request(self, request: socket.socket,  # type: ignore[override]
+                        client_address: object) -> None:
+        """In the serving thread: the next connection waits for this one's script."""
+        socketserver.TCPServer.process_request(self, request, client_address)
+
+
+class ScriptedServer(Served):
+    """``with ScriptedServer(script) as server:`` ... ``server.address``."""
+
     def __init__(self, script: Script, *, host: str = "127.0.0.1") -> None:
-        self._script = script
-        self._stop = threading.Event()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listener = socket.create_server((host, 0), family=family)
-        self._listener.settimeout(0.2)
-        host, port = self._listener.getsockname()[:2]
-        self.address = ServerAddress(host, port)
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5.0)
-                with contextlib.suppress(OSError):
-                    self._script(conn, self._stop)
-
-    def __enter__(self) -> ScriptedServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._listener.close()
-        self._thread.join(timeout=10)
+        server = _ScriptServer(_Scripted, host=host)
+        server.script = script
+        super().__init__(server)
 
 
 def read_line(conn: socket.socket, limit: int = 4096) -> bytes:

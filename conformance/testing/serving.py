@@ -28,7 +28,7 @@ from conformance.engine.address import ServerAddress
 
 
 class ThreadedServer(socketserver.ThreadingTCPServer):
-    """A thread per connection, on 127.0.0.1 (or ``host``) at a free port."""
+    """A thread per connection, on 127.0.0.1 (or ``host``, IPv6 too) at a free port."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -38,6 +38,7 @@ class ThreadedServer(socketserver.ThreadingTCPServer):
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.sessions: set[socket.socket] = set()  # sockets to shut down at the end
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, 0), handler)
 
     def follow(self, old: socket.socket | None, new: socket.socket | None) -> None:
@@ -78,8 +79,9 @@ class Served:
                  tb: TracebackType | None) -> None:
         server = self._server
         server.stopping.set()
+        server.end_sessions()  # first: a server serving one session at a time is in it
         server.shutdown()
         server.server_close()
-        server.end_sessions()
+        server.end_sessions()  # and any that began meanwhile
         self._thread.join(timeout=5)
         time.sleep(0)  # let the ended sessions' threads run
