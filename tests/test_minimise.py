@@ -9,13 +9,16 @@ import threading
 
 from conformance.checks import PIPELINED_BATCH
 from conformance.checks.grading import FindingKey
+from conformance.engine import example_db
 from conformance.engine.address import ServerAddress
 from conformance.engine.minimise import minimise, units_of
+from conformance.engine.record import RunRecord
 from conformance.engine.replay import Script
-from conformance.engine.settings import SessionSettings
+from conformance.engine.settings import RunSettings, SessionSettings
 from conformance.protocol.commands import Message, Step
 from conformance.protocol.tables import get_profile
 from conformance.protocol.vocabulary import GREETING
+from conformance.search.runner import Run
 from tests.fault_server import FaultServer
 from tests.scripted_server import ScriptedServer, read_line
 from tests.tls_server import Certificates, starttls_server
@@ -222,3 +225,24 @@ def test_a_session_with_tls_and_a_batch_is_cut_down_to_what_the_finding_needs(tm
     assert steps[3].batch == 1  # still one write: a batch of two
     assert result.finding.key == missing
     assert result.finding.session == steps
+
+
+
+def test_a_fail_fast_runs_replays_get_past_an_earlier_finding(tmp_path):
+    # Fail-fast stops the run at its first failing finding, not its replays: the example
+    # database's session and its minimising must reach the finding replayed (HELO's 220),
+    # past another one (NOOP's 252) before it.
+    db = str(tmp_path / "db")
+    script = Script("seed", "reply_code_documented", (NOOP, HELO), level="MUST",
+                    cause="HELO", code=220)
+    example_db.keep(example_db.open_db(db), script)
+    settings = RunSettings(server=None, profile=get_profile("seed"), timeout=TIMEOUT,
+                           examples=1, steps=1, budget_name="1", fail_fast=True,
+                           example_db=db)
+    with FaultServer("noop_replies_252", "helo_replies_220") as server:
+        run = Run(settings, server.address, RunRecord(), tmp_path)
+        run.replay_saved()
+        assert HELO_220 in run.record.findings
+        minimal = minimise(script, server.address, run.replays, key=HELO_220)
+    assert minimal is not None
+    assert minimal.script.steps == (HELO,)

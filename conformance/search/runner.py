@@ -61,10 +61,15 @@ class Run:
     activity: Activity = field(default_factory=Activity)  # what its sessions are doing
     started: float = field(init=False)
     sessions: SessionSettings = field(init=False)  # what each of its sessions is set to
+    # Its replays' (the example database's, minimising's): as its sessions, except that
+    # fail-fast stops the run, never a replay, which must get past any earlier finding to
+    # the one it replays.
+    replays: SessionSettings = field(init=False)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
         self.sessions = self.settings.session(self.address)
+        self.replays = dataclasses.replace(self.sessions, fail_fast=False)
 
     @property
     def deadline(self) -> float:
@@ -137,7 +142,7 @@ class Run:
         for script in scripts:
             if self.clock() > self.started + s.time_budget * EXPLORE_SHARE:
                 break
-            replayed = replay.replay(script, self.address, self.sessions, pacer=pacer)
+            replayed = replay.replay(script, self.address, self.replays, pacer=pacer)
             if not any(f.key.check == script.check for f in replayed.findings):
                 example_db.forget(db, script)  # its own deviation shows no more
             shown += bool(replayed.findings)
@@ -163,7 +168,7 @@ class Run:
         if left < 1 or (not finding.steps and finding.group != GREETING):
             return self._saved(finding)  # no time, or nothing to replay
         script = replay.script_of(finding)
-        minimal = minimise(script, self.address, self.sessions, key=finding.key,
+        minimal = minimise(script, self.address, self.replays, key=finding.key,
                            max_replays=MINIMISE_REPLAYS, seconds=min(MINIMISE_SECONDS, left))
         if minimal is None and finding.timing:
             return self._saved(dataclasses.replace(
