@@ -21,11 +21,10 @@ from hypothesis import HealthCheck, Phase, Verbosity, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conformance.checks.grading import FindingKey, Policy
+from conformance.checks.grading import FindingKey, Policy, Verdict
 from conformance.engine.record import RunRecord
 from conformance.engine.settings import SessionSettings
 from conformance.protocol.errors import StopRun
-from conformance.protocol.levels import Verdict
 from conformance.protocol.tables import PROFILES, get_profile
 from conformance.search.machine import SMTPConformance, configure, explore
 from tests.fault_server import FAULTS, NONDETERMINISTIC, SHOULD_FAULTS, FaultServer

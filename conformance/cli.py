@@ -14,13 +14,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conformance.checks.grading import Policy
+from conformance.checks.grading import Policy, RunVerdict, judge_run
 from conformance.engine import failures, replay
 from conformance.engine.address import ServerAddress
 from conformance.engine.settings import DEFAULT_TIMEOUT, SessionSettings
 from conformance.output import matrix
 from conformance.protocol.errors import EXIT_UNREACHABLE, TargetUnreachable, UsageError
-from conformance.protocol.levels import Verdict
 from conformance.protocol.tables import (
     DEFAULT_PROFILE,
     PROFILES,
@@ -88,23 +87,23 @@ def _replay_command(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
     same, worst = replayed.of(script), replayed.worst()
-    if worst is None or worst.verdict not in (Verdict.FAIL, Verdict.WARN):
+    verdict, status = judge_run([] if worst is None else [worst.verdict])
+    if verdict not in (RunVerdict.FAIL, RunVerdict.WARN):
         print(replayed.transcript)
         print("verdict: PASS  did not reproduce: every reply passed the checks" if same is None
               else f"verdict: PASS  reproduced only as {same.verdict}: [{same.check}] "
                    f"{same.level} (this profile does not fail it)")
-        return 0
+        return status
+    assert worst is not None
     shown = same if same is not None and same.verdict == worst.verdict else worst
     print(failures.render(shown))
     which = f"[{shown.check}] {shown.level}"
     told = "the recorded finding" if shown is same else \
         "not the recorded one, which did not reproduce" if same is None else \
         f"and the recorded one as {same.verdict}"
-    if worst.verdict == Verdict.FAIL:
-        print(f"verdict: FAIL  reproduced: {which}, {told}")
-        return 1
-    print(f"verdict: WARN  reproduced: {which}, {told} (a warning: fails only with --strict)")
-    return 0
+    warning = " (a warning: fails only with --strict)" if verdict is RunVerdict.WARN else ""
+    print(f"verdict: {verdict}  reproduced: {which}, {told}{warning}")
+    return status
 
 
 def _matrix_command(args: argparse.Namespace) -> int:

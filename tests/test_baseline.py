@@ -13,11 +13,12 @@ import jsonschema
 import pytest
 
 from conformance.checks import AFTER_ERRORS, THE_SESSION
+from conformance.checks.grading import Verdict
 from conformance.engine.baseline import Baseline, Entry, from_run, load, write
 from conformance.engine.record import FindingRecord, RunRecord
 from conformance.output.report import SCHEMA_PATH
 from conformance.protocol.errors import UsageError
-from conformance.protocol.levels import Level, Verdict
+from conformance.protocol.levels import Level
 from conformance.protocol.tables import GROUPS
 from tests.fault_server import FaultServer
 from tests.scripted_server import ScriptedServer, read_line

@@ -9,15 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from conformance.checks.grading import FindingKey, Policy
+from conformance.checks.grading import (
+    DECIDING,
+    FindingKey,
+    Policy,
+    RunVerdict,
+    Verdict,
+    grade,
+    judge_run,
+    worst,
+)
 from conformance.engine.address import ServerAddress
 from conformance.engine.failures import RunFailed
 from conformance.engine.outcome import exit_status
 from conformance.engine.record import FindingRecord, RunError, RunRecord, Runs
 from conformance.engine.settings import BUDGETS, RunSettings
 from conformance.output import summary
+from conformance.output.report import SCHEMA_PATH, summary_lines
 from conformance.protocol.errors import EXIT_UNREACHABLE
-from conformance.protocol.levels import Level, Verdict, grade
+from conformance.protocol.levels import Level
 from conformance.protocol.tables import get_profile
 
 
@@ -133,3 +143,57 @@ def test_finish_writes_the_report_and_keeps_the_exit_status_but_for_an_unreachab
 def test_junit_properties_name_each_failing_check():
     failed = RunFailed(list(record_of(Verdict.FAIL, Verdict.FAIL).findings.values()))
     assert summary.junit_properties(failed) == [("smtp_check", "reply_code_documented")] * 2
+
+
+def test_the_verdicts_are_ordered_worst_first_once():
+    assert [v.rank for v in Verdict] == list(range(len(Verdict)))
+    assert worst([Verdict.INFO, Verdict.KNOWN]) is Verdict.KNOWN
+    assert worst([Verdict.INFO, Verdict.INCONCLUSIVE, Verdict.WARN]) is Verdict.WARN
+    assert worst([]) is None
+    # What decides a run's verdict comes before what never does.
+    assert list(Verdict)[:len(DECIDING)] == list(DECIDING)
+
+
+@pytest.mark.parametrize(("verdicts", "ended", "outcome"), [
+    ((), {}, (RunVerdict.PASS, 0)),
+    ((Verdict.INFO, Verdict.KNOWN), {}, (RunVerdict.PASS, 0)),
+    ((Verdict.INFO, Verdict.INCONCLUSIVE), {}, (RunVerdict.INCONCLUSIVE, 0)),
+    ((Verdict.INCONCLUSIVE, Verdict.WARN), {}, (RunVerdict.WARN, 0)),
+    ((Verdict.WARN, Verdict.FAIL), {}, (RunVerdict.FAIL, 1)),
+    ((Verdict.FAIL,), {"survey": True}, (RunVerdict.SURVEY, 0)),
+    ((Verdict.FAIL,), {"survey": True, "stopped": True}, (RunVerdict.INCOMPLETE, 1)),
+    ((), {"stopped": True}, (RunVerdict.INCOMPLETE, 1)),
+    ((Verdict.FAIL,), {"stopped": True, "lost": True}, (RunVerdict.INCOMPLETE, EXIT_UNREACHABLE)),
+    ((), {"stopped": True, "lost": True, "tested": False},
+     (RunVerdict.UNREACHABLE, EXIT_UNREACHABLE)),
+])
+def test_a_run_is_judged_once_by_its_verdicts_and_how_it_ended(verdicts, ended, outcome):
+    assert judge_run(verdicts, **ended) == outcome
+    assert judge_run(verdicts, **ended).verdict.decided == (
+        outcome[0] not in (RunVerdict.INCOMPLETE, RunVerdict.UNREACHABLE))
+
+
+def test_a_record_is_judged_by_the_same_rule():
+    gone = RunError("cannot connect", unreachable=True)
+    assert record_of(errors=(gone,)).outcome() == (RunVerdict.UNREACHABLE, EXIT_UNREACHABLE)
+    assert record_of(Verdict.WARN, errors=(gone,)).outcome() == (
+        RunVerdict.INCOMPLETE, EXIT_UNREACHABLE)  # something was tested before it went
+    assert record_of(Verdict.WARN).outcome() == (RunVerdict.WARN, 0)
+
+
+def test_the_reports_verdicts_are_the_run_verdicts():
+    schema = json.loads(SCHEMA_PATH.read_text())
+    # ERROR is the matrix's: a run there that left no report to judge.
+    assert set(schema["properties"]["verdict"]["enum"]) == {str(v) for v in RunVerdict} - {"ERROR"}
+    assert schema["properties"]["counts"]["required"] == [str(v) for v in Verdict]
+
+
+def test_the_summary_line_names_the_run_verdict_and_counts_in_severity_order():
+    profile = get_profile("seed")
+    [first, *_] = summary_lines(record_of(Verdict.INFO, Verdict.WARN), profile)
+    assert first == "verdict: WARN  (0 FAIL, 1 WARN, 0 INCONCLUSIVE, 0 KNOWN, 1 INFO)"
+    [first, *_] = summary_lines(record_of(Verdict.FAIL), profile, survey=True)
+    assert first.startswith("verdict: SURVEY (nothing fails")
+    gone = RunError("cannot connect", unreachable=True)
+    [first, *_] = summary_lines(record_of(errors=(gone,)), profile)
+    assert first.startswith("verdict: UNREACHABLE (no connection could be made")

@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 
+from conformance.checks.grading import RunVerdict
 from conformance.output.matrix import (
-    ERROR,
-    EXIT_NO_VERDICT,
     GENERATED,
-    UNREACHABLE,
     Run,
     Target,
     build,
@@ -30,6 +28,8 @@ from conformance.output.matrix import (
 from conformance.protocol.errors import EXIT_UNREACHABLE, UsageError
 from tests.fault_server import FaultServer
 from tests.scripted_server import ScriptedServer
+
+UNREACHABLE, ERROR = RunVerdict.UNREACHABLE, RunVerdict.ERROR
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "matrix"
 
@@ -106,7 +106,7 @@ def test_unreachable_target_is_a_row_of_its_own_and_exits_6(tmp_path):
 def test_non_smtp_server_is_error_never_pass_and_exits_1(tmp_path):
     with ScriptedServer(http_400) as server:
         done = matrix_cli(tmp_path, f"http={server.address}")
-    assert done.returncode == EXIT_NO_VERDICT == 1, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr
     assert "http / seed     ERROR  (no command got an SMTP reply" in done.stdout
     matrix = json.loads((tmp_path / "matrix.json").read_text())
     assert [c["verdict"] for c in matrix["columns"]] == [ERROR]
@@ -158,13 +158,14 @@ def test_a_run_without_a_report_shows_error_in_every_cell_never_pass(tmp_path):
     matrix = build({("t", "seed"): run}, tmp_path)
     assert {c["verdict"] for c in matrix["cells"]} == {ERROR}
     assert matrix["columns"][0]["verdict"] == ERROR
-    assert exit_status(matrix) == EXIT_NO_VERDICT
+    assert exit_status(matrix) == 1
     assert "| t / seed | 127.0.0.1:25 | ERROR: no readable report" in render_markdown(matrix)
 
 
 @pytest.mark.parametrize(("verdicts", "status"), [
-    (["PASS", "FAIL", "WARN", "INCOMPLETE"], 0),  # a survey: findings are not its failure
-    (["PASS", ERROR], EXIT_NO_VERDICT),
+    (["PASS", "FAIL", "WARN", "INCONCLUSIVE"], 0),  # a survey: findings are not its failure
+    (["PASS", ERROR], 1),
+    (["FAIL", "INCOMPLETE"], 1),  # no verdict either
     ([ERROR, UNREACHABLE], EXIT_UNREACHABLE),
 ])
 def test_matrix_exit_status_says_whether_every_run_produced_a_verdict(verdicts, status):

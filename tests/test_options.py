@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from conformance.checks.grading import Verdict
 from conformance.engine.address import ServerAddress
 from conformance.engine.outcome import exit_status
 from conformance.engine.record import FindingRecord, RunError, RunRecord, Runs
@@ -19,7 +20,7 @@ from conformance.options import OPTIONS, Option, choose_seed, parse
 from conformance.output.summary import report
 from conformance.protocol.credentials import EMBEDDED_CREDENTIALS, Credentials
 from conformance.protocol.errors import UsageError
-from conformance.protocol.levels import Level, Verdict
+from conformance.protocol.levels import Level
 
 FAILURES = Path("failures")
 

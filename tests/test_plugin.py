@@ -47,7 +47,7 @@ def test_unreachable_server_exits_with_its_own_code(pytester):
     assert len([line for line in said if "cannot connect" in line]) == 1, said
     assert not any(line.startswith(("verdict:", "seed groups")) for line in said)
     written = json.loads(report.read_text())  # and the report says so: nothing was tested
-    assert (written["verdict"], written["exit_status"]) == ("INCOMPLETE", EXIT_UNREACHABLE)
+    assert (written["verdict"], written["exit_status"]) == ("UNREACHABLE", EXIT_UNREACHABLE)
     assert written["errors"][0].startswith(f"cannot connect to 127.0.0.1:{port}")
 
 

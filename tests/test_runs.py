@@ -103,7 +103,7 @@ def test_a_server_out_of_reach_among_several_errors_alone_and_exits_6(pytester, 
     result.assert_outcomes(passed=1, errors=1)
     runs = {run["target"]: run for run in report_of(pytester)["runs"]}
     assert (runs[f"127.0.0.1:{port}"]["verdict"], runs[f"127.0.0.1:{port}"]["exit_status"]) \
-        == ("INCOMPLETE", EXIT_UNREACHABLE)
+        == ("UNREACHABLE", EXIT_UNREACHABLE)
     assert (runs[str(server.address)]["verdict"], runs[str(server.address)]["exit_status"]) \
         == ("PASS", 0)
 

@@ -24,6 +24,7 @@ from conformance.checks import (
     identity_of,
     run_checks,
 )
+from conformance.checks.grading import Verdict
 from conformance.engine.failures import render
 from conformance.engine.record import FindingRecord
 from conformance.engine.replay import Script, replay
@@ -39,7 +40,6 @@ from conformance.protocol.commands import (
     Step,
 )
 from conformance.protocol.errors import ConnectionClosed
-from conformance.protocol.levels import Verdict
 from conformance.protocol.model import Session, State, advance
 from conformance.protocol.replies import Reply, parse_replies
 from conformance.protocol.tables import get_profile
@@ -194,7 +194,7 @@ def test_a_minimised_batch_keeps_the_ehlo_that_advertised_pipelining(pytester):
     finding = only(report)
     assert (finding["check"], finding["cause"]) == ("pipelining_answers_every_command",
                                                     PIPELINED_BATCH)
-    steps = [Step.from_list(item) for item in finding["steps"]]
+    steps = [Step.from_json(item) for item in finding["steps"]]
     assert steps[0].group == "EHLO"
     assert any(step.batch for step in steps)
     assert "synchronization error" not in json.dumps(report)

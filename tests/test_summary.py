@@ -7,9 +7,10 @@ import unicodedata
 
 import pytest
 
+from conformance.checks.grading import Verdict
 from conformance.engine.record import FindingRecord, RunError, RunRecord
 from conformance.output.report import summary_lines
-from conformance.protocol.levels import Level, Verdict
+from conformance.protocol.levels import Level
 from conformance.protocol.tables import GROUPS, PROFILES
 from conformance.protocol.transcript import escape_text
 from conformance.protocol.vocabulary import UNRECOGNISED

@@ -18,10 +18,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from conformance.checks.grading import BaselineKey
+from conformance.checks.grading import BaselineKey, Verdict
 from conformance.engine.record import RunRecord
 from conformance.protocol.errors import UsageError
-from conformance.protocol.levels import Verdict
 
 BASELINE_FORMAT = 1
 ANY_COMMAND = "*"  # an entry's command that matches every command group

@@ -28,9 +28,8 @@ from conformance.engine.pacing import Pacer
 from conformance.engine.record import FindingRecord
 from conformance.engine.replay import Script, replay
 from conformance.engine.settings import SessionSettings
-from conformance.protocol.commands import DATA_PROBE, TLS_UPGRADE, Step
+from conformance.protocol.commands import UNIT_BONDS, Step, grouped
 from conformance.protocol.errors import ServerError, TargetUnreachable
-from conformance.protocol.vocabulary import VERBS
 
 Unit = tuple[Step, ...]  # steps that are kept or dropped together
 
@@ -43,30 +42,10 @@ class Minimised:
     replays: int
 
 
-# (a step, the step it cannot go without, just before it), from the vocabulary: the data
-# a verb's positive reply asks for (a message, or an end-of-data probe's data), and the TLS
-# handshake after an upgrading verb.
-_KEPT_WITH = frozenset(
-    {(data, verb.name) for verb in VERBS.values() if verb.data_reply
-     for data in (verb.data_reply, DATA_PROBE)} |
-    {(TLS_UPGRADE, verb.name) for verb in VERBS.values() if verb.upgrades})
-
-
 def units_of(steps: Sequence[Step]) -> list[Unit]:
-    """The steps, with each message kept together with the DATA command before it (a message
-    sent without its DATA would be read as commands, and a DATA without its message would
-    make the server read the next commands as mail), and each TLS upgrade with its STARTTLS
-    (an upgrade without STARTTLS upgrades nothing; a STARTTLS answered 220 and not followed
-    by the handshake leaves the server waiting for one), and each answer to an AUTH
-    challenge with its exchange (alone, it would go out as a command: credentials and all)."""
-    units: list[Unit] = []
-    for step in steps:
-        if units and (step.answers_challenge or
-                      (step.group, units[-1][-1].group) in _KEPT_WITH):
-            units[-1] = (*units[-1], step)
-        else:
-            units.append((step,))
-    return units
+    """The steps in the units a shorter session keeps or drops whole
+    (``commands.UNIT_BONDS``)."""
+    return grouped(steps, UNIT_BONDS)
 
 
 class _Budget:

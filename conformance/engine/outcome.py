@@ -10,16 +10,13 @@ from conformance.engine import replay
 from conformance.engine.address import ServerAddress
 from conformance.engine.client import SMTPClient
 from conformance.engine.record import FindingRecord, RunRecord
-from conformance.protocol.errors import EXIT_UNREACHABLE, ConformanceError, TargetUnreachable
+from conformance.protocol.errors import ConformanceError, TargetUnreachable
 
 
 def exit_status(record: RunRecord, policy: Policy) -> int:
     """The exit status of one run by its record: EXIT_UNREACHABLE if the server could not be
-    reached, 1 if a finding fails it or it did not finish, else 0."""
-    if any(error.unreachable for error in record.errors):
-        return EXIT_UNREACHABLE
-    failing = any(policy.fails(f.verdict) for f in record.findings.values())
-    return 1 if failing or record.errors else 0
+    reached, 1 if a finding fails it or it did not finish, else 0 (``grading.judge_run``)."""
+    return record.outcome(survey=policy.survey).exit_status
 
 
 def unreachable(address: ServerAddress, timeout: float) -> str | None:

@@ -20,12 +20,18 @@ from conformance.checks import (
     identity_of,
     rfc5321_lists,
 )
-from conformance.checks.grading import FindingKey, Policy
+from conformance.checks.grading import (
+    FindingKey,
+    Policy,
+    RunOutcome,
+    RunVerdict,
+    Verdict,
+    judge_run,
+)
 from conformance.protocol.commands import Command, Step, describe, exact_octets
-from conformance.protocol.levels import Level, Verdict
+from conformance.protocol.levels import Level
 
 Coverage = Counter[tuple[str, str, int]]  # (state, group, code) -> times seen; code 0: no reply
-VERDICT_ORDER = {verdict: rank for rank, verdict in enumerate(Verdict)}  # worst first
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,8 @@ class FindingRecord:
     transcript: list[str]
     occurrences: int = 1
     replay: str | None = None  # the saved session, for python -m conformance replay
-    # The session's steps up to the finding, to replay it: ``Step.as_list`` (group, bytes as
-    # latin-1, valid, and a batch number for steps sent in one write).
-    steps: list[list[str | bool | int]] = field(default_factory=list)
+    # The session's steps up to the finding, to replay it (``Step.to_json``).
+    steps: list[dict[str, str | bool | int]] = field(default_factory=list)
     minimised_from: int | None = None  # steps before minimisation, when it shortened them
     intermittent: bool = False  # seen on the wire, not when the session was replayed
     # The finding's identity (``FindingKey``): what it is about, and the code that is part
@@ -102,7 +107,7 @@ class FindingRecord:
             documented=sorted(x.profile.documented(x.judged_as)),
             also=[f"[{f.check.id}] {f.level}: {f.complaint}" for f in others],
             transcript=transcript.splitlines(),
-            steps=[step.as_list() for step in steps],
+            steps=[step.to_json() for step in steps],
             cause=cause, cause_code=cause_code,
             seen={f"{x.filed_under} in {x.before.state.name}": 1},
             inputs={unusual: 1} if isinstance(x.sent, Command) and
@@ -128,7 +133,7 @@ class FindingRecord:
     @property
     def session(self) -> tuple[Step, ...]:
         """The steps, as the client sent them."""
-        return tuple(Step.from_list(s) for s in self.steps)
+        return tuple(Step.from_json(s) for s in self.steps)
 
     @property
     def timing(self) -> bool:
@@ -288,6 +293,14 @@ class RunRecord:
         self.advertised.update(other.advertised)
         self.exercised.update(other.exercised)
 
+    def outcome(self, *, survey: bool = False) -> RunOutcome:
+        """The run's verdict and exit status (``grading.judge_run``): a server out of reach
+        before the first exchange left nothing tested."""
+        return judge_run((f.verdict for f in self.findings.values()), survey=survey,
+                         stopped=bool(self.errors),
+                         lost=any(error.unreachable for error in self.errors),
+                         tested=bool(self.coverage or self.findings))
+
     def by_verdict(self, verdict: Verdict) -> list[FindingRecord]:
         return [f for f in self.sorted_findings() if f.verdict == verdict]
 
@@ -295,7 +308,7 @@ class RunRecord:
         """Worst verdict first; within one, the RFC-level deviations before those from the
         profile's table only."""
         return sorted(self.findings.values(),
-                      key=lambda f: (VERDICT_ORDER[f.verdict], f.table_only, f.key))
+                      key=lambda f: (f.verdict.rank, f.table_only, f.key))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -355,8 +368,7 @@ class Runs:
 
     def unreachable_only(self) -> bool:
         """Whether every run ended before its first exchange, its server out of reach."""
-        return all(not r.coverage and not r.findings and r.errors and
-                   all(e.unreachable for e in r.errors) for r in self.by_target.values())
+        return all(r.outcome().verdict is RunVerdict.UNREACHABLE for r in self.by_target.values())
 
     def ordered(self, targets: Sequence[str]) -> list[tuple[str, RunRecord]]:
         """The records in the order of ``targets`` (any other after them)."""

@@ -22,14 +22,21 @@ from conformance.checks import CHECKS, THE_SESSION
 from conformance.checks.grading import FindingKey, Policy
 from conformance.engine.address import ServerAddress
 from conformance.engine.pacing import Adaptation, Pacer
-from conformance.engine.record import VERDICT_ORDER, FindingRecord, RunRecord
+from conformance.engine.record import FindingRecord, RunRecord
 from conformance.engine.session import CheckedSession, RunState
 from conformance.engine.settings import SessionSettings
-from conformance.protocol.commands import DATA_PROBE, DataProbe, Message, Step
+from conformance.protocol.commands import (
+    DATA_PROBE,
+    WRITE_BONDS,
+    DataProbe,
+    Message,
+    Step,
+    grouped,
+)
 from conformance.protocol.errors import StopRun, UsageError
 from conformance.protocol.model import State
 from conformance.protocol.tables import get_profile
-from conformance.protocol.vocabulary import END_OF_DATA, UPGRADING_VERBS
+from conformance.protocol.vocabulary import END_OF_DATA
 
 # Format 2 adds batches and TLS upgrades; a session with neither is still written as format
 # 1, and a tool that knows only format 1 refuses a file it could not replay faithfully.
@@ -75,34 +82,12 @@ class Script:
         return {"format": REPLAY_FORMAT if new else 1, "profile": self.profile,
                 "check": self.check, "level": self.level, "cause": self.cause,
                 "code": self.code, "server": self.server, "seed": self.seed,
-                "version": self.version, "steps": [_step_json(step) for step in self.steps]}
-
-
-def _step_json(step: Step) -> dict[str, Any]:
-    item = {"group": step.group, "data": step.data.decode("latin-1"), "valid": step.valid}
-    return {**item, "batch": step.batch} if step.batch else item
-
-
-def _step_of_json(item: dict[str, Any]) -> Step:
-    return Step(str(item["group"]), str(item["data"]).encode("latin-1"),
-                bool(item.get("valid", True)), int(item.get("batch", 0)))
+                "version": self.version, "steps": [step.to_json() for step in self.steps]}
 
 
 def writes_of(steps: Sequence[Step]) -> list[tuple[Step, ...]]:
-    """The steps as the client performs them: each batch (consecutive steps with the same
-    batch number) at once; STARTTLS with the TLS upgrade after it; an AUTH command with the
-    answers to its challenges (each sent only after a 334); anything else alone."""
-    writes: list[tuple[Step, ...]] = []
-    for step in steps:
-        previous = writes[-1][-1] if writes else None
-        if previous is not None and (
-                (step.batch and step.batch == previous.batch) or
-                (step.answers_challenge and step.group == previous.group) or
-                (step.is_tls and previous.group in UPGRADING_VERBS and len(writes[-1]) == 1)):
-            writes[-1] = (*writes[-1], step)
-        else:
-            writes.append((step,))
-    return writes
+    """The steps as the client performs them (``commands.WRITE_BONDS``)."""
+    return grouped(steps, WRITE_BONDS)
 
 
 def script_of(finding: FindingRecord, *, server: str = "", seed: str = "") -> Script:
@@ -136,7 +121,7 @@ def loads(text: str | bytes) -> Script:
     data = json.loads(text)
     if data["format"] not in READABLE_FORMATS:
         raise ValueError(f"format {data['format']!r}")
-    steps = tuple(_step_of_json(s) for s in data["steps"])
+    steps = tuple(Step.from_json(s) for s in data["steps"])
     return Script(str(data["profile"]), str(data["check"]), steps,
                   level=str(data.get("level", "")), cause=str(data.get("cause", "")),
                   code=int(data.get("code", 0)), server=str(data.get("server", "")),
@@ -184,7 +169,7 @@ class Replayed:
 
     def worst(self) -> FindingRecord | None:
         """The finding of the worst verdict (FAIL first), shortest transcript first."""
-        return min(self.findings, key=lambda f: VERDICT_ORDER[f.verdict], default=None)
+        return min(self.findings, key=lambda f: f.verdict.rank, default=None)
 
 
 class _OneSession(Adaptation):

@@ -16,17 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from conformance import __version__
+from conformance.checks.grading import RunVerdict, Verdict
 from conformance.engine.record import RunRecord
-from conformance.protocol.levels import Verdict
 from conformance.protocol.model import is_positive, to_dot
 from conformance.protocol.tables import EXTENSION_GROUPS, GROUPS, SERVICE_NOT_AVAILABLE, Profile
 from conformance.protocol.transcript import escape_text
 from conformance.protocol.vocabulary import END_OF_DATA
 
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
-REPORT_FORMAT = 3
-INCOMPLETE = "INCOMPLETE"  # the run verdict when it did not finish
-SURVEY = "SURVEY"  # the run verdict of --smtp-baseline-write: findings recorded, none failing
+REPORT_FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -43,16 +41,6 @@ class RunInfo:
     finished: datetime
     exit_status: int
     survey: bool = False
-
-
-def overall(record: RunRecord) -> Verdict | None:
-    """FAIL if anything failed, else WARN if anything warned, else INCONCLUSIVE if a finding
-    did not reproduce; None: the server conforms."""
-    verdicts = {f.verdict for f in record.findings.values()}
-    for verdict in (Verdict.FAIL, Verdict.WARN, Verdict.INCONCLUSIVE):
-        if verdict.value in verdicts:
-            return verdict
-    return None
 
 
 def codes_by_group(record: RunRecord) -> dict[str, Counter[int]]:
@@ -93,7 +81,7 @@ def document(record: RunRecord, run: RunInfo, baseline: dict[str, Any] | None = 
         "started": run.started.isoformat(timespec="seconds"),
         "finished": run.finished.isoformat(timespec="seconds"),
         "exit_status": run.exit_status,
-        "verdict": run_verdict(record, survey=run.survey),
+        "verdict": str(record.outcome(survey=run.survey).verdict),
         "errors": [error.message for error in record.errors],
         "notes": list(record.notes),
         "counts": {v.value: len(record.by_verdict(v)) for v in Verdict},
@@ -167,25 +155,18 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
 
 
-def run_verdict(record: RunRecord, *, survey: bool = False) -> str:
-    """The run's verdict: INCOMPLETE if it did not finish (whatever it found before), else
-    SURVEY in survey mode (nothing fails), else the worst finding's, else PASS."""
-    if record.errors:
-        return INCOMPLETE
-    if survey:
-        return SURVEY
-    verdict = overall(record)
-    return verdict.value if verdict else "PASS"
+_MEANING = {RunVerdict.PASS: " (conforms)",
+            RunVerdict.INCOMPLETE: " (the run did not finish)",
+            RunVerdict.UNREACHABLE: " (no connection could be made: nothing was tested)",
+            RunVerdict.SURVEY: " (nothing fails: every finding goes to the baseline written)"}
 
 
 def summary_lines(record: RunRecord, profile: Profile, *, survey: bool = False) -> list[str]:
     """The terminal summary: verdict, findings per check, codes seen per group. Nothing the
     server sent reaches the terminal raw: control and format characters are escaped."""
-    verdict = run_verdict(record, survey=survey)
+    verdict = record.outcome(survey=survey).verdict
     counts = ", ".join(f"{len(record.by_verdict(v))} {v}" for v in Verdict)
-    labels = {"PASS": "PASS (conforms)", INCOMPLETE: "INCOMPLETE (the run did not finish)",
-              SURVEY: "SURVEY (nothing fails: every finding goes to the baseline written)"}
-    lines = [f"verdict: {labels.get(verdict, verdict)}  ({counts})"]
+    lines = [f"verdict: {verdict}{_MEANING.get(verdict, '')}  ({counts})"]
     lines += [f"  ERROR {error.message}" for error in record.errors]
     lines += [f"  NOTE {note}" for note in record.notes]
     per_check = Counter((f.check, f.verdict) for f in record.findings.values())
@@ -195,8 +176,9 @@ def summary_lines(record: RunRecord, profile: Profile, *, survey: bool = False) 
         lines.append(f"  of these, outside the {profile.name} table only (RFC 5321 lists the "
                      f"code for the command): " +
                      ", ".join(f"{f.cause} {f.cause_code}" for f in table_only))
-    shown = (Verdict.WARN, Verdict.INCONCLUSIVE, Verdict.INFO)
-    for finding in [f for verdict in shown for f in record.by_verdict(verdict)]:
+    # Failures are shown in full by the failing test; the rest, one line each, here.
+    quiet = (Verdict.FAIL, Verdict.KNOWN)
+    for finding in [f for f in record.sorted_findings() if f.verdict not in quiet]:
         sent = finding.sent if finding.sent is None or len(finding.sent) <= 60 else \
             f"{finding.sent[:57]}..."
         lines.append(f"  {finding.verdict} [{finding.check}] {finding.complaint} "

@@ -5,6 +5,7 @@ Each knows its table group, the row of the reply-code tables its reply is judged
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -321,13 +322,71 @@ class Step(NamedTuple):
     def command(self) -> Command:
         return Command(self.data, self.valid, group=self.group)
 
-    def as_list(self) -> list[str | bool | int]:
-        """As plain data: [group, the octets as latin-1, valid], and the batch if any."""
-        item: list[str | bool | int] = [self.group, self.data.decode("latin-1"), self.valid]
-        return [*item, self.batch] if self.batch else item
+    def to_json(self) -> dict[str, str | bool | int]:
+        """As plain data, in replay files and reports alike: the group, the octets as a
+        latin-1 string (so every octet survives), whether it was valid, and the batch if
+        any."""
+        item: dict[str, str | bool | int] = {
+            "group": self.group, "data": self.data.decode("latin-1"), "valid": self.valid}
+        return {**item, "batch": self.batch} if self.batch else item
 
     @classmethod
-    def from_list(cls, item: Sequence[str | bool | int]) -> Step:
-        """The inverse of ``as_list`` (a list without a batch is a step sent alone)."""
-        batch = item[3] if len(item) > 3 else 0
-        return cls(str(item[0]), str(item[1]).encode("latin-1"), bool(item[2]), int(batch))
+    def from_json(cls, item: Mapping[str, object] | Sequence[object]) -> Step:
+        """The inverse of ``to_json``; also reads the list form of reports before format 4
+        ([group, data, valid], and the batch if any). Without a batch: sent alone."""
+        if isinstance(item, Mapping):
+            group, data = item["group"], item["data"]
+            valid, batch = item.get("valid", True), item.get("batch", 0)
+        else:
+            group, data, valid, batch = (*item, 0)[:4]
+        if not isinstance(batch, int):
+            raise ValueError(f"a step's batch is a number, not {batch!r}")
+        return cls(str(group), str(data).encode("latin-1"), bool(valid), batch)
+
+
+class Bond(enum.Enum):
+    """Why a step cannot go without the step just before it."""
+
+    BATCH = "sent in the same write (RFC 2920 §3.1)"
+    UPGRADE = "the TLS handshake its STARTTLS was answered 220 for (RFC 3207 §4)"
+    ANSWER = "an answer to its AUTH command's challenge (RFC 4954 §4)"
+    MESSAGE = "the mail data its DATA was answered 354 for (RFC 5321 §4.1.1.4)"
+
+
+def bonds(previous: Step, step: Step) -> frozenset[Bond]:
+    """What holds ``step`` to the step just before it (from the vocabulary: a verb whose
+    positive reply is a TLS handshake, a verb whose positive reply asks for data)."""
+    verb = VOCABULARY.get(previous.group)
+    held = set()
+    if step.batch and step.batch == previous.batch:
+        held.add(Bond.BATCH)
+    if step.is_tls and verb is not None and verb.upgrades and not previous.batch:
+        held.add(Bond.UPGRADE)
+    if step.answers_challenge and step.group == previous.group:
+        held.add(Bond.ANSWER)
+    if verb is not None and verb.data_reply and step.group in (verb.data_reply, DATA_PROBE):
+        held.add(Bond.MESSAGE)
+    return frozenset(held)
+
+
+# The client's writes, replayed as such: a batch at once, STARTTLS and then its handshake,
+# an AUTH command and then each answer (each sent only after a 334).
+WRITE_BONDS = frozenset({Bond.BATCH, Bond.UPGRADE, Bond.ANSWER})
+# What a shorter session keeps or drops whole: a message without its DATA would be read as
+# commands, a DATA without its message makes the server read the next commands as mail, a
+# STARTTLS answered 220 without its handshake leaves the server waiting for one, and an
+# answer without its AUTH goes out as a command, credentials and all. The commands of a
+# batch can go one by one.
+UNIT_BONDS = frozenset({Bond.UPGRADE, Bond.ANSWER, Bond.MESSAGE})
+
+
+def grouped(steps: Sequence[Step], wanted: frozenset[Bond]) -> list[tuple[Step, ...]]:
+    """``steps`` in groups: a step joins the group before it when one of the ``wanted``
+    bonds holds it to that group's last step."""
+    groups: list[tuple[Step, ...]] = []
+    for step in steps:
+        if groups and bonds(groups[-1][-1], step) & wanted:
+            groups[-1] = (*groups[-1], step)
+        else:
+            groups.append((step,))
+    return groups

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hypothesis.errors import FlakyStrategyDefinition
 
+from conformance.checks.grading import Verdict
 from conformance.engine import example_db, replay
 from conformance.engine.address import ServerAddress
 from conformance.engine.failures import RunFailed
@@ -39,7 +40,6 @@ from conformance.protocol.errors import (
     TargetLost,
     TargetUnreachable,
 )
-from conformance.protocol.levels import Verdict
 from conformance.protocol.vocabulary import GREETING
 from conformance.search import systematic
 from conformance.search.machine import SMTPConformance, configure, explore
