@@ -122,7 +122,7 @@ def test_every_rule_is_declared_in_the_class_one_per_seed_verb():
     body = inspect.getsource(machine.SMTPConformance)
     for verb in SEED_VERBS:
         name = f"send_{verb.name.lower()}"
-        assert f"    {name} = _verb_rule(VERBS[\"{verb.name}\"])" in body, name
+        assert f"    {name} = _verb_rule(VERBS[V.{verb.name}])" in body, name
         assert getattr(machine.SMTPConformance, name).__name__ == name
     for name in machine._extension_rules(None):
         assert name in body

@@ -4,6 +4,9 @@ strategies call valid and malformed."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +26,7 @@ from conformance.protocol.vocabulary import (
     UNRECOGNISED,
     VERBS,
     State,
+    VerbName,
     follows_grammar,
 )
 from conformance.search.machine import SMTPConformance
@@ -167,3 +171,47 @@ def test_the_reference_servers_help_lists_the_verbs_it_implements(profile):
                     if reply_to(server, VERBS[name].example)[0] != "502"}
     assert listed == list(implemented_verbs(PROFILES[profile]))
     assert answered == set(listed)
+
+
+def test_each_verb_name_is_declared_once_as_a_name_and_once_as_a_verb():
+    names = {attribute: name for attribute, name in vars(VerbName).items()
+             if not attribute.startswith("_")}
+    assert all(attribute == name for attribute, name in names.items())
+    assert list(names.values()) == list(VERBS)
+    assert all(type(verb.name) is str for verb in VERBS.values())  # plain data, as groups are
+
+
+# Strings spelt like a verb that do not mean the verb, by module: what each means there.
+NOT_A_VERB = {
+    ("conformance/checks/extensions.py", "STARTTLS"): "the EHLO keyword",
+    ("conformance/checks/extensions.py", "AUTH"): "the EHLO keyword",
+    ("conformance/engine/session.py", "AUTH"): "the EHLO keyword",
+    ("conformance/search/extension_steps.py", "STARTTLS"): "the EHLO keyword",
+    ("conformance/search/plan.py", "STARTTLS"): "the EHLO keyword",
+    ("conformance/search/plan.py", "AUTH"): "the EHLO keyword",
+    ("conformance/search/systematic.py", "STARTTLS"): "the EHLO keyword",
+    ("conformance/strategies/extensions.py", "AUTH"): "the MAIL parameter (RFC 4954 §5)",
+    ("conformance/strategies/commands.py", "MAIL"): "a string argument that looks like a verb",
+}
+DECLARING = {"conformance/protocol/vocabulary.py", "conformance/protocol/tables.py"}
+
+
+def _verb_literals(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    inside_text = {id(node) for parent in ast.walk(tree)
+                   if isinstance(parent, ast.JoinedStr) for node in ast.walk(parent)}
+    inside_text |= {id(owner.body[0].value) for owner in ast.walk(tree)
+                    if isinstance(owner, ast.Module | ast.ClassDef | ast.FunctionDef)
+                    and owner.body and isinstance(owner.body[0], ast.Expr)}
+    return {str(node.value) for node in ast.walk(tree) if isinstance(node, ast.Constant)
+            and node.value in VERBS and id(node) not in inside_text}
+
+
+def test_code_names_a_verb_by_its_declared_name_not_by_a_string():
+    root = Path(__file__).parent.parent
+    spelt = {(str(path.relative_to(root)), name)
+             for path in sorted((root / "conformance").rglob("*.py"))
+             if str(path.relative_to(root)) not in DECLARING
+             for name in _verb_literals(path)}
+    assert spelt - NOT_A_VERB.keys() == set()  # say V.NAME
+    assert NOT_A_VERB.keys() - spelt == set()  # an exception no longer needed

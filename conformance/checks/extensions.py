@@ -24,6 +24,7 @@ from conformance.protocol.vocabulary import (
     END_OF_DATA,
     EXTENSION_OF_PARAMETER,
     GREETING,
+    V,
     parse_ehlo,
 )
 
@@ -32,7 +33,7 @@ from conformance.protocol.vocabulary import (
        state_known=always)
 def ehlo_reply_well_formed(x: Exchange) -> Complaint | None:
     """Every line of a 250 to EHLO after the first is ``keyword *(SP parameter)``."""
-    if x.group != "EHLO" or x.reply is None or x.reply.code != OK:
+    if x.group != V.EHLO or x.reply is None or x.reply.code != OK:
         return None
     malformed = parse_ehlo(x.reply.lines).malformed
     if not malformed:
@@ -51,7 +52,7 @@ def pipelining_answers_every_command(x: Exchange) -> Complaint | None:
             f"(PIPELINING was advertised)")
 
 
-_WITHOUT_ENHANCED_CODE = frozenset({GREETING, "HELO", "EHLO"})  # RFC 2034 §3
+_WITHOUT_ENHANCED_CODE = frozenset({GREETING, V.HELO, V.EHLO})  # RFC 2034 §3
 
 
 @check("enhanced_status_code_valid", level=Level.MUST, citation="RFC 2034 §3, §4; RFC 3463 §2",
@@ -86,7 +87,7 @@ def size_limit_enforced(x: Exchange) -> Complaint | None:
     limit = x.before.extensions.size_limit
     if limit is None or x.reply is None or not positive(x):
         return None
-    if x.group == "MAIL" and isinstance(x.sent, Command):
+    if x.group == V.MAIL and isinstance(x.sent, Command):
         declared = x.sent.parameters.get("SIZE") or ""
         if declared.isdigit() and int(declared) > limit:
             return (f"{x.reply.code} to MAIL declaring SIZE={declared}, over the advertised "
@@ -104,7 +105,7 @@ def _unoffered_parameters(x: Exchange) -> list[str]:
     """The parameters of the MAIL or RCPT that belong to extensions the session's EHLO reply
     did not list (none where that reply had lines the parser could not read: what they
     advertised is not known)."""
-    if x.group not in ("MAIL", "RCPT") or not isinstance(x.sent, Command) or \
+    if x.group not in (V.MAIL, V.RCPT) or not isinstance(x.sent, Command) or \
             not x.before.extensions.keywords or x.before.extensions.malformed:
         return []
     return sorted(parameter for parameter in x.sent.parameters
@@ -142,7 +143,7 @@ _PARAMETER_REFUSALS = frozenset({PARAMETER_NOT_IMPLEMENTED, PARAMETER_NOT_SUPPOR
 def advertised_parameters_accepted(x: Exchange) -> Complaint | None:
     """A valid MAIL or RCPT whose parameters all belong to extensions the session's EHLO
     advertised was refused as having a parameter not recognised or not implemented."""
-    if x.group not in ("MAIL", "RCPT") or not isinstance(x.sent, Command) or \
+    if x.group not in (V.MAIL, V.RCPT) or not isinstance(x.sent, Command) or \
             not x.sent.valid or x.reply is None or x.reply.code not in _PARAMETER_REFUSALS:
         return None
     parameters = x.sent.parameters
@@ -157,7 +158,7 @@ def advertised_parameters_accepted(x: Exchange) -> Complaint | None:
 
 @check("starttls_refuses_argument", level=Level.SHOULD, citation="RFC 3207 §4")
 def starttls_refuses_argument(x: Exchange) -> Complaint | None:
-    if x.group != "STARTTLS" or not isinstance(x.sent, Command) or x.reply is None or \
+    if x.group != V.STARTTLS or not isinstance(x.sent, Command) or x.reply is None or \
             x.reply.code != SERVICE_READY or not x.sent.argument:
         return None
     return f"220 to {x.sent.first_line!r}: STARTTLS takes no parameters (expected 501)"
@@ -166,7 +167,7 @@ def starttls_refuses_argument(x: Exchange) -> Complaint | None:
 @check("starttls_not_readvertised", level=Level.MUST, citation="RFC 3207 §4.2",
        state_known=always)
 def starttls_not_readvertised(x: Exchange) -> Complaint | None:
-    if x.group != "EHLO" or not x.before.tls or x.reply is None or x.reply.code != OK or \
+    if x.group != V.EHLO or not x.before.tls or x.reply is None or x.reply.code != OK or \
             "STARTTLS" not in parse_ehlo(x.reply.lines):
         return None
     return "EHLO over TLS still advertises STARTTLS"
@@ -174,7 +175,7 @@ def starttls_not_readvertised(x: Exchange) -> Complaint | None:
 
 @check("bdat_not_mixed_with_data", level=Level.MUST, citation="RFC 3030 §2")
 def bdat_not_mixed_with_data(x: Exchange) -> Complaint | None:
-    if x.group != "DATA" or not x.before.chunked or x.reply is None or \
+    if x.group != V.DATA or not x.before.chunked or x.reply is None or \
             x.reply.code != START_MAIL_INPUT:
         return None
     return "354 to DATA after a BDAT chunk of the same transaction (expected 503)"
@@ -196,7 +197,7 @@ def utf8_address_needs_smtputf8(x: Exchange) -> Complaint | None:
     if not isinstance(x.sent, Command) or not x.sent.utf8_mailbox or not positive(x) or \
             x.reply is None:
         return None
-    if x.before.utf8 or (x.group == "MAIL" and "SMTPUTF8" in x.sent.parameters):
+    if x.before.utf8 or (x.group == V.MAIL and "SMTPUTF8" in x.sent.parameters):
         return None  # asked for (where not advertised, esmtp_parameters_advertised says so)
     return (f"{x.reply.code} to {x.group} with a UTF-8 mailbox in a transaction whose MAIL "
             f"did not ask for SMTPUTF8")
@@ -204,8 +205,8 @@ def utf8_address_needs_smtputf8(x: Exchange) -> Complaint | None:
 
 def _auth_started(x: Exchange) -> bool:
     """AUTH, advertised, went ahead: it succeeded at once, or a challenge (334) came."""
-    return x.group == "AUTH" and advertised(x, "AUTH") and isinstance(x.sent, Command) and \
-        x.sent.group == "AUTH" and x.sent.verb == "AUTH" and x.reply is not None and \
+    return x.group == V.AUTH and advertised(x, "AUTH") and isinstance(x.sent, Command) and \
+        x.sent.group == V.AUTH and x.sent.verb == V.AUTH and x.reply is not None and \
         x.reply.first_digit in (2, 3)
 
 
@@ -226,7 +227,7 @@ def auth_not_in_transaction(x: Exchange) -> Complaint | None:
 @check("auth_cancel_refused", level=Level.MUST, citation="RFC 4954 §4")
 def auth_cancel_refused(x: Exchange) -> Complaint | None:
     """The client answered a challenge with ``*``: the exchange is cancelled, with 501."""
-    if x.group != "AUTH" or not isinstance(x.sent, Command) or x.sent.line != b"*\r\n" or \
+    if x.group != V.AUTH or not isinstance(x.sent, Command) or x.sent.line != b"*\r\n" or \
             x.reply is None or x.reply.code in (SYNTAX_ERROR, SERVICE_NOT_AVAILABLE):
         return None
     return f"{x.reply.code} to '*', which cancels an AUTH exchange (expected 501)"

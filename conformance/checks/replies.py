@@ -29,10 +29,7 @@ from conformance.protocol.tables import (
     SERVICE_NOT_AVAILABLE,
     SERVICE_READY,
 )
-from conformance.protocol.vocabulary import (
-    END_OF_DATA,
-    GREETING,
-)
+from conformance.protocol.vocabulary import END_OF_DATA, GREETING, V
 
 
 @check("reply_well_formed", level=Level.MUST, citation="RFC 5321 §4.2",
@@ -79,7 +76,7 @@ def no_silent_close(x: Exchange) -> Complaint | None:
     if x.closed_unasked and x.reply is not None:
         code = x.reply.code
         # A greeting of 521 says the host takes no mail at all: it may close (RFC 7504 §1).
-        if code == SERVICE_NOT_AVAILABLE or (x.group == "QUIT" and code == CLOSING) or \
+        if code == SERVICE_NOT_AVAILABLE or (x.group == V.QUIT and code == CLOSING) or \
                 (x.group == GREETING and code == NO_MAIL_HERE):
             return None
         what = f"the server closed the connection after its {code} reply to {_what_was_sent(x)}"

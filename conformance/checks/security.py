@@ -8,6 +8,7 @@ from conformance.checks.exchange import Complaint, Exchange
 from conformance.checks.registry import check
 from conformance.protocol.commands import RELAY_PROBES, Command, DataProbe
 from conformance.protocol.levels import Level
+from conformance.protocol.vocabulary import V
 
 
 @check("starttls_discards_plaintext", level=Level.MUST,
@@ -16,7 +17,7 @@ from conformance.protocol.levels import Level
 def starttls_discards_plaintext(x: Exchange) -> Complaint | None:
     """Lines sent in plaintext in the same write as STARTTLS were executed after the
     handshake, as if sent over TLS: a man in the middle can inject commands."""
-    if x.group != "STARTTLS" or x.unsolicited is None or not isinstance(x.sent, Command):
+    if x.group != V.STARTTLS or x.unsolicited is None or not isinstance(x.sent, Command):
         return None
     injected = x.sent.line.split(b"\r\n", 1)[1]
     return (f"after the TLS handshake the server answered {x.unsolicited.code} to "
@@ -58,7 +59,7 @@ def command_lines_end_only_at_crlf(x: Exchange) -> Complaint | None:
 def relay_refused(x: Exchange) -> Complaint | None:
     """A recipient at a domain the server is not the destination for, taken without
     authentication: an open relay (sent only with --smtp-relay-check)."""
-    if x.group != "RCPT" or not isinstance(x.sent, Command) or x.sent not in RELAY_PROBES or \
+    if x.group != V.RCPT or not isinstance(x.sent, Command) or x.sent not in RELAY_PROBES or \
             x.before.authenticated or x.reply is None or x.reply.first_digit != 2:
         return None
     return (f"{x.reply.code} to {x.sent.first_line!r} without authentication: the server "

@@ -25,16 +25,14 @@ from conformance.protocol.tables import (
     START_MAIL_INPUT,
     SYNTAX_ERROR,
 )
-from conformance.protocol.vocabulary import (
-    END_OF_DATA,
-)
+from conformance.protocol.vocabulary import END_OF_DATA, V
 
 
 @check("rset_succeeds", level=Level.MUST, citation="RFC 5321 §4.1.1.5")
 def rset_succeeds(x: Exchange) -> Complaint | None:
     """A RSET with no argument "MUST" get 250 OK (§4.1.1.5), in any state after the
     greeting: before HELO/EHLO too (any positive code the profile's row has will do)."""
-    if x.group != "RSET" or not isinstance(x.sent, Command) or not x.sent.valid or \
+    if x.group != V.RSET or not isinstance(x.sent, Command) or not x.sent.valid or \
             x.sent.argument or x.reply is None or x.reply.first_digit == 2 or \
             x.reply.code == SERVICE_NOT_AVAILABLE or _case_refused(x.sent, x.reply):
         return None
@@ -51,7 +49,7 @@ HELLO_REFUSALS = frozenset({COMMAND_UNRECOGNISED, SYNTAX_ERROR, NOT_IMPLEMENTED,
 def hello_refusal_codes(x: Exchange) -> Complaint | None:
     """HELO or EHLO refused with a code §4.1.4 does not allow: a second EHLO answered 503,
     say (a client may send one at any time; the server then resets as for RSET)."""
-    if x.group not in ("HELO", "EHLO") or x.reply is None or x.reply.first_digit != 5 or \
+    if x.group not in (V.HELO, V.EHLO) or x.reply is None or x.reply.first_digit != 5 or \
             x.reply.code in HELLO_REFUSALS:
         return None
     again = " (not the session's first)" if x.before.state is not State.INIT else ""
@@ -61,7 +59,7 @@ def hello_refusal_codes(x: Exchange) -> Complaint | None:
 
 @check("quit_closes", level=Level.MUST, citation="RFC 5321 §4.1.1.10")
 def quit_closes(x: Exchange) -> Complaint | None:
-    if x.group == "QUIT" and x.reply is not None and x.reply.code == CLOSING and \
+    if x.group == V.QUIT and x.reply is not None and x.reply.code == CLOSING and \
             x.closed_after is False:
         return "the server replied 221 to QUIT but kept the connection open"
     return None
@@ -79,9 +77,9 @@ def _taken_out_of_transaction(x: Exchange) -> bool:
     """RCPT accepted with no transaction open, or DATA with no recipient accepted."""
     if x.reply is None:
         return False
-    return (x.group == "RCPT" and not x.before.in_transaction and
-            is_positive("RCPT", x.reply.code)) or \
-        (x.group == "DATA" and x.before.state is not State.RCPT and
+    return (x.group == V.RCPT and not x.before.in_transaction and
+            is_positive(V.RCPT, x.reply.code)) or \
+        (x.group == V.DATA and x.before.state is not State.RCPT and
          x.reply.code == START_MAIL_INPUT)
 
 
@@ -100,10 +98,10 @@ _ABOUT_THE_ARGUMENT = frozenset({MAILBOX_NAME_NOT_ALLOWED, PARAMETER_NOT_IMPLEME
 def rcpt_requires_mail(x: Exchange) -> Complaint | None:
     """RCPT with no transaction open must get 503: accepted (and no RSET or HELO/EHLO
     before it explains that: ``reset_clears_transaction``), or refused with another code."""
-    if x.group != "RCPT" or x.reply is None or x.before.in_transaction or not x.before.open:
+    if x.group != V.RCPT or x.reply is None or x.before.in_transaction or not x.before.open:
         return None
     code = x.reply.code
-    if is_positive("RCPT", code):
+    if is_positive(V.RCPT, code):
         if x.before.reset_by is not None:
             return None
         return f"RCPT succeeded ({code}) with no mail transaction open (expected 503)"
@@ -116,19 +114,19 @@ def rcpt_requires_mail(x: Exchange) -> Complaint | None:
 
 @check("data_requires_recipient", level=Level.MUST, citation="RFC 5321 §3.3, §4.1.4")
 def data_requires_recipient(x: Exchange) -> Complaint | None:
-    if x.group == "DATA" and _taken_out_of_transaction(x) and x.before.reset_by is None:
+    if x.group == V.DATA and _taken_out_of_transaction(x) and x.before.reset_by is None:
         return "354 to DATA with no accepted recipient (expected 503 or 554)"
     return None
 
 
 # What each command that ends a transaction must do, and where that is said.
 _RESET_RULES = {
-    "HELO": "RFC 5321 §4.1.4: it resets the state exactly as RSET does",
-    "EHLO": "RFC 5321 §4.1.4: it resets the state exactly as RSET does",
-    "RSET": "RFC 5321 §4.1.1.5: it aborts the transaction, discarding sender and recipients",
+    V.HELO: "RFC 5321 §4.1.4: it resets the state exactly as RSET does",
+    V.EHLO: "RFC 5321 §4.1.4: it resets the state exactly as RSET does",
+    V.RSET: "RFC 5321 §4.1.1.5: it aborts the transaction, discarding sender and recipients",
     END_OF_DATA: "RFC 5321 §4.1.1.4: the reply to the end of data clears the buffers",
-    "STARTTLS": "RFC 3207 §4.2: the server discards what it knew of the session before TLS",
-    "BDAT": "RFC 3030 §2: 250 to the LAST chunk ends the transaction as the end of data does",
+    V.STARTTLS: "RFC 3207 §4.2: the server discards what it knew of the session before TLS",
+    V.BDAT: "RFC 3030 §2: 250 to the LAST chunk ends the transaction as the end of data does",
 }
 
 
@@ -138,8 +136,8 @@ _RESET_RULES = {
 HELLO_RESET, MESSAGE_END = "HELO or EHLO", "the end of a message"
 
 
-_RESET_CAUSE = {"HELO": HELLO_RESET, "EHLO": HELLO_RESET, END_OF_DATA: MESSAGE_END,
-                "BDAT": MESSAGE_END}
+_RESET_CAUSE = {V.HELO: HELLO_RESET, V.EHLO: HELLO_RESET, END_OF_DATA: MESSAGE_END,
+                V.BDAT: MESSAGE_END}
 
 
 def _reset_identity(x: Exchange) -> Identity:
@@ -193,8 +191,8 @@ def verb_case_insensitive(x: Exchange) -> Complaint | None:
        state_known=always)
 def noop_ignores_parameter(x: Exchange) -> Complaint | None:
     """Differential: a bare NOOP succeeded right after a NOOP with a parameter was refused."""
-    if x.group != "NOOP" or x.variant_of is None or x.reply is None or \
-            not is_positive("NOOP", x.reply.code) or not isinstance(x.sent, Command) or \
+    if x.group != V.NOOP or x.variant_of is None or x.reply is None or \
+            not is_positive(V.NOOP, x.reply.code) or not isinstance(x.sent, Command) or \
             x.sent.argument:
         return None
     variant, refusal = x.variant_of
@@ -209,8 +207,8 @@ def noop_ignores_parameter(x: Exchange) -> Complaint | None:
 def command_line_limit_honoured(x: Exchange) -> Complaint | None:
     """Differential: a NOOP with a short parameter succeeded right after the same verb with a
     long one, within the 512 octets a server must take, was refused."""
-    if x.group != "NOOP" or x.variant_of is None or x.reply is None or \
-            not is_positive("NOOP", x.reply.code) or not isinstance(x.sent, Command) or \
+    if x.group != V.NOOP or x.variant_of is None or x.reply is None or \
+            not is_positive(V.NOOP, x.reply.code) or not isinstance(x.sent, Command) or \
             not x.sent.argument:
         return None
     variant, refusal = x.variant_of

@@ -20,7 +20,7 @@ from conformance.protocol.tables import (
     NOT_IMPLEMENTED,
     SERVICE_NOT_AVAILABLE,
 )
-from conformance.protocol.vocabulary import END_OF_DATA, VERBS
+from conformance.protocol.vocabulary import END_OF_DATA, VERBS, V
 
 if TYPE_CHECKING:
     from conformance.engine.session import CheckedSession
@@ -37,14 +37,14 @@ def control_probe(command: Command, reply: Reply) -> Command | None:
     tell what the refusal was about: the verb in upper case (RFC 5321 §2.4), NOOP with a
     short parameter after a longer one, or NOOP without its parameter (§4.1.1.9)."""
     if not command.valid or (reply.code not in (COMMAND_UNRECOGNISED, NOT_IMPLEMENTED) and \
-            not (command.group == "NOOP" and not is_positive("NOOP", reply.code))):
+            not (command.group == V.NOOP and not is_positive(V.NOOP, reply.code))):
         return None
     verb_as_sent = command.verb_as_sent
     if verb_as_sent != command.verb:
         return Command(command.verb.encode() + command.line[len(verb_as_sent):])
-    if command.group == "NOOP" and len(command.line) > LONG_LINE:
+    if command.group == V.NOOP and len(command.line) > LONG_LINE:
         return SHORT_NOOP
-    if command.group == "NOOP" and command.line.rstrip(b"\r\n") != b"NOOP":
+    if command.group == V.NOOP and command.line.rstrip(b"\r\n") != b"NOOP":
         return Command(b"NOOP\r\n")
     return None
 
@@ -196,7 +196,7 @@ def control_reset(session: CheckedSession, exchange: Exchange) -> None:
         dataclasses.replace(session.state, cells=Counter(), activity=Activity()))
     try:
         control.connect()
-        for hello in ("EHLO", "HELO"):
+        for hello in (V.EHLO, V.HELO):
             if control.model.state is State.INIT:
                 control.send(Command.of(VERBS[hello].example))
         if control.model.state is State.READY:

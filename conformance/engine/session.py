@@ -52,7 +52,7 @@ from conformance.protocol.tables import (
     SERVICE_NOT_AVAILABLE,
     SERVICE_READY,
 )
-from conformance.protocol.vocabulary import END_OF_DATA, GREETING, UPGRADING_VERBS, VERBS
+from conformance.protocol.vocabulary import END_OF_DATA, GREETING, UPGRADING_VERBS, VERBS, V
 
 # The checks that judge a close the server made unasked (see ``CheckedSession._closed_after``).
 CLOSE_CHECKS = frozenset({"no_silent_close"})
@@ -358,13 +358,13 @@ class CheckedSession:
         late = elapsed if reply is not None and elapsed > self.timeout else None
         closed_after = None
         if reply is not None and (reply.code == SERVICE_NOT_AVAILABLE or
-                                  (group == "QUIT" and reply.code == CLOSING)):
+                                  (group == V.QUIT and reply.code == CLOSING)):
             closed_after, close_late = self._wait_for_close()
             late = late or close_late
         # A close right after a reply that is not 221 to QUIT or 421 is judged on that reply.
         closed_unasked = reply is not None and closed_after is None and batch is None and \
             not listen and self.client.connected and self.client.peer_closed()
-        if reply is not None and group == "QUIT" and reply.first_digit == 2 and \
+        if reply is not None and group == V.QUIT and reply.first_digit == 2 and \
                 closed_after is None and batch is None and not closed_unasked and \
                 not self.adaptation.skip_close_wait and self.client.connected:
             # Another positive reply to QUIT (250, say) ends the session as 221 does: the
@@ -386,7 +386,7 @@ class CheckedSession:
                                  last_chunk=command is not None and command.last_chunk,
                                  smtputf8=command is not None and
                                  "SMTPUTF8" in command.parameters)
-            if group == "EHLO" and self.model.extensions is not before.extensions:
+            if group == V.EHLO and self.model.extensions is not before.extensions:
                 self.record.advertised.update(
                     {k: " ".join(v) for k, v in self.model.extensions.keywords.items()})
         if error is not None or closed_after is not None or closed_unasked or \

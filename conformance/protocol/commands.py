@@ -14,7 +14,7 @@ from typing import ClassVar, NamedTuple
 
 from conformance.protocol.grammar import MAX_COMMAND_LINE_OCTETS
 from conformance.protocol.transcript import escape_octets
-from conformance.protocol.vocabulary import END_OF_DATA, UNRECOGNISED
+from conformance.protocol.vocabulary import END_OF_DATA, UNRECOGNISED, V
 from conformance.protocol.vocabulary import VERBS as VOCABULARY
 
 # The verbs the suite knows: the seed's and the extensions' (each has its own table row).
@@ -93,7 +93,7 @@ class Command:
     @property
     def utf8_mailbox(self) -> bool:
         """A MAIL or RCPT whose path is not ASCII (a UTF-8 mailbox, RFC 6531 §3.3)."""
-        return self.group in ("MAIL", "RCPT") and not self.line.split(b">", 1)[0].isascii()
+        return self.group in (V.MAIL, V.RCPT) and not self.line.split(b">", 1)[0].isascii()
 
     @property
     def bare_line_break(self) -> str | None:
@@ -129,7 +129,7 @@ class Command:
     @property
     def last_chunk(self) -> bool:
         """``BDAT <size> LAST``: the chunk that ends the message (RFC 3030 §2)."""
-        return self.group == "BDAT" and self.first_line.upper().endswith(" LAST")
+        return self.group == V.BDAT and self.first_line.upper().endswith(" LAST")
 
     def __repr__(self) -> str:
         return f"Command({self.line!r}{'' if self.valid else ', valid=False'})"

@@ -19,6 +19,7 @@ from conformance.protocol.vocabulary import (
     VERBS,
     Advertised,
     Effect,
+    V,
     parse_ehlo,
     positive_class,
 )
@@ -113,7 +114,7 @@ def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] =
 def upgraded(session: Session) -> Session:
     """The session after a TLS upgrade: started over in INIT with nothing carried over (RFC
     3207 §4.2), a transaction open before it ended by STARTTLS."""
-    reset = session.reset_by or ("STARTTLS" if session.in_transaction else None)
+    reset = session.reset_by or (V.STARTTLS if session.in_transaction else None)
     return Session(state=S.INIT, tls=True, reset_by=reset)
 
 

@@ -78,6 +78,7 @@ class Profile:
 SERVICE_READY = 220  # the greeting
 CLOSING = 221  # to QUIT, then close (§4.1.1.10)
 OK = 250
+CANNOT_VERIFY = 252  # to VRFY: cannot verify the user, will take the message (§3.5.3)
 START_MAIL_INPUT = 354  # to DATA: send the message
 AUTH_SUCCEEDED = 235  # RFC 4954 §6
 AUTH_CHALLENGE = 334  # to AUTH: a server challenge, answered by the client (RFC 4954 §4)

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Final
 
 from conformance.protocol import grammar
 
@@ -34,6 +35,35 @@ class State(enum.Enum):
 
 S = State
 OPEN_STATES = (S.INIT, S.READY, S.MAIL, S.RCPT)  # where a command can be sent
+
+
+class VerbName:
+    """Each verb's name, written once: code that means a verb says ``V.MAIL`` (a misspelt
+    name is an AttributeError, and mypy's error, not a group nothing answers). The names
+    are plain strings, as the groups of the tables and the replay files are. ``VERBS`` has
+    one ``Verb`` for each (a test holds them together)."""
+
+    HELO: Final = "HELO"
+    EHLO: Final = "EHLO"
+    MAIL: Final = "MAIL"
+    RCPT: Final = "RCPT"
+    DATA: Final = "DATA"
+    RSET: Final = "RSET"
+    SEND: Final = "SEND"
+    SOML: Final = "SOML"
+    SAML: Final = "SAML"
+    VRFY: Final = "VRFY"
+    EXPN: Final = "EXPN"
+    HELP: Final = "HELP"
+    NOOP: Final = "NOOP"
+    QUIT: Final = "QUIT"
+    TURN: Final = "TURN"
+    STARTTLS: Final = "STARTTLS"
+    AUTH: Final = "AUTH"
+    BDAT: Final = "BDAT"
+
+
+V = VerbName
 
 # Pseudo-commands: rows of the tables that answer no verb.
 GREETING = "connect"  # the reply to the connection (RFC 5321 §3.1)
@@ -146,28 +176,28 @@ _STAYS: Mapping[State, State] = MappingProxyType({})
 SEED_VERBS: tuple[Verb, ...] = (
     # PIPELINING is an ESMTP extension: a client that said HELO sends no batch, so RFC 2920
     # §3.1 does not list HELO; it resets the session as EHLO does and is treated alike.
-    Verb("HELO", DOMAIN, _from(OPEN_STATES, S.READY), "RFC 5321 §4.1.1.1, §4.1.4",
+    Verb(V.HELO, DOMAIN, _from(OPEN_STATES, S.READY), "RFC 5321 §4.1.1.1, §4.1.4",
          ends_batch=True, effects=frozenset({Effect.FORGETS_EXTENSIONS})),
-    Verb("EHLO", HELLO_NAME, _from(OPEN_STATES, S.READY), "RFC 5321 §4.1.1.1, §4.1.4",
+    Verb(V.EHLO, HELLO_NAME, _from(OPEN_STATES, S.READY), "RFC 5321 §4.1.1.1, §4.1.4",
          ends_batch=True, effects=frozenset({Effect.LISTS_EXTENSIONS})),
-    Verb("MAIL", REVERSE_PATH, _from((S.INIT, S.READY), S.MAIL), "RFC 5321 §4.1.1.2, §3.3",
+    Verb(V.MAIL, REVERSE_PATH, _from((S.INIT, S.READY), S.MAIL), "RFC 5321 §4.1.1.2, §3.3",
          effects=frozenset({Effect.STARTS_TRANSACTION})),
-    Verb("RCPT", FORWARD_PATH, _from((S.MAIL, S.RCPT), S.RCPT), "RFC 5321 §4.1.1.3, §3.3",
+    Verb(V.RCPT, FORWARD_PATH, _from((S.MAIL, S.RCPT), S.RCPT), "RFC 5321 §4.1.1.3, §3.3",
          effects=frozenset({Effect.ADDS_RECIPIENT})),
-    Verb("DATA", NOTHING, _from((S.RCPT,), S.DATA), "RFC 5321 §4.1.1.4, §3.3",
+    Verb(V.DATA, NOTHING, _from((S.RCPT,), S.DATA), "RFC 5321 §4.1.1.4, §3.3",
          positive_class=3, ends_batch=True, data_reply=END_OF_DATA),
-    Verb("RSET", NOTHING, MappingProxyType({S.INIT: S.INIT, S.READY: S.READY, S.MAIL: S.READY,
+    Verb(V.RSET, NOTHING, MappingProxyType({S.INIT: S.INIT, S.READY: S.READY, S.MAIL: S.READY,
                                             S.RCPT: S.READY}), "RFC 5321 §4.1.1.5"),
     # RFC 821 §4.1.1: SEND, SOML and SAML open a transaction as MAIL does.
     *(Verb(name, REVERSE_PATH, _from((S.INIT, S.READY), S.MAIL), "RFC 821 §4.1.1")
-      for name in ("SEND", "SOML", "SAML")),
-    Verb("VRFY", STRING, _STAYS, "RFC 5321 §4.1.1.6", ends_batch=True),
-    Verb("EXPN", STRING, _STAYS, "RFC 5321 §4.1.1.7", ends_batch=True),
-    Verb("HELP", OPTIONAL_STRING, _STAYS, "RFC 5321 §4.1.1.8"),
-    Verb("NOOP", OPTIONAL_STRING, _STAYS, "RFC 5321 §4.1.1.9", ends_batch=True),
-    Verb("QUIT", NOTHING, _from(OPEN_STATES, S.CLOSED), "RFC 5321 §4.1.1.10", ends_batch=True),
+      for name in (V.SEND, V.SOML, V.SAML)),
+    Verb(V.VRFY, STRING, _STAYS, "RFC 5321 §4.1.1.6", ends_batch=True),
+    Verb(V.EXPN, STRING, _STAYS, "RFC 5321 §4.1.1.7", ends_batch=True),
+    Verb(V.HELP, OPTIONAL_STRING, _STAYS, "RFC 5321 §4.1.1.8"),
+    Verb(V.NOOP, OPTIONAL_STRING, _STAYS, "RFC 5321 §4.1.1.9", ends_batch=True),
+    Verb(V.QUIT, NOTHING, _from(OPEN_STATES, S.CLOSED), "RFC 5321 §4.1.1.10", ends_batch=True),
     # RFC 821 §4.1.1: after 250 the roles swap; for this client the session is over.
-    Verb("TURN", NOTHING, _from(OPEN_STATES, S.CLOSED), "RFC 821 §4.1.1", ends_batch=True),
+    Verb(V.TURN, NOTHING, _from(OPEN_STATES, S.CLOSED), "RFC 821 §4.1.1", ends_batch=True),
 )
 
 
@@ -200,11 +230,11 @@ EXTENSIONS: tuple[Extension, ...] = (
 EXTENSION_VERBS: tuple[Verb, ...] = (
     # RFC 3207 §4.2: after the handshake the client knows nothing of the session: greeted,
     # and it must say EHLO again.
-    Verb("STARTTLS", NOTHING, _from(OPEN_STATES, S.INIT), "RFC 3207 §4", extension="STARTTLS",
+    Verb(V.STARTTLS, NOTHING, _from(OPEN_STATES, S.INIT), "RFC 3207 §4", extension="STARTTLS",
          ends_batch=True, upgrades=True),
-    Verb("AUTH", MECHANISM, _STAYS, "RFC 4954 §4", extension="AUTH", ends_batch=True,
+    Verb(V.AUTH, MECHANISM, _STAYS, "RFC 4954 §4", extension="AUTH", ends_batch=True,
          challenges=True, effects=frozenset({Effect.AUTHENTICATES})),
-    Verb("BDAT", CHUNK, _STAYS, "RFC 3030 §2", extension="CHUNKING",
+    Verb(V.BDAT, CHUNK, _STAYS, "RFC 3030 §2", extension="CHUNKING",
          effects=frozenset({Effect.CHUNKS, Effect.LAST_CHUNK_ENDS_MESSAGE})),
 )
 

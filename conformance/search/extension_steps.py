@@ -11,6 +11,7 @@ from conformance.protocol.commands import Command, Message
 from conformance.protocol.errors import StopRun
 from conformance.protocol.model import State
 from conformance.protocol.tables import AUTH_SUCCEEDED, OK
+from conformance.protocol.vocabulary import V
 from conformance.search.plan import MAX_MESSAGE_SENT
 from conformance.search.steering import DIRECTED_SHARE, Steering
 
@@ -24,7 +25,7 @@ class ExtensionSteps(Steering):
         self._open()
         model = self.session.model
         if model.state is State.INIT or (not model.extensions.keywords and choose.random() < 0.5):
-            self._send(self.exploration.valid("EHLO", choose))
+            self._send(self.exploration.valid(V.EHLO, choose))
         self._open()
 
     def _pipeline(self, commands: list[Command], message: Message, where: int) -> None:
@@ -57,13 +58,13 @@ class ExtensionSteps(Steering):
         if over_limit and limit is not None:
             mail = ext.with_size(mail, limit + 1)
         if self.session.model.in_transaction:
-            self._send(self.exploration.valid("RSET", choose))
+            self._send(self.exploration.valid(V.RSET, choose))
         self._send(mail)
         if self.session.model.state is State.MAIL:
             self._send(recipient)
         if over_limit and limit is not None and limit <= MAX_MESSAGE_SENT and \
                 self.session_settings.deliver and self.session.model.state is State.RCPT:
-            self._send(Command.of("DATA"), ext.oversized_message(limit + 1))
+            self._send(Command.of(V.DATA), ext.oversized_message(limit + 1))
 
     def _starttls(self, injected: bytes, argument: str, hello: Command, where: int) -> None:
         """STARTTLS where advertised: the TLS upgrade (with lines injected after STARTTLS in
@@ -98,7 +99,7 @@ class ExtensionSteps(Steering):
         self._with_extensions(choose)
         if "CHUNKING" not in self.session.model.extensions:
             if self.session.model.in_transaction:
-                self._send(self.exploration.valid("RSET", choose))
+                self._send(self.exploration.valid(V.RSET, choose))
             if not self.session.model.in_transaction:
                 self._send(Command(b"BDAT 0 LAST\r\n"))
             return
@@ -112,10 +113,10 @@ class ExtensionSteps(Steering):
             reply = self._send(chunk)
             if reply is None or reply.code != OK:
                 if self.session.model.in_transaction:  # the state is "indeterminate" (§2)
-                    self._send(self.exploration.valid("RSET", choose))
+                    self._send(self.exploration.valid(V.RSET, choose))
                 return
         if then_data:
-            self._send(Command.of("DATA"), message)
+            self._send(Command.of(V.DATA), message)
         if not self.session_settings.deliver:
             self.session.close()
 
@@ -126,7 +127,7 @@ class ExtensionSteps(Steering):
         choose = random.Random(where)
         self._with_extensions(choose)
         if self.session.model.in_transaction:
-            self._send(self.exploration.valid("RSET", choose))
+            self._send(self.exploration.valid(V.RSET, choose))
         self._send(mail)
         if self.session.model.state is State.MAIL:
             self._send(recipient)

@@ -43,7 +43,7 @@ from conformance.protocol.commands import (
 )
 from conformance.protocol.errors import StopRun
 from conformance.protocol.model import State
-from conformance.protocol.vocabulary import VERBS, Verb
+from conformance.protocol.vocabulary import VERBS, V, Verb
 from conformance.search.extension_steps import ExtensionSteps
 from conformance.search.steering import Exploration
 
@@ -94,9 +94,9 @@ def _complete_rule(recipients: st.SearchStrategy[Command]) -> Callable[..., None
 def _interrupt_rule(recipients: st.SearchStrategy[Command]) -> Callable[..., None]:
     @rule(hello=st.one_of(smtp.ehlo_commands(), smtp.helo_commands()),
           mail=smtp.mail_commands(), recipients=st.lists(recipients, max_size=2),
-          ending=st.one_of(smtp.valid_commands("RSET"), smtp.ehlo_commands(),
+          ending=st.one_of(smtp.valid_commands(V.RSET), smtp.ehlo_commands(),
                            smtp.helo_commands()),
-          probe=st.one_of(recipients, st.just(Command.of("DATA"))))
+          probe=st.one_of(recipients, st.just(Command.of(V.DATA))))
     def transaction_interrupted(self: SMTPConformance, hello: Command, mail: Command,
                                 recipients: list[Command], ending: Command,
                                 probe: Command) -> None:
@@ -107,9 +107,9 @@ def _interrupt_rule(recipients: st.SearchStrategy[Command]) -> Callable[..., Non
 def _recipient_rules(domain: str) -> dict[str, Callable[..., None]]:
     """The rules that send RCPT (raw lines included), with every recipient in ``domain``."""
     recipients = smtp.rcpt_commands(domain=st.just(domain))
-    malformed = smtp.malformed_commands(verb="RCPT", domain=domain)
+    malformed = smtp.malformed_commands(verb=V.RCPT, domain=domain)
     return {
-        "send_rcpt": _sends("send_rcpt", _either("RCPT", recipients, malformed)),
+        "send_rcpt": _sends("send_rcpt", _either(V.RCPT, recipients, malformed)),
         "send_raw_line": _sends("send_raw_line", smtp.raw_lines(domain=domain)),
         "transaction_complete": _complete_rule(recipients),
         "transaction_interrupted": _interrupt_rule(recipients),
@@ -202,21 +202,21 @@ class SMTPConformance(ExtensionSteps, RuleBasedStateMachine):
 
     # --- one rule per seed verb (the vocabulary's SEED_VERBS; a test holds the list to it) ------
 
-    send_helo = _verb_rule(VERBS["HELO"])
-    send_ehlo = _verb_rule(VERBS["EHLO"])
-    send_mail = _verb_rule(VERBS["MAIL"])
-    send_rcpt = _verb_rule(VERBS["RCPT"])
-    send_data = _verb_rule(VERBS["DATA"])
-    send_rset = _verb_rule(VERBS["RSET"])
-    send_send = _verb_rule(VERBS["SEND"])
-    send_soml = _verb_rule(VERBS["SOML"])
-    send_saml = _verb_rule(VERBS["SAML"])
-    send_vrfy = _verb_rule(VERBS["VRFY"])
-    send_expn = _verb_rule(VERBS["EXPN"])
-    send_help = _verb_rule(VERBS["HELP"])
-    send_noop = _verb_rule(VERBS["NOOP"])
-    send_quit = _verb_rule(VERBS["QUIT"])
-    send_turn = _verb_rule(VERBS["TURN"])
+    send_helo = _verb_rule(VERBS[V.HELO])
+    send_ehlo = _verb_rule(VERBS[V.EHLO])
+    send_mail = _verb_rule(VERBS[V.MAIL])
+    send_rcpt = _verb_rule(VERBS[V.RCPT])
+    send_data = _verb_rule(VERBS[V.DATA])
+    send_rset = _verb_rule(VERBS[V.RSET])
+    send_send = _verb_rule(VERBS[V.SEND])
+    send_soml = _verb_rule(VERBS[V.SOML])
+    send_saml = _verb_rule(VERBS[V.SAML])
+    send_vrfy = _verb_rule(VERBS[V.VRFY])
+    send_expn = _verb_rule(VERBS[V.EXPN])
+    send_help = _verb_rule(VERBS[V.HELP])
+    send_noop = _verb_rule(VERBS[V.NOOP])
+    send_quit = _verb_rule(VERBS[V.QUIT])
+    send_turn = _verb_rule(VERBS[V.TURN])
     send_raw_line = _sends("send_raw_line", smtp.raw_lines())
 
     # --- what the extensions add (rebuilt by ``configure`` for a recipient domain) -----------
@@ -246,7 +246,7 @@ class SMTPConformance(ExtensionSteps, RuleBasedStateMachine):
                 return
             self._send(recipient)
         if self.session.model.state is State.RCPT:
-            self._send(Command.of("DATA"), message)
+            self._send(Command.of(V.DATA), message)
 
     def _interrupt_transaction(self, hello: Command, mail: Command, recipients: list[Command],
                                ending: Command, probe: Command) -> None:
@@ -296,7 +296,7 @@ class SMTPConformance(ExtensionSteps, RuleBasedStateMachine):
         if self.session.model.state is not State.RCPT:
             return
         try:
-            self.session.send(self.exploration.valid("DATA", choose))
+            self.session.send(self.exploration.valid(V.DATA, choose))
             after = self.session.model  # (a new Session: the send moved it)
             if after.state is State.DATA:
                 sent[probe.ending] += 1

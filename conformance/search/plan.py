@@ -32,6 +32,7 @@ from conformance.protocol.vocabulary import (
     VERBS,
     Advertised,
     State,
+    V,
     Verb,
 )
 from conformance.strategies.commands import (
@@ -44,7 +45,7 @@ from conformance.strategies.commands import (
 )
 
 S = State
-HELLO = "EHLO"  # the base routes' hello: what follows may depend on the extensions
+HELLO = V.EHLO  # the base routes' hello: what follows may depend on the extensions
 VALID = "valid"  # the argument class of a verb's example, as the vocabulary gives it
 MESSAGE = Message(b"Subject: conformance test\r\n\r\nA message of the systematic phase.\r\n")
 CHUNK_DATA = b"Subject: chunked\r\n\r\n"
@@ -116,8 +117,8 @@ class Case:
 
 # The ESMTP parameters each verb takes, as the extensions declare them (RFC 5321 §4.1.1.11).
 PARAMETERS_OF: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "MAIL": tuple(p for e in EXTENSIONS for p in e.mail_parameters),
-    "RCPT": tuple(p for e in EXTENSIONS for p in e.rcpt_parameters)})
+    V.MAIL: tuple(p for e in EXTENSIONS for p in e.mail_parameters),
+    V.RCPT: tuple(p for e in EXTENSIONS for p in e.rcpt_parameters)})
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -125,7 +126,7 @@ PARAMETERS_OF: Mapping[str, tuple[str, ...]] = MappingProxyType({
 def example(verb: str, rcpt_domain: str | None = None) -> Command:
     """The vocabulary's valid command of ``verb``; RCPT to the postmaster of ``rcpt_domain``
     where one is given."""
-    if verb == "RCPT" and rcpt_domain:
+    if verb == V.RCPT and rcpt_domain:
         return Command.of(f"RCPT TO:<postmaster@{rcpt_domain}>")
     return Command.of(VERBS[verb].example)
 
@@ -140,14 +141,14 @@ def argument_classes(verb: Verb, rcpt_domain: str | None = None) -> dict[str, Mo
     and its case variants, each malformed kind, each ESMTP parameter declared for it, UTF-8
     mailboxes; AUTH's exchanges, BDAT's chunk forms."""
     # As the strategies draw them: only RCPT's mailboxes are in the recipients' domain.
-    domain = rcpt_domain if rcpt_domain and verb.name == "RCPT" else "example.test"
+    domain = rcpt_domain if rcpt_domain and verb.name == V.RCPT else "example.test"
     if verb.challenges:  # AUTH: an exchange per kind the strategies know
         classes = {}
         for name in sorted(ext.AUTH_EXCHANGES):
             command, answers = ext.auth_exchange(name)
             classes[name] = Move(command, answers=answers)
         return classes
-    if verb.name == "BDAT":  # RFC 3030 §2: a chunk, and an empty last one
+    if verb.name == V.BDAT:  # RFC 3030 §2: a chunk, and an empty last one
         return {"empty last chunk": Move(Command(b"BDAT 0 LAST\r\n")),
                 "empty chunk": Move(Command(b"BDAT 0\r\n")),
                 "chunk": Move(ext.chunk(CHUNK_DATA, last=False)),
@@ -164,13 +165,13 @@ def argument_classes(verb: Verb, rcpt_domain: str | None = None) -> dict[str, Mo
         classes[kind] = Move(malformed_command(verb.name, kind, domain=domain))
     for keyword in PARAMETERS_OF.get(verb.name, ()):
         classes[f"parameter {keyword}"] = Move(ext.with_parameter(valid, keyword))
-    if verb.name == "MAIL":
+    if verb.name == V.MAIL:
         local = ext.UTF8_LOCAL_PARTS[0]
         classes["utf-8 mailbox"] = Move(Command(
             f"MAIL FROM:<{local}@example.test>\r\n".encode(), valid=False))
         classes["utf-8 mailbox, SMTPUTF8"] = Move(Command(
             f"MAIL FROM:<{local}@example.test> SMTPUTF8\r\n".encode(), valid=False))
-    if verb.name == "RCPT":
+    if verb.name == V.RCPT:
         classes["utf-8 mailbox"] = Move(Command(
             f"RCPT TO:<{ext.UTF8_LOCAL_PARTS[0]}@{domain}>\r\n".encode(), valid=False))
     return classes
@@ -193,7 +194,7 @@ UNRECOGNISED_MOVE = Move(Command(f"{UNKNOWN_EXAMPLE}\r\n".encode(), valid=False)
 
 def refused_recipient(rcpt_domain: str | None = None) -> Command:
     """A RCPT every server refuses: its mailbox without the angle brackets (§4.1.2)."""
-    return malformed_command("RCPT", "no-brackets", domain=rcpt_domain or "example.test")
+    return malformed_command(V.RCPT, "no-brackets", domain=rcpt_domain or "example.test")
 
 
 # --- routes ------------------------------------------------------------------------------
@@ -233,12 +234,12 @@ def routes(*, rcpt_domain: str | None = None) -> tuple[Route, ...]:
             if verb.upgrades:  # the session starts over: the new hello
                 found.append(route.then(Move(example(HELLO)), S.READY))
     found += [
-        base[S.RCPT].then(Move(example("DATA"), MESSAGE), S.READY),  # §4.1.1.4
+        base[S.RCPT].then(Move(example(V.DATA), MESSAGE), S.READY),  # §4.1.1.4
         base[S.MAIL].then(Move(refused_recipient(rcpt_domain)), S.MAIL),
-        base[S.MAIL].then(Move(example("DATA")), S.MAIL),
-        base[S.READY].then(argument_classes(VERBS["AUTH"])["PLAIN with an initial response"],
+        base[S.MAIL].then(Move(example(V.DATA)), S.MAIL),
+        base[S.READY].then(argument_classes(VERBS[V.AUTH])["PLAIN with an initial response"],
                            S.READY, "AUTH"),
-        base[S.RCPT].then(argument_classes(VERBS["BDAT"])["chunk"], S.RCPT, "CHUNKING"),
+        base[S.RCPT].then(argument_classes(VERBS[V.BDAT])["chunk"], S.RCPT, "CHUNKING"),
     ]
     return tuple(dict.fromkeys(found))  # each once, in order
 
@@ -282,7 +283,7 @@ def probe_cases(advertised: Advertised, *, rcpt_domain: str | None = None,
     base = base_routes(rcpt_domain)
     cases = [Case(base[S.READY], (Move(command),), command.bare_line_break or "", LINE_PROBE)
              for command in BARE_LINE_BREAK_COMMANDS]
-    cases += [Case(base[S.RCPT], (Move(example("DATA")),), ending, DATA_PROBE)
+    cases += [Case(base[S.RCPT], (Move(example(V.DATA)),), ending, DATA_PROBE)
               for ending in sorted(NON_STANDARD_ENDINGS)]
     if "STARTTLS" in advertised:
         cases.append(Case(base[S.READY], (Move(Command(b"STARTTLS\r\n"), upgrade=True),),
@@ -290,27 +291,27 @@ def probe_cases(advertised: Advertised, *, rcpt_domain: str | None = None,
     if "PIPELINING" in advertised:
         refused = refused_recipient(rcpt_domain)
         for argument, batch in (
-                ("transaction", ("MAIL", "RCPT", "DATA")),
-                ("refused recipient", ("MAIL", refused, "DATA")),
-                ("reset", ("MAIL", "RCPT", "RSET", "NOOP"))):
+                ("transaction", (V.MAIL, V.RCPT, V.DATA)),
+                ("refused recipient", (V.MAIL, refused, V.DATA)),
+                ("reset", (V.MAIL, V.RCPT, V.RSET, V.NOOP))):
             moves = tuple(Move(c if isinstance(c, Command) else example(c, rcpt_domain),
-                               MESSAGE if c == "DATA" else None) for c in batch)
+                               MESSAGE if c == V.DATA else None) for c in batch)
             cases.append(Case(base[S.READY], moves, argument, BATCH,
-                              delivers="DATA" in batch))
+                              delivers=V.DATA in batch))
     if advertised.size_limit is not None:
         limit = advertised.size_limit
-        declared = ext.with_size(example("MAIL"), limit + 1)
+        declared = ext.with_size(example(V.MAIL), limit + 1)
         cases.append(Case(base[S.READY], (Move(declared),), "declared", OVERSIZED))
         if "DSN" in advertised:  # SIZE after a value holding '"', valid xtext (RFC 3461 §4)
-            quoted = ext.with_size(ext.with_parameter(example("MAIL"), "ENVID",
+            quoted = ext.with_size(ext.with_parameter(example(V.MAIL), "ENVID",
                                                       ext.QUOTE_IN_XTEXT), limit + 1)
             cases.append(Case(base[S.READY], (Move(quoted),), "declared after a quote",
                               OVERSIZED))
     if advertised.size_limit is not None and advertised.size_limit <= MAX_MESSAGE_SENT:
         message = ext.oversized_message(advertised.size_limit + 1)
-        cases.append(Case(base[S.READY], (Move(example("MAIL")),
-                                          Move(example("RCPT", rcpt_domain)),
-                                          Move(example("DATA"), message)),
+        cases.append(Case(base[S.READY], (Move(example(V.MAIL)),
+                                          Move(example(V.RCPT, rcpt_domain)),
+                                          Move(example(V.DATA), message)),
                           "message", OVERSIZED, delivers=True))
     if relay_check:
         cases += [Case(base[S.MAIL], (Move(recipient),), recipient.first_line, RELAY)
@@ -334,7 +335,7 @@ def plan(advertised: Advertised, *, deliver: bool, rcpt_domain: str | None = Non
         cases += command_cases(route, rcpt_domain, forms=route in base)
     cases += probe_cases(advertised, rcpt_domain=rcpt_domain, relay_check=relay_check)
     return tuple(case for case in cases if deliver or not case.delivers or
-                 case.group == "DATA")  # DATA without its message still shows its reply
+                 case.group == V.DATA)  # DATA without its message still shows its reply
 
 
 def cells(cases: Sequence[Case]) -> set[tuple[State, str]]:

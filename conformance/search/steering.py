@@ -22,7 +22,7 @@ from conformance.protocol.commands import Command, Message
 from conformance.protocol.errors import StopRun, TargetLost, TargetUnreachable
 from conformance.protocol.model import State
 from conformance.protocol.replies import Reply
-from conformance.protocol.vocabulary import OPEN_STATES, SEED_VERBS, UNRECOGNISED
+from conformance.protocol.vocabulary import OPEN_STATES, SEED_VERBS, UNRECOGNISED, V
 from conformance.search.plan import UNRECOGNISED_MOVE, example
 
 DIRECTED_SHARE = 0.5  # of the commands sent: the rest go where the random walk is
@@ -76,7 +76,7 @@ class Exploration:
 
     def postmaster(self) -> Command:
         """RCPT to the postmaster of the recipients' domain, or of the server itself."""
-        return self._example("RCPT") if self.rcpt_domain else Command.of("RCPT TO:<Postmaster>")
+        return self._example(V.RCPT) if self.rcpt_domain else Command.of("RCPT TO:<Postmaster>")
 
     def _example(self, group: str) -> Command:
         if group == UNRECOGNISED:
@@ -159,7 +159,7 @@ class Steering:
         else:
             state, group = choose.choice(cells)
             command = self.exploration.command(group, choose)
-            message = self.exploration.message(choose) if group == "DATA" else None
+            message = self.exploration.message(choose) if group == V.DATA else None
         self._reach(state, choose)
         self._send(command, message)
 
@@ -180,16 +180,16 @@ class Steering:
                 self._open()
             return
         if target is State.RCPT and model.state is State.RCPT and choose.random() < 0.5:
-            self._send(self.exploration.valid("RCPT", choose))  # one more recipient
+            self._send(self.exploration.valid(V.RCPT, choose))  # one more recipient
             return
         self._reach_ready(choose)
         if target is State.READY:
             return
-        self._send(self.exploration.valid("MAIL", choose))
+        self._send(self.exploration.valid(V.MAIL, choose))
         for _ in range(choose.randint(1, 3) if target is State.RCPT else 0):
             if not self.session.model.in_transaction:
                 break
-            self._send(self.exploration.valid("RCPT", choose))
+            self._send(self.exploration.valid(V.RCPT, choose))
         if target is State.RCPT and self.session.model.state is State.MAIL:
             # Every recipient drawn was refused (a real server's unknown users): postmaster,
             # which every server takes (RFC 5321 §4.5.1).
@@ -198,7 +198,7 @@ class Steering:
     def _reach_ready(self, choose: random.Random) -> None:
         """READY: after HELO/EHLO, or after a transaction ended by RSET, by a new HELO/EHLO
         or by its message (§4.1.1.5, §4.1.4, §4.1.1.4): each route a state bug may hide on."""
-        hello = choose.choice(("HELO", "EHLO"))
+        hello = choose.choice((V.HELO, V.EHLO))
         if self.session.model.state is State.INIT:
             self._send(self.exploration.valid(hello, choose))
             return
@@ -206,15 +206,15 @@ class Steering:
         if route == "as is" and self.session.model.state is State.READY:
             return
         if self.session.model.state is State.READY:  # open a transaction to end
-            self._send(self.exploration.valid("MAIL", choose))
+            self._send(self.exploration.valid(V.MAIL, choose))
             for _ in range(choose.randint(0, 2)):
-                self._send(self.exploration.valid("RCPT", choose))
+                self._send(self.exploration.valid(V.RCPT, choose))
         if not self.session.model.in_transaction:
             return
         if route == "message" and self.session_settings.deliver and \
                 self.session.model.state is State.RCPT:
-            self._send(self.exploration.valid("DATA", choose), self.exploration.message(choose))
+            self._send(self.exploration.valid(V.DATA, choose), self.exploration.message(choose))
         elif route == "hello":
             self._send(self.exploration.valid(hello, choose))
         else:
-            self._send(self.exploration.valid("RSET", choose))
+            self._send(self.exploration.valid(V.RSET, choose))

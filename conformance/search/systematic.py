@@ -21,7 +21,7 @@ from conformance.protocol.commands import Command
 from conformance.protocol.errors import TargetLost, TargetUnreachable
 from conformance.protocol.model import Session, State, is_positive
 from conformance.protocol.replies import Reply
-from conformance.protocol.vocabulary import VERBS, Advertised
+from conformance.protocol.vocabulary import VERBS, Advertised, V
 from conformance.search import plan as planned
 from conformance.search.machine import SMTPConformance
 from conformance.search.plan import Case, Move, Route
@@ -163,7 +163,7 @@ class Systematic:
             return None  # a chunk where this session's EHLO (or HELO) offered no CHUNKING
         if move.upgrade and "STARTTLS" in session.model.extensions and not session.model.tls:
             self._upgrade()
-        elif move.answers or move.command.group == "AUTH":
+        elif move.answers or move.command.group == V.AUTH:
             reply = session.authenticate(move.command, move.answers)
         else:
             reply = self._send(move.command)

@@ -20,6 +20,7 @@ from conformance.protocol.vocabulary import (
     UNMODELLED_VERBS,
     VERBS,
     Argument,
+    V,
     follows_grammar,
 )
 from conformance.strategies.addresses import (
@@ -119,16 +120,16 @@ def valid_commands(verb: str, *, domain: st.SearchStrategy[str] | None = None
 
 def helo_commands() -> st.SearchStrategy[Command]:
     """``HELO Domain`` (RFC 5321 §4.1.1.1)."""
-    return valid_commands("HELO")
+    return valid_commands(V.HELO)
 
 
 def ehlo_commands() -> st.SearchStrategy[Command]:
     """``EHLO ( Domain / address-literal )`` (RFC 5321 §4.1.1.1)."""
-    return valid_commands("EHLO")
+    return valid_commands(V.EHLO)
 
 
 def mail_commands(*, advertised: frozenset[str] = frozenset(),
-                  verb: str = "MAIL") -> st.SearchStrategy[Command]:
+                  verb: str = V.MAIL) -> st.SearchStrategy[Command]:
     """``MAIL FROM:Reverse-path [SP Mail-parameters]`` (RFC 5321 §4.1.1.2); also SEND/SOML/SAML;
     with parameters of the ``advertised`` extensions."""
     argument = st.builds("FROM:{}{}".format, reverse_paths(),
@@ -138,7 +139,7 @@ def mail_commands(*, advertised: frozenset[str] = frozenset(),
 
 def rcpt_commands(*, domain: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[Command]:
     """``RCPT TO:Forward-path`` (RFC 5321 §4.1.1.3), to reserved test domains by default."""
-    return valid_commands("RCPT", domain=domain)
+    return valid_commands(V.RCPT, domain=domain)
 
 
 # --- malformed -------------------------------------------------------------------------------
@@ -273,8 +274,8 @@ def _message(headers: bytes, lines: list[bytes]) -> Message:
 # NOOP, a bare LF or CR, and NOOP again, in one command line: a server that takes the bare
 # one for a line end answers twice (RFC 5321 §2.3.8). Judged as NOOP (whose verb ends at the
 # bare line break, or at the space a server may read a bare CR as).
-BARE_LINE_BREAK_COMMANDS = (Command(b"NOOP\nNOOP\r\n", valid=False, group="NOOP"),
-                            Command(b"NOOP\rNOOP\r\n", valid=False, group="NOOP"))
+BARE_LINE_BREAK_COMMANDS = (Command(b"NOOP\nNOOP\r\n", valid=False, group=V.NOOP),
+                            Command(b"NOOP\rNOOP\r\n", valid=False, group=V.NOOP))
 
 
 def bare_line_break_commands() -> st.SearchStrategy[Command]:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from conformance.protocol.commands import Command, Message
 from conformance.protocol.credentials import PASSWORD, PLAIN_RESPONSE, USERNAME
-from conformance.protocol.vocabulary import VERBS
+from conformance.protocol.vocabulary import VERBS, V
 from conformance.strategies.addresses import forward_paths, mailboxes, reverse_paths
 from conformance.strategies.commands import command, malformed_commands, valid_commands, verbs
 
@@ -81,14 +81,14 @@ def parameters(draw: st.DrawFn, values: Mapping[str, st.SearchStrategy[str | Non
 def mail_with_parameters() -> st.SearchStrategy[Command]:
     """``MAIL FROM:<path> parameters`` (RFC 5321 §4.1.1.2, §4.1.1.11)."""
     return st.builds(lambda verb, path, found: command(verb, f"FROM:{path}{found}"),
-                     verbs("MAIL"), reverse_paths(), parameters(MAIL_PARAMETER_VALUES))
+                     verbs(V.MAIL), reverse_paths(), parameters(MAIL_PARAMETER_VALUES))
 
 
 def with_size(mail: Command, size: int) -> Command:
     """``mail`` (a valid MAIL command) declaring ``size`` (RFC 1870 §3), its other
     parameters kept."""
     verb, _, argument = mail.first_line.partition(" ")
-    match = re.fullmatch(VERBS["MAIL"].argument.pattern or "", argument)
+    match = re.fullmatch(VERBS[V.MAIL].argument.pattern or "", argument)
     if match is None:
         raise ValueError(f"not a valid MAIL command: {mail.line!r}")
     path_end = match.start("parameters") - 1 if match.group("parameters") else len(argument)
@@ -109,14 +109,14 @@ def rcpt_with_parameters(*, domain: st.SearchStrategy[str] | None = None
                          ) -> st.SearchStrategy[Command]:
     """``RCPT TO:<path> parameters`` (RFC 5321 §4.1.1.3, §4.1.1.11)."""
     return st.builds(lambda verb, path, found: command(verb, f"TO:{path}{found}"),
-                     verbs("RCPT"), forward_paths(domain=domain),
+                     verbs(V.RCPT), forward_paths(domain=domain),
                      parameters(RCPT_PARAMETER_VALUES))
 
 
 def chunk(data: bytes, last: bool) -> Command:
     """``BDAT <size> [LAST]`` and the chunk's octets, in one write (RFC 3030 §2)."""
     return Command(f"BDAT {len(data)}{' LAST' if last else ''}\r\n".encode() + data,
-                   group="BDAT")
+                   group=V.BDAT)
 
 
 _CHUNK_DATA = st.one_of(
@@ -137,8 +137,8 @@ def injected_lines(*, domain: st.SearchStrategy[str] | None = None
                    ) -> st.SearchStrategy[bytes]:
     """Command lines a man in the middle would add after a plaintext STARTTLS (CVE-2011-0411):
     nothing, or one or two commands the server must not run after the handshake."""
-    injected = st.one_of(valid_commands("NOOP"), valid_commands("RSET"),
-                         valid_commands("MAIL"), valid_commands("RCPT", domain=domain))
+    injected = st.one_of(valid_commands(V.NOOP), valid_commands(V.RSET),
+                         valid_commands(V.MAIL), valid_commands(V.RCPT, domain=domain))
     nothing = st.just(b"")  # twice: most upgrades are plain (an injection costs a wait)
     return st.one_of(nothing, nothing, st.lists(injected, min_size=1, max_size=2).map(
         lambda commands: b"".join(c.line for c in commands)))
@@ -147,16 +147,16 @@ def injected_lines(*, domain: st.SearchStrategy[str] | None = None
 def batched_commands(*, domain: st.SearchStrategy[str] | None = None,
                      domain_name: str = "example.test") -> st.SearchStrategy[Command]:
     """Commands that may go anywhere in a pipelined batch (RFC 2920 §3.1), valid or not."""
-    return st.one_of(valid_commands("MAIL"), valid_commands("RCPT", domain=domain),
-                     valid_commands("RCPT", domain=domain), valid_commands("RSET"),
-                     malformed_commands(verb="RCPT", domain=domain_name),
-                     malformed_commands(verb="MAIL", domain=domain_name))
+    return st.one_of(valid_commands(V.MAIL), valid_commands(V.RCPT, domain=domain),
+                     valid_commands(V.RCPT, domain=domain), valid_commands(V.RSET),
+                     malformed_commands(verb=V.RCPT, domain=domain_name),
+                     malformed_commands(verb=V.MAIL, domain=domain_name))
 
 
 def batch_endings() -> st.SearchStrategy[Command | None]:
     """What may only end a batch (RFC 2920 §3.1), or nothing."""
-    return st.one_of(st.none(), st.just(Command.of("DATA")), valid_commands("NOOP"),
-                     valid_commands("EHLO"), valid_commands("VRFY"))
+    return st.one_of(st.none(), st.just(Command.of(V.DATA)), valid_commands(V.NOOP),
+                     valid_commands(V.EHLO), valid_commands(V.VRFY))
 
 
 # AUTH exchanges (RFC 4954 §4): the command, then the client's answers to the challenges. The
@@ -173,8 +173,8 @@ AUTH_EXCHANGES: Mapping[str, tuple[bytes, tuple[bytes, ...]]] = MappingProxyType
 
 def auth_exchange(name: str) -> tuple[Command, tuple[Command, ...]]:
     command, answers = AUTH_EXCHANGES[name]
-    return (Command(command + b"\r\n", group="AUTH"),
-            tuple(Command(answer + b"\r\n", group="AUTH") for answer in answers))
+    return (Command(command + b"\r\n", group=V.AUTH),
+            tuple(Command(answer + b"\r\n", group=V.AUTH) for answer in answers))
 
 
 def auth_exchange_names() -> st.SearchStrategy[str]:

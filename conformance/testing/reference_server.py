@@ -30,22 +30,37 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TL
 from conformance.engine.address import ServerAddress
 from conformance.protocol import grammar
 from conformance.protocol.credentials import EMBEDDED_CREDENTIALS
-from conformance.protocol.tables import DEFAULT_PROFILE, NOT_IMPLEMENTED, Profile, get_profile
-from conformance.protocol.vocabulary import END_OF_DATA, GREETING, SEED_VERBS, UNRECOGNISED
+from conformance.protocol.tables import (
+    BAD_SEQUENCE,
+    CANNOT_VERIFY,
+    COMMAND_UNRECOGNISED,
+    DEFAULT_PROFILE,
+    MAILBOX_NAME_NOT_ALLOWED,
+    NOT_IMPLEMENTED,
+    PARAMETER_NOT_IMPLEMENTED,
+    START_MAIL_INPUT,
+    SYNTAX_ERROR,
+    Profile,
+    get_profile,
+)
+from conformance.protocol.vocabulary import END_OF_DATA, GREETING, SEED_VERBS, UNRECOGNISED, V
 
 # (group, aiosmtpd's code) -> (code sent instead, new text or None to keep aiosmtpd's), used
 # only when the profile does not document aiosmtpd's code for that command.
 SUBSTITUTES: Mapping[tuple[str, int], tuple[int, str | None]] = MappingProxyType({
-    ("MAIL", 503): (501, None),  # "send HELO first", nested MAIL: seed/RFC 821 MAIL has no 503
-    ("MAIL", 553): (501, None),  # malformed address
-    ("MAIL", 555): (501, None),  # unknown MAIL parameter
-    ("RCPT", 555): (501, None),
-    ("QUIT", 501): (500, None),  # QUIT with an argument: the seed's QUIT row is 221, 500
-    ("VRFY", 252): (502, "VRFY not implemented"),  # RFC 821 and the seed have no 252
+    # "send HELO first", nested MAIL: seed/RFC 821 MAIL has no 503
+    (V.MAIL, BAD_SEQUENCE): (SYNTAX_ERROR, None),
+    (V.MAIL, MAILBOX_NAME_NOT_ALLOWED): (SYNTAX_ERROR, None),  # malformed address
+    (V.MAIL, PARAMETER_NOT_IMPLEMENTED): (SYNTAX_ERROR, None),  # unknown MAIL parameter
+    (V.RCPT, PARAMETER_NOT_IMPLEMENTED): (SYNTAX_ERROR, None),
+    # QUIT with an argument: the seed's QUIT row is 221, 500
+    (V.QUIT, SYNTAX_ERROR): (COMMAND_UNRECOGNISED, None),
+    # RFC 821 and the seed have no 252
+    (V.VRFY, CANNOT_VERIFY): (NOT_IMPLEMENTED, "VRFY not implemented"),
 })
 
 # The seed verbs this server does not implement (502, RFC 5321 §4.2.4); HELP lists the rest.
-NOT_IMPLEMENTED_VERBS = frozenset({"SEND", "SOML", "SAML", "TURN", "EXPN"})
+NOT_IMPLEMENTED_VERBS = frozenset({V.SEND, V.SOML, V.SAML, V.TURN, V.EXPN})
 
 
 def implemented_verbs(profile: Profile) -> tuple[str, ...]:
@@ -125,9 +140,9 @@ class ProfileSMTP(SMTP):
         self._smtp_methods = _AnswersUnknownVerbs(
             {verb: self._tracking(verb, method) for verb, method in self._smtp_methods.items()},
             self._unrecognised)
-        self._handler_ehlo = self._handle_hooks.get("EHLO")
+        self._handler_ehlo = self._handle_hooks.get(V.EHLO)
         if self._ehlo_hook_ver != "old":  # the old 4-argument hook cannot edit the list
-            self._handle_hooks["EHLO"] = self._ehlo_keywords
+            self._handle_hooks[V.EHLO] = self._ehlo_keywords
             self._ehlo_hook_ver = "new"
 
     def _cb_client_connected(self, reader: asyncio.StreamReader,
@@ -149,7 +164,7 @@ class ProfileSMTP(SMTP):
     async def push(self, status: str | bytes) -> None:
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
         group = self._group
-        if group == "DATA" and text.startswith("354"):
+        if group == V.DATA and text.startswith(str(START_MAIL_INPUT)):
             self._group = END_OF_DATA  # the next reply answers the end of the data
         elif group == GREETING:
             self._group = UNRECOGNISED
@@ -162,7 +177,7 @@ class ProfileSMTP(SMTP):
         row = self.profile.row(group)
         if row.allows(code):
             return status
-        substitute, text = SUBSTITUTES.get((group, code), (500, None))
+        substitute, text = SUBSTITUTES.get((group, code), (COMMAND_UNRECOGNISED, None))
         if not row.allows(substitute):
             return status
         return f"{substitute} {text}" if text else f"{substitute}{status[3:]}"
