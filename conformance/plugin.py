@@ -32,12 +32,13 @@ from conformance.protocol.errors import EXIT_UNREACHABLE, TargetUnreachable, Usa
 
 if TYPE_CHECKING:  # the machine, the runner and the reference server load Hypothesis,
     # aiosmtpd and trustme: imported where a run starts, not by every pytest session
+    from conformance.engine.session import CheckedSession
     from conformance.search.machine import SMTPConformance
 
 __all__ = ["OPTIONS", "Option", "SuiteConfig"]
 
 SuiteConfig = RunSettings  # the name the fixtures and users' type hints know
-FIXTURES = frozenset({"smtp_config", "smtp_server_address", "smtp_client",
+FIXTURES = frozenset({"smtp_config", "smtp_server_address", "smtp_client", "smtp_session",
                       "smtp_state_machine", "smtp_coverage", "smtp_run", "smtp_shard"})
 
 CONFIG_KEY = pytest.StashKey[RunSettings]()
@@ -46,7 +47,8 @@ RUNS_KEY = pytest.StashKey[Runs]()  # on the config: every run's record, by targ
 RECORD_KEY = pytest.StashKey[RunRecord]()  # on an item: its own run's record
 TARGET_KEY = pytest.StashKey[str]()  # on an item: the name of the server its run talks to
 ADDRESS_KEY = pytest.StashKey[ServerAddress]()  # on an item: the server its run talks to
-SETTLES_AT_TEARDOWN = pytest.StashKey[bool]()  # on an item: its findings settle at teardown
+SETTLE_KEY = pytest.StashKey[Callable[[], None]]()  # on an item: settles its own run's findings
+SUITE_KEY = pytest.StashKey[bool]()  # on the config: whether the suite's own run is collected
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -144,6 +146,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ours = [item for item in items if FIXTURES & set(getattr(item, "fixturenames", ()))]
     if not ours:
         return
+    config.stash[SUITE_KEY] = any("smtp_run" in getattr(item, "fixturenames", ()) for item in ours)
     suite = settings_of(config)
     for item in ours:
         if item.get_closest_marker("timeout") is None:
@@ -151,7 +154,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
-    return [outputs.header(settings_of(config))] if _active(config) else []
+    return [outputs.header(settings_of(config), suite_run=config.stash.get(SUITE_KEY, True))] \
+        if _active(config) else []
 
 
 @pytest.hookimpl(wrapper=True)
@@ -170,12 +174,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         report.smtp_target = str(params["smtp_server_address"])  # type: ignore[attr-defined]
         return report
     record = item.stash.get(RECORD_KEY, None)
-    if record is None or call.when == "setup":
-        return report
-    if isinstance(error, RunFailed):
+    if isinstance(error, RunFailed) and call.when != "setup":
         report.longrepr = failure_text(error)  # type: ignore[assignment]
         item.user_properties += outputs.junit_properties(error)
-    elif error is not None and report.failed:
+    if record is None or call.when == "setup":
+        return report
+    if error is not None and report.failed and not isinstance(error, RunFailed):
         from conformance.search.runner import stopped
 
         line = stopped(error, record, item.stash[ADDRESS_KEY], settings_of(item.config).timeout)
@@ -184,9 +188,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     gone = next((e for e in record.errors if e.unreachable), None)
     if gone is not None and len(settings_of(item.config).servers) <= 1:
         item.session.shouldstop = gone.message  # nothing after can reach it (other servers can)
-    # The record travels once, when it is complete: after the call, or for a test's own run
-    # (smtp_state_machine) after the teardown that settles its findings.
-    if call.when == ("teardown" if item.stash.get(SETTLES_AT_TEARDOWN, False) else "call"):
+    # The record travels once, when it is complete: after the call (a test's own run,
+    # smtp_state_machine's, settles in the call: see pytest_runtest_call).
+    if call.when == "call":
         report.smtp_conformance = record.to_json()  # type: ignore[attr-defined]
         report.smtp_target = item.stash[TARGET_KEY]  # type: ignore[attr-defined]
     return report
@@ -317,24 +321,60 @@ def _status_line(config: pytest.Config, settings: RunSettings, record: RunRecord
 
 @pytest.fixture
 def smtp_state_machine(request: pytest.FixtureRequest, smtp_server_address: ServerAddress,
-                       smtp_config: RunSettings) -> Iterator[type[SMTPConformance]]:
+                       smtp_config: RunSettings) -> type[SMTPConformance]:
     """The conformance state machine, bound to the target, profile and seed, for a test's
     own run, started as the suite's own is (``Run.start``: the example database's sessions
-    first, the relay check, the deadline). It records findings rather than raising them;
-    when the test ends, the failing ones fail it (at teardown), each with its shortest
-    session."""
+    first, the relay check, the deadline). Subclass it to add rules of your own (each sends
+    with ``self.send``). It records findings rather than raising them; when the test's body
+    has run, the failing ones fail the test, each with its shortest session."""
     settings, record = _own_run(request, smtp_server_address, smtp_config)
-    request.node.stash[SETTLES_AT_TEARDOWN] = True
     assert settings.failures_dir is not None
     from conformance.search.runner import Run
 
     engine = Run(settings, smtp_server_address, record, settings.failures_dir)
-    yield engine.start()
-    if record.errors:
-        return
-    failing = engine.finish()
-    if failing:
-        raise RunFailed(failing, [replay_hint(f, smtp_server_address) for f in failing])
+
+    def settle() -> None:
+        if record.errors:
+            return  # the run stopped: its errors say why, in the test's failure and the report
+        if failing := engine.finish():
+            raise RunFailed(failing, [replay_hint(f, smtp_server_address) for f in failing])
+    request.node.stash[SETTLE_KEY] = settle
+    return engine.start()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """A test's own run settles when the test's body has run, so its failing findings fail
+    the test there: one failure, not a pass and an error at teardown. A body that failed by
+    itself keeps its own failure; its run's findings still reach the report."""
+    settle = item.stash.get(SETTLE_KEY, None)
+    if settle is None:
+        return (yield)
+    try:
+        result = yield
+    except BaseException:
+        with contextlib.suppress(RunFailed):
+            settle()
+        raise
+    settle()
+    return result
+
+
+@pytest.fixture(scope="session")
+def smtp_session(smtp_server_address: ServerAddress, smtp_config: RunSettings
+                 ) -> Callable[[], contextlib.AbstractContextManager[CheckedSession]]:
+    """Checked sessions for a test of your own, ``@given`` included (the fixture lasts the
+    whole pytest session, so Hypothesis's health check for function-scoped fixtures has
+    nothing to object to): ``with smtp_session() as session: session.send(command)``. Each
+    block is one session with the server under test, greeted, each reply checked as the
+    suite checks it; when the block ends, its failing findings fail the test, together."""
+    settings = smtp_config.session(smtp_server_address)
+
+    def new_session() -> contextlib.AbstractContextManager[CheckedSession]:
+        from conformance.engine.checked import checked_session
+
+        return checked_session(smtp_server_address, settings)
+    return new_session
 
 
 @pytest.fixture

@@ -102,4 +102,8 @@ class FailureText:
 
 
 def failure_text(failed: RunFailed) -> FailureText:
-    return FailureText(failed.text(), _Crash(failed.headline()))
+    """The failure as pytest shows it; with the notes added to it on the way (Hypothesis's
+    falsifying example, for a test of one's own under ``@given``)."""
+    notes = "\n".join(getattr(failed, "__notes__", ()))
+    return FailureText(failed.text() + (f"\n\n{notes}" if notes else ""),
+                       _Crash(failed.headline()))

@@ -39,15 +39,21 @@ class Finished:
     written: Baseline | None = None
 
 
-def header(suite: RunSettings) -> str:
-    """The one line a run starts with: everything that decides what it sends."""
+def header(suite: RunSettings, *, suite_run: bool = True) -> str:
+    """The one line a run starts with: everything that decides what it sends. Without the
+    suite's own run (``suite_run``: only tests of the user's own), the examples are each
+    test's own; the suite's settings are what ``smtp_config.hypothesis_settings()`` gives, and
+    the budget is where a ``smtp_state_machine`` run stops."""
     targets = ", ".join(str(s) for s in suite.servers) or \
         "embedded reference server (aiosmtpd on 127.0.0.1, ephemeral port)"
-    shards = f"; {suite.shards} shards per server" if suite.shards > 1 else ""
+    shards = f"; {suite.shards} shards per server" if suite.shards > 1 and suite_run else ""
+    examples = f"{suite.budget_name} ({suite.examples} x {suite.steps} steps)"
+    budget = f"examples {examples}; budget {suite.time_budget:g}s" if suite_run else \
+        (f"examples: each test's own (smtp_config.hypothesis_settings(): {examples}; "
+         f"a smtp_state_machine run stops at {suite.time_budget:g}s)")
     return (f"smtp-conformance: target {targets}; profile {suite.profile.name} "
             f"({suite.profile.level}); timeout {suite.timeout:g}s; "
-            f"examples {suite.budget_name} ({suite.examples} x {suite.steps} steps); "
-            f"budget {suite.time_budget:g}s; hypothesis-seed {suite.seed}{shards}"
+            f"{budget}; hypothesis-seed {suite.seed}{shards}"
             f"{'; strict' if suite.strict else ''}{'; fail-fast' if suite.fail_fast else ''}"
             f"{'' if suite.delivers else '; safe mode (messages are not completed)'}"
             f"{'; relay check' if suite.relay_check else ''}"

@@ -43,6 +43,7 @@ from conformance.protocol.commands import (
 )
 from conformance.protocol.errors import StopRun
 from conformance.protocol.model import State
+from conformance.protocol.replies import Reply
 from conformance.protocol.vocabulary import VERBS, V, Verb
 from conformance.search.extension_steps import ExtensionSteps
 from conformance.search.steering import Exploration
@@ -199,6 +200,12 @@ class SMTPConformance(ExtensionSteps, RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.session.close()
+
+    def send(self, command: Command, message: Message | None = None) -> Reply | None:
+        """For a rule of your own, in a subclass: send ``command`` as the machine's rules do
+        (connecting first where the last session ended; after a 354, ``message``, or without
+        one the session ends), the reply checked and recorded. The reply, or None."""
+        return self._send(command, message)
 
     # --- one rule per seed verb (the vocabulary's SEED_VERBS; a test holds the list to it) ------
 
