@@ -100,6 +100,12 @@ OPTIONS = (
     Option("--smtp-report", "smtp_report", "SMTP_CONFORMANCE_REPORT", "",
            "write a JSON report of the run to this path (schema: "
            "conformance/output/report.schema.json)"),
+    Option("--smtp-html", "smtp_html", "SMTP_CONFORMANCE_HTML", "",
+           "write the run as one self-contained HTML page to this path (verdict, findings "
+           "with transcripts and replay commands, codes seen, the session diagram)"),
+    Option("--smtp-summary-md", "smtp_summary_md", "SMTP_CONFORMANCE_SUMMARY_MD", "",
+           "write a Markdown summary of the run to this path (for a CI job's summary, such "
+           "as GitHub's $GITHUB_STEP_SUMMARY)"),
     Option("--smtp-failures-dir", "smtp_failures_dir", "SMTP_CONFORMANCE_FAILURES_DIR", "",
            "where failing sessions are saved for replay (default: .smtp-conformance/failures "
            "under the rootdir)"),
@@ -156,12 +162,15 @@ def parse(given: Callable[[Option], str | None], *, seed: str, workers: int = 1,
                          f"got {tls_server_name!r}")
     credentials = _credentials(values["smtp_auth_user"], values["smtp_auth_password"])
     report = _path(values["smtp_report"])
+    html, summary_md = _path(values["smtp_html"]), _path(values["smtp_summary_md"])
     baseline = load_baseline(Path(values["smtp_baseline"])) if values["smtp_baseline"] \
         else None
     baseline_write = _path(values["smtp_baseline_write"])
     failures = _path(values["smtp_failures_dir"])
     example_db = _example_db(values["smtp_example_db"])
     for path, check, option in [(report, check_writable_file, "--smtp-report"),
+                                (html, check_writable_file, "--smtp-html"),
+                                (summary_md, check_writable_file, "--smtp-summary-md"),
                                 (baseline_write, check_writable_file, "--smtp-baseline-write"),
                                 (failures, check_writable_dir, "--smtp-failures-dir")]:
         if path is not None:  # before the run, not after it
@@ -170,7 +179,8 @@ def parse(given: Callable[[Option], str | None], *, seed: str, workers: int = 1,
                        budget, seconds=seconds, strict=_flag(values, "smtp_strict"),
                        deliver=_flag(values, "smtp_deliver"),
                        fail_fast=_flag(values, "smtp_fail_fast"), rcpt_domain=rcpt_domain,
-                       rate=_rate(values["smtp_rate"]), report=report, seed=seed,
+                       rate=_rate(values["smtp_rate"]), report=report, html=html,
+                       summary_md=summary_md, seed=seed,
                        baseline=baseline, baseline_write=baseline_write,
                        failures_dir=failures or failures_dir, servers=servers,
                        shards=_shards(values["smtp_shards"], workers), example_db=example_db,

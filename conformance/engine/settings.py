@@ -88,7 +88,9 @@ class RunSettings:
     fail_fast: bool = False
     rcpt_domain: str | None = None  # None: the strategies' reserved test domains
     rate: float | None = None  # commands per second; None: no limit
-    report: Path | None = None
+    report: Path | None = None  # the JSON report
+    html: Path | None = None  # the HTML page
+    summary_md: Path | None = None  # the Markdown summary
     seed: str = ""  # Hypothesis's seed for this run, as --hypothesis-seed takes it
     baseline: Baseline | None = None
     baseline_write: Path | None = None

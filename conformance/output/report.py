@@ -137,17 +137,32 @@ def write_diagram(record: RunRecord, dot_path: Path) -> Path | None:
     """The state diagram with this run's counts on its edges, as DOT; also as SVG (returned)
     when Graphviz's ``dot`` is installed."""
     dot_path.parent.mkdir(parents=True, exist_ok=True)
-    dot_path.write_text(to_dot(coverage=transitions_taken(record)) + "\n")
+    dot_text = to_dot(coverage=transitions_taken(record)) + "\n"
+    dot_path.write_text(dot_text)
+    svg = draw(dot_text)
+    if svg is None:
+        return None
+    svg_path = dot_path.with_suffix(".svg")
+    svg_path.write_text(svg)
+    return svg_path
+
+
+def diagram_svg(record: RunRecord) -> str | None:
+    """The state diagram with this run's counts on its edges, as SVG (None: no Graphviz)."""
+    return draw(to_dot(coverage=transitions_taken(record)) + "\n")
+
+
+def draw(dot_text: str) -> str | None:
+    """``dot_text`` drawn as SVG by Graphviz's ``dot`` (bounded: 30 s); None without it."""
     dot = shutil.which("dot")
     if dot is None:
         return None
-    svg_path = dot_path.with_suffix(".svg")
     try:
-        subprocess.run([dot, "-Tsvg", "-o", str(svg_path), str(dot_path)], check=True,
-                       capture_output=True, timeout=30)
+        drawn = subprocess.run([dot, "-Tsvg"], input=dot_text, check=True,
+                               capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
-    return svg_path
+    return drawn.stdout
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """What a pytest session of runs gives its readers, each output built from the runs' records:
-the header line, the terminal summary, the JSON report, JUnit properties, the baseline written.
+the header line, the terminal summary, the JSON report (and the HTML page and Markdown summary
+made from it), JUnit properties, the baseline written.
 
 No pytest here: the plugin's hooks call one function each. With one target the JSON report is
 as ``report.schema.json`` always had it; with several, the same document over every run, and
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from conformance.engine.baseline import Baseline
@@ -19,7 +21,15 @@ from conformance.engine.failures import RunFailed
 from conformance.engine.outcome import exit_status
 from conformance.engine.record import RunRecord, Runs
 from conformance.engine.settings import RunSettings, target_name
-from conformance.output.report import RunInfo, document, summary_lines, write_diagram, write_report
+from conformance.output import html, markdown
+from conformance.output.report import (
+    RunInfo,
+    diagram_svg,
+    document,
+    summary_lines,
+    write_diagram,
+    write_report,
+)
 from conformance.protocol.errors import EXIT_UNREACHABLE
 
 
@@ -105,16 +115,27 @@ def finish(suite: RunSettings, runs: Runs, started: datetime, status: int) -> Fi
     if suite.baseline_write is not None:
         written = from_baseline_run(combined, suite.today, suite.baseline)
         write_baseline(written, suite.baseline_write)
-    if suite.report is not None:
-        write_report(suite.report, report(suite, runs, started, datetime.now(UTC), status))
+    if suite.report is not None or suite.html is not None or suite.summary_md is not None:
+        whole = report(suite, runs, started, datetime.now(UTC), status)
+        if suite.report is not None:
+            write_report(suite.report, whole)
+        if suite.html is not None:
+            _write(suite.html, html.render(whole, diagram_svg(runs.combined())))
+        if suite.summary_md is not None:
+            _write(suite.summary_md, markdown.render(whole))
     return Finished(status, written)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 def report(suite: RunSettings, runs: Runs, started: datetime, finished: datetime,
            status: int) -> dict[str, Any]:
     """The JSON report (report.schema.json): of the one run, or over several with each
-    run's own document under ``runs``."""
-    assert suite.report is not None
+    run's own document under ``runs``; the HTML page and the Markdown summary are made
+    from it."""
     ordered = runs.ordered(_names(suite)) or [(_names(suite)[0], RunRecord())]
     if len(ordered) == 1:
         [(target, record)] = ordered
@@ -130,11 +151,10 @@ def report(suite: RunSettings, runs: Runs, started: datetime, finished: datetime
 
 def _document(suite: RunSettings, target: str, record: RunRecord, started: datetime,
               finished: datetime, status: int, *, diagram: bool) -> dict[str, Any]:
-    assert suite.report is not None
     run = RunInfo(target, suite.profile, suite.strict, suite.seed, suite.examples, suite.steps,
                   started, finished, status, survey=_survey(suite))
     drawn = None
-    if diagram:
+    if diagram and suite.report is not None:  # the diagram's files go beside the report
         dot_path = suite.report.with_suffix(".dot")
         drawn = (dot_path, write_diagram(record, dot_path))
     baseline = suite.baseline.status(record, suite.today).to_json() if suite.baseline else None
