@@ -1,6 +1,7 @@
 """docs/github-actions.yml, the workflow the README points to, does what a CI run needs: it
-installs from a checkout, waits for the server, runs with options the plugin has, a fixed
-seed and a report, and keeps the report and the failing sessions, hidden folder included."""
+installs from a checkout, waits for the server, runs the suite with the repository's action
+(inputs it has, options the plugin has, a fixed seed, the server on loopback), and keeps the
+reports and the failing sessions (the action's upload: tests/test_action.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from conformance.plugin import OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / "docs" / "github-actions.yml"
-FAILURES_DIR = ".smtp-conformance/failures/"
 # Options the run may use that are pytest's or Hypothesis's own, not the plugin's.
 OTHER_OPTIONS = {"--pyargs", "-p", "--hypothesis-seed", "--junitxml"}
 
@@ -49,9 +49,13 @@ def commands(steps: list[dict[str, Any]], program: str) -> list[tuple[int, list[
     return found
 
 
-def suite_run(steps: list[dict[str, Any]]) -> tuple[int, list[str]]:
-    [(index, words)] = commands(steps, "pytest")
-    return index, words
+ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
+
+
+def suite_run(steps: list[dict[str, Any]]) -> tuple[int, dict[str, str]]:
+    """The step that runs the suite: this repository's action, from the checkout; its inputs."""
+    [(index, step)] = [(i, s) for i, s in enumerate(steps) if s.get("uses", "").startswith("./")]
+    return index, {name: str(value) for name, value in step["with"].items()}
 
 
 def options(words: list[str]) -> dict[str, str]:
@@ -72,52 +76,47 @@ def test_installs_smtp_conformance_from_a_checkout_not_from_pypi(steps):
         assert all("/" in target or target.endswith(".whl") for target in targets), words
 
 
-def test_the_checkout_it_installs_from_is_checked_out(steps):
+def test_the_checkout_it_installs_from_and_whose_action_it_uses_is_checked_out(steps):
     checkout = next(step for step in steps if step.get("uses", "").startswith("actions/checkout"))
     [(_, words)] = [(i, w) for i, w in commands(steps, "python") if "install" in w]
     assert words[-1] == f"./{checkout['with']['path']}"
+    index, _ = suite_run(steps)
+    assert steps[index]["uses"] == f"./{checkout['with']['path']}"
 
 
 def test_waits_for_the_server_port_a_bounded_time_before_the_suite(steps, env):
-    suite_index, words = suite_run(steps)
-    port = options(words)["--server"].rsplit(":", 1)[1]
+    suite_index, given = suite_run(steps)
+    port = given["server"].rsplit(":", 1)[1]
     waits = [step for step in steps[:suite_index]
              if re.search(r"for \w+ in \$\(seq \d+\)", step.get("run", ""))]
     assert waits, "no bounded wait loop before the suite runs"
-    assert port == "$SMTP_PORT"
+    assert port == "${{ env.SMTP_PORT }}"
     assert "$SMTP_PORT" in waits[0]["run"]
     assert "exit 1" in waits[0]["run"]  # gives up, and fails the job, when it never listens
     assert env["SMTP_PORT"].isdigit()
 
 
-def test_every_option_of_the_suite_run_exists(steps):
-    _, words = suite_run(steps)
-    assert words[1:3] == ["--pyargs", "conformance.suite"]
+def test_every_input_and_option_of_the_suite_run_exists(steps):
+    _, given = suite_run(steps)
+    assert set(given) <= set(ACTION["inputs"])
     plugin_options = {option.name for option in OPTIONS}
-    for option in options(words):
+    for option in options(shlex.split(given.get("args", ""))):
         assert option in plugin_options | OTHER_OPTIONS, f"{option} is not an option"
 
 
-def test_the_suite_runs_with_a_fixed_seed_and_writes_a_report(steps, env):
-    _, words = suite_run(steps)
-    given = options(words)
-    assert given["--hypothesis-seed"] == "$SEED"
+def test_the_suite_runs_with_a_fixed_seed_on_loopback(steps, env):
+    _, given = suite_run(steps)
+    assert given["seed"] == "${{ env.SEED }}"
     assert env["SEED"].isdigit()
-    assert given["--smtp-report"].endswith(".json")
-    assert given["--server"].startswith("127.0.0.1:")
+    assert given["server"].startswith("127.0.0.1:")
+    assert (ROOT / given["baseline"].removeprefix("smtp-conformance/")).is_file()
 
 
-def test_the_upload_keeps_the_report_and_the_hidden_failures_folder_always(steps):
-    _, words = suite_run(steps)
-    report = options(words)["--smtp-report"]
-    [upload] = [step for step in steps
-                if step.get("uses", "").startswith("actions/upload-artifact")]
-    assert upload["uses"] == "actions/upload-artifact@v4"
-    assert upload["if"] == "always()"
-    assert upload["with"]["include-hidden-files"] is True
-    paths = upload["with"]["path"].split()
-    assert FAILURES_DIR in paths
-    assert report in paths
+def test_the_reports_and_failing_sessions_are_kept(steps):
+    # The action uploads them (tests/test_action.py) unless its artifact input is emptied.
+    _, given = suite_run(steps)
+    assert given.get("artifact", ACTION["inputs"]["artifact"]["default"]) != ""
+    assert not [step for step in steps if step.get("uses", "").startswith("actions/upload")]
 
 
 def use_in_ci() -> str:
