@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--seed", type=int, default=0, help="Hypothesis seed for every run (0)")
     grid.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                        help=f"seconds per reply ({DEFAULT_TIMEOUT:g})")
-    grid.add_argument("--deliver", action="store_true", help="complete messages (see README)")
+    grid.add_argument("--deliver", action="store_true",
+                      help="complete messages (see docs/safety-and-security.md)")
     grid.add_argument("--rcpt-domain", help="domain of every generated recipient")
     grid.add_argument("--out", required=True, help="directory for matrix.md, matrix.json and "
                                                    "transcripts/")

@@ -26,7 +26,8 @@ def postfix_instance() -> Iterator[PostfixInstance]:
     reason = PostfixInstance.unavailable_reason()
     if reason is not None:
         missing(REQUIRE_POSTFIX, f"tests against Postfix skipped: {reason} (or start an "
-                "instance and name it with SMTP_CONFORMANCE_POSTFIX_ROOT and _PORT; see README)")
+                "instance and name it with SMTP_CONFORMANCE_POSTFIX_ROOT and _PORT; see "
+                "docs/development.md)")
     with socket.create_server(("127.0.0.1", 0)) as probe:
         free_port = probe.getsockname()[1]
     instance = PostfixInstance.in_new_directory(free_port)

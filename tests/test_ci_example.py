@@ -1,4 +1,4 @@
-"""docs/github-actions.yml, the workflow the README points to, does what a CI run needs: it
+"""docs/github-actions.yml, the workflow docs/ci.md points to, does what a CI run needs: it
 installs from a checkout, waits for the server, runs the suite with the repository's action
 (inputs it has, options the plugin has, a fixed seed, the server on loopback), and keeps the
 reports and the failing sessions (the action's upload: tests/test_action.py)."""
@@ -120,15 +120,15 @@ def test_the_reports_and_failing_sessions_are_kept(steps):
 
 
 def use_in_ci() -> str:
-    readme = (ROOT / "README.md").read_text()
-    return readme.split("## Use in CI", 1)[1].split("\n## ", 1)[0]
+    return (ROOT / "docs" / "ci.md").read_text()
 
 
-def test_readme_use_in_ci_points_at_the_workflow():
-    assert "docs/github-actions.yml" in use_in_ci()
-    assert "pip install smtp-conformance" not in (ROOT / "README.md").read_text()
+def test_use_in_ci_points_at_the_workflow():
+    assert "(github-actions.yml)" in use_in_ci()
+    assert "docs/ci.md" in (ROOT / "README.md").read_text()
+    assert "pip install smtp-conformance" not in (ROOT / "README.md").read_text() + use_in_ci()
 
 
-def test_readme_excerpt_is_quoted_from_the_workflow_as_it_is():
+def test_the_pages_excerpt_is_quoted_from_the_workflow_as_it_is():
     [excerpt] = re.findall(r"```yaml\n(.*?)```", use_in_ci(), re.S)
     assert excerpt in WORKFLOW.read_text()
