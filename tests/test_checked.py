@@ -51,3 +51,18 @@ def test_the_tests_own_failure_goes_on_as_it_is_and_the_session_is_closed():
     with FaultServer("noop_replies_252") as server, pytest.raises(KeyError):
         fails_by_itself(server.address, opened)
     assert not opened[0].client.connected
+
+
+def noop_until_stopped(address: ServerAddress, settings: SessionSettings) -> None:
+    with checked_session(address, settings) as session:
+        session.send(NOOP)
+        raise AssertionError("not reached: fail-fast stops the session at NOOP's 252")
+
+
+def test_a_session_stopped_by_fail_fast_fails_with_its_finding_and_why():
+    fail_fast = SessionSettings(get_profile("seed"), timeout=1.0, fail_fast=True)
+    with FaultServer("noop_replies_252") as server, pytest.raises(RunFailed) as failed:
+        noop_until_stopped(server.address, fail_fast)
+    [finding] = failed.value.findings
+    assert (finding.group, finding.reply_code) == ("NOOP", 252)
+    assert failed.value.errors == ("fail-fast: stopped at the first failing finding",)

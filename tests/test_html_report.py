@@ -135,8 +135,17 @@ def test_the_summary_has_the_verdict_a_row_per_finding_and_each_transcript(outpu
     assert summary.count("<details>") == summary.count("</details>") == len(rows)
 
 
-def test_a_table_cell_keeps_its_row():
+def test_a_table_cell_keeps_its_row_and_shows_markup_as_text():
     assert markdown._cell("a | b\nc") == "a \\| b c"
+    assert markdown._cell('<img src="x"> & co') == '&lt;img src="x"> &amp; co'
+
+
+def test_a_servers_backticks_cannot_close_the_transcripts_fence(outputs):
+    hostile = json.loads(json.dumps(outputs.report))
+    hostile["findings"][0]["transcript"].append("   0.002 S: 250 ```` then markdown")
+    summary = markdown.render(hostile)
+    assert "\n`````text\n" in summary
+    assert summary.count("\n`````\n") == 1
 
 
 # --- the page in a browser -------------------------------------------------------------------

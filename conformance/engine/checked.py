@@ -19,6 +19,7 @@ from conformance.engine.failures import RunFailed
 from conformance.engine.record import RunRecord
 from conformance.engine.session import CheckedSession, RunState
 from conformance.engine.settings import SessionSettings
+from conformance.protocol.errors import StopRun
 
 
 @contextlib.contextmanager
@@ -26,16 +27,20 @@ def checked_session(address: ServerAddress, settings: SessionSettings
                     ) -> Iterator[CheckedSession]:
     """A session with ``address``, greeted and checked as the suite's sessions are, with a
     record of its own. An exception inside the block goes on as it is (the session is closed
-    first); a block that ends normally raises ``RunFailed`` if the session found a failing
-    deviation."""
+    first); a block that ends normally, or is stopped by the session (``StopRun``: fail-fast,
+    a greeting that never came), raises ``RunFailed`` if the session found a failing
+    deviation or was stopped, with why."""
     record = RunRecord()
     session = CheckedSession(address, settings, RunState.of(settings, record))
+    stopped: list[str] = []
     try:
         session.connect()
         yield session
+    except StopRun as stop:  # fail-fast, or a server that never greets: the session ends
+        stopped.append(str(stop))
     finally:
         session.close()  # a close after a reply with findings is judged on it
     record.settle()
     failing = [f for f in record.sorted_findings() if settings.policy.fails(f.verdict)]
-    if failing:
-        raise RunFailed(failing)
+    if failing or stopped:
+        raise RunFailed(failing, errors=stopped)

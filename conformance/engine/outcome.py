@@ -41,7 +41,7 @@ def replay_hint(finding: FindingRecord, address: ServerAddress) -> str:
     shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
     return "\n".join([
         "Replay (same bytes, same checks):",
-        f"  python -m conformance replay {shown} --server={address}",
+        f"  {replay.command_line(shown, address)}",
         "By hand (sends everything at once):",
         f"  {replay.printf_reproducer(finding.session, address)}",
     ])

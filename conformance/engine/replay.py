@@ -239,6 +239,11 @@ def replay(script: Script, address: ServerAddress, settings: SessionSettings | N
     return Replayed(tuple(ordered), session.transcript)
 
 
+def command_line(path: Path | str, server: ServerAddress | str) -> str:
+    """The command that replays the session saved at ``path`` against ``server``."""
+    return f"python -m conformance replay {path} --server={server}"
+
+
 def printf_reproducer(steps: tuple[Step, ...], address: ServerAddress) -> str:
     """A shell line that sends the same bytes (all at once, unlike the suite) with nc; for a
     session with a TLS upgrade, only what goes before it, up to STARTTLS."""

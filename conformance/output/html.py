@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from conformance.checks.grading import Verdict
+from conformance.engine import replay
 from conformance.engine.settings import EMBEDDED
 
 # The page's look, inline. The verdict colours follow the terminal's: red fails, amber warns.
@@ -110,8 +111,7 @@ def replay_command(finding: Mapping[str, Any], target: str) -> str | None:
     """The command that sends the finding's saved session again (None: none was saved)."""
     if not finding.get("replay"):
         return None
-    server = "HOST:PORT" if target == EMBEDDED else target
-    return f"python -m conformance replay {finding['replay']} --server={server}"
+    return replay.command_line(finding["replay"], "HOST:PORT" if target == EMBEDDED else target)
 
 
 def _findings(report: Mapping[str, Any]) -> str:

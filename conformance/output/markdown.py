@@ -6,6 +6,7 @@ document, as the HTML page is.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,8 +15,16 @@ from conformance.output.html import replay_command
 
 
 def _cell(text: object) -> str:
-    """``text`` as one table cell: no line breaks, no column separators."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """``text`` (the server's words among it) as one table cell: no line breaks, no column
+    separators, no markup."""
+    return " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;") \
+        .replace("|", "\\|")
+
+
+def _fence(lines: list[str]) -> str:
+    """A code fence no line of ``lines`` can close: longer than any run of backticks in them."""
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def render(report: Mapping[str, Any]) -> str:
@@ -47,9 +56,10 @@ def render(report: Mapping[str, Any]) -> str:
     lines.append("")
     for f in report["findings"]:
         replay = replay_command(f, str(report["target"]))
+        fence = _fence(f["transcript"])
         lines += [f"<details><summary>{f['verdict']} [{f['check']}]: "
-                  f"{_cell(f['complaint']).replace('<', '&lt;')}</summary>", "",
-                  "```text", *f["transcript"], "```", ""]
+                  f"{_cell(f['complaint'])}</summary>", "",
+                  f"{fence}text", *f["transcript"], fence, ""]
         if replay:
             lines += ["Replay:", "", "```console", replay, "```", ""]
         lines += ["</details>", ""]
