@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mtas.postfix import PostfixInstance
 from tests.optional import REQUIRE_POSTFIX, missing
-from tests.postfix_instance import PostfixInstance
 
 
 @pytest.fixture(scope="session")

@@ -71,6 +71,8 @@ ESMTP = Faults(
     # input that came before the reply to the line before it is answered 554 and the
     # connection closed (RFC 5321 §4.3.1, RFC 2920 §3.1).
     Fault("enforces_synchronization", None, "input ahead of a reply, unpipelined: 554"),
+    Fault("only_bdat_mid_message", None,
+          "between the chunks of a message, 503 to all but BDAT, RSET and QUIT (as Exim)"),
 )
 ESMTP_FAULTS: Mapping[str, str] = MappingProxyType(ESMTP.checks())  # fault -> its check
 ESMTP_DEFENCES = ESMTP.defences()  # the suite must report nothing for them
@@ -403,6 +405,13 @@ class _Handler(SmtpHandler):
         if not self.has("keeps_recipients_after_message"):
             self.session.reset()
         self.respond(refusal or "accepted")
+
+    def dispatch(self, verb: str, argument: str) -> bool:
+        if self.has("only_bdat_mid_message") and self.session.chunked and \
+                verb.upper() not in ("BDAT", "RSET", "QUIT"):
+            self.respond("sequence")
+            return True
+        return super().dispatch(verb, argument)
 
     def on_bdat(self, argument: str) -> bool:
         s = self.session

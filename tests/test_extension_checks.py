@@ -13,7 +13,7 @@ import conformance.strategies.extensions as ext
 from conformance.checks import Exchange, run_checks
 from conformance.protocol.commands import Command, Message
 from conformance.protocol.errors import ReplyTimeout
-from conformance.protocol.model import Session, State, advance
+from conformance.protocol.model import Session, State, advance, upgraded
 from conformance.protocol.replies import Reply
 from conformance.protocol.tables import get_profile
 from conformance.protocol.vocabulary import (
@@ -217,6 +217,24 @@ def test_data_after_a_chunk_must_be_refused():
         exchange("DATA", data, Reply.build(503, "5.5.1 no"), before=chunked))
     assert "bdat_not_mixed_with_data" not in found(
         exchange("DATA", data, Reply.build(354, "go on"), before=rcpt))
+
+
+def test_503_between_the_chunks_of_a_message_is_no_finding():
+    # Exim answers 503 to anything but BDAT and RSET after a chunk without LAST.
+    chunked = advance(replace(READY, state=State.RCPT, recipients=1), "BDAT", 250)
+    for line in ("EHLO client.example.test", "HELO client.example.test", "NOOP",
+                 "VRFY postmaster"):
+        command = Command.of(line)
+        assert not found(exchange(command.verb, command, Reply.build(503, "5.5.1 BDAT only"),
+                                  before=chunked)), line
+    ehlo = Command.of("EHLO client.example.test")  # outside a message, 503 is still wrong
+    assert "hello_refusal_codes" in found(exchange("EHLO", ehlo, Reply.build(503, "5.5.1 no")))
+
+
+def test_the_error_count_carries_over_a_tls_upgrade():
+    # A server that gives up after three errors counts them across STARTTLS (Exim does).
+    errors = replace(READY, errors=2)
+    assert upgraded(errors).errors == 2
 
 
 def test_the_last_chunk_ends_the_transaction_only_when_accepted():

@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from conformance.checks import CHECKS
 from conformance.checks.grading import RunVerdict
 from conformance.output.matrix import (
-    GENERATED,
+    SECURITY_CHECKS,
+    About,
     Run,
     Target,
     build,
@@ -25,6 +27,8 @@ from conformance.output.matrix import (
     read_report,
     render_markdown,
 )
+from conformance.output.matrix_pages import GENERATED, render_pages
+from conformance.output.why import WHY
 from conformance.protocol.errors import EXIT_UNREACHABLE, UsageError
 from tests.fault_server import FaultServer
 from tests.scripted_server import ScriptedServer
@@ -51,15 +55,51 @@ def test_matrix_shows_each_servers_verdict_per_check(tmp_path):
     assert (tmp_path / "matrix.md").read_text() == render_markdown(written)
 
 
+@pytest.mark.timeout(300)
+def test_a_servers_page_explains_each_finding_once_with_its_rule_and_setting(tmp_path):
+    about = About("Faulty", "1.0", {"faulty.conf": "noop = 252\n"},
+                  {"reply_code_documented NOOP": "noop = 250 answers NOOP as documented"})
+    with FaultServer("noop_replies_252") as server:
+        make([Target("faulty", server.address, None, about)], ["seed", "rfc821"], tmp_path,
+             examples=10, seed=0)
+    page = (tmp_path / "server-faulty.md").read_text()
+    assert page.startswith(GENERATED)
+    assert "\n# Faulty 1.0\n" in page
+    assert page.count("### `reply_code_documented`: NOOP 252") == 1  # one entry, two profiles
+    assert "- **Verdict**: seed FAIL, rfc821 FAIL" in page
+    assert f"- **Why it matters**: {WHY['reply_code_documented']}" in page
+    assert "- **Setting that changes it**: noop = 250 answers NOOP as documented" in page
+    assert "[seed](transcripts/faulty-seed-reply_code_documented-" in page
+    assert (tmp_path / "config" / "faulty" / "faulty.conf").read_text() == "noop = 252\n"
+    security = (tmp_path / "security.md").read_text()
+    assert "| `data_ends_only_at_crlf_dot_crlf` | PASS |" in security
+    assert "[security.md](security.md)" in (tmp_path / "matrix.md").read_text()
+
+
+def test_every_check_says_why_it_matters_and_the_security_page_has_the_whole_family():
+    assert set(WHY) == set(CHECKS)
+    family = {c.id for c in CHECKS.values() if c.run.__module__ == "conformance.checks.security"}
+    assert family
+    assert family <= set(SECURITY_CHECKS)
+
+
 def test_committed_matrix_is_generated_not_hand_edited():
     matrix = json.loads((DOCS / "matrix.json").read_text())
     text = (DOCS / "matrix.md").read_text()
     assert text.startswith(GENERATED)
     assert text == render_markdown(matrix)
+    for path, page in render_pages(matrix).items():
+        assert (DOCS / path).read_text() == page, path
+    for path in (p for server in matrix["servers"].values() for p in server["configuration"]):
+        assert (DOCS / path).is_file()
     for cell in matrix["cells"]:
         for transcript in cell["transcripts"]:
             assert (DOCS / transcript).is_file()
-    assert {c["target"] for c in matrix["columns"]} == {"reference", "postfix"}
+    assert {c["target"] for c in matrix["columns"]} == {"reference", "postfix", "exim",
+                                                        "opensmtpd", "sendmail"}
+    for name in ("postfix", "exim", "opensmtpd", "sendmail"):
+        assert matrix["servers"][name]["version"], name  # each server's version recorded
+        assert matrix["servers"][name]["configuration"], name
 
 
 @pytest.mark.parametrize("text", ["nameless", "bad name=embedded", "x=::1:25"])

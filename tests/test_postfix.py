@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from conformance.protocol.tables import PROFILES
-from tests.postfix_instance import DOMAIN, TEMPLATES, PostfixInstance
+from mtas.postfix import DOMAIN, PostfixInstance
 
 pytestmark = [pytest.mark.postfix, pytest.mark.timeout(600)]
+BASELINES = Path(__file__).resolve().parent / "postfix"  # baseline-PROFILE.json
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider"]
 # Recipients in the instance's own domain: postmaster@ is accepted (and goes to the sink
 # mailbox), other users get 550, so sessions reach the data phase often. Survey mode: a
@@ -101,7 +102,7 @@ def test_deliver_mode_completes_messages(pytester, postfix):
 
 @pytest.mark.parametrize("profile", list(PROFILES))
 def test_every_finding_against_postfix_is_a_documented_deviation(pytester, postfix, profile):
-    baseline: Path = TEMPLATES / f"baseline-{profile}.json"
+    baseline: Path = BASELINES / f"baseline-{profile}.json"
     # A fixed seed: CI gates on the same sessions every time. The baselines were surveyed with
     # --smtp-examples=thorough under other seeds, so they cover more than these sessions meet.
     # With the relay check: Postfix refuses to relay (454) unless the client is trusted.

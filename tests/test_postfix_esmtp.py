@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 
 from conformance.engine.client import SMTPClient, tls_context
-from tests.postfix_instance import TLS_NAMES, PostfixInstance
+from mtas.postfix import TLS_NAMES, PostfixInstance
 
 pytestmark = pytest.mark.postfix
 TIMEOUT = 10
-# No AUTH: Postfix offers it only with a SASL server (tests/postfix/main.cf.in).
+# No AUTH: Postfix offers it only with a SASL server (mtas/postfix/main.cf.in).
 EXTENSIONS = {"PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "DSN", "ENHANCEDSTATUSCODES",
               "CHUNKING", "STARTTLS"}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.postfix_instance import PostfixInstance, closed_to_others
+from mtas.postfix import PostfixInstance, closed_to_others
 
 
 def test_names_the_first_directory_other_users_cannot_enter():

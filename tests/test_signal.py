@@ -170,7 +170,10 @@ def test_an_advertised_size_parameter_refused_with_555_fails_under_every_profile
     (lambda: FaultServer("enforces_synchronization", "noop_replies_252"),
      ("reply_code_documented", "NOOP")),  # minimised, and still nothing else
     (lambda: EsmtpServer("enforces_synchronization"), None),  # PIPELINING after EHLO only
-], ids=["no-pipelining", "no-pipelining-with-a-fault", "pipelining-after-ehlo"])
+    # Exim's: between the chunks of a message, only BDAT and RSET (503 to the rest).
+    (lambda: EsmtpServer("enforces_synchronization", "only_bdat_mid_message"), None),
+], ids=["no-pipelining", "no-pipelining-with-a-fault", "pipelining-after-ehlo",
+        "only-bdat-mid-message"])
 def test_a_server_that_enforces_synchronization_gets_no_finding(pytester, server, expected):
     # Input sent before the reply to the line before it is answered 554 and the connection
     # closed, as Exim does: the suite's sessions never send any outside a batch PIPELINING

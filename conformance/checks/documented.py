@@ -4,7 +4,7 @@ last: a specific check names the rule when a code is also outside the table.
 
 from __future__ import annotations
 
-from conformance.checks.exchange import Complaint, Exchange, Identity
+from conformance.checks.exchange import Complaint, Exchange, Identity, mid_message_out_of_sequence
 from conformance.checks.registry import check, leaves_state_as_it_was
 from conformance.protocol.levels import Level
 from conformance.protocol.tables import (
@@ -37,7 +37,8 @@ def reply_code_documented(x: Exchange) -> Complaint | None:
     group = x.judged_as
     row = x.profile.row(group)
     code = x.reply.code
-    if row.allows(code) or (group != x.group and code in _REFUSALS_OF_THE_UNOFFERED):
+    if row.allows(code) or (group != x.group and code in _REFUSALS_OF_THE_UNOFFERED) or \
+            mid_message_out_of_sequence(x):
         return None
     # The RFC 821 table omits 421 for QUIT, TURN and the end of data.
     if code == SERVICE_NOT_AVAILABLE:

@@ -14,6 +14,7 @@ from conformance.protocol.levels import Level
 from conformance.protocol.model import Session, is_positive
 from conformance.protocol.replies import Reply
 from conformance.protocol.tables import (
+    BAD_SEQUENCE,
     Profile,
 )
 from conformance.protocol.vocabulary import (
@@ -123,3 +124,11 @@ def advertised(x: Exchange, keyword: str) -> bool:
 
 def positive(x: Exchange) -> bool:
     return x.reply is not None and is_positive(x.group, x.reply.code)
+
+
+def mid_message_out_of_sequence(x: Exchange) -> bool:
+    """503 to a command between the chunks of a message (after a BDAT without LAST): the
+    message is under way, and RFC 5321 §4.2.4's "bad sequence of commands" says "not now"
+    (Exim takes only BDAT or RSET there). RFC 3030 §2 leaves the state mid-message to the
+    client to end with the last chunk or RSET."""
+    return x.before.chunked and x.reply is not None and x.reply.code == BAD_SEQUENCE

@@ -5,7 +5,12 @@ form, in the same state).
 
 from __future__ import annotations
 
-from conformance.checks.exchange import Complaint, Exchange, Identity
+from conformance.checks.exchange import (
+    Complaint,
+    Exchange,
+    Identity,
+    mid_message_out_of_sequence,
+)
 from conformance.checks.registry import always, check
 from conformance.protocol import grammar
 from conformance.protocol.commands import Command
@@ -50,7 +55,7 @@ def hello_refusal_codes(x: Exchange) -> Complaint | None:
     """HELO or EHLO refused with a code §4.1.4 does not allow: a second EHLO answered 503,
     say (a client may send one at any time; the server then resets as for RSET)."""
     if x.group not in (V.HELO, V.EHLO) or x.reply is None or x.reply.first_digit != 5 or \
-            x.reply.code in HELLO_REFUSALS:
+            x.reply.code in HELLO_REFUSALS or mid_message_out_of_sequence(x):
         return None
     again = " (not the session's first)" if x.before.state is not State.INIT else ""
     return (f"{x.reply.code} to {x.group}{again}: a HELO/EHLO that is not acceptable must "

@@ -113,9 +113,11 @@ def advance(session: Session, group: str, code: int, *, lines: tuple[str, ...] =
 
 def upgraded(session: Session) -> Session:
     """The session after a TLS upgrade: started over in INIT with nothing carried over (RFC
-    3207 §4.2), a transaction open before it ended by STARTTLS."""
+    3207 §4.2), a transaction open before it ended by STARTTLS. The count of error replies
+    carries over: it is the connection's, not protocol state (Exim gives up after three
+    errors, TLS or not), so a close after them is still the server giving up (§7.8)."""
     reset = session.reset_by or (V.STARTTLS if session.in_transaction else None)
-    return Session(state=S.INIT, tls=True, reset_by=reset)
+    return Session(state=S.INIT, tls=True, reset_by=reset, errors=session.errors)
 
 
 def closed(session: Session) -> Session:
