@@ -46,6 +46,9 @@ from conformance.strategies.commands import (
 
 S = State
 HELLO = V.EHLO  # the base routes' hello: what follows may depend on the extensions
+# A Quoted-string local part with "@" and a quoted pair, as the strategies draw them: Postfix
+# reads the "@" as a source route's and refuses a local recipient as relaying (454).
+QUOTED_LOCAL_PART = '"route@x\\\\y"'
 VALID = "valid"  # the argument class of a verb's example, as the vocabulary gives it
 MESSAGE = Message(b"Subject: conformance test\r\n\r\nA message of the systematic phase.\r\n")
 CHUNK_DATA = b"Subject: chunked\r\n\r\n"
@@ -174,6 +177,10 @@ def argument_classes(verb: Verb, rcpt_domain: str | None = None) -> dict[str, Mo
     if verb.name == V.RCPT:
         classes["utf-8 mailbox"] = Move(Command(
             f"RCPT TO:<{ext.UTF8_LOCAL_PARTS[0]}@{domain}>\r\n".encode(), valid=False))
+    if verb.name in (V.MAIL, V.RCPT):  # a Quoted-string local part may hold "@" (§4.1.2)
+        prefix = "MAIL FROM" if verb.name == V.MAIL else "RCPT TO"
+        classes["quoted local part"] = Move(Command.of(
+            f"{prefix}:<{QUOTED_LOCAL_PART}@{domain}>"))
     return classes
 
 
