@@ -11,9 +11,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import BinaryIO
 
 from conformance.output import matrix
-from conformance.protocol.tables import PROFILES
+from conformance.protocol.tables import CLOSING, OK, PROFILES, SERVICE_READY, START_MAIL_INPUT
 from mtas import base, catalog
 from mtas.server import MTA
 
@@ -80,10 +81,11 @@ def _check(args: argparse.Namespace) -> int:
 def smoke_transaction(mta: MTA, timeout: float = 30.0) -> str:
     """EHLO, MAIL, RCPT to the server's own domain, DATA, a short message, QUIT: the reply
     codes, or InstallError at the first that is not the expected one."""
-    expected = [("", 220), ("EHLO client.example.test", 250), (f"MAIL FROM:<{SMOKE_SENDER}>", 250),
-                (f"RCPT TO:<postmaster@{mta.local_domain}>", 250), ("DATA", 354),
-                ("Subject: smoke\r\n\r\nsmtp-conformance installer check\r\n.", 250),
-                ("QUIT", 221)]
+    expected = [("", SERVICE_READY), ("EHLO client.example.test", OK),
+                (f"MAIL FROM:<{SMOKE_SENDER}>", OK),
+                (f"RCPT TO:<postmaster@{mta.local_domain}>", OK), ("DATA", START_MAIL_INPUT),
+                ("Subject: smoke\r\n\r\nsmtp-conformance installer check\r\n.", OK),
+                ("QUIT", CLOSING)]
     codes = []
     with socket.create_connection((mta.address.host, mta.address.port), timeout=timeout) as s:
         s.settimeout(timeout)
@@ -99,10 +101,10 @@ def smoke_transaction(mta: MTA, timeout: float = 30.0) -> str:
     return " ".join(codes)
 
 
-def _reply(reader: object) -> str:
+def _reply(reader: BinaryIO) -> str:
     """One whole reply (its last line), bounded."""
     for _ in range(100):
-        raw = reader.readline(1024)  # type: ignore[attr-defined]
+        raw = reader.readline(1024)
         if not raw:
             return "(connection closed)"
         line: str = raw.decode("ascii", "replace").rstrip("\r\n")

@@ -77,10 +77,6 @@ class Exim(MTA):
                                        "Exim takes are then offered as well.",
     })
 
-    def __init__(self, prefix: Path, root: Path, port: int) -> None:
-        super().__init__(prefix, root, port)
-        self.daemon: base.Daemon | None = None
-
     # -- paths ---------------------------------------------------------------------------
 
     @property
@@ -115,26 +111,11 @@ class Exim(MTA):
         (self.etc / "aliases").write_text("postmaster: root\n")
         resolv, hosts = base.write_private_resolver(self.root / "resolver", HOST)
         self._check_configuration()
-        self.daemon = base.Daemon(
+        self.run_daemon(base.Daemon(
             argv=[str(self.binary), "-bdf"], log=self.root / "daemon.log",
             binds={self.etc: Path("/etc/exim4"), resolv: Path("/etc/resolv.conf"),
-                   hosts: Path("/etc/hosts")})
-        self.daemon.start()
-        try:
-            base.wait_for_greeting(self.address, daemon=self.daemon,
-                                   logs=[self.mainlog, self.root / "log" / "paniclog"])
-        except base.InstallError:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """SIGTERM to the daemon's process group (its SMTP receivers are in it: Exim's
-        children do not start sessions of their own), SIGKILL if it lingers. Only this
-        object's daemon: another instance of the same binary (a second run beside this one)
-        is not ours to stop."""
-        if self.daemon is not None:
-            self.daemon.stop()
-            self.daemon = None
+                   hosts: Path("/etc/hosts")}),
+            logs=[self.mainlog, self.root / "log" / "paniclog"])
 
     def _make_directories(self) -> None:
         """Exim's user must reach the root and write the spool and the logs (its SMTP

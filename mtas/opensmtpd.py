@@ -70,10 +70,6 @@ class OpenSMTPD(MTA):
     local_domain = DOMAIN
     settings = MappingProxyType({})
 
-    def __init__(self, prefix: Path, root: Path, port: int) -> None:
-        super().__init__(prefix, root, port)
-        self.daemon: base.Daemon | None = None
-
     @property
     def binary(self) -> Path:
         return self.prefix / "usr" / "sbin" / "smtpd"
@@ -93,20 +89,9 @@ class OpenSMTPD(MTA):
         binds = self._binds()
         self._check_configuration(binds)
         self.log.write_bytes(b"")
-        self.daemon = base.Daemon(
+        self.run_daemon(base.Daemon(
             [str(self.binary), "-d", "-P", "mta", "-f", str(self.conf / "smtpd.conf")],
-            self.log, binds=binds)
-        self.daemon.start()
-        try:
-            base.wait_for_greeting(self.address, daemon=self.daemon)
-        except base.InstallError:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self.daemon is not None:
-            self.daemon.stop()
-            self.daemon = None
+            self.log, binds=binds))
 
     def version(self) -> str:
         """smtpd -h prints "version: OpenSMTPD 6.8.0p2" (then its usage, exit 1)."""

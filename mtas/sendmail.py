@@ -83,10 +83,6 @@ class Sendmail(MTA):
     local_domain = "mx.sendmail.test"
     settings: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, prefix: Path, root: Path, port: int) -> None:
-        super().__init__(prefix, root, port)
-        self.daemon: base.Daemon | None = None
-
     @property
     def binary(self) -> Path:
         return self.prefix / "usr/libexec/sendmail/sendmail"
@@ -150,20 +146,9 @@ class Sendmail(MTA):
         self.stop()
         self._write_files()
         self._build()
-        self.daemon = base.Daemon([str(self.binary), "-C", str(self.cf), "-bD", "-L", "sm-mta",
-                                   "-O", "LogLevel=9"],
-                                  self.log, binds=dict(self._hosts()))
-        self.daemon.start()
-        try:
-            base.wait_for_greeting(self.address, daemon=self.daemon, timeout=90)
-        except base.InstallError:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self.daemon is not None:
-            self.daemon.stop()
-            self.daemon = None
+        self.run_daemon(base.Daemon([str(self.binary), "-C", str(self.cf), "-bD", "-L",
+                                     "sm-mta", "-O", "LogLevel=9"],
+                                    self.log, binds=dict(self._hosts())), timeout=90)
 
     def version(self) -> str:
         package = base.package_version("sendmail-bin", self.prefix)

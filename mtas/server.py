@@ -4,7 +4,7 @@ it (its version, its configuration as run, the settings that change a finding)."
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import ClassVar
@@ -31,6 +31,7 @@ class MTA(ABC):
         self.prefix = prefix.resolve()
         self.root = root.resolve()
         self.address = ServerAddress("127.0.0.1", port)
+        self.daemon: base.Daemon | None = None  # the running server, once started
 
     def install(self) -> None:
         """Libraries and tools with apt, the packages unpacked, the users created (root)."""
@@ -46,9 +47,24 @@ class MTA(ABC):
     def start(self) -> None:
         """Write the configuration into ``root``, start the daemon, return once it greets."""
 
-    @abstractmethod
+    def run_daemon(self, daemon: base.Daemon, *, timeout: float = base.START_TIMEOUT,
+                   logs: Sequence[Path] = ()) -> None:
+        """Start ``daemon`` and return once the server greets; if it does not, stop it and
+        raise InstallError with its log's last lines (and those of ``logs``)."""
+        self.daemon = daemon
+        daemon.start()
+        try:
+            base.wait_for_greeting(self.address, timeout=timeout, daemon=daemon, logs=logs)
+        except base.InstallError:
+            self.stop()
+            raise
+
     def stop(self) -> None:
-        """Stop the daemon (and all it started); harmless if it is not running."""
+        """Stop this object's daemon (its whole process group: all it started); harmless if
+        it is not running. Only ours: another instance of the same binary is left alone."""
+        if self.daemon is not None:
+            self.daemon.stop()
+            self.daemon = None
 
     @abstractmethod
     def version(self) -> str:
