@@ -72,6 +72,9 @@ class Exim(MTA):
                            "(default 3): Exim drops the connection, with a 5xx and no 421, "
                            "once a session has more syntax/protocol errors or unknown commands "
                            "than these; raising them moves the close later.",
+        "relay_refused": "dc_relay_nets (the MAIN_RELAY_NETS macro): Debian's setup adds "
+                         "127.0.0.1 : ::1, so a client on loopback (as in these runs) may "
+                         "relay; a client elsewhere is refused unless listed there.",
         "esmtp_parameters_advertised": "dsn_advertise_hosts (default unset): set to * it "
                                        "advertises DSN, so the ENVID (and RET, NOTIFY, ORCPT) "
                                        "Exim takes are then offered as well.",

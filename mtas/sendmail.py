@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import ClassVar
 
 from mtas import base
@@ -81,7 +83,11 @@ class Sendmail(MTA):
                  "libnsl2", "libssl3", "m4", "procps")
     users = ("smmta", "smmsp")  # Debian's TrustedUser (debian-mta.m4) and queue group
     local_domain = "mx.sendmail.test"
-    settings: ClassVar[dict[str, str]] = {}
+    settings: ClassVar[Mapping[str, str]] = MappingProxyType({
+        "relay_refused": "the access database: Debian's (examples/db/access) has "
+                         "Connect:127 RELAY and Connect:IPv6:::1 RELAY, so a client on "
+                         "loopback (as in these runs) may relay; without them it is refused.",
+    })
 
     @property
     def binary(self) -> Path:

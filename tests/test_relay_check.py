@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 
 from conformance.checks import Exchange, relay_refused
+from conformance.engine.client import SMTPClient
 from conformance.engine.settings import SessionSettings
 from conformance.protocol.commands import RELAY_DOMAIN, RELAY_PROBES, Command
 from conformance.protocol.model import Session, State
 from conformance.protocol.replies import Reply
 from conformance.protocol.tables import get_profile
 from conformance.search.machine import configure
+from conformance.testing.reference_server import ReferenceServer
 from tests.fault_server import FaultServer
 
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--hypothesis-seed=0",
@@ -128,3 +130,22 @@ def test_the_state_machine_fixture_starts_its_run_as_the_suite_does(pytester):
                                     "test_users_own_run.py")
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
     assert [f["verdict"] for f in relay_findings(json.loads(report.read_text()))] == ["FAIL"]
+
+
+@pytest.mark.parametrize("recipient", [*(p.line for p in RELAY_PROBES),
+                                       b"RCPT TO:<user@mail.example.org>\r\n"])
+def test_the_embedded_server_relays_nowhere(recipient):
+    """The reference server takes recipients only at names reserved for testing (RFC 2606):
+    one elsewhere, source-routed through it or not, is refused (550), not relayed."""
+    with ReferenceServer() as server, SMTPClient(server.address, timeout=5.0) as client:
+        client.connect()
+        codes = [client.command(line).code for line in (
+            b"HELO client.example.test\r\n", b"MAIL FROM:<a@example.test>\r\n", recipient,
+            b"RCPT TO:<user@example.test>\r\n", b"RCPT TO:<user@[192.0.2.1]>\r\n",
+            b"RCPT TO:<Postmaster>\r\n")]
+    assert codes == [250, 250, 550, 250, 250, 250]
+
+
+def test_the_embedded_server_passes_the_relay_check(pytester):
+    result = pytester.runpytest(*SUITE, "--smtp-relay-check", "--smtp-strict")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()

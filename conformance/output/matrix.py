@@ -4,11 +4,12 @@
         [--profile seed --profile rfc5321] [--examples N] [--seed N] --out DIR
 
 Each (server, profile) is one run of the engine (conformance.search.runner, no pytest) in survey
-mode (nothing stops at the first failure, every deviation is recorded), read as its JSON
-report. From the reports it writes
-``DIR/matrix.json`` and ``DIR/matrix.md`` (check x server/profile -> verdict and count) and one
-transcript per finding under ``DIR/transcripts/``. The Markdown is rendered from the JSON
-alone (``render_markdown``), so the two always agree.
+mode (nothing stops at the first failure, every deviation is recorded) with the relay check
+(recipients at a domain no server is the destination for, never followed by a message: an
+operator's first question is whether the server relays), read as its JSON report. From the
+reports it writes ``DIR/matrix.json`` and ``DIR/matrix.md`` (check x server/profile ->
+verdict and count) and one transcript per finding under ``DIR/transcripts/``. The Markdown is
+rendered from the JSON alone (``render_markdown``), so the two always agree.
 
 A run that produced no verdict is never PASS: UNREACHABLE when its server could not be reached
 (nothing tested: a row of its own, no column), ERROR when the run did not finish, left no
@@ -41,6 +42,7 @@ from conformance.output import matrix_pages as pages
 from conformance.output.matrix_pages import GENERATED
 from conformance.output.report import RunInfo, document
 from conformance.output.why import WHY
+from conformance.protocol.commands import RELAY_DOMAIN
 from conformance.protocol.errors import EXIT_UNREACHABLE, SERVER_LOST, UsageError
 from conformance.protocol.tables import PROFILES, get_profile
 from conformance.protocol.vocabulary import GREETING
@@ -115,7 +117,8 @@ def run_one(target: Target, profile: str, *, examples: int, seed: int, timeout: 
     settings = run_settings.RunSettings(
         target.server, get_profile(profile), timeout, examples, run_settings.BUDGETS["fast"][1],
         str(examples), deliver=deliver, rcpt_domain=target.rcpt_domain or rcpt_domain,
-        seed=str(seed), survey=True, failures_dir=work / f"{target.name}-{profile}")
+        seed=str(seed), survey=True, relay_check=True,
+        failures_dir=work / f"{target.name}-{profile}")
     record = RunRecord()
     started = datetime.now(UTC)
     said = ""
@@ -292,8 +295,9 @@ def render_markdown(matrix: dict[str, Any]) -> str:
     heads = [f"{c['target']} / {c['profile']}" for c in columns]
     lines = [GENERATED, "", "# Conformance matrix", "",
              "Each column is one run of the suite (survey mode: every deviation recorded; "
-             "seed and examples below). A cell is the worst verdict of that check, with the "
-             "number of findings and links to their transcripts.", ""]
+             "seed and examples below), with the relay check: recipients at "
+             f"`{RELAY_DOMAIN}`, never followed by a message. A cell is the worst verdict "
+             "of that check, with the number of findings and links to their transcripts.", ""]
     if columns:
         lines += ["| check | " + " | ".join(heads) + " |",
                   "|---|" + "---|" * len(columns)]

@@ -9,8 +9,10 @@ By default it offers STARTTLS (a certificate from a throwaway trustme CA made at
 AUTH PLAIN and LOGIN with fixed test credentials (before TLS too, never required),
 PIPELINING, SMTPUTF8, SIZE and 8BITMIME. Where aiosmtpd breaks RFC 4954 or RFC 3207 the
 subclass below corrects it (AUTH in a transaction, MAIL's AUTH= parameter, STARTTLS once TLS
-is on). Leniency kept
-from aiosmtpd: non-ASCII addresses are accepted without the SMTPUTF8 MAIL parameter.
+is on). It is the destination only for names reserved for testing and relays nowhere: a
+recipient at any other domain is refused (``is_destination``). Leniencies kept: non-ASCII
+addresses are accepted without the SMTPUTF8 MAIL parameter (aiosmtpd's), and a recipient at
+any address literal is taken as its own (the strategies draw any address).
 """
 
 from __future__ import annotations
@@ -58,6 +60,26 @@ SUBSTITUTES: Mapping[tuple[str, int], tuple[int, str | None]] = MappingProxyType
     # RFC 821 and the seed have no 252
     (V.VRFY, CANNOT_VERIFY): (NOT_IMPLEMENTED, "VRFY not implemented"),
 })
+
+# The names this server is the destination for: the top-level names reserved for testing
+# (RFC 2606 §2, RFC 6761 §6) and below them, and the second-level example names themselves
+# (RFC 2606 §3; not their sub-domains, where the relay check's domain is).
+DESTINATION_TOP_LEVEL = frozenset({"test", "example", "invalid", "localhost"})
+DESTINATION_NAMES = frozenset({"example.com", "example.net", "example.org"})
+RELAY_DENIED = "550 5.7.1 Relaying denied: not a destination of this server"
+
+
+def is_destination(address: str) -> bool:
+    """Whether a recipient (aiosmtpd's parsed mailbox, any source route dropped) is this
+    server's to take: the bare postmaster (RFC 5321 §4.1.1.3), an address literal, or a
+    mailbox in a domain reserved for testing."""
+    _local, at, domain = address.rpartition("@")
+    if not at:
+        return True
+    domain = domain.lower().rstrip(".")
+    return (domain.startswith("[") or domain in DESTINATION_NAMES
+            or domain.rpartition(".")[2] in DESTINATION_TOP_LEVEL)
+
 
 # The seed verbs this server does not implement (502, RFC 5321 §4.2.4); HELP lists the rest.
 NOT_IMPLEMENTED_VERBS = frozenset({V.SEND, V.SOML, V.SAML, V.TURN, V.EXPN})
@@ -226,6 +248,13 @@ class ProfileSMTP(SMTP):
         # with it, so it is dropped, as if the client had sent AUTH=<> (§5).
         kept = [p for p in parameters.split(" ") if not p.upper().startswith("AUTH=")]
         await super().smtp_MAIL(arg if arg is None else f"{path}>{' '.join(kept)}")
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        # RFC 5321 §3.6.2, §7.1: relaying is not this server's job; it refuses recipients it
+        # is not the destination for before the handler sees them.
+        if command == V.RCPT and not is_destination(args[0]):
+            return RELAY_DENIED
+        return await super()._call_handler_hook(command, *args)
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         path = (arg or "").rpartition(">")[0]
