@@ -3,19 +3,21 @@
 ``profiles`` prints a profile's documented reply codes, as a table or as JSON; ``replay``
 re-sends a saved failing session to a server, checks the replies again and grades what it
 finds as the suite does (``--strict`` as ``--smtp-strict``); ``matrix`` runs
-the suite against several servers and profiles and writes a conformance matrix.
+the suite against several servers and profiles and writes a conformance matrix; ``learn``
+learns each server's state machine and compares it with the model and the other servers.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from conformance.checks.grading import Policy, RunVerdict, judge_run
-from conformance.engine import failures, replay
+from conformance.engine import failures, outcome, replay
 from conformance.engine.address import ServerAddress
 from conformance.engine.settings import DEFAULT_TIMEOUT, SessionSettings
 from conformance.output import matrix
@@ -118,6 +120,40 @@ def _matrix_command(args: argparse.Namespace) -> int:
     return matrix.exit_status(result)
 
 
+def _learn_command(args: argparse.Namespace) -> int:
+    from conformance.learn.run import file_name, learn_all  # AALpy only when learning
+    from conformance.testing.reference_server import ReferenceServer
+
+    out = Path(args.out)
+    with contextlib.ExitStack() as stack:
+        targets = []
+        for text in args.server or ["embedded"]:
+            if text == "embedded":
+                embedded = stack.enter_context(ReferenceServer(profile=get_profile(args.profile)))
+                targets.append(("reference", embedded.address))
+            else:
+                address = ServerAddress.parse(text)
+                targets.append((file_name(address), address))
+        for _, address in targets:
+            if gone := outcome.unreachable(address, args.timeout):
+                print(f"error: {gone}", file=sys.stderr)
+                return EXIT_UNREACHABLE
+        servers = learn_all(targets, out, profile=get_profile(args.profile),
+                            timeout=args.timeout, budget=args.budget, deliver=args.deliver,
+                            classes=args.classes, rcpt_domain=args.rcpt_domain)
+    for server in servers:
+        learning = server.learning
+        assert learning is not None
+        states = len(server.learned.states) if server.learned is not None else 0
+        print(f"{server.name}: {states} states, {learning.queries} queries, "
+              f"{learning.resets} connections, {learning.seconds:.1f}s; "
+              f"{len(server.divergences)} divergences from the model"
+              + (f" ({learning.partial})" if learning.partial else ""))
+    print(f"wrote {out}/NAME.json, NAME.dot, diff.md and diff.json")
+    return 1 if any(s.learning is not None and s.learning.nondeterminism is not None
+                    for s in servers) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m conformance", description="SMTP conformance tools"
@@ -157,6 +193,25 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--out", required=True, help="directory for matrix.md, matrix.json and "
                                                    "transcripts/")
     grid.set_defaults(run=_matrix_command)
+    learner = commands.add_parser("learn", help="learn servers' state machines and compare "
+                                                "them with the model and with each other")
+    learner.add_argument("--server", action="append", metavar="HOST:PORT",
+                         help="repeatable; 'embedded' for the embedded reference server "
+                              "(the default)")
+    learner.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
+                         help=f"the model's documented codes ({DEFAULT_PROFILE})")
+    learner.add_argument("--budget", type=float, default=120.0,
+                         help="seconds of learning per server (120)")
+    learner.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                         help=f"seconds per reply ({DEFAULT_TIMEOUT:g})")
+    learner.add_argument("--deliver", action="store_true",
+                         help="DATA sends a whole message (see docs/safety-and-security.md)")
+    learner.add_argument("--classes", action="store_true",
+                         help="outputs are reply classes (2xx) rather than codes (no "
+                              "comparison with the model)")
+    learner.add_argument("--rcpt-domain", help="domain of the recipients")
+    learner.add_argument("--out", required=True, help="directory for the machines and diff")
+    learner.set_defaults(run=_learn_command)
     return parser
 
 

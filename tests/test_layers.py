@@ -23,9 +23,10 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "engine": frozenset({"protocol", "checks", "engine"}),
     "search": frozenset({"protocol", "checks", "strategies", "engine", "search"}),
     "testing": frozenset({"protocol", "engine", "testing"}),
+    "learn": frozenset({"protocol", "checks", "strategies", "engine", "search", "learn"}),
     "output": frozenset({"protocol", "checks", "engine", "search", "testing", "output"}),
     TOP: frozenset({"protocol", "checks", "strategies", "engine", "search", "testing", "output",
-                    TOP}),
+                    "learn", TOP}),
 }
 PURE = frozenset({"protocol", "checks"})  # no I/O, no Hypothesis, no pytest
 IMPURE = frozenset({"socket", "ssl", "select", "selectors", "threading", "asyncio",
@@ -123,7 +124,8 @@ def test_loading_the_plugin_costs_no_heavy_library():
     assert "hypothesis" in loaded
 
 
-LAYER_ORDER = ("protocol", "checks", "strategies", "engine", "search", "testing", "output", TOP)
+LAYER_ORDER = ("protocol", "checks", "strategies", "engine", "search", "learn", "testing",
+               "output", TOP)
 
 
 def test_the_layout_table_lists_every_module_in_layer_order():

@@ -1,0 +1,168 @@
+"""python -m conformance learn: the machine learned from the reference server is the model's,
+each state fault server's differs from the model at exactly its fault (and the checks name
+it), two servers' diff names their difference, and a server that answers the same session
+differently is reported, not learned around."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conformance import cli
+from conformance.learn import compare
+from conformance.learn.alphabet import CLOSED, NO_REPLY, alphabet, codes_of, output_of
+from conformance.learn.machine import Learned, Transition
+from conformance.learn.run import Server, learn_all
+from conformance.protocol.commands import Command
+from conformance.protocol.tables import get_profile
+from conformance.protocol.vocabulary import SEED_VERBS, State, V
+from tests.fault_server import FaultServer
+
+BUDGET = 90.0  # seconds per server: each below finishes well within it
+MODEL_STATES = {State.INIT.name, State.READY.name, State.MAIL.name, State.RCPT.name,
+                State.CLOSED.name}
+
+# The state faults of tests/fault_server.py and the one check each must be blamed on.
+STATE_FAULTS = {
+    "rcpt_without_mail_accepted": "rcpt_requires_mail",
+    "data_without_rcpt_354": "data_requires_recipient",
+    "rset_keeps_mail_from": "reset_clears_transaction",
+    "helo_keeps_transaction": "reset_clears_transaction",
+    "second_ehlo_503": "hello_refusal_codes",
+    "rset_before_hello_503": "rset_succeeds",
+}
+
+
+def learned(tmp_path: Path, **servers: FaultServer) -> dict[str, Server]:
+    found = learn_all([(name, s.address) for name, s in servers.items()], tmp_path,
+                      profile=get_profile("seed"), timeout=1.0, budget=BUDGET)
+    return {server.name: server for server in found}
+
+
+# --- the alphabet and the machine as data -------------------------------------------------
+
+def test_the_alphabet_is_every_seed_verb_and_the_strategies_forms():
+    letters = alphabet()
+    assert [letter.group for letter in letters.values()][:len(SEED_VERBS)] == \
+        [verb.name for verb in SEED_VERBS]
+    assert all(letters[verb.name].command.valid for verb in SEED_VERBS)
+    assert not letters["RCPT (malformed)"].command.valid
+    assert letters["unknown verb"].group not in {verb.name for verb in SEED_VERBS}
+    assert letters[V.DATA].move.message is None  # safe mode: no message
+    assert alphabet(deliver=True)[V.DATA].move.message is not None
+    assert alphabet(rcpt_domain="mx.example.test")[V.RCPT].command == \
+        Command.of("RCPT TO:<postmaster@mx.example.test>")
+
+
+def test_outputs_are_codes_classes_or_what_happened_to_the_connection():
+    assert output_of(354, 250) == "354 250"
+    assert output_of(250, classes=True) == "2xx"
+    assert output_of(None) == NO_REPLY
+    assert codes_of("354 250") == (354, 250)
+    assert codes_of(CLOSED) == codes_of("2xx") == ()
+
+
+def _two_state_machine(server: str, rcpt: str) -> Learned:
+    t = Transition
+    return Learned(server, ("HELO", "RCPT"), ("s0", "s1"), {"s0": (), "s1": ("HELO",)},
+                   {"s0": "INIT", "s1": "READY"},
+                   (t("s0", "HELO", "250", "s1"), t("s0", "RCPT", "503", "s0"),
+                    t("s1", "HELO", "250", "s1"), t("s1", "RCPT", rcpt, "s1")))
+
+
+def test_a_machine_as_json_and_dot():
+    machine = _two_state_machine("a", "503")
+    data = machine.to_json()
+    assert data["initial"] == "s0"
+    assert data["states"][1] == {"id": "s1", "model_state": "READY", "access": ["HELO"]}
+    dot = machine.to_dot()
+    assert 's1 [label="s1\\nREADY"]' in dot
+    assert 's0 -> s1 [label="HELO / 250"]' in dot
+    assert machine.run(["RCPT", "HELO", "RCPT"]) == ["503", "250", "503"]
+
+
+class _Judged:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, ...]] = []
+
+    def __call__(self, inputs: tuple[str, ...]) -> compare.Judged:
+        self.sent.append(inputs)
+        return compare.Judged((), ())
+
+
+def test_two_machines_are_told_apart_by_their_shortest_differing_sequence():
+    judges = (_Judged(), _Judged())
+    found = compare.between(_two_state_machine("a", "503"), _two_state_machine("b", "250"),
+                            judges)  # type: ignore[arg-type]
+    assert [(d.inputs, d.outputs) for d in found] == [
+        (("HELO", "RCPT"), (("250", "503"), ("250", "250")))]
+    assert found[0].model_states == ("READY", "READY")
+    assert judges[0].sent == judges[1].sent == [("HELO", "RCPT")]  # each side on its server
+    assert compare.between(_two_state_machine("a", "503"), _two_state_machine("b", "503"),
+                           judges) == []  # type: ignore[arg-type]
+
+
+# --- against servers ------------------------------------------------------------------------
+
+@pytest.mark.timeout(300)
+def test_the_reference_server_learned_from_the_command_line_is_the_model(tmp_path, capsys):
+    status = cli.main(["learn", "--out", str(tmp_path), "--budget", str(BUDGET)])
+    said = capsys.readouterr().out
+    assert status == 0, said
+    data = json.loads((tmp_path / "reference.json").read_text())
+    assert data["partial"] is None
+    assert data["nondeterminism"] is None
+    states = data["machine"]["states"]
+    assert {s["model_state"] for s in states} == MODEL_STATES
+    assert len(states) == len(MODEL_STATES)  # one learned state per model state
+    assert data["divergences"] == []
+    assert data["figures"]["queries"] > 0
+    assert data["figures"]["resets"] > 0
+    assert (tmp_path / "reference.dot").read_text().startswith("digraph learned {")
+    assert "0 divergences from the model" in said
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("fault", sorted(STATE_FAULTS))
+def test_a_state_fault_is_where_the_learned_machine_leaves_the_model(tmp_path, fault):
+    with FaultServer(fault) as server:
+        found = learned(tmp_path, fault=server)["fault"]
+    assert found.learning is not None
+    assert found.learning.partial is None
+    [divergence] = found.divergences
+    assert [c.check for c in divergence.complaints] == [STATE_FAULTS[fault]]
+    assert divergence.reproduced
+    # The machine itself shows it: its outputs on the sequence are the ones judged.
+    assert found.learned is not None
+    assert found.learned.run(divergence.inputs) == list(divergence.outputs)
+
+
+@pytest.mark.timeout(300)
+def test_the_diff_of_two_servers_names_their_difference(tmp_path):
+    with FaultServer() as plain, FaultServer("rcpt_without_mail_accepted") as fault:
+        learned(tmp_path, plain=plain, fault=fault)
+    [pair] = json.loads((tmp_path / "diff.json").read_text())
+    assert pair["servers"] == ["plain", "fault"]
+    rcpt = next(d for d in pair["differences"] if d["inputs"] == ["RCPT"])
+    assert rcpt["plain"]["outputs"] == ["503"]
+    assert rcpt["plain"]["complaints"] == []
+    assert rcpt["fault"]["outputs"] == ["250"]
+    assert [c["check"] for c in rcpt["fault"]["complaints"]] == ["rcpt_requires_mail"]
+    table = (tmp_path / "diff.md").read_text()
+    assert "| RCPT | 503 | 250 | no complaint | rcpt_requires_mail: " in table
+
+
+@pytest.mark.timeout(300)
+def test_a_nondeterministic_server_is_reported_not_learned_around(tmp_path):
+    with FaultServer("mail_553_at_random") as server:
+        found = learned(tmp_path, random=server)["random"]
+    assert found.learning is not None
+    nondeterminism = found.learning.nondeterminism
+    assert nondeterminism is not None
+    assert nondeterminism.first != nondeterminism.then
+    assert "553" in (nondeterminism.first, nondeterminism.then)
+    data = json.loads((tmp_path / "random.json").read_text())
+    assert data["nondeterminism"]["inputs"] == list(nondeterminism.inputs)
+    assert data["partial"].startswith("stopped: after")
