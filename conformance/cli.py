@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,15 +126,23 @@ def _learn_command(args: argparse.Namespace) -> int:
     from conformance.testing.reference_server import ReferenceServer
 
     out = Path(args.out)
+    wanted: list[tuple[str, ServerAddress | None]] = []  # None: the embedded server
+    for text in args.server or ["embedded"]:
+        name, _, where = text.rpartition("=")
+        address = None if where == "embedded" else ServerAddress.parse(where)
+        if name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise UsageError(f"--server {text}: NAME names files: letters, digits, '.-_'")
+        wanted.append((name or ("reference" if address is None else file_name(address)),
+                       address))
+    if len({name for name, _ in wanted}) < len(wanted):
+        raise UsageError("two servers with one name: name them, --server NAME=HOST:PORT")
     with contextlib.ExitStack() as stack:
         targets = []
-        for text in args.server or ["embedded"]:
-            if text == "embedded":
-                embedded = stack.enter_context(ReferenceServer(profile=get_profile(args.profile)))
-                targets.append(("reference", embedded.address))
-            else:
-                address = ServerAddress.parse(text)
-                targets.append((file_name(address), address))
+        for name, address in wanted:
+            if address is None:
+                address = stack.enter_context(
+                    ReferenceServer(profile=get_profile(args.profile))).address
+            targets.append((name, address))
         for _, address in targets:
             if gone := outcome.unreachable(address, args.timeout):
                 print(f"error: {gone}", file=sys.stderr)
@@ -195,9 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid.set_defaults(run=_matrix_command)
     learner = commands.add_parser("learn", help="learn servers' state machines and compare "
                                                 "them with the model and with each other")
-    learner.add_argument("--server", action="append", metavar="HOST:PORT",
+    learner.add_argument("--server", action="append", metavar="[NAME=]HOST:PORT",
                          help="repeatable; 'embedded' for the embedded reference server "
-                              "(the default)")
+                              "(the default); NAME names its files (default: from HOST:PORT)")
     learner.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
                          help=f"the model's documented codes ({DEFAULT_PROFILE})")
     learner.add_argument("--budget", type=float, default=120.0,

@@ -104,6 +104,25 @@ def test_two_machines_are_told_apart_by_their_shortest_differing_sequence():
                            judges) == []  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("servers", "said"), [
+    (["embedded", "reference=127.0.0.1:1"], "two servers with one name"),
+    (["127.0.0.1:1", "127.0.0.1:1"], "two servers with one name"),
+    (["../up=127.0.0.1:1"], "NAME names files"),
+    (["a=not an address"], "not an address"),
+])
+def test_servers_are_named_once_and_safely_before_anything_starts(servers, said, tmp_path,
+                                                                   capsys):
+    argv = ["learn", "--out", str(tmp_path)]
+    for server in servers:
+        argv += ["--server", server]
+    assert cli.main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ")
+    assert said in error
+    assert error.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- against servers ------------------------------------------------------------------------
 
 @pytest.mark.timeout(300)

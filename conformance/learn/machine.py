@@ -12,7 +12,7 @@ from aalpy.automata import MealyMachine
 
 from conformance.learn.alphabet import CLOSED, NO_REPLY, Letter, codes_of
 from conformance.protocol.model import Session, advance, closed
-from conformance.protocol.vocabulary import END_OF_DATA, GREETING
+from conformance.protocol.vocabulary import END_OF_DATA, GREETING, State
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,6 @@ def model_step(session: Session, letter: Letter, output: str) -> Session:
     session = advance(session, letter.group, codes[0])
     if len(codes) > 1:
         session = advance(session, END_OF_DATA, codes[1])
-    elif session.state.name == "DATA":  # safe mode: the connection was closed after the 354
+    elif session.state is State.DATA:  # safe mode: the connection was closed after the 354
         session = closed(session)
     return session

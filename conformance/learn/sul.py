@@ -71,6 +71,9 @@ class ServerSUL(SUL):  # type: ignore[misc]  # AALpy has no type information
         session = self.session
         if not session.model.open or not session.client.connected:
             return CLOSED
+        # A run caps its sessions' commands once a server slows down (Adaptation); a query
+        # must stay one session, or its later inputs would be answered by a new one.
+        session.adaptation.max_commands = None
         reply = session.send(letter.command)
         if reply is None:
             session.close()  # a later reply could answer the next input
