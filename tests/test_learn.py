@@ -98,7 +98,7 @@ def test_two_machines_are_told_apart_by_their_shortest_differing_sequence():
                             judges)  # type: ignore[arg-type]
     assert [(d.inputs, d.outputs) for d in found] == [
         (("HELO", "RCPT"), (("250", "503"), ("250", "250")))]
-    assert found[0].model_states == ("READY", "READY")
+    assert found[0].model_states == (("READY", "READY"),)
     assert judges[0].sent == judges[1].sent == [("HELO", "RCPT")]  # each side on its server
     assert compare.between(_two_state_machine("a", "503"), _two_state_machine("b", "503"),
                            judges) == []  # type: ignore[arg-type]
@@ -165,12 +165,14 @@ def test_the_diff_of_two_servers_names_their_difference(tmp_path):
     [pair] = json.loads((tmp_path / "diff.json").read_text())
     assert pair["servers"] == ["plain", "fault"]
     rcpt = next(d for d in pair["differences"] if d["inputs"] == ["RCPT"])
+    assert rcpt["model_states"][0] == ["INIT", "INIT"]
     assert rcpt["plain"]["outputs"] == ["503"]
     assert rcpt["plain"]["complaints"] == []
     assert rcpt["fault"]["outputs"] == ["250"]
     assert [c["check"] for c in rcpt["fault"]["complaints"]] == ["rcpt_requires_mail"]
     table = (tmp_path / "diff.md").read_text()
-    assert "| RCPT | 503 | 250 | no complaint | rcpt_requires_mail: " in table
+    assert "| RCPT | 503 | 250 | INIT | no complaint | rcpt_requires_mail: " in table
+    assert table.count("| RCPT | 503 | 250 |") == 1  # one row per (input, answers)
 
 
 @pytest.mark.timeout(300)

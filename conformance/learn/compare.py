@@ -161,40 +161,46 @@ def against_model(learned: Learned, letters: Mapping[str, Letter], profile: Prof
 
 @dataclass(frozen=True)
 class Difference:
-    """A shortest sequence two servers answer differently, with each side's view."""
+    """One way two servers answer differently: an input and the two answers to it, shown by
+    the shortest sequence ending in it, with each side's view; ``model_states``: every pair
+    of model states (one per server) it is seen from, that sequence's first."""
 
     inputs: tuple[str, ...]
     outputs: tuple[tuple[str, ...], tuple[str, ...]]
-    model_states: tuple[str | None, str | None]
+    model_states: tuple[tuple[str | None, str | None], ...]
     complaints: tuple[tuple[Complaint, ...], tuple[Complaint, ...]] = field(
         default=((), ()))
 
     def to_json(self, names: tuple[str, str]) -> dict[str, Any]:
         return {"inputs": list(self.inputs),
-                **{name: {"outputs": list(out), "model_state": state,
-                          "complaints": [c.to_json() for c in said]}
-                   for name, out, state, said in zip(names, self.outputs, self.model_states,
-                                                    self.complaints, strict=True)}}
+                "model_states": [list(pair) for pair in self.model_states],
+                **{name: {"outputs": list(out), "complaints": [c.to_json() for c in said]}
+                   for name, out, said in zip(names, self.outputs, self.complaints,
+                                              strict=True)}}
 
 
 def between(a: Learned, b: Learned, judges: tuple[Judge, Judge]) -> list[Difference]:
-    """The shortest sequences telling ``a`` and ``b`` apart, one per (last input, the two
-    answers, the two states' model labels), each side judged on its own server."""
+    """What tells ``a`` and ``b`` apart: one difference per (input, answer of each), however
+    many states it is seen from, each shown by its shortest sequence and judged on each
+    side's own server."""
     alphabet = [letter for letter in a.alphabet if letter in b.alphabet]
     frontier: list[tuple[str, str, tuple[str, ...]]] = [(a.initial, b.initial, ())]
     seen = {(a.initial, b.initial)}
-    found: dict[tuple[str, str, str, str | None, str | None], Difference] = {}
+    found: dict[tuple[str, str, str], Difference] = {}
     while frontier:
         after = []
         for sa, sb, inputs in frontier:
             for letter in alphabet:
                 (out_a, ta), (out_b, tb) = a.step(sa, letter), b.step(sb, letter)
-                walk = (*inputs, letter)
+                walk, where = (*inputs, letter), (a.label[sa], b.label[sb])
                 if out_a != out_b:
-                    key = (letter, out_a, out_b, a.label[sa], b.label[sb])
+                    key = (letter, out_a, out_b)
                     if key not in found:
                         found[key] = Difference(walk, (tuple(a.run(walk)), tuple(b.run(walk))),
-                                                (a.label[sa], b.label[sb]))
+                                                (where,))
+                    elif where not in found[key].model_states:
+                        found[key] = replace(found[key], model_states=(
+                            *found[key].model_states, where))
                 elif (ta, tb) not in seen:
                     seen.add((ta, tb))
                     after.append((ta, tb, walk))

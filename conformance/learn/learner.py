@@ -1,53 +1,83 @@
 """AALpy's KV learner over a server (``ServerSUL``), with its query cache, bounded by a time
-budget: equivalence by random walks (seeded, so the same server gives the same queries)
-and then a W-method of bounded depth; when the budget runs out, the last hypothesis is the
+budget. Equivalence: the W-method's tests (each hypothesis state's transitions, then each with
+one input more, each followed by each word of its characterization set), then from each state
+random inputs and a suffix (seeded: the same server gets the same queries). Each test is a
+query through the cache, so one the learning already asked costs no connection, and none is
+longer than ``MAX_WORD`` inputs. When the budget runs out, the last hypothesis is the
 (partial) result, with a note."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aalpy.automata import MealyMachine
 from aalpy.base import SUL, Oracle
 from aalpy.learning_algs import run_KV
-from aalpy.oracles import RandomWalkEqOracle, WMethodEqOracle
 
 from conformance.learn.sul import BudgetSpent, Nondeterministic, ServerSUL
 
-WALK_STEPS = 400  # random-walk steps per equivalence query
-RESET_PROBABILITY = 0.12  # a walk starts over on a new connection this often
-W_DEPTH = 1  # states the W-method allows beyond the hypothesis's
+# A session of more inputs than this is a session of errors mostly, and servers count those:
+# Postfix delays each reply by a second after 10 (smtpd_soft_error_limit) and closes the
+# connection after 20, which is a counter, not a state worth learning.
+MAX_WORD = 8
+W_DEPTH = 1  # inputs between a transition and a suffix: finds a server's extra state
+RANDOM_WORDS_PER_STATE = 150  # per hypothesis state, after the W-method's tests
+MAX_MIDDLE = 3  # random inputs between a state's access sequence and a suffix
 
 
-class BoundedOracle(Oracle):  # type: ignore[misc]
-    """Random walks, then the W-method, each only while the budget lasts."""
+class BoundedOracle(Oracle):  # type: ignore[misc]  # AALpy has no type information
+    """The W-method's tests, then random words, each a query through the cache, while the
+    budget lasts; remembers the last hypothesis it was asked about."""
 
-    def __init__(self, alphabet: list[str], sul: SUL, deadline: float) -> None:
+    def __init__(self, alphabet: list[str], sul: SUL, deadline: float, seed: int) -> None:
         super().__init__(alphabet, sul)
-        self.deadline = deadline
+        self.deadline, self.random = deadline, random.Random(seed)
         self.cut_short = False
+        self.hypothesis: MealyMachine | None = None
+        self.counterexample: tuple[str, ...] | None = None  # the last hypothesis's
 
     def find_cex(self, hypothesis: MealyMachine) -> tuple[str, ...] | None:
-        oracles = (RandomWalkEqOracle(self.alphabet, self.sul, num_steps=WALK_STEPS,
-                                      reset_prob=RESET_PROBABILITY),
-                   WMethodEqOracle(self.alphabet, self.sul,
-                                   max_number_of_states=len(hypothesis.states) + W_DEPTH))
-        for oracle in oracles:
+        self.hypothesis, self.counterexample = hypothesis, None
+        for word in self._tests(hypothesis):
             if time.monotonic() > self.deadline:
                 self.cut_short = True
                 return None
-            found: tuple[str, ...] | None = oracle.find_cex(hypothesis)
-            if found:
-                return found
+            self.num_queries += 1
+            answered = self.sul.query(word)
+            expected = hypothesis.compute_output_seq(hypothesis.initial_state, word)
+            for length, (real, learned) in enumerate(zip(answered, expected, strict=True), 1):
+                if real != learned:
+                    self.counterexample = word[:length]
+                    return self.counterexample
         return None
+
+    def _tests(self, hypothesis: MealyMachine) -> Iterator[tuple[str, ...]]:
+        suffixes = hypothesis.compute_characterization_set(raise_warning=False) or \
+            [(letter,) for letter in self.alphabet]  # KV's hypotheses need not be minimal
+        for depth in range(W_DEPTH + 1):
+            for state in hypothesis.states:
+                for letter in self.alphabet:
+                    for middle in itertools.product(self.alphabet, repeat=depth):
+                        for suffix in suffixes:
+                            word = (*state.prefix, letter, *middle, *suffix)
+                            if len(word) <= MAX_WORD:
+                                yield word
+        for state in hypothesis.states:  # from each state, random inputs, then a suffix
+            for _ in range(RANDOM_WORDS_PER_STATE):
+                walk = tuple(self.random.choice(self.alphabet)
+                             for _ in range(self.random.randint(1, MAX_MIDDLE)))
+                end = self.random.choice([*suffixes, (self.random.choice(self.alphabet),)])
+                yield (*state.prefix, *walk, *end)[:MAX_WORD]
 
 
 @dataclass
 class Learning:
-    """What a learning gave: the machine (None: nondeterminism stopped it before any), its
-    figures, and why it is partial, if it is."""
+    """What a learning gave: the machine (None: nondeterminism or the budget stopped it
+    before any), its figures, and why it is partial, if it is."""
 
     machine: MealyMachine | None
     queries: int
@@ -62,17 +92,23 @@ def learn(sul: ServerSUL, alphabet: list[str], *, budget: float, seed: int = 0) 
     """KV over ``alphabet`` within ``budget`` seconds (the SUL's deadline is set from it)."""
     started = time.monotonic()
     sul.deadline = started + budget * 1.5  # a query under way may finish past the budget
-    oracle = BoundedOracle(alphabet, sul, started + budget)
-    random.seed(seed)  # AALpy's walks draw from the random module
+    oracle = BoundedOracle(alphabet, sul, started + budget, seed)
     machine: MealyMachine | None = None
     partial = nondeterminism = None
     try:
         machine = run_KV(alphabet, sul, oracle, automaton_type="mealy", print_level=0)
     except Nondeterministic as error:
         nondeterminism, partial = error, f"stopped: {error}"
-    except BudgetSpent:
-        partial = f"the budget ({budget:g}s) ran out before a first hypothesis"
-    if machine is not None and oracle.cut_short:
+    except BudgetSpent:  # in a query: the last hypothesis, if there was one, is the result
+        machine = oracle.hypothesis
+        if machine is None:
+            partial = f"the budget ({budget:g}s) ran out before a first hypothesis"
+        else:
+            refuted = ("" if oracle.counterexample is None else
+                       f", which {', '.join(oracle.counterexample)} refutes")
+            partial = (f"the budget ({budget:g}s) ran out while learning: the machine is "
+                       f"the last hypothesis{refuted}")
+    if partial is None and oracle.cut_short:
         partial = (f"the budget ({budget:g}s) ran out during an equivalence query: the "
                    f"machine is the last hypothesis, not checked further")
     sul.session.close()

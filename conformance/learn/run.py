@@ -102,23 +102,29 @@ def _said(complaints: tuple[compare.Complaint, ...]) -> str:
     return "; ".join(f"{c.check}: {c.complaint}" for c in complaints) or "no complaint"
 
 
+def _where(pairs: tuple[tuple[str | None, str | None], ...]) -> str:
+    return ", ".join((a or "?") if a == b else f"{a or '?'}/{b or '?'}" for a, b in pairs)
+
+
 def render_diff(differences: list[tuple[Server, Server, list[compare.Difference]]],
                 letters: dict[str, Letter] | Any) -> str:
     lines = ["# Learned machines compared", "",
-             "For each pair of servers, the shortest input sequences they answer differently "
-             "(each input one command, see the alphabet below), with each side's answers and "
-             "what the checks say of its last reply.", ""]
+             "For each pair of servers, each input they answer differently and the two "
+             "answers: once, however many states it is seen from (`in`: the model's state "
+             "before the input, one per server where they differ), shown by the shortest "
+             "input sequence ending in it (each input one command, see the alphabet below), "
+             "with what the checks say of each side's real reply.", ""]
     for a, b, found in differences:
         lines += [f"## {a.name} and {b.name}", ""]
         if not found:
             lines += ["No input sequence tells their machines apart.", ""]
             continue
-        lines += [f"| inputs | {a.name} | {b.name} | {a.name}: checks | {b.name}: checks |",
-                  "|---|---|---|---|---|"]
+        lines += [f"| inputs | {a.name} | {b.name} | in | {a.name}: checks | {b.name}: checks |",
+                  "|---|---|---|---|---|---|"]
         for d in found:
             cells = [", ".join(d.inputs), " ".join(d.outputs[0][-1:]),
-                     " ".join(d.outputs[1][-1:]), _said(d.complaints[0]),
-                     _said(d.complaints[1])]
+                     " ".join(d.outputs[1][-1:]), _where(d.model_states),
+                     _said(d.complaints[0]), _said(d.complaints[1])]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         lines.append("")
     lines += ["## Alphabet", ""]
