@@ -122,7 +122,8 @@ def _matrix_command(args: argparse.Namespace) -> int:
 
 
 def _learn_command(args: argparse.Namespace) -> int:
-    from conformance.learn.run import file_name, learn_all  # AALpy only when learning
+    # AALpy is imported only when learning
+    from conformance.learn.run import Target, exit_status, file_name, learn_all, summary
     from conformance.testing.reference_server import ReferenceServer
 
     out = Path(args.out)
@@ -142,25 +143,17 @@ def _learn_command(args: argparse.Namespace) -> int:
             if address is None:
                 address = stack.enter_context(
                     ReferenceServer(profile=get_profile(args.profile))).address
-            targets.append((name, address))
-        for _, address in targets:
-            if gone := outcome.unreachable(address, args.timeout):
+            targets.append(Target(name, address))
+        for target in targets:
+            if gone := outcome.unreachable(target.address, args.timeout):
                 print(f"error: {gone}", file=sys.stderr)
                 return EXIT_UNREACHABLE
         servers = learn_all(targets, out, profile=get_profile(args.profile),
                             timeout=args.timeout, budget=args.budget, deliver=args.deliver,
                             classes=args.classes, rcpt_domain=args.rcpt_domain)
-    for server in servers:
-        learning = server.learning
-        assert learning is not None
-        states = len(server.learned.states) if server.learned is not None else 0
-        print(f"{server.name}: {states} states, {learning.queries} queries, "
-              f"{learning.resets} connections, {learning.seconds:.1f}s; "
-              f"{len(server.divergences)} divergences from the model"
-              + (f" ({learning.partial})" if learning.partial else ""))
+    print("\n".join(summary(servers)))
     print(f"wrote {out}/NAME.json, NAME.dot, diff.md and diff.json")
-    return 1 if any(s.learning is not None and s.learning.nondeterminism is not None
-                    for s in servers) else 0
+    return exit_status(servers)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import BinaryIO
 
+from conformance.engine.settings import DEFAULT_TIMEOUT
 from conformance.output import matrix
 from conformance.protocol.tables import CLOSING, OK, PROFILES, SERVICE_READY, START_MAIL_INPUT
 from mtas import base, catalog
@@ -47,8 +48,15 @@ def parser() -> argparse.ArgumentParser:
                       help="repeatable (default: every profile)")
     grid.add_argument("--examples", type=int, default=60, help="sessions per run (60)")
     grid.add_argument("--seed", type=int, default=0, help="Hypothesis seed of every run (0)")
+    learner = commands.add_parser("learn", help="start them, learn their state machines and "
+                                                "the embedded server's, compare, stop them")
+    learner.add_argument("--out", type=Path, required=True, help="docs/learned, say")
+    learner.add_argument("--profile", choices=sorted(PROFILES), default="rfc5321",
+                         help="the model's documented codes (rfc5321)")
+    learner.add_argument("--budget", type=float, default=180.0,
+                         help="seconds of learning per server (180)")
     for command, run in ((install, _install), (check, _check), (serve, _serve),
-                         (grid, _matrix)):
+                         (grid, _matrix), (learner, _learn)):
         command.add_argument("names", nargs="*", metavar="NAME",
                              help=f"of {', '.join(catalog.MTAS)} (default: all)")
         command.set_defaults(run=run)
@@ -154,6 +162,28 @@ def _matrix(args: argparse.Namespace) -> int:
         print(f"{column['target']:>10} / {column['profile']:8} {column['verdict']}{reason}")
     print(f"wrote {args.out / 'matrix.md'}, its server pages and {args.out / 'security.md'}")
     return matrix.exit_status(result)
+
+
+def _learn(args: argparse.Namespace) -> int:
+    """Each MTA learned with RCPT to its own domain (safe mode: no message is sent), beside
+    the embedded server, all compared with each other."""
+    from conformance.learn.run import Target, exit_status, learn_all, summary
+    from conformance.testing.reference_server import ReferenceServer
+
+    profile = PROFILES[args.profile]
+    root = catalog.new_root()
+    try:
+        with catalog.running(args.names, root, args.prefix) as mtas, \
+                ReferenceServer(profile=profile) as reference:
+            targets = [Target("reference", reference.address)]
+            targets += [Target(m.name, m.address, m.local_domain) for m in mtas]
+            servers = learn_all(targets, args.out, profile=profile, timeout=DEFAULT_TIMEOUT,
+                                budget=args.budget)
+    finally:
+        catalog.remove(root)
+    print("\n".join(summary(servers)))
+    print(f"wrote {args.out}/NAME.json, NAME.dot, diff.md and diff.json")
+    return exit_status(servers)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,16 @@ from pathlib import Path
 import pytest
 
 from conformance import cli
+from conformance.engine.address import ServerAddress
 from conformance.learn import compare
 from conformance.learn.alphabet import CLOSED, NO_REPLY, alphabet, codes_of, output_of
+from conformance.learn.learner import Learning
 from conformance.learn.machine import Learned, Transition
-from conformance.learn.run import Server, learn_all
+from conformance.learn.run import Server, Target, learn_all, render_diff, summary
 from conformance.protocol.commands import Command
 from conformance.protocol.tables import get_profile
 from conformance.protocol.vocabulary import SEED_VERBS, State, V
+from mtas.postfix import DOMAIN as POSTFIX_DOMAIN
 from tests.fault_server import FaultServer
 
 BUDGET = 90.0  # seconds per server: each below finishes well within it
@@ -36,7 +39,7 @@ STATE_FAULTS = {
 
 
 def learned(tmp_path: Path, **servers: FaultServer) -> dict[str, Server]:
-    found = learn_all([(name, s.address) for name, s in servers.items()], tmp_path,
+    found = learn_all([Target(name, s.address) for name, s in servers.items()], tmp_path,
                       profile=get_profile("seed"), timeout=1.0, budget=BUDGET)
     return {server.name: server for server in found}
 
@@ -102,6 +105,24 @@ def test_two_machines_are_told_apart_by_their_shortest_differing_sequence():
     assert judges[0].sent == judges[1].sent == [("HELO", "RCPT")]  # each side on its server
     assert compare.between(_two_state_machine("a", "503"), _two_state_machine("b", "503"),
                            judges) == []  # type: ignore[arg-type]
+
+
+def test_the_diff_lists_each_servers_own_command_where_their_domains_differ():
+    a = Server("a", ServerAddress("127.0.0.1", 1), "a.test")
+    b = Server("b", ServerAddress("127.0.0.1", 2), "b.test")
+    table = render_diff([(a, b, [])], {"a": alphabet(rcpt_domain="a.test"),
+                                       "b": alphabet(rcpt_domain="b.test")})
+    assert "- RCPT: `RCPT TO:<postmaster@a.test>` (a), `RCPT TO:<postmaster@b.test>` (b)" \
+        in table
+    assert "- QUIT: `QUIT`\n" in table  # the same command for both: said once
+
+
+def test_a_server_learned_no_machine_of_is_said_to_have_none():
+    stopped = Learning(machine=None, queries=3, resets=3, steps=5, seconds=1.0,
+                       partial="out of budget before a first hypothesis")
+    [line] = summary([Server("slow", ServerAddress("127.0.0.1", 1), learning=stopped)])
+    assert line.startswith("slow: no machine, 3 queries")
+    assert line.endswith("(out of budget before a first hypothesis)")
 
 
 @pytest.mark.parametrize(("servers", "said"), [
@@ -187,3 +208,22 @@ def test_a_nondeterministic_server_is_reported_not_learned_around(tmp_path):
     data = json.loads((tmp_path / "random.json").read_text())
     assert data["nondeterminism"]["inputs"] == list(nondeterminism.inputs)
     assert data["partial"].startswith("stopped: after")
+
+
+@pytest.mark.timeout(600)
+def test_postfix_is_learned_within_the_budget(postfix, tmp_path, capsys):
+    """CI's Postfix (Debian's, `mtas/postfix.py`'s settings), as published in docs/learned:
+    a whole machine within the default budget, no nondeterminism and nothing outside the
+    model: MAIL before HELO is taken (smtpd_helo_required=no), so the greeting's state is
+    also HELO's."""
+    status = cli.main(["learn", "--server", f"postfix={postfix.address}", "--rcpt-domain",
+                       POSTFIX_DOMAIN, "--profile", "rfc5321", "--out", str(tmp_path)])
+    said = capsys.readouterr().out
+    assert status == 0, said
+    data = json.loads((tmp_path / "postfix.json").read_text())
+    assert data["partial"] is None, said
+    assert data["nondeterminism"] is None
+    assert {s["model_state"] for s in data["machine"]["states"]} == {
+        State.INIT.name, State.MAIL.name, State.RCPT.name, State.CLOSED.name}
+    assert data["divergences"] == []
+    print(f"Postfix learned: {data['figures']}")  # the figure, in CI's log with -s or -rA

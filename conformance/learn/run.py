@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,23 @@ from conformance.protocol.tables import Profile
 DOT_SECONDS = 30.0
 
 
+@dataclass(frozen=True)
+class Target:
+    """A server to learn: its name (for the files), address and, where it has one, the
+    domain it takes mail for (its RCPT inputs go there; else the run's)."""
+
+    name: str
+    address: ServerAddress
+    rcpt_domain: str | None = None
+
+
 @dataclass
 class Server:
     """One server learned: its name (for the files), address and results."""
 
     name: str
     address: ServerAddress
+    rcpt_domain: str | None = None
     learning: Learning | None = None
     learned: Learned | None = None
     divergences: tuple[compare.Divergence, ...] = ()
@@ -39,7 +51,7 @@ class Server:
         learning = self.learning
         assert learning is not None
         return {
-            "server": str(self.address), "name": self.name,
+            "server": str(self.address), "name": self.name, "rcpt_domain": self.rcpt_domain,
             "figures": {"queries": learning.queries, "resets": learning.resets,
                         "steps": learning.steps, "seconds": round(learning.seconds, 2)},
             "partial": learning.partial,
@@ -55,17 +67,19 @@ def file_name(address: ServerAddress) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", str(address)).strip("_")
 
 
-def learn_all(targets: list[tuple[str, ServerAddress]], out: Path, *, profile: Profile,
-              timeout: float, budget: float, deliver: bool = False, classes: bool = False,
+def learn_all(targets: list[Target], out: Path, *, profile: Profile, timeout: float,
+              budget: float, deliver: bool = False, classes: bool = False,
               rcpt_domain: str | None = None) -> list[Server]:
     """Learn every target within ``budget`` seconds each, compare, write the files."""
-    settings = SessionSettings(profile, timeout=timeout, deliver=deliver, probes=False,
-                               rcpt_domain=rcpt_domain)
-    letters = alphabet(deliver=deliver, rcpt_domain=rcpt_domain)
     out.mkdir(parents=True, exist_ok=True)
-    servers = [Server(name, address) for name, address in targets]
+    servers = [Server(t.name, t.address, t.rcpt_domain or rcpt_domain) for t in targets]
     judges: dict[str, compare.Judge] = {}
+    alphabets: dict[str, Mapping[str, Letter]] = {}
     for server in servers:
+        settings = SessionSettings(profile, timeout=timeout, deliver=deliver, probes=False,
+                                   rcpt_domain=server.rcpt_domain)
+        letters = alphabets[server.name] = alphabet(deliver=deliver,
+                                                    rcpt_domain=server.rcpt_domain)
         sul = ServerSUL(server.address, settings, letters, classes=classes)
         server.learning = learn(sul, list(letters), budget=budget)
         judges[server.name] = compare.Judge(server.address, settings, letters, classes=classes)
@@ -83,8 +97,30 @@ def learn_all(targets: list[tuple[str, ServerAddress]], out: Path, *, profile: P
         {"servers": [a.name, b.name],
          "differences": [d.to_json((a.name, b.name)) for d in found]}
         for a, b, found in differences], indent=2) + "\n")
-    (out / "diff.md").write_text(render_diff(differences, letters))
+    (out / "diff.md").write_text(render_diff(differences, alphabets))
     return servers
+
+
+def summary(servers: list[Server]) -> list[str]:
+    """One line per server: its machine's size, the figures, the divergences, and why the
+    learning stopped short where it did."""
+    lines = []
+    for server in servers:
+        learning = server.learning
+        assert learning is not None
+        machine = "no machine" if server.learned is None else \
+            f"{len(server.learned.states)} states"
+        lines.append(f"{server.name}: {machine}, {learning.queries} queries, "
+                     f"{learning.resets} connections, {learning.seconds:.1f}s; "
+                     f"{len(server.divergences)} divergences from the model"
+                     + (f" ({learning.partial})" if learning.partial else ""))
+    return lines
+
+
+def exit_status(servers: list[Server]) -> int:
+    """1 if a server answered one sequence two ways: its machine is not what was learned."""
+    return 1 if any(s.learning is not None and s.learning.nondeterminism is not None
+                    for s in servers) else 0
 
 
 def _write_server(server: Server, out: Path) -> None:
@@ -107,7 +143,9 @@ def _where(pairs: tuple[tuple[str | None, str | None], ...]) -> str:
 
 
 def render_diff(differences: list[tuple[Server, Server, list[compare.Difference]]],
-                letters: dict[str, Letter] | Any) -> str:
+                alphabets: Mapping[str, Mapping[str, Letter]]) -> str:
+    """diff.md: a table per pair, then the inputs (one command each, per server where the
+    servers' own domains make them differ)."""
     lines = ["# Learned machines compared", "",
              "For each pair of servers, each input they answer differently and the two "
              "answers: once, however many states it is seen from (`in`: the model's state "
@@ -128,5 +166,12 @@ def render_diff(differences: list[tuple[Server, Server, list[compare.Difference]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         lines.append("")
     lines += ["## Alphabet", ""]
-    lines += [f"- {name}: `{letter.command.first_line}`" for name, letter in letters.items()]
+    for name in dict.fromkeys(n for letters in alphabets.values() for n in letters):
+        sent: dict[str, list[str]] = {}
+        for server, letters in alphabets.items():
+            if name in letters:
+                sent.setdefault(letters[name].command.first_line, []).append(server)
+        lines.append(f"- {name}: " + ", ".join(
+            f"`{line}`" + (f" ({', '.join(servers)})" if len(sent) > 1 else "")
+            for line, servers in sent.items()))
     return "\n".join(lines) + "\n"
