@@ -166,9 +166,18 @@ def test_the_reference_server_learned_from_the_command_line_is_the_model(tmp_pat
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("fault", sorted(STATE_FAULTS))
-def test_a_state_fault_is_where_the_learned_machine_leaves_the_model(tmp_path, fault):
+def test_a_state_fault_is_where_the_learned_machine_leaves_the_model(tmp_path, fault,
+                                                                    capsys):
     with FaultServer(fault) as server:
         found = learned(tmp_path, fault=server)["fault"]
+        # Its session is saved as a run saves one, and replaying it shows the same finding.
+        [saved] = json.loads((tmp_path / "fault.json").read_text())["divergences"][0]["replays"]
+        status = cli.main(["replay", str(tmp_path / saved), "--server", str(server.address),
+                           "--timeout", "1"])
+    said = capsys.readouterr().out
+    assert status == 1, said
+    assert f"[{STATE_FAULTS[fault]}]" in said
+    assert "the recorded finding" in said
     assert found.learning is not None
     assert found.learning.partial is None
     [divergence] = found.divergences

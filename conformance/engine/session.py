@@ -130,6 +130,7 @@ class CheckedSession:
         self.client = self._new_client()
         self.steps: list[Step] = []  # this session's, since the last connect
         self.findings: list[Finding] = []  # this session's, newest last
+        self.noted: list[FindingRecord] = []  # their records, as the run's record got them
         self.last_reply_time = 0.0  # seconds the session's last reply took (see _probe_wait)
         # The session's last exchange that had a reply: a close found before the next command
         # was sent is judged on it (``_closed_after``).
@@ -159,7 +160,7 @@ class CheckedSession:
         self.client = self._new_client()
         self.model = Session()
         self.steps = []
-        self.findings = []
+        self.findings, self.noted = [], []
         self.upgrade, self.tls_failure = None, None
         self.last_reply_time = 0.0
         self.last_exchange = None
@@ -477,6 +478,7 @@ class CheckedSession:
                               self.steps)
         for record in records:
             self.record.note(record)
+        self.noted += records
         definite = [f for f in findings if f.check.refuted_by is None]
         if any(f.check.state_known is None or not f.check.state_known(exchange)
                for f in definite):

@@ -12,12 +12,13 @@ each side's checks on its own replies (the sequence sent again to each server).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from conformance.checks.registry import identity_of
+from conformance.checks.grading import FindingKey
 from conformance.engine.address import ServerAddress
+from conformance.engine.replay import Script, script_of
 from conformance.engine.settings import SessionSettings
 from conformance.learn.alphabet import Letter, codes_of
 from conformance.learn.machine import Learned, model_step
@@ -34,7 +35,7 @@ class Complaint:
     check: str
     level: str
     complaint: str
-    identity: Hashable = field(default=None, compare=False)
+    key: FindingKey | None = field(default=None, compare=False)  # its identity in a run
 
     def to_json(self) -> dict[str, str]:
         return {"check": self.check, "level": self.level, "complaint": self.complaint}
@@ -55,6 +56,7 @@ class Judge:
 
     def __init__(self, address: ServerAddress, settings: SessionSettings,
                  letters: Mapping[str, Letter], *, classes: bool = False) -> None:
+        self.address = address
         self.sul = ServerSUL(address, settings, letters, classes=classes)
         self._cache: dict[tuple[str, ...], Judged] = {}
 
@@ -71,15 +73,15 @@ class Judge:
         try:
             for letter in inputs[:-1]:
                 outputs.append(sul.step(letter))
-            before = len(sul.session.findings)
+            before = len(sul.session.findings), len(sul.session.noted)
             outputs.append(sul.step(inputs[-1]))
-            found, exchange = sul.session.findings[before:], sul.session.last_exchange
+            found, noted = sul.session.findings[before[0]:], sul.session.noted[before[1]:]
         finally:
             sul.post()
+        keys = {(r.check, str(r.level)): r.key for r in noted}
         return Judged(tuple(outputs), tuple(
             Complaint(f.check.id, str(f.level), f.complaint,
-                      (f.check.id, None if exchange is None else identity_of(f, exchange)))
-            for f in found))
+                      keys.get((f.check.id, str(f.level)))) for f in found))
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class Divergence:
     documented: bool
     complaints: tuple[Complaint, ...]
     reproduced: bool  # the replay answered as the learned machine says
+    # Each complaint's shortest session, for ``python -m conformance replay``.
+    scripts: tuple[Script, ...] = field(default=(), compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"inputs": list(self.inputs), "outputs": list(self.outputs),
@@ -137,15 +141,16 @@ def _walks(learned: Learned, letters: Mapping[str, Letter]
 def against_model(learned: Learned, letters: Mapping[str, Letter], profile: Profile,
                   judge: Judge) -> list[Divergence]:
     """The divergences of ``learned`` from the model, one per cause, shortest first."""
-    found: dict[Hashable, Divergence] = {}
+    found: dict[FindingKey | tuple[str, str], Divergence] = {}
     for inputs, outputs, model, letter in _walks(learned, letters):
         judged = judge(inputs)
         group = letters[letter].group
         codes = codes_of(outputs[-1])
         documented = all(profile.row(group).allows(c) for c in codes[:1])
         for complaint in judged.complaints:
-            if complaint.identity not in found:
-                found[complaint.identity] = Divergence(
+            identity = complaint.key or (complaint.check, complaint.level)
+            if identity not in found:
+                found[identity] = Divergence(
                     inputs, outputs, model.state.name, documented, judged.complaints,
                     judged.outputs == outputs)
     # What the whole walk settles, as a run's end does: a per-run finding something refuted,
@@ -154,8 +159,13 @@ def against_model(learned: Learned, letters: Mapping[str, Letter], profile: Prof
     record = judge.sul.record
     record.settle()
     standing = {key.check for key in record.findings}
-    kept = [replace(d, complaints=tuple(c for c in d.complaints if c.check in standing))
-            for d in found.values()]
+    kept = []
+    for divergence in found.values():
+        complaints = tuple(c for c in divergence.complaints
+                           if (c.key in record.findings if c.key else c.check in standing))
+        kept.append(replace(divergence, complaints=complaints, scripts=tuple(
+            script_of(record.findings[c.key], server=str(judge.address))
+            for c in complaints if c.key is not None and c.key in record.findings)))
     return sorted((d for d in kept if d.complaints), key=lambda d: (len(d.inputs), d.inputs))
 
 

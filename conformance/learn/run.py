@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance.engine import replay
 from conformance.engine.address import ServerAddress
 from conformance.engine.settings import SessionSettings
 from conformance.learn import compare
@@ -60,7 +61,14 @@ class Server:
                 "first": learning.nondeterminism.first,
                 "then": learning.nondeterminism.then},
             "machine": None if self.learned is None else self.learned.to_json(),
-            "divergences": [d.to_json() for d in self.divergences]}
+            "divergences": [{**d.to_json(), "replays": [str(path) for path in self.replays(d)]}
+                            for d in self.divergences]}
+
+    def replays(self, divergence: compare.Divergence) -> dict[Path, replay.Script]:
+        """Where each of a divergence's sessions is saved, relative to the output directory:
+        NAME.replays/, a file per finding identity, named as a run names it."""
+        return {Path(f"{self.name}.replays") / replay.file_name(script.key): script
+                for script in divergence.scripts if script.key is not None}
 
 
 def file_name(address: ServerAddress) -> str:
@@ -124,6 +132,9 @@ def exit_status(servers: list[Server]) -> int:
 
 
 def _write_server(server: Server, out: Path) -> None:
+    for divergence in server.divergences:
+        for path, script in server.replays(divergence).items():
+            replay.save(script, out / path)
     (out / f"{server.name}.json").write_text(json.dumps(server.to_json(), indent=2) + "\n")
     if server.learned is None:
         return
