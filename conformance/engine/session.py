@@ -139,6 +139,9 @@ class CheckedSession:
         self.last_noted: list[FindingRecord] = []
         self.upgrade: Upgrade | None = None  # this session's TLS upgrade, if any
         self.tls_failure: TLSHandshakeFailed | None = None  # this session's failed one
+        # A deviation whose effect on the state is unknown ends the session (``note``); a
+        # learner, which must see what the server does next, sets this False.
+        self.ends_on_deviation = True
 
     @property
     def timeout(self) -> float:
@@ -480,8 +483,9 @@ class CheckedSession:
             self.record.note(record)
         self.noted += records
         definite = [f for f in findings if f.check.refuted_by is None]
-        if any(f.check.state_known is None or not f.check.state_known(exchange)
-               for f in definite):
+        if self.ends_on_deviation and any(
+                f.check.state_known is None or not f.check.state_known(exchange)
+                for f in definite):
             self._end_after(exchange, findings, records)
         if any(f.check.explained_by for f in findings) and \
                 not self.adaptation.reset_controlled:

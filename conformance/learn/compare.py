@@ -58,6 +58,8 @@ class Judge:
                  letters: Mapping[str, Letter], *, classes: bool = False) -> None:
         self.address = address
         self.sul = ServerSUL(address, settings, letters, classes=classes)
+        # Judged as a run judges: a deviation ends the session, nothing after it is judged.
+        self.sul.session.ends_on_deviation = True
         self._cache: dict[tuple[str, ...], Judged] = {}
 
     def __call__(self, inputs: Sequence[str]) -> Judged:

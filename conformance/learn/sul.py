@@ -41,6 +41,7 @@ class ServerSUL(SUL):  # type: ignore[misc]  # AALpy has no type information
         super().__init__()
         self.letters, self.classes, self.deadline = letters, classes, deadline
         self.session = CheckedSession(address, settings, RunState.of(settings, record))
+        self.session.ends_on_deviation = False  # the server's next answers are the machine
         self.resets = 0
         self._inputs: tuple[str, ...] = ()
         self._seen: dict[tuple[str, ...], str] = {}
