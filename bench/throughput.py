@@ -42,6 +42,7 @@ from bench.harness import (
 from conformance.engine import client as client_module
 from conformance.engine import session as session_module
 from conformance.search import systematic as systematic_module
+from conformance.search.machine import SMTPConformance
 
 # Layer -> (module or class, attribute) timed as that layer; time nested in another timed
 # layer counts for the inner one, except in an I/O layer, which keeps all its time. What no
@@ -195,13 +196,13 @@ def systematic_timer() -> Iterator[list[float]]:
     spent = [0.0, 0.0]
     sweep = systematic_module.sweep
 
-    def timed(machine: Any) -> Any:
-        before, started = machine.activity.exchanges, time.perf_counter()
+    def timed(machine: type[SMTPConformance]) -> Any:
+        before, started = machine.state.activity.exchanges, time.perf_counter()
         try:
             return sweep(machine)
         finally:
             spent[0] += time.perf_counter() - started
-            spent[1] += machine.activity.exchanges - before
+            spent[1] += machine.state.activity.exchanges - before
 
     systematic_module.sweep = timed
     try:
