@@ -150,7 +150,8 @@ def _learn_command(args: argparse.Namespace) -> int:
                 return EXIT_UNREACHABLE
         servers = learn_all(targets, out, profile=get_profile(args.profile),
                             timeout=args.timeout, budget=args.budget, deliver=args.deliver,
-                            classes=args.classes, rcpt_domain=args.rcpt_domain)
+                            classes=args.classes, rcpt_domain=args.rcpt_domain,
+                            extensions=args.extensions)
     print("\n".join(summary(servers)))
     print(f"wrote {out}/NAME.json, NAME.dot, diff.md and diff.json")
     return exit_status(servers)
@@ -211,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     learner.add_argument("--classes", action="store_true",
                          help="outputs are reply classes (2xx) rather than codes (no "
                               "comparison with the model)")
+    learner.add_argument("--extensions", action="store_true",
+                         help="inputs also the commands of the extensions each server "
+                              "advertises (STARTTLS with its handshake, AUTH; BDAT with "
+                              "--deliver): a larger machine, slower to learn")
     learner.add_argument("--rcpt-domain", help="domain of the recipients")
     learner.add_argument("--out", required=True, help="directory for the machines and diff")
     learner.set_defaults(run=_learn_command)

@@ -132,6 +132,7 @@ class CheckedSession:
         self.findings: list[Finding] = []  # this session's, newest last
         self.noted: list[FindingRecord] = []  # their records, as the run's record got them
         self.last_reply_time = 0.0  # seconds the session's last reply took (see _probe_wait)
+        self.last_reply: Reply | None = None  # to the last exchange (None: none came)
         # The session's last exchange that had a reply: a close found before the next command
         # was sent is judged on it (``_closed_after``).
         self.last_exchange: Exchange | None = None
@@ -352,6 +353,7 @@ class CheckedSession:
             error = failure
         finally:
             activity.waiting = None
+        self.last_reply = reply
         activity.exchanges += 1
         activity.sessions += group == GREETING
         elapsed = time.monotonic() - started

@@ -70,15 +70,21 @@ class Judge:
 
     def _send(self, inputs: tuple[str, ...]) -> Judged:
         sul, outputs = self.sul, []
+        settings = sul.session.settings
         sul._seen.clear()  # a replay is judged, not held to the learning's answers
         sul.pre()
         try:
             for letter in inputs[:-1]:
                 outputs.append(sul.step(letter))
             before = len(sul.session.findings), len(sul.session.noted)
+            # The last input alone gets a run's control probe after a refusal (is it the
+            # verb's case?), which the checks judge the refusal by; before it, a probe
+            # would move the session where the machine's inputs do not.
+            sul.session.settings = replace(settings, probes=True)
             outputs.append(sul.step(inputs[-1]))
             found, noted = sul.session.findings[before[0]:], sul.session.noted[before[1]:]
         finally:
+            sul.session.settings = settings
             sul.post()
         keys = {(r.check, str(r.level)): r.key for r in noted}
         return Judged(tuple(outputs), tuple(

@@ -10,9 +10,10 @@ from typing import Any
 
 from aalpy.automata import MealyMachine
 
-from conformance.learn.alphabet import CLOSED, NO_REPLY, Letter, codes_of
-from conformance.protocol.model import Session, advance, closed
-from conformance.protocol.vocabulary import END_OF_DATA, GREETING, State
+from conformance.learn.alphabet import CLOSED, NO_REPLY, NOT_SENT, Letter, codes_of
+from conformance.protocol.model import Session, advance, closed, upgraded
+from conformance.protocol.tables import SERVICE_READY
+from conformance.protocol.vocabulary import END_OF_DATA, GREETING, State, V
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,14 @@ def from_aalpy(machine: MealyMachine, server: str, letters: Mapping[str, Letter]
     learned = Learned(server, alphabet, states, access, {}, transitions)
     labels = {s: model_after(learned, letters, access[s]) for s in states}
     return Learned(server, alphabet, states, access,
-                   {s: None if m is None else m.state.name for s, m in labels.items()},
+                   {s: None if m is None else label_of(m) for s, m in labels.items()},
                    transitions)
+
+
+def label_of(session: Session) -> str:
+    """The model's state, and what the session holds beyond it: "READY+TLS", "MAIL+AUTH"."""
+    return "+".join([session.state.name, *(["TLS"] if session.tls else []),
+                     *([V.AUTH] if session.authenticated else [])])
 
 
 def model_after(learned: Learned, letters: Mapping[str, Letter],
@@ -114,12 +121,16 @@ def model_after(learned: Learned, letters: Mapping[str, Letter],
 
 def model_step(session: Session, letter: Letter, output: str) -> Session:
     """The model after one input answered ``output``."""
+    if output == NOT_SENT:
+        return session
     if output in (CLOSED, NO_REPLY):
         return closed(session)
     codes = codes_of(output)
     if not codes:  # a class ("2xx"): the model needs the code
         return closed(session)
     session = advance(session, letter.group, codes[0])
+    if letter.move.upgrade and codes[0] == SERVICE_READY and session.open and not session.tls:
+        return upgraded(session)  # the handshake followed (else the next output is CLOSED)
     if len(codes) > 1:
         session = advance(session, END_OF_DATA, codes[1])
     elif session.state is State.DATA:  # safe mode: the connection was closed after the 354

@@ -16,6 +16,7 @@ from typing import Any
 
 from conformance.engine import replay
 from conformance.engine.address import ServerAddress
+from conformance.engine.session import CheckedSession, RunState
 from conformance.engine.settings import SessionSettings
 from conformance.learn import compare
 from conformance.learn.alphabet import Letter, alphabet
@@ -23,6 +24,8 @@ from conformance.learn.learner import Learning, learn
 from conformance.learn.machine import Learned, from_aalpy
 from conformance.learn.sul import ServerSUL
 from conformance.protocol.tables import Profile
+from conformance.protocol.vocabulary import V
+from conformance.search.plan import example
 
 DOT_SECONDS = 30.0
 
@@ -77,8 +80,9 @@ def file_name(address: ServerAddress) -> str:
 
 def learn_all(targets: list[Target], out: Path, *, profile: Profile, timeout: float,
               budget: float, deliver: bool = False, classes: bool = False,
-              rcpt_domain: str | None = None) -> list[Server]:
-    """Learn every target within ``budget`` seconds each, compare, write the files."""
+              rcpt_domain: str | None = None, extensions: bool = False) -> list[Server]:
+    """Learn every target within ``budget`` seconds each, compare, write the files.
+    ``extensions``: each server's inputs include the commands of what its EHLO advertises."""
     out.mkdir(parents=True, exist_ok=True)
     servers = [Server(t.name, t.address, t.rcpt_domain or rcpt_domain) for t in targets]
     judges: dict[str, compare.Judge] = {}
@@ -86,8 +90,9 @@ def learn_all(targets: list[Target], out: Path, *, profile: Profile, timeout: fl
     for server in servers:
         settings = SessionSettings(profile, timeout=timeout, deliver=deliver, probes=False,
                                    rcpt_domain=server.rcpt_domain)
-        letters = alphabets[server.name] = alphabet(deliver=deliver,
-                                                    rcpt_domain=server.rcpt_domain)
+        letters = alphabets[server.name] = alphabet(
+            deliver=deliver, rcpt_domain=server.rcpt_domain,
+            extensions=advertised(server.address, settings) if extensions else frozenset())
         sul = ServerSUL(server.address, settings, letters, classes=classes)
         server.learning = learn(sul, list(letters), budget=budget)
         judges[server.name] = compare.Judge(server.address, settings, letters, classes=classes)
@@ -107,6 +112,17 @@ def learn_all(targets: list[Target], out: Path, *, profile: Profile, timeout: fl
         for a, b, found in differences], indent=2) + "\n")
     (out / "diff.md").write_text(render_diff(differences, alphabets))
     return servers
+
+
+def advertised(address: ServerAddress, settings: SessionSettings) -> frozenset[str]:
+    """The EHLO keywords the server at ``address`` advertises (none: EHLO refused)."""
+    session = CheckedSession(address, settings, RunState.of(settings))
+    try:
+        session.connect()
+        session.send(example(V.EHLO))
+        return frozenset(session.model.extensions.keywords)
+    finally:
+        session.close()
 
 
 def summary(servers: list[Server]) -> list[str]:

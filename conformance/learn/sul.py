@@ -12,10 +12,11 @@ from aalpy.base import SUL
 
 from conformance.engine.address import ServerAddress
 from conformance.engine.record import RunRecord
-from conformance.engine.session import CheckedSession, RunState
+from conformance.engine.session import CheckedSession, RunState, not_sendable
 from conformance.engine.settings import SessionSettings
-from conformance.learn.alphabet import CLOSED, NO_REPLY, Letter, output_of
+from conformance.learn.alphabet import CLOSED, NO_REPLY, NOT_SENT, Letter, output_of
 from conformance.protocol.tables import START_MAIL_INPUT
+from conformance.protocol.vocabulary import VERBS, V
 
 
 class Nondeterministic(Exception):
@@ -75,7 +76,18 @@ class ServerSUL(SUL):  # type: ignore[misc]  # AALpy has no type information
         # A run caps its sessions' commands once a server slows down (Adaptation); a query
         # must stay one session, or its later inputs would be answered by a new one.
         session.adaptation.max_commands = None
-        reply = session.send(letter.command)
+        move = letter.move
+        if not_sendable(move.command, session.model) is not None:
+            return NOT_SENT  # a chunk where the session's EHLO offered no CHUNKING
+        if move.upgrade and VERBS[letter.group].extension in session.model.extensions and \
+                not session.model.tls:
+            settings = session.settings  # the handshake after a 220 (none: the session ends)
+            session.starttls(settings.tls_context, settings.tls_server_name)
+            reply = session.last_reply
+        elif move.answers or letter.group == V.AUTH:
+            reply = session.authenticate(move.command, move.answers)
+        else:
+            reply = session.send(move.command)
         if reply is None:
             session.close()  # a later reply could answer the next input
             return NO_REPLY
