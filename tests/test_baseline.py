@@ -217,20 +217,21 @@ def closes_after_three_errors(conn: socket.socket, stop: threading.Event) -> Non
     read_line(conn)
 
 
-def test_server_that_closes_after_errors_is_one_baseline_entry_that_then_passes(pytester):
+def test_server_that_closes_after_errors_needs_no_baseline_entry_for_it(pytester):
+    """Giving up after repeated errors is a note (RFC 5321 §7.8), one behaviour however many
+    commands it closed on, and not a failure a baseline must excuse."""
     path = pytester.path / "written.json"
     seed = "--hypothesis-seed=0"  # the same sessions both times, so the same findings
     with ScriptedServer(closes_after_three_errors) as server:
         result, report = run(pytester, server, f"--smtp-baseline-write={path}", seed)
         closes = [f for f in report["findings"] if f["check"] == "no_silent_close"]
-        assert [f["cause"] for f in closes] == [AFTER_ERRORS]  # one behaviour
+        assert [(f["cause"], f["verdict"]) for f in closes] == [(AFTER_ERRORS, "INFO")]
         assert len(closes[0]["seen"]) > 1, closes  # it closed on several commands
         entries = json.loads(path.read_text())["entries"]
-        # (It also answers 500 to lower-case verbs: verb_case_insensitive, one per command.)
-        assert [(e["command"], e["code"]) for e in entries
-                if e["check"] == "no_silent_close"] == [(AFTER_ERRORS, 0)]
+        assert entries  # (this scripted server breaks other rules: those are entries)
+        assert "no_silent_close" not in {e["check"] for e in entries}
 
         result, report = run(pytester, server, f"--smtp-baseline={path}", seed)
     assert result.ret == pytest.ExitCode.OK
-    assert {f["verdict"] for f in report["findings"]} == {"KNOWN"}
+    assert {f["verdict"] for f in report["findings"]} == {"KNOWN", "INFO"}
     assert report["baseline"]["stale"] == []

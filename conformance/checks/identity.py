@@ -99,6 +99,7 @@ def bare_greeting(x: Exchange) -> bool:
         {v.rule for v in x.reply.violations} == {"code-without-text"}
 
 
-# RFC 5321 §7.8 lets a server under attack close after repeated failed commands; it SHOULD
-# still send 421 first (§3.8). Below this many 5yz replies, a silent close breaks the MUST.
+# RFC 5321 §7.8 lets a server close after repeated failed commands (a defence against
+# attacks); §3.8's MUST NOT close is about normal operation. Below this many 5yz replies, a
+# silent close breaks that MUST.
 ERRORS_BEFORE_GIVING_UP = 3

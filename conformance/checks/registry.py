@@ -143,8 +143,11 @@ def fold(findings: list[Finding]) -> list[Finding]:
     """The findings of one exchange, one per behaviour: a close the server made after the
     reply (``no_silent_close``) is the behaviour, every complaint about that reply goes with
     it, and it is graded by the strongest; else a general check's complaint goes with a
-    specific one as strong as it or stronger."""
-    closing = [f for f in findings if f.check.id == "no_silent_close"]
+    specific one as strong as it or stronger. A server giving up after repeated errors
+    (graded INFO, RFC 5321 §7.8) is a behaviour of the session, not of this reply: what the
+    reply broke stays a finding of its own, and lends the close no grade."""
+    closing = [f for f in findings if f.check.id == "no_silent_close"
+               and f.level is not Level.INFO]
     if closing:  # graded by the strongest rule the reply before the close broke
         # (a per-run check's finding stays apart: the run may yet refute it)
         per_run = [f for f in findings if f.check.refuted_by is not None]

@@ -84,9 +84,9 @@ def no_silent_close(x: Exchange) -> Complaint | None:
         what = f"no complete reply to {_what_was_sent(x)}: {x.error}"
     else:
         return None
-    if close_identity(x)[0] == AFTER_ERRORS:
-        return (f"{what}, after {errors_by_then(x)} error replies (§7.8 allows giving up; "
-                f"§3.8: with 421 first)"), Level.SHOULD
+    if close_identity(x)[0] == AFTER_ERRORS:  # a server giving up: no rule broken (§7.8)
+        return (f"{what}, after {errors_by_then(x)} error replies: a server may give up on a "
+                f"client after repeated failed commands (§7.8)"), Level.INFO
     return f"{what}: only 221 to QUIT and 421 may be followed by a close (§3.8, §4.1.1.10)"
 
 
