@@ -76,6 +76,8 @@ MUST = Faults(
           "RSET before HELO answered 503"),
     Fault("second_ehlo_503", "hello_refusal_codes",  # §4.1.4: a later EHLO is fine
           "a second EHLO answered 503"),
+    # §4.1.4's MUST names EHLO; a HELO's codes are its §4.3.2 row's (OpenSMTPD's case)
+    Fault("second_helo_503", "reply_code_documented", "a second HELO answered 503"),
     Fault("rcpt_without_mail_502", "rcpt_requires_mail",  # §3.3: 503 must be returned
           "RCPT before MAIL answered 502"),
 )
@@ -246,6 +248,8 @@ class _Handler(SmtpHandler):
             self.reply("220 hello, this once")
         elif self.has("second_ehlo_503") and verb == "EHLO" and s.greeted:
             self.reply("503 Duplicate EHLO")
+        elif self.has("second_helo_503") and verb == "HELO" and s.greeted:
+            self.reply("503 Already identified")
         else:
             if not self.has("helo_keeps_transaction"):
                 s.mail, s.recipients = False, 0

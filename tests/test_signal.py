@@ -172,6 +172,17 @@ def test_the_rfcs_must_sentences_fail_under_rfc5321(pytester, fault, check, caus
 
 
 @pytest.mark.timeout(300)
+def test_a_second_helo_refused_is_judged_by_helos_row_not_by_ehlos_must(pytester):
+    """RFC 5321 §4.1.4's MUST (500, 501, 502 or 550) is about EHLO; 503 to a HELO is outside
+    HELO's §4.3.2 row, and that is the rule it breaks (OpenSMTPD's "Already identified")."""
+    with FaultServer("second_helo_503") as server:
+        report = run(pytester, server.address, "--smtp-profile=rfc5321")
+    finding = only(report, "WARN")
+    assert (finding["check"], finding["cause"], finding["cause_code"]) == (
+        "reply_code_documented", "HELO", 503)
+
+
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("profile", ["seed", "rfc821", "rfc5321"])
 def test_an_advertised_size_parameter_refused_with_555_fails_under_every_profile(pytester,
                                                                                profile):

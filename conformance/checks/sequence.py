@@ -52,14 +52,15 @@ HELLO_REFUSALS = frozenset({COMMAND_UNRECOGNISED, SYNTAX_ERROR, NOT_IMPLEMENTED,
 
 @check("hello_refusal_codes", level=Level.MUST, citation="RFC 5321 §4.1.4")
 def hello_refusal_codes(x: Exchange) -> Complaint | None:
-    """HELO or EHLO refused with a code §4.1.4 does not allow: a second EHLO answered 503,
-    say (a client may send one at any time; the server then resets as for RSET)."""
-    if x.group not in (V.HELO, V.EHLO) or x.reply is None or x.reply.first_digit != 5 or \
+    """EHLO refused with a code §4.1.4 does not allow: a second EHLO answered 503, say (a
+    client may send one at any time; the server then resets as for RSET). The MUST names
+    EHLO: a HELO's refusal codes are its row's (§4.3.2, ``reply_code_documented``)."""
+    if x.group != V.EHLO or x.reply is None or x.reply.first_digit != 5 or \
             x.reply.code in HELLO_REFUSALS or mid_message_out_of_sequence(x):
         return None
     again = " (not the session's first)" if x.before.state is not State.INIT else ""
-    return (f"{x.reply.code} to {x.group}{again}: a HELO/EHLO that is not acceptable must "
-            f"get 500, 501, 502, 504 or 550")
+    return (f"{x.reply.code} to EHLO{again}: an EHLO that is not acceptable must get 500, "
+            f"501, 502 or 550 (504 where a parameter is not implemented, §4.3.2)")
 
 
 @check("quit_closes", level=Level.MUST, citation="RFC 5321 §4.1.1.10")
