@@ -73,6 +73,9 @@ ESMTP = Faults(
     Fault("enforces_synchronization", None, "input ahead of a reply, unpipelined: 554"),
     Fault("only_bdat_mid_message", None,
           "between the chunks of a message, 503 to all but BDAT, RSET and QUIT (as Exim)"),
+    # STARTTLS over TLS is not offered (RFC 3207 §4.2), and no RFC gives its reply there.
+    Fault("starttls_again_503", None, "STARTTLS over TLS answered 503 (as Exim)"),
+    Fault("starttls_again_554", None, "STARTTLS over TLS answered 554 (as Postfix)"),
 )
 ESMTP_FAULTS: Mapping[str, str] = MappingProxyType(ESMTP.checks())  # fault -> its check
 ESMTP_DEFENCES = ESMTP.defences()  # the suite must report nothing for them
@@ -131,6 +134,8 @@ REPLIES: Mapping[str, _Reply] = MappingProxyType({
     "data_line_too_long": _r(554, "6.0", "Line too long in message data"),
     "unknown_parameter": _r(555, "5.4", "Parameter not recognized or not advertised"),
     "size_refused": _r(555, "5.5", "SIZE parameter not implemented"),  # on every profile
+    "not_advertised": _r(503, "5.5", "STARTTLS command used when not advertised"),  # Exim
+    "tls_active": _r(554, "5.5", "Error: TLS already active"),  # Postfix
 })
 CHALLENGE = 334  # RFC 4954 §4: "334" SP [base64]; a 3xx, so never an enhanced code
 LOGIN_PROMPTS = ("VXNlcm5hbWU6", "UGFzc3dvcmQ6")  # "Username:", "Password:"
@@ -475,6 +480,12 @@ class _Handler(SmtpHandler):
     def on_starttls(self, argument: str) -> bool:
         s = self.session
         context = self.server.tls
+        if s.tls and self.has("starttls_again_503"):
+            self.respond("not_advertised")
+            return True
+        if s.tls and self.has("starttls_again_554"):
+            self.respond("tls_active")
+            return True
         if not self.offered("STARTTLS") or s.tls or context is None:
             self.respond("not_implemented")  # RFC 3207 §4.2: not offered over TLS
             return True

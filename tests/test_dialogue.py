@@ -42,7 +42,8 @@ def test_the_fault_servers_views_are_its_declarations_by_group():
     defences = fault_server.DEFENCES
     assert set(every) == {*defences, *(name for view in views for name in view)}
     assert defences == {"enforces_synchronization"}
-    assert {"enforces_synchronization", "only_bdat_mid_message"} == esmtp_server.ESMTP_DEFENCES
+    assert {"enforces_synchronization", "only_bdat_mid_message", "starttls_again_503",
+            "starttls_again_554"} == esmtp_server.ESMTP_DEFENCES
     state = fault_server.STATE_FAULTS
     assert state["rcpt_without_mail_accepted"] == {"rcpt_requires_mail"}
     assert "helo_replies_220" not in state  # shown by the first HELO

@@ -46,6 +46,7 @@ from conformance.protocol.tables import get_profile
 from conformance.protocol.vocabulary import END_OF_DATA, GREETING
 from tests.esmtp_server import EsmtpServer
 from tests.fault_server import FaultServer
+from tests.tls_server import Certificates
 
 SEED, RFC5321 = get_profile("seed"), get_profile("rfc5321")
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
@@ -557,3 +558,20 @@ def test_two_servers_runs_keep_two_failure_files(pytester):
         str(server.address).replace(":", "_") for server in (first, second))
     assert {json.loads(path.read_text())["server"] for path in saved} == {
         str(first.address), str(second.address)}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("defence", ["starttls_again_503", "starttls_again_554"])
+def test_starttls_over_tls_refused_as_not_offered_is_no_failure(pytester, tmp_path, defence):
+    """RFC 3207 §4.2: over TLS, STARTTLS is not offered again, and no RFC gives its reply
+    there. Exim says 503 (as to any verb not advertised: no finding); Postfix says 554 (no
+    rule broken, a note)."""
+    context = Certificates(tmp_path).server_context()
+    with EsmtpServer(defence, tls=context) as server:
+        report = run(pytester, server.address)
+    assert failing(report) == failing(report, "WARN") == [], [
+        (f["check"], f["cause"], f["cause_code"]) for f in report["findings"]]
+    notes = [(f["check"], f["cause"], f["cause_code"], f["verdict"]) for f in report["findings"]
+             if f["cause"] == "STARTTLS"]
+    assert notes == ([] if defence.endswith("503") else
+                     [("reply_code_documented", "STARTTLS", 554, "INFO")])

@@ -14,9 +14,11 @@ from conformance.protocol.tables import (
     SERVICE_NOT_AVAILABLE,
     get_profile,
 )
+from conformance.protocol.vocabulary import UPGRADING_VERBS
 
 # A verb of an extension the session's EHLO did not offer may be refused as unknown (500),
-# not implemented (502, RFC 5321 §4.2.4) or out of sequence (503: offered later, after TLS).
+# not implemented (502, RFC 5321 §4.2.4) or out of sequence (503: offered later, after TLS);
+# so may STARTTLS over TLS, which is not offered again (RFC 3207 §4.2).
 _REFUSALS_OF_THE_UNOFFERED = frozenset({COMMAND_UNRECOGNISED, NOT_IMPLEMENTED, BAD_SEQUENCE})
 
 
@@ -37,9 +39,14 @@ def reply_code_documented(x: Exchange) -> Complaint | None:
     group = x.judged_as
     row = x.profile.row(group)
     code = x.reply.code
-    if row.allows(code) or (group != x.group and code in _REFUSALS_OF_THE_UNOFFERED) or \
-            mid_message_out_of_sequence(x):
+    offered_no_more = x.group in UPGRADING_VERBS and x.before.tls  # RFC 3207 §4.2
+    if row.allows(code) or mid_message_out_of_sequence(x) or \
+            ((group != x.group or offered_no_more) and code in _REFUSALS_OF_THE_UNOFFERED):
         return None
+    if offered_no_more and code // 100 == 5:
+        return (f"{code} to {x.group} over TLS: no RFC gives the reply to a STARTTLS the "
+                f"server no longer offers (RFC 3207 §4.2); a 5yz refusal is what a client "
+                f"needs"), Level.INFO
     # The RFC 821 table omits 421 for QUIT, TURN and the end of data.
     if code == SERVICE_NOT_AVAILABLE:
         return (f"421 is not in the {x.profile.name} row for {group} [{row.citation}], but "
