@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import conformance.strategies.extensions as ext
+from conformance.checks.extensions import SIZE_AFTER_QUOTE
 from conformance.engine.address import ServerAddress
 from conformance.engine.record import SYSTEMATIC, RunRecord
 from conformance.engine.settings import BUDGETS, DEFAULT_TIMEOUT, RunSettings, SessionSettings
@@ -182,11 +183,24 @@ def test_the_systematic_phase_alone_finds_a_size_hidden_behind_a_quote(certifica
     random walk only, so a baseline written on another seed did not hold)."""
     with EsmtpServer("quote_hides_parameters", tls=certificates.server_context()) as server:
         record = swept(server.address, credentials=Credentials(USERNAME, PASSWORD))
+    record.settle()
+    # Blamed on what set it off: the plain SIZE over the limit was refused.
     assert [(k.check, k.cause, k.code) for k in record.findings] == [
-        ("size_limit_enforced", "MAIL", 250)]
+        ("size_limit_enforced", SIZE_AFTER_QUOTE, 250)]
     with EsmtpServer(tls=certificates.server_context()) as server:  # and not without it
         record = swept(server.address, credentials=Credentials(USERNAME, PASSWORD))
     assert not record.findings
+
+
+@pytest.mark.timeout(120)
+def test_a_size_never_enforced_is_one_finding_on_mail_whatever_came_before_it(certificates):
+    """A server that takes any declared SIZE takes it after a '"' too: one behaviour (and the
+    message over the limit, a rule of its own)."""
+    with EsmtpServer("size_not_enforced", tls=certificates.server_context()) as server:
+        record = swept(server.address, credentials=Credentials(USERNAME, PASSWORD))
+    record.settle()
+    assert sorted((k.check, k.cause) for k in record.findings) == [
+        ("size_limit_enforced", "MAIL"), ("size_limit_enforced", "received data")]
 
 
 @pytest.mark.timeout(120)

@@ -144,15 +144,17 @@ def fold(findings: list[Finding]) -> list[Finding]:
     reply (``no_silent_close``) is the behaviour, every complaint about that reply goes with
     it, and it is graded by the strongest; else a general check's complaint goes with a
     specific one as strong as it or stronger. A server giving up after repeated errors
-    (graded INFO, RFC 5321 §7.8) is a behaviour of the session, not of this reply: what the
-    reply broke stays a finding of its own, and lends the close no grade."""
-    closing = [f for f in findings if f.check.id == "no_silent_close"
-               and f.level is not Level.INFO]
+    (graded INFO, RFC 5321 §7.8) keeps that grade: the reply's complaints go with it but
+    lend it none (what a server's other replies break is a finding there; where the close
+    followed one unusual input every time, ``RunRecord.consolidate`` joins it to that
+    input's close)."""
+    closing = [f for f in findings if f.check.id == "no_silent_close"]
     if closing:  # graded by the strongest rule the reply before the close broke
         # (a per-run check's finding stays apart: the run may yet refute it)
         per_run = [f for f in findings if f.check.refuted_by is not None]
         others = [f for f in findings if f is not closing[0] and f not in per_run]
-        strongest = min((f.level for f in [closing[0], *others]), key=LEVEL_ORDER.__getitem__)
+        strongest = closing[0].level if closing[0].level is Level.INFO else \
+            min((f.level for f in [closing[0], *others]), key=LEVEL_ORDER.__getitem__)
         also = [g for f in [closing[0], *others] for g in (f, *f.also) if g is not closing[0]]
         return [Finding(closing[0].check, strongest, closing[0].complaint, also), *per_run]
     specific = [f for f in findings if not f.check.general]
