@@ -41,6 +41,7 @@ from bench.harness import (
 )
 from conformance.engine import client as client_module
 from conformance.engine import session as session_module
+from conformance.protocol.errors import ReplyTimeout
 from conformance.search import systematic as systematic_module
 from conformance.search.machine import SMTPConformance
 
@@ -191,18 +192,46 @@ def profile_top(address: Any, seed: int, top: int) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def systematic_timer() -> Iterator[list[float]]:
-    """[seconds, exchanges] of the runs' systematic phases while active."""
+def listening_timer() -> Iterator[list[float]]:
+    """[seconds, count] of reads that ended with no reply while active: the probes' listens
+    for a reply that must not come (and any reply that never came)."""
     spent = [0.0, 0.0]
+    client = client_module.SMTPClient
+    read_reply = client.read_reply
+
+    def timed(self: Any, *, timeout: float | None = None) -> Any:
+        started = time.perf_counter()
+        try:
+            return read_reply(self, timeout=timeout)
+        except ReplyTimeout:
+            spent[0] += time.perf_counter() - started
+            spent[1] += 1
+            raise
+
+    client.read_reply = timed  # type: ignore[method-assign]
+    try:
+        yield spent
+    finally:
+        client.read_reply = read_reply  # type: ignore[method-assign]
+
+
+@contextmanager
+def systematic_timer(listening: list[float]) -> Iterator[list[float]]:
+    """[seconds, exchanges, seconds listening, listens] of the runs' systematic phases while
+    active (``listening``: a ``listening_timer``'s running totals)."""
+    spent = [0.0, 0.0, 0.0, 0.0]
     sweep = systematic_module.sweep
 
     def timed(machine: type[SMTPConformance]) -> Any:
         before, started = machine.state.activity.exchanges, time.perf_counter()
+        listened = list(listening)
         try:
             return sweep(machine)
         finally:
             spent[0] += time.perf_counter() - started
             spent[1] += machine.state.activity.exchanges - before
+            spent[2] += listening[0] - listened[0]
+            spent[3] += listening[1] - listened[1]
 
     systematic_module.sweep = timed
     try:
@@ -211,28 +240,35 @@ def systematic_timer() -> Iterator[list[float]]:
         systematic_module.sweep = sweep
 
 
-def phase_rates(phase: list[float], total_seconds: float, total_exchanges: float,
-                noop: float) -> dict[str, dict[str, float]]:
-    """Exchanges per second of the systematic phase and of the rest of the runs."""
-    rest = [total_seconds - phase[0], total_exchanges - phase[1]]
+def phase_rates(phase: list[float], listening: list[float], total_seconds: float,
+                total_exchanges: float, noop: float) -> dict[str, dict[str, float]]:
+    """Exchanges per second of the systematic phase and of the rest of the runs, and the
+    seconds each spent listening for replies that did not come."""
+    rest = [total_seconds - phase[0], total_exchanges - phase[1], listening[0] - phase[2],
+            listening[1] - phase[3]]
     return {name: {"seconds": round(s, 3), "exchanges": int(n),
                    "per_second": round(n / s) if s else 0,
-                   "ratio": round(n / s / noop, 4) if s else 0.0}
-            for name, (s, n) in (("systematic", phase), ("exploration", rest))}
+                   "ratio": round(n / s / noop, 4) if s else 0.0,
+                   "listening_seconds": round(heard, 3), "listens": int(listens)}
+            for name, (s, n, heard, listens) in (("systematic", phase), ("exploration", rest))}
 
 
 def measure(address: Any, rounds: int, seconds: float) -> dict[str, Any]:
     noops, rates, replays, runs = [], [], [], []
-    phase_spent = [0.0, 0.0]
+    phase_spent = [0.0, 0.0, 0.0, 0.0]
+    listened = [0.0, 0.0]
     layers: defaultdict[str, float] = defaultdict(float)
     total = collected = 0.0
     for seed in range(rounds):
         noops.append(noop_round_trips(address, seconds))
         with layer_timers() as spent, captured_sessions() as sessions, \
-                gc_timer() as gc_spent, systematic_timer() as phase:
+                gc_timer() as gc_spent, listening_timer() as listening, \
+                systematic_timer(listening) as phase:
             run = engine_run(address, seed=seed)
-        phase_spent[0] += phase[0]
-        phase_spent[1] += phase[1]
+        for i, part in enumerate(phase):
+            phase_spent[i] += part
+        for i, part in enumerate(listening):
+            listened[i] += part
         collected += gc_spent[0]
         replays.append(replayed_per_second(address, sessions))
         for name, seconds_in in spent.items():
@@ -261,7 +297,7 @@ def measure(address: Any, rounds: int, seconds: float) -> dict[str, Any]:
         # If everything but the I/O were free, the suite would run this fast: the server (and
         # the GIL it shares, when in-process) bounds it there.
         "ceiling_per_second": round(suite / io_share) if io_share else None,
-        "phases": phase_rates(phase_spent, total, exchanges, noop),
+        "phases": phase_rates(phase_spent, listened, total, exchanges, noop),
         "sessions_per_run": statistics.median(r["sessions"] for r in runs),
         "exchanges_per_run": statistics.median(r["exchanges"] for r in runs),
     }
@@ -301,7 +337,8 @@ def main() -> None:
           f"(ratio {result['replay_ratio']:.3f}: the server's cost of the mix)")
     for name, part in result["phases"].items():
         print(f"  {name + ' phase exchanges/s':32} {part['per_second']:>8}  "
-              f"(ratio {part['ratio']:.3f}, {part['seconds']:.1f}s)")
+              f"(ratio {part['ratio']:.3f}, {part['seconds']:.1f}s, of which "
+              f"{part['listening_seconds']:.1f}s in {part['listens']} listens)")
     print(f"  ceiling (if only I/O took time)  {result['ceiling_per_second']!s:>8}")
     print(f"  exchanges, sessions per run      {result['exchanges_per_run']:>8} "
           f"{result['sessions_per_run']}")
