@@ -75,9 +75,9 @@ class Exim(MTA):
         "relay_refused": "dc_relay_nets (the MAIN_RELAY_NETS macro): Debian's setup adds "
                          "127.0.0.1 : ::1, so a client on loopback (as in these runs) may "
                          "relay; a client elsewhere is refused unless listed there.",
-        "esmtp_parameters_advertised": "dsn_advertise_hosts (default unset): set to * it "
-                                       "advertises DSN, so the ENVID (and RET, NOTIFY, ORCPT) "
-                                       "Exim takes are then offered as well.",
+        "esmtp_parameters_advertised parameters of DSN, not advertised":
+            "dsn_advertise_hosts (default unset): set to * it advertises DSN, so the ENVID "
+            "(and RET, NOTIFY, ORCPT) Exim takes are then offered as well.",
     })
 
     # -- paths ---------------------------------------------------------------------------

@@ -87,6 +87,13 @@ class Sendmail(MTA):
         "relay_refused": "the access database: Debian's (examples/db/access) has "
                          "Connect:127 RELAY and Connect:IPv6:::1 RELAY, so a client on "
                          "loopback (as in these runs) may relay; without them it is refused.",
+        # Debian's sendmail.mc (kept here): confPRIVACY_FLAGS, PrivacyOptions in sendmail.cf
+        "reply_code_documented VRFY": "PrivacyOptions needvrfyhelo (Debian's "
+                                      "confPRIVACY_FLAGS): VRFY before HELO/EHLO gets 503; "
+                                      "without it, VRFY is answered in any state.",
+        "reply_code_documented EXPN": "PrivacyOptions needexpnhelo (Debian's "
+                                      "confPRIVACY_FLAGS): EXPN before HELO/EHLO gets 503; "
+                                      "without it, EXPN is answered in any state.",
     })
 
     @property

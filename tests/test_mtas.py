@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from conformance.checks import CHECKS
 from conformance.output.matrix import About, Target, make
 from mtas import base, catalog
 from tests.optional import missing
@@ -36,6 +37,15 @@ def test_every_mta_says_what_it_is():
         mta = catalog.mta_class(name)
         assert mta.name == name
         assert mta.local_domain.endswith(".test")  # RFC 2606: never a real domain
+
+
+def test_every_setting_names_a_check_and_what_it_changes():
+    """A setting is shown under the findings of its check ("check") or of one cause of it
+    ("check cause"): a key that names no check is shown nowhere."""
+    for name in catalog.MTAS:
+        for key, said in catalog.mta_class(name).settings.items():
+            assert key.split(" ", 1)[0] in CHECKS, (name, key)
+            assert said.strip(), (name, key)
 
 
 def daemons() -> set[str]:
