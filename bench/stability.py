@@ -27,7 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import RESULTS, engine_run, write_json
 from tests.esmtp_server import ESMTP_FAULTS, EsmtpServer
-from tests.fault_server import FAULTS, SHOULD_FAULTS, SMUGGLING_FAULTS, FaultServer
+from tests.fault_server import (
+    FAULTS,
+    NOTED_FAULTS,
+    SHOULD_FAULTS,
+    SMUGGLING_FAULTS,
+    FaultServer,
+)
 
 
 def findings_on_seeds(server: Any, seeds: int) -> dict[str, Any]:
@@ -65,7 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 2 <= args.seeds <= 20 or not 1 <= args.jobs <= 16:
         parser.error("--seeds in 2..20, --jobs in 1..16")
-    every = [*FAULTS, *SHOULD_FAULTS, *SMUGGLING_FAULTS, *(f"esmtp {f}" for f in ESMTP_FAULTS)]
+    every = [*FAULTS, *SHOULD_FAULTS, *NOTED_FAULTS, *SMUGGLING_FAULTS,
+             *(f"esmtp {f}" for f in ESMTP_FAULTS)]
     names = args.only or every
     if unknown := set(names) - set(every):
         parser.error(f"no such fault server: {', '.join(sorted(unknown))}")

@@ -86,7 +86,10 @@ SHOULD = Faults(
     Fault("noop_refuses_parameter", "noop_ignores_parameter", "NOOP with a parameter: 500"),
     Fault("tarpit", "reply_within_timeout",
           "from the fourth non-mail command of a session on, each reply waits 6 s"),
-    # As Exim does (§7.8: may give up; §3.8: with 421 first).
+)
+# Faults whose finding is a note (INFO): reported, never failing, even with --smtp-strict.
+NOTED = Faults(
+    # As Exim does: RFC 5321 §7.8 lets a server give up after repeated failed commands.
     Fault("closes_after_third_error", "no_silent_close",
           "the third error answered 500, then the close"),
 )
@@ -113,11 +116,12 @@ SMUGGLING = Faults(*(Fault(fault, "data_ends_only_at_crlf_dot_crlf", f"the data 
 # Shown only with --smtp-relay-check (tests/test_relay_check.py): without the fault, the
 # server refuses recipients at the relay check's domain, as one not their destination must.
 RELAY = Faults(Fault("open_relay", "relay_refused", "recipients at the relay domain taken"))
-ALL = MUST | SHOULD | DEFENDING | INTERMITTENT | SMUGGLING | RELAY
+ALL = MUST | SHOULD | NOTED | DEFENDING | INTERMITTENT | SMUGGLING | RELAY
 
 # Views by group: fault name -> the check that must catch it.
 FAULTS = MUST.checks()
 SHOULD_FAULTS = SHOULD.checks()
+NOTED_FAULTS = NOTED.checks()
 NONDETERMINISTIC = INTERMITTENT.checks()
 SMUGGLING_FAULTS = SMUGGLING.checks()
 RELAY_FAULTS = RELAY.checks()

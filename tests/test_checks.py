@@ -16,13 +16,20 @@ from conformance.protocol.replies import Reply
 from conformance.protocol.tables import get_profile
 from conformance.protocol.vocabulary import END_OF_DATA
 from tests.esmtp_server import ESMTP_FAULTS
-from tests.fault_server import FAULTS, RELAY_FAULTS, SHOULD_FAULTS, SMUGGLING_FAULTS
+from tests.fault_server import (
+    FAULTS,
+    NOTED_FAULTS,
+    RELAY_FAULTS,
+    SHOULD_FAULTS,
+    SMUGGLING_FAULTS,
+)
 
 READY = Session(state=State.READY)
 
 
 def test_every_check_has_a_fault_that_only_it_reports_first() -> None:
-    faults = {*FAULTS.values(), *SHOULD_FAULTS.values(), *ESMTP_FAULTS.values(),
+    faults = {*FAULTS.values(), *SHOULD_FAULTS.values(), *NOTED_FAULTS.values(),
+              *ESMTP_FAULTS.values(),
               *SMUGGLING_FAULTS.values(), *RELAY_FAULTS.values()}
     assert faults == set(CHECKS), "a check with no fault is unverified"
 

@@ -36,8 +36,9 @@ def test_every_declared_fault_names_a_check_that_exists_and_says_what_it_does(se
 
 def test_the_fault_servers_views_are_its_declarations_by_group():
     every = fault_server.ALL
-    views = (fault_server.FAULTS, fault_server.SHOULD_FAULTS, fault_server.NONDETERMINISTIC,
-             fault_server.SMUGGLING_FAULTS, fault_server.RELAY_FAULTS)
+    views = (fault_server.FAULTS, fault_server.SHOULD_FAULTS, fault_server.NOTED_FAULTS,
+             fault_server.NONDETERMINISTIC, fault_server.SMUGGLING_FAULTS,
+             fault_server.RELAY_FAULTS)
     assert all(check == every[name].check for view in views for name, check in view.items())
     defences = fault_server.DEFENCES
     assert set(every) == {*defences, *(name for view in views for name in view)}

@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from conformance.protocol.tables import PROFILES
-from tests.fault_server import FAULTS, NONDETERMINISTIC, SHOULD_FAULTS, FaultServer
+from tests.fault_server import (
+    FAULTS,
+    NONDETERMINISTIC,
+    NOTED_FAULTS,
+    SHOULD_FAULTS,
+    FaultServer,
+)
 
 FINDING = re.compile(r"\[(\w+)\] (MUST|SHOULD|INFO): ")  # a failure report's first line
 # --smtp-deliver: the fault servers are ours and keep nothing, so messages may be completed.
@@ -175,6 +181,15 @@ def test_should_faults_fail_only_when_strict(pytester, fault):
         _, report = run_checked(pytester, f"--server={server.address}", "--smtp-timeout=2",
                                 "--smtp-strict", "--smtp-examples=30")
     assert report["verdict"] in ("FAIL", "INCONCLUSIVE")
+
+
+@pytest.mark.parametrize("fault", list(NOTED_FAULTS))
+def test_noted_faults_never_fail_even_when_strict(pytester, fault):
+    with FaultServer(fault) as server:
+        _, report = run_checked(pytester, f"--server={server.address}", "--smtp-timeout=2",
+                                "--smtp-strict", "--smtp-examples=30")
+    assert report["verdict"] == "PASS"
+    assert (NOTED_FAULTS[fault], "INFO", "INFO") in findings(report)
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))
