@@ -15,12 +15,12 @@ from conformance.checks import CHECKS, Check
 from conformance.testing.faults import Faults
 from tests.batch_server import BATCH_FAULTS
 from tests.esmtp_server import ESMTP
-from tests.fault_server import MUST, RELAY, SHOULD, SMUGGLING
+from tests.fault_server import MUST, NOTED, RELAY, SHOULD, SMUGGLING
 from tests.hostile_server import HOSTILE
 
 # Each table of faults, by the test server that commits them.
 SERVERS: tuple[tuple[str, Faults], ...] = (
-    ("tests/fault_server.py", MUST | SHOULD | SMUGGLING | RELAY),
+    ("tests/fault_server.py", MUST | SHOULD | NOTED | SMUGGLING | RELAY),
     ("tests/esmtp_server.py", ESMTP),
     ("tests/batch_server.py", BATCH_FAULTS),
     ("tests/hostile_server.py", HOSTILE),

@@ -89,6 +89,9 @@ SHOULD = Faults(
 )
 # Faults whose finding is a note (INFO): reported, never failing, even with --smtp-strict.
 NOTED = Faults(
+    # As Exim's smtp_accept_max_nonmail (default 10): 554, and the connection dropped.
+    Fault("nonmail_limit", "session_limit",
+          "after 10 NOOP, HELP, VRFY or EXPN in a session: 554, then the close"),
     # As Exim does: RFC 5321 §7.8 lets a server give up after repeated failed commands.
     Fault("closes_after_third_error", "no_silent_close",
           "the third error answered 500, then the close"),
@@ -131,6 +134,8 @@ STATE_FAULTS = {name: {fault.check} for name, fault in MUST.items()
                 if fault.stateful and fault.check is not None}
 
 TARPIT_AFTER, TARPIT_DELAY = 3, 6.0
+NONMAIL_LIMIT = 10  # Exim's smtp_accept_max_nonmail default
+NONMAIL_VERBS = ("NOOP", "HELP", "VRFY", "EXPN")
 # A reverse-path, and the one parameter of the one extension EHLO offers (8BITMIME, RFC 6152).
 # ASCII only: no SMTPUTF8 here (RFC 5321 §2.4).
 MAIL_ARGUMENT = re.compile(r"FROM:<[\x20-\x3b=\x3f-\x7e]*>(?: BODY=(?:7BIT|8BITMIME))?",
@@ -145,6 +150,7 @@ class _Session:
     recipients: int = 0
     messages: int = 0
     non_mail: int = 0  # commands other than MAIL, RCPT and DATA (for the tarpit)
+    nonmail_limited: int = 0  # NOOP, HELP, VRFY and EXPN (for nonmail_limit)
     errors: int = 0  # 5yz replies so far
     closing: bool = False  # the last reply was the one to close after
 
@@ -213,6 +219,11 @@ class _Handler(SmtpHandler):
             return True
         if verb.upper() not in ("MAIL", "RCPT", "DATA"):
             self.session.non_mail += 1
+        if self.has("nonmail_limit") and verb.upper() in NONMAIL_VERBS:
+            self.session.nonmail_limited += 1
+            if self.session.nonmail_limited > NONMAIL_LIMIT:
+                self.reply("554 Too many nonmail commands")
+                return False
         if self.has("tarpit") and self.session.non_mail > TARPIT_AFTER and \
                 self.server.stopping.wait(TARPIT_DELAY):
             return False

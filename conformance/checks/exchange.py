@@ -54,6 +54,9 @@ class Exchange:
     # The server closed the connection after this reply, unasked, before the client sent
     # anything more (judged by ``no_silent_close``: only 221 to QUIT and 421 may do that).
     closed_unasked: bool = False
+    # The same command (its verb in any case), of a verb that leaves the state as it is, was
+    # taken in this state earlier in the session (judged by ``session_limit``).
+    taken_before: bool = False
 
     @property
     def is_probe(self) -> bool:

@@ -143,11 +143,18 @@ def fold(findings: list[Finding]) -> list[Finding]:
     """The findings of one exchange, one per behaviour: a close the server made after the
     reply (``no_silent_close``) is the behaviour, every complaint about that reply goes with
     it, and it is graded by the strongest; else a general check's complaint goes with a
-    specific one as strong as it or stronger. A server giving up after repeated errors
+    specific one as strong as it or stronger. A refusal of a command the session had taken
+    in the same state (``session_limit``) is the server limiting the session: every
+    complaint about that reply goes with it, a note. A server giving up after repeated errors
     (graded INFO, RFC 5321 §7.8) keeps that grade: the reply's complaints go with it but
     lend it none (what a server's other replies break is a finding there; where the close
     followed one unusual input every time, ``RunRecord.consolidate`` joins it to that
     input's close)."""
+    limited = [f for f in findings if f.check.id == "session_limit"]
+    if limited:  # a refusal that is the server's limit on the session: its complaints (a
+        # close, a code outside the row) are that limit, a note (RFC 5321 §7.8)
+        also = [g for f in findings for g in (f, *f.also) if g is not limited[0]]
+        return [Finding(limited[0].check, limited[0].level, limited[0].complaint, also)]
     closing = [f for f in findings if f.check.id == "no_silent_close"]
     if closing:  # graded by the strongest rule the reply before the close broke
         # (a per-run check's finding stays apart: the run may yet refute it)

@@ -11,6 +11,7 @@ from conformance.checks.exchange import (
     Identity,
     mid_message_out_of_sequence,
 )
+from conformance.checks.identity import session_wide
 from conformance.checks.registry import always, check
 from conformance.protocol import grammar
 from conformance.protocol.commands import Command
@@ -61,6 +62,20 @@ def hello_refusal_codes(x: Exchange) -> Complaint | None:
     again = " (not the session's first)" if x.before.state is not State.INIT else ""
     return (f"{x.reply.code} to EHLO{again}: an EHLO that is not acceptable must get 500, "
             f"501, 502 or 550 (504 where a parameter is not implemented, §4.3.2)")
+
+
+@check("session_limit", level=Level.INFO, citation="RFC 5321 §7.8", identity=session_wide,
+       state_known=always)
+def session_limit(x: Exchange) -> Complaint | None:
+    """A command this session had taken in the same state (NOOP, HELP, VRFY or EXPN, the
+    same line, its verb in any case), now refused: the server limits what a session may do
+    (Exim's smtp_accept_max_nonmail: 554 after ten such commands), a defence (§7.8), not a
+    rule of the command. What else the reply breaks goes with it (``fold``)."""
+    if not x.taken_before or x.reply is None or x.reply.first_digit not in (4, 5) or \
+            x.reply.code == SERVICE_NOT_AVAILABLE:
+        return None
+    return (f"{x.reply.code} to {x.group}, which this session had taken in the same state: "
+            f"the server limits the session's commands (a defence, §7.8)")
 
 
 @check("quit_closes", level=Level.MUST, citation="RFC 5321 §4.1.1.10")

@@ -43,7 +43,7 @@ from conformance.protocol.errors import (
     StopRun,
     TLSHandshakeFailed,
 )
-from conformance.protocol.model import Session, State, advance, closed, upgraded
+from conformance.protocol.model import Session, State, advance, closed, is_positive, upgraded
 from conformance.protocol.replies import Reply
 from conformance.protocol.tables import (
     AUTH_CHALLENGE,
@@ -67,6 +67,17 @@ def _raises(error: ServerError) -> Callable[[], Reply]:
     def fail() -> Reply:
         raise error
     return fail
+
+
+def _repeatable(sent: Sent | None, before: Session) -> tuple[State, bytes] | None:
+    """What identifies a command of a seed verb that leaves the state as it is (NOOP, HELP,
+    VRFY, EXPN) among a session's: its state and its line, case aside; None for others."""
+    if not isinstance(sent, Command) or sent.bare_line_break is not None:
+        return None
+    verb = VERBS.get(sent.group)
+    if verb is None or verb.extension is not None or verb.moves:
+        return None
+    return before.state, sent.line.upper()
 
 
 def not_sendable(command: Command, model: Session) -> str | None:
@@ -133,6 +144,9 @@ class CheckedSession:
         self.noted: list[FindingRecord] = []  # their records, as the run's record got them
         self.last_reply_time = 0.0  # seconds the session's last reply took (see _probe_wait)
         self.last_reply: Reply | None = None  # to the last exchange (None: none came)
+        # Commands this session had taken (state, line in upper case), of the verbs that
+        # leave the state as it is: the same one refused later is a limit on the session.
+        self.taken: set[tuple[State, bytes]] = set()
         # The session's last exchange that had a reply: a close found before the next command
         # was sent is judged on it (``_closed_after``).
         self.last_exchange: Exchange | None = None
@@ -168,6 +182,7 @@ class CheckedSession:
         self.upgrade, self.tls_failure = None, None
         self.last_reply_time = 0.0
         self.last_exchange = None
+        self.taken = set()
         greeting = self.checked_exchange(GREETING, None, lambda: self.client.connect(
             greeting_timeout=self.settings.reply_limit))
         if greeting is None and any(f.check.timing for f in self.findings):
@@ -378,9 +393,13 @@ class CheckedSession:
             closed_unasked = self.client.wait_for_close(timeout=self.timeout, quiet=True)
         self.record.coverage[(before.state.name, group, reply.code if reply else 0)] += 1
         self.cells[(before.state.name, group)] += 1
+        repeat = _repeatable(sent, before)
         exchange = Exchange(self.profile, before, group, sent, reply, error, closed_after,
                             late=late, timeout=self.timeout, variant_of=variant_of,
-                            batch=batch, unsolicited=second, closed_unasked=closed_unasked)
+                            batch=batch, unsolicited=second, closed_unasked=closed_unasked,
+                            taken_before=repeat is not None and repeat in self.taken)
+        if repeat is not None and reply is not None and is_positive(group, reply.code):
+            self.taken.add(repeat)
         if reply is not None:
             self.last_exchange, self.last_findings, self.last_noted = exchange, [], []
         findings = run_checks(exchange)

@@ -29,6 +29,10 @@ WHY = MappingProxyType({
     "hello_refusal_codes":
         "Clients fall back from EHLO to HELO on the codes the RFC allows; other codes make "
         "them give up on a server that could take the mail.",
+    "session_limit":
+        "A server that caps what one session may do answers the cap, not the command: a client "
+        "that opens a new session goes on; worth knowing for a client that sends many "
+        "commands in one.",
     "quit_closes":
         "A client ends the session with QUIT; a server that keeps the connection holds "
         "resources on both sides.",
