@@ -72,10 +72,17 @@ def session_limit(x: Exchange) -> Complaint | None:
     (Exim's smtp_accept_max_nonmail: 554 after ten such commands), a defence (§7.8), not a
     rule of the command. What else the reply breaks goes with it (``fold``)."""
     if not x.taken_before or x.reply is None or x.reply.first_digit not in (4, 5) or \
-            x.reply.code == SERVICE_NOT_AVAILABLE:
+            x.reply.code == SERVICE_NOT_AVAILABLE or _refused_for_its_case(x):
         return None
     return (f"{x.reply.code} to {x.group}, which this session had taken in the same state: "
             f"the server limits the session's commands (a defence, §7.8)")
+
+
+def _refused_for_its_case(x: Exchange) -> bool:
+    """Refused as unknown with its verb not in upper case: the verb's case is the question
+    (``verb_case_insensitive``, by the control probe), not a limit on the session."""
+    return isinstance(x.sent, Command) and x.sent.verb_as_sent != x.sent.verb and \
+        x.reply is not None and x.reply.code in (COMMAND_UNRECOGNISED, NOT_IMPLEMENTED)
 
 
 @check("quit_closes", level=Level.MUST, citation="RFC 5321 §4.1.1.10")

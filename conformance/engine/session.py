@@ -33,8 +33,9 @@ from conformance.engine.client import (
 )
 from conformance.engine.pacing import Activity, Adaptation, Pacer
 from conformance.engine.record import FindingRecord, RunRecord, records_for
+from conformance.engine.sending import not_sendable, repeat_key
 from conformance.engine.settings import SessionSettings
-from conformance.protocol.commands import Command, DataProbe, Message, Sent, Step, describe
+from conformance.protocol.commands import Command, DataProbe, Message, Sent, Step
 from conformance.protocol.credentials import WRONG
 from conformance.protocol.errors import (
     ClosedBeforeSent,
@@ -52,7 +53,7 @@ from conformance.protocol.tables import (
     SERVICE_NOT_AVAILABLE,
     SERVICE_READY,
 )
-from conformance.protocol.vocabulary import END_OF_DATA, GREETING, UPGRADING_VERBS, VERBS, V
+from conformance.protocol.vocabulary import END_OF_DATA, GREETING, UPGRADING_VERBS, V
 
 # The checks that judge a close the server made unasked (see ``CheckedSession._closed_after``).
 CLOSE_CHECKS = frozenset({"no_silent_close"})
@@ -67,33 +68,6 @@ def _raises(error: ServerError) -> Callable[[], Reply]:
     def fail() -> Reply:
         raise error
     return fail
-
-
-def _repeatable(sent: Sent | None, before: Session) -> tuple[State, bytes] | None:
-    """What identifies a command of a seed verb that leaves the state as it is (NOOP, HELP,
-    VRFY, EXPN) among a session's: its state and its line, case aside; None for others."""
-    if not isinstance(sent, Command) or sent.bare_line_break is not None:
-        return None
-    verb = VERBS.get(sent.group)
-    if verb is None or verb.extension is not None or verb.moves:
-        return None
-    return before.state, sent.line.upper()
-
-
-def not_sendable(command: Command, model: Session) -> str | None:
-    """Why no client sends ``command`` on its own in the state ``model``, or None: an answer
-    to an AUTH challenge outside its exchange (``authenticate`` sends those, RFC 4954 §4), or
-    data after an extension's command (BDAT's chunk) where that extension was not advertised
-    (RFC 3030 §2: a server that does not know BDAT reads the data as commands). A replay of
-    a session shortened past what made them legal skips them."""
-    if command.answers_challenge:
-        return f"{describe(command)}: an answer to an {command.group} challenge"
-    verb = VERBS.get(command.group)
-    extension = verb.extension if verb is not None else None
-    if extension is not None and command.line.partition(b"\r\n")[2] and \
-            extension not in model.extensions:
-        return f"{command.first_line!r} and what follows it: {extension} was not advertised"
-    return None
 
 
 @dataclass
@@ -393,7 +367,7 @@ class CheckedSession:
             closed_unasked = self.client.wait_for_close(timeout=self.timeout, quiet=True)
         self.record.coverage[(before.state.name, group, reply.code if reply else 0)] += 1
         self.cells[(before.state.name, group)] += 1
-        repeat = _repeatable(sent, before)
+        repeat = repeat_key(sent, before)
         exchange = Exchange(self.profile, before, group, sent, reply, error, closed_after,
                             late=late, timeout=self.timeout, variant_of=variant_of,
                             batch=batch, unsolicited=second, closed_unasked=closed_unasked,

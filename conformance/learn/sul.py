@@ -12,7 +12,8 @@ from aalpy.base import SUL
 
 from conformance.engine.address import ServerAddress
 from conformance.engine.record import RunRecord
-from conformance.engine.session import CheckedSession, RunState, not_sendable
+from conformance.engine.sending import not_sendable
+from conformance.engine.session import CheckedSession, RunState
 from conformance.engine.settings import SessionSettings
 from conformance.learn.alphabet import CLOSED, NO_REPLY, NOT_SENT, Letter, output_of
 from conformance.protocol.tables import START_MAIL_INPUT

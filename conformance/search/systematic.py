@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, replace
 
 from conformance.engine.pacing import ERRORS_PER_SESSION
-from conformance.engine.session import not_sendable
+from conformance.engine.sending import not_sendable
 from conformance.protocol.commands import Command
 from conformance.protocol.errors import TargetLost, TargetUnreachable
 from conformance.protocol.model import Session, State, is_positive
