@@ -189,7 +189,6 @@ NOT_A_VERB = {
     ("conformance/search/extension_steps.py", "STARTTLS"): "the EHLO keyword",
     ("conformance/search/plan.py", "STARTTLS"): "the EHLO keyword",
     ("conformance/search/plan.py", "AUTH"): "the EHLO keyword",
-    ("conformance/search/systematic.py", "STARTTLS"): "the EHLO keyword",
     ("conformance/strategies/extensions.py", "AUTH"): "the MAIL parameter (RFC 4954 §5)",
     ("conformance/strategies/commands.py", "MAIL"): "a string argument that looks like a verb",
 }

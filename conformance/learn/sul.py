@@ -17,7 +17,7 @@ from conformance.engine.session import CheckedSession, RunState
 from conformance.engine.settings import SessionSettings
 from conformance.learn.alphabet import CLOSED, NO_REPLY, NOT_SENT, Letter, output_of
 from conformance.protocol.tables import START_MAIL_INPUT
-from conformance.protocol.vocabulary import VERBS, V
+from conformance.search.systematic import send_move
 
 
 class Nondeterministic(Exception):
@@ -77,18 +77,9 @@ class ServerSUL(SUL):  # type: ignore[misc]  # AALpy has no type information
         # A run caps its sessions' commands once a server slows down (Adaptation); a query
         # must stay one session, or its later inputs would be answered by a new one.
         session.adaptation.max_commands = None
-        move = letter.move
-        if not_sendable(move.command, session.model) is not None:
+        if not_sendable(letter.command, session.model) is not None:
             return NOT_SENT  # a chunk where the session's EHLO offered no CHUNKING
-        if move.upgrade and VERBS[letter.group].extension in session.model.extensions and \
-                not session.model.tls:
-            settings = session.settings  # the handshake after a 220 (none: the session ends)
-            session.starttls(settings.tls_context, settings.tls_server_name)
-            reply = session.last_reply
-        elif move.answers or letter.group == V.AUTH:
-            reply = session.authenticate(move.command, move.answers)
-        else:
-            reply = session.send(move.command)
+        reply = send_move(session, letter.move)  # as the systematic phase sends it
         if reply is None:
             session.close()  # a later reply could answer the next input
             return NO_REPLY

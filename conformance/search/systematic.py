@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from conformance.engine.pacing import ERRORS_PER_SESSION
 from conformance.engine.sending import not_sendable
+from conformance.engine.session import CheckedSession
 from conformance.protocol.commands import Command
 from conformance.protocol.errors import TargetLost, TargetUnreachable
 from conformance.protocol.model import Session, State, is_positive
@@ -153,20 +154,14 @@ class Systematic:
     # --- sending ---------------------------------------------------------------------------
 
     def _move(self, move: Move) -> Reply | None:
-        """One move as its verb asks: STARTTLS upgrades where it is offered, AUTH answers its
-        challenges, DATA sends the message after a 354 (or, when not delivering, ends the
-        session: nothing meant as a command is ever sent as mail data). The reply to the
-        command (None: none, or an upgrade)."""
+        """One move (``send_move``), then after a 354 the message (or, when not delivering,
+        the end of the session: nothing meant as a command is ever sent as mail data). The
+        reply to the command (None: none, or not sendable here)."""
         session = self.session
-        reply = None
-        if not_sendable(move.command, session.model) is not None:
-            return None  # a chunk where this session's EHLO (or HELO) offered no CHUNKING
-        if move.upgrade and "STARTTLS" in session.model.extensions and not session.model.tls:
-            self._upgrade()
-        elif move.answers or move.command.group == V.AUTH:
-            reply = session.authenticate(move.command, move.answers)
-        else:
-            reply = self._send(move.command)
+        try:
+            reply = send_move(session, move)
+        except TargetUnreachable as error:  # it answered when the run began
+            raise TargetLost(str(error)) from None
         if session.model.state is State.DATA:
             if move.message is not None and self.settings.deliver:
                 session.send_message(move.message)
@@ -202,6 +197,23 @@ class Systematic:
         if self.session.model.state is State.DATA:
             self.machine.exploration.probes[case.argument] += 1
             self.session.send_probe(planned.smuggled_probe(case.argument))
+
+
+def send_move(session: CheckedSession, move: Move) -> Reply | None:
+    """One move's command as its verb asks: STARTTLS with its TLS handshake where this
+    session's EHLO offered it (the reply is STARTTLS's), AUTH answering its challenges,
+    anything else as one command. None: no reply, or not sendable in this state (a chunk
+    where this session's EHLO, or HELO, offered no CHUNKING)."""
+    command, model = move.command, session.model
+    if not_sendable(command, model) is not None:
+        return None
+    if move.upgrade and VERBS[command.group].extension in model.extensions and not model.tls:
+        settings = session.settings
+        session.starttls(settings.tls_context, settings.tls_server_name)
+        return session.last_reply
+    if move.answers or command.group == V.AUTH:
+        return session.authenticate(command, move.answers)
+    return session.send(command)
 
 
 def sweep(machine: type[SMTPConformance]) -> Outcome:
